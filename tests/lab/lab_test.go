@@ -1,0 +1,59 @@
+package lab
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestTwoNamespacesPing builds two namespaces joined by a veth pair and pings across; then a third behind a
+// router namespace, to prove addresses, routes and forwarding.
+func TestTwoNamespacesPing(t *testing.T) {
+	l := New(t, "ping")
+	a := l.Namespace("a")
+	b := l.Namespace("b")
+	l.Link(a, "eth0", "10.200.0.1/24", b, "eth0", "10.200.0.2/24")
+	if err := a.Ping("10.200.0.2", 2); err != nil {
+		t.Fatalf("ping across the veth: %v", err)
+	}
+
+	c := l.Namespace("c")
+	l.Link(b, "eth1", "10.201.0.1/24", c, "eth0", "10.201.0.2/24")
+	b.EnableForwarding()
+	a.AddRoute("10.201.0.0/24", "10.200.0.2")
+	c.AddRoute("default", "10.201.0.1")
+	if err := a.Ping("10.201.0.2", 2); err != nil {
+		t.Fatalf("ping through the router namespace: %v", err)
+	}
+	// An address nobody has must not answer: the ping helper can fail.
+	if err := a.Ping("10.201.0.99", 1); err == nil {
+		t.Fatal("ping to an absent host succeeded")
+	}
+}
+
+func TestProcessOutputAndCleanup(t *testing.T) {
+	l := New(t)
+	a := l.Namespace("p")
+	p := a.Start("sh", "-c", "echo ready; sleep 60")
+	if err := p.WaitOutput(Within(t, 5*time.Second), "ready"); err != nil {
+		t.Fatal(err)
+	}
+	p.Stop()
+	if exited, _ := p.Exited(); !exited {
+		t.Fatal("process still running after Stop")
+	}
+	q := a.Start("sh", "-c", "echo bye")
+	err := q.WaitOutput(Within(t, 5*time.Second), "never printed")
+	if err == nil || !strings.Contains(err.Error(), "ended") {
+		t.Fatalf("WaitOutput on an ended process = %v, want an 'ended' error", err)
+	}
+}
+
+func TestNamespaceIsolation(t *testing.T) {
+	l := New(t)
+	a := l.Namespace("iso")
+	out := a.MustRun("ip", "-o", "link", "show")
+	if strings.Contains(out, "eth0") || !strings.Contains(out, "lo") {
+		t.Fatalf("a fresh namespace should hold only lo, got:\n%s", out)
+	}
+}
