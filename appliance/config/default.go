@@ -1,0 +1,15 @@
+package config
+
+import _ "embed"
+
+//go:embed default.json
+var defaultJSON []byte
+
+// Default returns the configuration a new appliance boots with: its host name and a management address on eth0.
+func Default() *Config {
+	c, err := Unmarshal(defaultJSON)
+	if err != nil {
+		panic("config: embedded default does not parse: " + err.Error()) // caught by TestDefaultIsValid
+	}
+	return c
+}

@@ -1,0 +1,588 @@
+package config
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"net/netip"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// Problem is one thing wrong with a configuration: where, what value, what is wrong, and how to fix it.
+type Problem struct {
+	Path    string `json:"path"`    // dotted path, e.g. sslvpn.servers.main.pool
+	Value   string `json:"value"`   // the offending value as the admin wrote it ("" when missing)
+	Message string `json:"message"` // what is wrong
+	Fix     string `json:"fix"`     // what to do about it
+}
+
+func (p Problem) String() string {
+	s := p.Path + ": " + p.Message
+	if p.Fix != "" {
+		s += "; " + p.Fix
+	}
+	return s
+}
+
+// Problems is every problem a validation found. As an error it lists them one per line.
+type Problems []Problem
+
+func (ps Problems) Error() string {
+	lines := make([]string, len(ps))
+	for i, p := range ps {
+		lines[i] = p.String()
+	}
+	return fmt.Sprintf("%d configuration problem(s):\n  %s", len(ps), strings.Join(lines, "\n  "))
+}
+
+// Validate checks an effective configuration (WithDefaults applied) and returns every problem it has, in a stable
+// order; nil when it is good.
+func Validate(c *Config) Problems {
+	v := &validator{}
+	v.schema(reflect.ValueOf(c).Elem(), nil)
+	v.system(c)
+	v.ipsec(c)
+	v.sslvpn(c)
+	v.users(c)
+	v.pki(c)
+	v.api(c)
+	if len(v.ps) == 0 {
+		return nil
+	}
+	return v.ps
+}
+
+type validator struct{ ps Problems }
+
+func (v *validator) add(path []string, value any, fix string, format string, args ...any) {
+	v.ps = append(v.ps, Problem{Path: strings.Join(path, "."), Value: fmt.Sprint(value), Message: fmt.Sprintf(format, args...), Fix: fix})
+}
+
+func p(parts ...string) []string { return parts }
+
+// schema checks what set lines check at once but JSON loaded from disk or the API could bypass: keys, enums and
+// ranges.
+func (v *validator) schema(rv reflect.Value, path []string) {
+	for _, f := range fieldsOf(rv.Type()) {
+		fv := rv.Field(f.index)
+		fp := append(slices.Clip(path), f.name)
+		switch kindOf(f.typ) {
+		case Container:
+			v.schema(fv, fp)
+		case Tag:
+			for _, k := range mapKeys(fv) {
+				kp := append(slices.Clip(fp), k)
+				if err := checkKey(f.key, k); err != nil {
+					v.add(kp, k, "rename the entry", "%v", err)
+				}
+				if ev := fv.MapIndex(reflect.ValueOf(k)); !ev.IsNil() {
+					v.schema(ev.Elem(), kp)
+				}
+			}
+		case Leaf:
+			if !fv.IsZero() {
+				v.leaf(f, fv, fp)
+			}
+		case Multi:
+			for j := range fv.Len() {
+				v.leaf(f, fv.Index(j), fp)
+			}
+		}
+	}
+}
+
+func (v *validator) leaf(f field, fv reflect.Value, path []string) {
+	s := formatValue(fv)
+	if len(f.enum) > 0 && !slices.Contains(f.enum, s) {
+		v.add(path, s, "use one of "+strings.Join(f.enum, ", "), "%q is not an allowed value", s)
+	}
+	if f.ranged {
+		var n int64
+		switch fv.Kind() {
+		case reflect.Int, reflect.Int32, reflect.Int64:
+			n = fv.Int()
+		case reflect.Uint16, reflect.Uint32, reflect.Uint64:
+			n = int64(fv.Uint())
+		}
+		if n < f.lo || n > f.hi {
+			v.add(path, s, fmt.Sprintf("use a number from %d to %d", f.lo, f.hi), "%s is out of range", s)
+		}
+	}
+}
+
+var (
+	hostLabel = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$`)
+	hexSHA256 = regexp.MustCompile(`^[0-9a-f]{64}$`)
+)
+
+func validHostName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, l := range strings.Split(s, ".") {
+		if !hostLabel.MatchString(l) {
+			return false
+		}
+	}
+	return true
+}
+
+func (v *validator) system(c *Config) {
+	s := &c.System
+	if !validHostName(s.HostName) || strings.Contains(s.HostName, ".") {
+		v.add(p("system", "host-name"), s.HostName, "use letters, digits and '-', at most 63, e.g. branch-gw1",
+			"%q is not a host name", s.HostName)
+	}
+	if s.DomainName != "" && !validHostName(s.DomainName) {
+		v.add(p("system", "domain-name"), s.DomainName, "use a DNS domain such as example.com", "%q is not a domain name", s.DomainName)
+	}
+	type owner struct {
+		ifname string
+		pfx    netip.Prefix
+	}
+	var seen []owner
+	for _, name := range sortedKeys(s.Interfaces) {
+		ifc := s.Interfaces[name]
+		for _, a := range ifc.Addresses {
+			path := p("system", "interfaces", name, "address")
+			if a.Addr().Is4() && a.Bits() < 31 && (a.Addr() == a.Masked().Addr() || a.Addr() == lastAddr(a)) {
+				v.add(path, a, "give the interface a host address inside the network, e.g. "+a.Masked().Addr().Next().String()+"/"+fmt.Sprint(a.Bits()),
+					"%s is the network or broadcast address of its subnet", a)
+				continue
+			}
+			for _, o := range seen {
+				switch {
+				case o.pfx.Addr() == a.Addr():
+					v.add(path, a, "remove one of them", "%s is also on interface %s", a.Addr(), o.ifname)
+				case o.pfx.Masked().Overlaps(a.Masked()) && o.ifname != name:
+					v.add(path, a, "put each interface on its own network", "%s overlaps %s on interface %s", a.Masked(), o.pfx.Masked(), o.ifname)
+				}
+			}
+			seen = append(seen, owner{name, a})
+		}
+	}
+	for _, dst := range sortedKeys(s.StaticRoutes) {
+		r := s.StaticRoutes[dst]
+		path := p("system", "static-routes", dst, "next-hop")
+		if !r.NextHop.IsValid() {
+			v.add(path, "", "set system static-routes "+dst+" next-hop ADDRESS", "a static route needs a next hop")
+			continue
+		}
+		onLink := false
+		for _, o := range seen {
+			onLink = onLink || (o.pfx.Masked().Contains(r.NextHop) && !s.Interfaces[o.ifname].Disable)
+		}
+		if !onLink {
+			v.add(path, r.NextHop, "use a gateway inside the network of an enabled interface, or add that interface's address",
+				"%s is not inside any interface's network", r.NextHop)
+		}
+	}
+	for i, d := range s.DNS.SearchDomains {
+		if !validHostName(d) {
+			v.add(p("system", "dns", "search-domain"), d, "use a DNS domain such as example.com", "search domain %d %q is not a domain name", i+1, d)
+		}
+	}
+	for _, srv := range s.NTP.Servers {
+		if _, err := netip.ParseAddr(srv); err != nil && !validHostName(srv) {
+			v.add(p("system", "ntp", "server"), srv, "use a host name or an IP address", "%q is neither a host name nor an address", srv)
+		}
+	}
+}
+
+// lastAddr is the broadcast address of an IPv4 prefix.
+func lastAddr(pfx netip.Prefix) netip.Addr {
+	a := pfx.Masked().Addr().As4()
+	host := uint32(1)<<(32-pfx.Bits()) - 1
+	n := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3]) | host
+	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
+}
+
+// network checks that a prefix names a network (no host bits) of the wanted family.
+func (v *validator) network(path []string, pfx netip.Prefix, ipv4Only bool) bool {
+	switch {
+	case !pfx.IsValid():
+		v.add(path, "", "write it as ADDRESS/LENGTH, e.g. 10.0.0.0/24", "not a network")
+	case pfx.Masked() != pfx:
+		v.add(path, pfx, "use "+pfx.Masked().String(), "%s has host bits set", pfx)
+	case ipv4Only && !pfx.Addr().Is4():
+		v.add(path, pfx, "use an IPv4 network", "%s is not IPv4; this feature is IPv4 only", pfx)
+	default:
+		return true
+	}
+	return false
+}
+
+var pskPattern = regexp.MustCompile(`^[A-Za-z0-9._]{8,64}$`)
+
+// awsReservedInside are the inside /30s the cloud refuses for tunnels.
+var awsReservedInside = []string{"169.254.0.0/30", "169.254.1.0/30", "169.254.2.0/30", "169.254.3.0/30",
+	"169.254.4.0/30", "169.254.5.0/30", "169.254.169.252/30"}
+
+func (v *validator) ipsec(c *Config) {
+	linkLocal := netip.MustParsePrefix("169.254.0.0/16")
+	for _, name := range sortedKeys(c.IPsec.Connections) {
+		conn := c.IPsec.Connections[name]
+		base := p("ipsec", "connections", name)
+		for _, n := range conn.LocalNetworks {
+			v.network(append(slices.Clip(base), "local-network"), n, true)
+		}
+		for _, n := range conn.RemoteNetworks {
+			v.network(append(slices.Clip(base), "remote-network"), n, true)
+		}
+		if len(conn.LocalNetworks) == 0 {
+			v.add(append(slices.Clip(base), "local-network"), "", "set "+strings.Join(base, " ")+" local-network 10.0.0.0/16",
+				"a connection needs at least one local network")
+		}
+		switch conn.Routing {
+		case "static":
+			if len(conn.RemoteNetworks) == 0 {
+				v.add(append(slices.Clip(base), "remote-network"), "", "set "+strings.Join(base, " ")+" remote-network NETWORK, or use routing bgp",
+					"static routing needs at least one remote network")
+			}
+		case "bgp":
+			if conn.BGP.LocalASN == 0 {
+				v.add(append(slices.Clip(base), "bgp", "local-asn"), "", "set the customer gateway's ASN, e.g. 65000", "routing bgp needs a local ASN")
+			}
+		}
+		if n := len(conn.Tunnels); n < 1 || n > 2 {
+			v.add(append(slices.Clip(base), "tunnels"), n, "configure tunnel1 and tunnel2 as the cloud's configuration file gives them",
+				"a connection has one or two tunnels, not %d", n)
+		}
+		var insides []netip.Prefix
+		for _, tn := range sortedKeys(conn.Tunnels) {
+			t := conn.Tunnels[tn]
+			tp := append(slices.Clip(base), "tunnels", tn)
+			if !t.RemoteAddress.IsValid() {
+				v.add(append(slices.Clip(tp), "remote-address"), "", "set the cloud gateway's outside address", "missing")
+			}
+			if !t.LocalAddress.IsValid() {
+				v.add(append(slices.Clip(tp), "local-address"), "", "set this appliance's outside address", "missing")
+			}
+			switch {
+			case t.PreSharedKey == "":
+				v.add(append(slices.Clip(tp), "pre-shared-key"), "", "set the key from the cloud's configuration file", "missing")
+			case !pskPattern.MatchString(t.PreSharedKey) || t.PreSharedKey[0] == '0':
+				v.add(append(slices.Clip(tp), "pre-shared-key"), "(hidden)",
+					"use 8-64 characters of letters, digits, '.' and '_', not starting with 0",
+					"the pre-shared key breaks the cloud's rules (%d characters)", len(t.PreSharedKey))
+			}
+			ip := append(slices.Clip(tp), "inside-cidr")
+			switch {
+			case !t.InsideCIDR.IsValid():
+				v.add(ip, "", "set a /30 inside 169.254.0.0/16, e.g. 169.254.10.0/30", "missing")
+			case t.InsideCIDR.Bits() != 30 || !linkLocal.Contains(t.InsideCIDR.Addr()) || t.InsideCIDR.Masked() != t.InsideCIDR:
+				v.add(ip, t.InsideCIDR, "use a /30 network inside 169.254.0.0/16, e.g. 169.254.10.0/30", "%s is not a /30 network in 169.254.0.0/16", t.InsideCIDR)
+			case slices.Contains(awsReservedInside, t.InsideCIDR.String()):
+				v.add(ip, t.InsideCIDR, "choose another /30; these are reserved: "+strings.Join(awsReservedInside, ", "), "%s is reserved", t.InsideCIDR)
+			default:
+				for _, o := range insides {
+					if o == t.InsideCIDR {
+						v.add(ip, t.InsideCIDR, "give each tunnel its own /30", "both tunnels use %s", o)
+					}
+				}
+				insides = append(insides, t.InsideCIDR)
+			}
+			if t.ESP.Lifetime >= t.IKE.Lifetime {
+				v.add(append(slices.Clip(tp), "esp", "lifetime"), t.ESP.Lifetime,
+					fmt.Sprintf("use less than the IKE lifetime %d (the cloud's defaults are 3600 and 28800)", t.IKE.Lifetime),
+					"the phase 2 lifetime must be below the phase 1 lifetime")
+			}
+			for _, ph := range []struct {
+				name string
+				ph   Phase
+			}{{"ike", t.IKE}, {"esp", t.ESP}} {
+				for _, g := range ph.ph.DHGroups {
+					if !slices.Contains([]int{2, 5, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24}, g) {
+						v.add(append(slices.Clip(tp), ph.name, "dh-group"), g, "use 2, 5 or 14-24", "DH group %d is not offered by the cloud", g)
+					}
+				}
+				if t.RekeyMargin >= ph.ph.Lifetime {
+					v.add(append(slices.Clip(tp), "rekey-margin"), t.RekeyMargin, fmt.Sprintf("use less than the %s lifetime %d", ph.name, ph.ph.Lifetime),
+						"the rekey margin is not below the %s lifetime", ph.name)
+				}
+			}
+			if t.DPD.Timeout <= t.DPD.Delay {
+				v.add(append(slices.Clip(tp), "dpd", "timeout"), t.DPD.Timeout, fmt.Sprintf("use more than the delay %d (the cloud uses 30 with delay 10)", t.DPD.Delay),
+					"the DPD timeout must be longer than the DPD delay")
+			}
+		}
+	}
+}
+
+// Capacity is how many clients a pool holds in a topology: subnet keeps the network, broadcast and server
+// addresses; net30 gives each client a /30 and keeps the first /30 for the server.
+func Capacity(pool netip.Prefix, topology string) int {
+	hostBits := pool.Addr().BitLen() - pool.Bits()
+	if hostBits > 24 {
+		hostBits = 24 // a /8 is more than any server holds; avoid overflow on IPv6
+	}
+	size := 1 << hostBits
+	if topology == "net30" {
+		return max(size/4-1, 0)
+	}
+	return max(size-3, 0)
+}
+
+// smallestPool returns the prefix length of the smallest pool that holds n clients in a topology.
+func smallestPool(n int, topology string) int {
+	for bits := 30; bits > 8; bits-- {
+		if Capacity(netip.PrefixFrom(netip.IPv4Unspecified(), bits), topology) >= n {
+			return bits
+		}
+	}
+	return 8
+}
+
+func (v *validator) sslvpn(c *Config) {
+	type used struct {
+		what string
+		pfx  netip.Prefix
+	}
+	var nets []used
+	for _, name := range sortedKeys(c.IPsec.Connections) {
+		for _, n := range c.IPsec.Connections[name].RemoteNetworks {
+			nets = append(nets, used{"ipsec.connections." + name + ".remote-network " + n.String(), n})
+		}
+		for _, n := range c.IPsec.Connections[name].LocalNetworks {
+			nets = append(nets, used{"ipsec.connections." + name + ".local-network " + n.String(), n})
+		}
+	}
+	for _, name := range sortedKeys(c.SSLVPN.Services) {
+		svc := c.SSLVPN.Services[name]
+		for _, n := range svc.LocalNetworks {
+			if v.network(p("sslvpn", "services", name, "local-network"), n, true) {
+				nets = append(nets, used{"sslvpn.services." + name + ".local-network " + n.String(), n})
+			}
+		}
+	}
+	type listen struct {
+		what string
+		addr netip.Addr
+		port int
+	}
+	var listens []listen
+	ids := map[string]string{}
+	for _, name := range sortedKeys(c.SSLVPN.Servers) {
+		s := c.SSLVPN.Servers[name]
+		base := p("sslvpn", "servers", name)
+		at := func(leaf ...string) []string { return append(slices.Clip(base), leaf...) }
+		if s.ID != "" {
+			if other, dup := ids[s.ID]; dup {
+				v.add(at("id"), s.ID, "give each server its own id", "server %s has the same id", other)
+			}
+			ids[s.ID] = name
+		}
+		var svc *VPNService
+		switch {
+		case s.Service == "":
+			v.add(at("service"), "", "set "+strings.Join(base, " ")+" service NAME (an sslvpn services entry)", "a server needs the VPN service it serves")
+		case c.SSLVPN.Services[s.Service] == nil:
+			v.add(at("service"), s.Service, "use one of: "+strings.Join(sortedKeys(c.SSLVPN.Services), ", "), "no sslvpn service %q", s.Service)
+		default:
+			svc = c.SSLVPN.Services[s.Service]
+			for _, other := range sortedKeys(c.SSLVPN.Servers) {
+				if other < name && c.SSLVPN.Servers[other].Service == s.Service {
+					v.add(at("service"), s.Service, "create another VPN service for a second server", "service %q already has server %s; one SSL-VPN per VPN service", s.Service, other)
+				}
+			}
+		}
+		if !s.Pool.IsValid() {
+			v.add(at("pool"), "", "set "+strings.Join(base, " ")+" pool 10.8.0.0/24", "a server needs a client address pool")
+		} else if v.network(at("pool"), s.Pool, true) {
+			if got := Capacity(s.Pool, s.Topology); got < s.MaxSessions {
+				how := "one address each"
+				if s.Topology == "net30" {
+					how = "a /30 each, one kept for the server"
+				}
+				v.add(at("pool"), s.Pool, fmt.Sprintf("use a /%d or larger", smallestPool(s.MaxSessions, s.Topology)),
+					"%s holds %d clients in %s topology (%s), fewer than max-sessions %d", s.Pool, got, s.Topology, how, s.MaxSessions)
+			}
+			for _, n := range nets {
+				if n.pfx.Overlaps(s.Pool) {
+					v.add(at("pool"), s.Pool, "choose a pool that overlaps none of the networks it routes to", "%s overlaps %s", s.Pool, n.what)
+				}
+			}
+			for _, ifname := range sortedKeys(c.System.Interfaces) {
+				for _, a := range c.System.Interfaces[ifname].Addresses {
+					if a.Masked().Overlaps(s.Pool) {
+						v.add(at("pool"), s.Pool, "choose a pool outside the interfaces' networks", "%s overlaps interface %s network %s", s.Pool, ifname, a.Masked())
+					}
+				}
+			}
+			nets = append(nets, used{strings.Join(at("pool"), ".") + " " + s.Pool.String(), s.Pool})
+		}
+		if s.CA == "" {
+			v.add(at("ca"), "", "set "+strings.Join(base, " ")+" ca NAME (a pki ca entry)", "a server needs the CA that issues its client certificates")
+		} else if c.PKI.CAs[s.CA] == nil {
+			v.add(at("ca"), s.CA, "use one of: "+strings.Join(sortedKeys(c.PKI.CAs), ", "), "no pki ca %q", s.CA)
+		}
+		if s.Certificate != "" && c.PKI.Certificates[s.Certificate] == nil {
+			v.add(at("certificate"), s.Certificate, "use one of: "+strings.Join(sortedKeys(c.PKI.Certificates), ", "), "no pki certificate %q", s.Certificate)
+		}
+		if s.Disable {
+			continue
+		}
+		var addr netip.Addr
+		if svc != nil {
+			addr = svc.ExternalAddress
+		}
+		ports := []listen{}
+		if !s.OpenVPN.Disable {
+			ports = append(ports, listen{name + " openvpn tcp", addr, s.OpenVPN.TCPPort}, listen{name + " openvpn udp", addr, -s.OpenVPN.UDPPort})
+		}
+		if !s.AnyConnect.Disable {
+			// AnyConnect shares the TCP port with OpenVPN by design, so only a clash with another server counts.
+			if s.OpenVPN.Disable || s.AnyConnect.Port != s.OpenVPN.TCPPort {
+				ports = append(ports, listen{name + " anyconnect tcp", addr, s.AnyConnect.Port})
+			}
+			if s.OpenVPN.Disable || s.AnyConnect.Port != s.OpenVPN.UDPPort {
+				ports = append(ports, listen{name + " anyconnect dtls", addr, -s.AnyConnect.Port})
+			}
+		}
+		for _, l := range ports {
+			for _, o := range listens {
+				if o.port == l.port && (o.addr == l.addr || !o.addr.IsValid() || !l.addr.IsValid()) {
+					v.add(at(), name, "give each server its own port or external address", "%s listens on the same port %d as %s", l.what, abs(l.port), o.what)
+				}
+			}
+		}
+		listens = append(listens, ports...)
+		for _, d := range s.DNS {
+			if !d.Is4() {
+				v.add(at("dns"), d, "use an IPv4 address", "%s is not IPv4", d)
+			}
+		}
+	}
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
+}
+
+func (v *validator) users(c *Config) {
+	for _, name := range sortedKeys(c.Users) {
+		u := c.Users[name]
+		if u.PasswordHash != "" && !strings.HasPrefix(u.PasswordHash, "$2") {
+			v.add(p("users", name, "password-hash"), "(hidden)", "set the password with `set users "+name+" password-hash` from `toride generate password-hash`",
+				"not a bcrypt hash")
+		}
+	}
+}
+
+func (v *validator) pki(c *Config) {
+	for _, name := range sortedKeys(c.PKI.CAs) {
+		ca := c.PKI.CAs[name]
+		base := p("pki", "ca", name)
+		cert := v.certificate(append(slices.Clip(base), "certificate"), ca.Certificate)
+		if cert != nil && !cert.IsCA {
+			v.add(append(slices.Clip(base), "certificate"), cert.Subject.String(), "use a CA certificate (basic constraints CA:TRUE)", "not a CA certificate")
+		}
+		if ca.PrivateKey != "" {
+			v.privateKey(append(slices.Clip(base), "private-key"), ca.PrivateKey, cert)
+		}
+		if ca.CRL != "" {
+			block, _ := pem.Decode([]byte(ca.CRL))
+			if block == nil || block.Type != "X509 CRL" {
+				v.add(append(slices.Clip(base), "crl"), "", "load the CRL through the API or `toride load crl`, which accept PEM or DER", "not a PEM X509 CRL")
+			} else if crl, err := x509.ParseRevocationList(block.Bytes); err != nil {
+				v.add(append(slices.Clip(base), "crl"), "", "load a valid CRL", "cannot parse the CRL: %v", err)
+			} else if cert != nil {
+				if err := crl.CheckSignatureFrom(cert); err != nil {
+					v.add(append(slices.Clip(base), "crl"), crl.Issuer.String(), "load the CRL issued by this CA", "the CRL is not signed by this CA: %v", err)
+				}
+			}
+		}
+	}
+	for _, name := range sortedKeys(c.PKI.Certificates) {
+		ce := c.PKI.Certificates[name]
+		base := p("pki", "certificates", name)
+		cert := v.certificate(append(slices.Clip(base), "certificate"), ce.Certificate)
+		if ce.PrivateKey == "" {
+			v.add(append(slices.Clip(base), "private-key"), "", "set the certificate's private key in PEM", "missing")
+		} else {
+			v.privateKey(append(slices.Clip(base), "private-key"), ce.PrivateKey, cert)
+		}
+	}
+}
+
+func (v *validator) certificate(path []string, text string) *x509.Certificate {
+	if text == "" {
+		v.add(path, "", "set the certificate in PEM", "missing")
+		return nil
+	}
+	block, _ := pem.Decode([]byte(text))
+	if block == nil || block.Type != "CERTIFICATE" {
+		v.add(path, "", "give a PEM block starting with -----BEGIN CERTIFICATE-----", "not a PEM certificate")
+		return nil
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		v.add(path, "", "give a valid X.509 certificate", "cannot parse the certificate: %v", err)
+		return nil
+	}
+	return cert
+}
+
+func (v *validator) privateKey(path []string, text string, cert *x509.Certificate) {
+	block, _ := pem.Decode([]byte(text))
+	if block == nil {
+		v.add(path, "(hidden)", "give a PEM private key", "not PEM")
+		return
+	}
+	key, err := parsePrivateKey(block.Bytes)
+	if err != nil {
+		v.add(path, "(hidden)", "give a PKCS#8, PKCS#1 or EC private key in PEM", "cannot parse the key: %v", err)
+		return
+	}
+	if cert == nil {
+		return
+	}
+	pub, ok := key.(interface{ Public() any })
+	if !ok {
+		return
+	}
+	if eq, ok := pub.Public().(interface{ Equal(any) bool }); ok && !eq.Equal(cert.PublicKey) {
+		v.add(path, "(hidden)", "give the key that belongs to the certificate", "the private key does not match the certificate")
+	}
+}
+
+func parsePrivateKey(der []byte) (any, error) {
+	if k, err := x509.ParsePKCS8PrivateKey(der); err == nil {
+		return k, nil
+	}
+	if k, err := x509.ParsePKCS1PrivateKey(der); err == nil {
+		return k, nil
+	}
+	return x509.ParseECPrivateKey(der)
+}
+
+func (v *validator) api(c *Config) {
+	h := &c.API.HTTPS
+	if h.ListenAddress.IsValid() && len(c.API.Keys) == 0 {
+		v.add(p("api", "https", "listen-address"), h.ListenAddress, "add a key with `toride generate api-key NAME`, or delete api https",
+			"HTTPS is on but no API key would be accepted")
+	}
+	if h.Certificate != "" && c.PKI.Certificates[h.Certificate] == nil {
+		v.add(p("api", "https", "certificate"), h.Certificate, "use one of: "+strings.Join(sortedKeys(c.PKI.Certificates), ", "), "no pki certificate %q", h.Certificate)
+	}
+	for _, name := range sortedKeys(c.API.Keys) {
+		if k := c.API.Keys[name].KeyHash; !hexSHA256.MatchString(k) {
+			v.add(p("api", "keys", name, "key-sha256"), "(hidden)", "use `toride generate api-key "+name+"`, which sets it", "not 64 lowercase hex digits")
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
