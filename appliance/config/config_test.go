@@ -404,3 +404,20 @@ func TestSplitAndQuote(t *testing.T) {
 		}
 	}
 }
+
+func TestDiff(t *testing.T) {
+	a := mustParse(t, "set system host-name a\nset system interfaces eth0 address 192.0.2.1/24\nset users bob")
+	b := mustParse(t, "set system host-name b\nset system interfaces eth0 address 192.0.2.1/24\nset users carol")
+	want := []string{
+		"- set system host-name 'a'",
+		"+ set system host-name 'b'",
+		"- set users bob",
+		"+ set users carol",
+	}
+	if diff := cmp.Diff(Diff(a, b), want); diff != "" {
+		t.Fatalf("(-got +want):\n%s", diff)
+	}
+	if d := Diff(a, a); len(d) != 0 {
+		t.Fatalf("diff of a config with itself: %q", d)
+	}
+}

@@ -149,7 +149,7 @@ func (l *Lab) Link(a *Netns, aIf, aAddr string, b *Netns, bIf, bAddr string) {
 		l.t.Fatalf("lab: rename %s to %s in %s: %v", tmp, bIf, b.Name, err)
 	}
 	for _, end := range []struct {
-		ns         *Netns
+		ns        *Netns
 		ifc, cidr string
 	}{{a, aIf, aAddr}, {b, bIf, bAddr}} {
 		if end.cidr != "" {

@@ -1,0 +1,51 @@
+# Toride: the two commands of the README are `make run` and `make test`.
+SHELL := /bin/bash
+GO ?= go
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+BINARIES := torided toride
+ARCHES := amd64 arm64
+
+.PHONY: run test build native deps-run deps-test modules fmt-check vet unit bench clean
+
+## run: build and start the appliance on its embedded default config in its own network namespace, with the shell
+run: deps-run native
+	images/netns-run.sh
+
+## test: everything CI runs: formatting, vet, race tests (root-only lab tests included), every benchmark once
+test: deps-test modules fmt-check vet unit bench
+
+## build: static binaries for linux/amd64 and linux/arm64 in bin/linux-ARCH/
+build: modules
+	@for arch in $(ARCHES); do for b in $(BINARIES); do \
+		echo "build bin/linux-$$arch/$$b"; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/linux-$$arch/$$b ./cmd/$$b || exit 1; \
+	done; done
+
+# native: the binaries for this machine, in bin/
+native: modules
+	@for b in $(BINARIES); do CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/$$b ./cmd/$$b || exit 1; done
+
+deps-run:
+	@tests/deps.sh run
+
+deps-test:
+	@tests/deps.sh test
+
+modules:
+	@$(GO) mod download
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+unit:
+	$(GO) test -race -timeout 40m ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./...
+
+clean:
+	rm -rf bin .run

@@ -1,0 +1,37 @@
+package config
+
+// Diff compares two configurations as set lines and returns a unified listing: unchanged lines are left out,
+// lines only in a prefixed "- ", lines only in b prefixed "+ ", in configuration order.
+func Diff(a, b *Config) []string {
+	x, y := a.Commands(), b.Commands()
+	// Longest common subsequence over the two canonical listings; configurations are a few thousand lines at
+	// most, so the quadratic table is fine.
+	lcs := make([][]int, len(x)+1)
+	for i := range lcs {
+		lcs[i] = make([]int, len(y)+1)
+	}
+	for i := len(x) - 1; i >= 0; i-- {
+		for j := len(y) - 1; j >= 0; j-- {
+			if x[i] == y[j] {
+				lcs[i][j] = lcs[i+1][j+1] + 1
+			} else {
+				lcs[i][j] = max(lcs[i+1][j], lcs[i][j+1])
+			}
+		}
+	}
+	var out []string
+	i, j := 0, 0
+	for i < len(x) || j < len(y) {
+		switch {
+		case i < len(x) && j < len(y) && x[i] == y[j]:
+			i, j = i+1, j+1
+		case i < len(x) && (j == len(y) || lcs[i+1][j] >= lcs[i][j+1]):
+			out = append(out, "- "+x[i])
+			i++
+		default:
+			out = append(out, "+ "+y[j])
+			j++
+		}
+	}
+	return out
+}

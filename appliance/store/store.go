@@ -1,0 +1,622 @@
+// Package store is the appliance's transactional configuration store: one shared candidate that set and delete
+// edit, and the running configuration that only a commit changes.
+//
+// A commit validates the candidate (every problem at once), has the Applier turn the system from the running
+// configuration into the candidate (the Applier leaves the system as it was if it fails), and only then persists
+// the new running configuration. Persisting is atomic (temp file, fsync, rename, fsync of the directory), so after
+// a crash at any moment the saved configuration is either the previous running one or the new one, never a mix.
+//
+// On disk, in the state directory:
+//
+//	config.json           the running configuration (the commit point: its rename makes a commit durable)
+//	archive/NNNNNNNN.json the last 100 commits, each with its time, author, comment and whole configuration
+//	confirm.json          present while a commit-confirm waits for its confirmation
+//
+// Locking: commitMu serializes commits, rollbacks, confirmations and reverts; mu guards the candidate and the
+// archive index and is held only briefly, so edits and reads never wait for a slow apply. A Store is safe for
+// concurrent use.
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"toride/appliance/config"
+)
+
+// Errors a caller tells apart with errors.Is.
+var (
+	ErrNoChanges          = errors.New("store: no configuration changes to commit")
+	ErrUncommitted        = errors.New("store: the candidate has uncommitted changes; commit or discard them first")
+	ErrNoSuchRevision     = errors.New("store: no such revision in the commit archive")
+	ErrNoPendingConfirm   = errors.New("store: no commit is waiting for confirmation")
+	ErrConfirmUnsupported = errors.New("store: commit-confirm needs a time of at least 1 minute")
+)
+
+// ApplyError is a commit the Applier refused; the system is as it was (unless the error says otherwise).
+type ApplyError struct{ Err error }
+
+func (e *ApplyError) Error() string { return e.Err.Error() }
+func (e *ApplyError) Unwrap() error { return e.Err }
+
+// Applier turns the system from the old effective configuration into the new one. If it fails it must leave the
+// system in the old one (the orchestrator rolls every component back) and say why.
+type Applier interface {
+	Apply(ctx context.Context, old, new *config.Config) error
+}
+
+// Booter is an Applier that applies the first configuration at start differently from a commit: best effort,
+// so one failing part does not leave the whole appliance unconfigured.
+type Booter interface {
+	Boot(ctx context.Context, cfg *config.Config) error
+}
+
+// Clock is the store's view of time, replaced in tests.
+type Clock interface {
+	Now() time.Time
+	AfterFunc(d time.Duration, f func()) interface{ Stop() bool }
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+func (realClock) AfterFunc(d time.Duration, f func()) interface{ Stop() bool } {
+	return time.AfterFunc(d, f)
+}
+
+// Options configure a Store.
+type Options struct {
+	Dir         string         // state directory; created 0700 if missing
+	Applier     Applier        // required
+	Default     *config.Config // the configuration of a new appliance (nil: empty)
+	ArchiveSize int            // commits kept (0: 100)
+	Clock       Clock          // nil: the real clock
+	ConfirmUnit time.Duration  // what "minute" means for commit-confirm (0: a minute; tests shorten it)
+	Logger      *slog.Logger   // nil: discard
+}
+
+// Commit describes one entry of the commit archive.
+type Commit struct {
+	Revision int       `json:"revision"`
+	Time     time.Time `json:"time"`
+	Author   string    `json:"author"`
+	Comment  string    `json:"comment,omitempty"`
+}
+
+type archived struct {
+	Commit Commit          `json:"commit"`
+	Config json.RawMessage `json:"config"`
+}
+
+type pendingConfirm struct {
+	Revision int       `json:"revision"` // the commit waiting for confirmation
+	Previous int       `json:"previous"` // the revision a timeout returns to
+	Deadline time.Time `json:"deadline"`
+	Minutes  int       `json:"minutes"`
+}
+
+// Store is the configuration store. See the package comment.
+type Store struct {
+	opts  Options
+	clock Clock
+	log   *slog.Logger
+
+	commitMu sync.Mutex
+	running  atomic.Pointer[config.Config]
+
+	mu        sync.Mutex
+	candidate *config.Config
+	archive   []Commit // oldest first
+	pending   *pendingConfirm
+	timer     interface{ Stop() bool }
+	closed    bool
+}
+
+// Open loads the state directory: the saved running configuration (or the default on first start), the archive,
+// and a commit-confirm still waiting from before a restart. It repairs what a crash can leave: temporary files,
+// and an archive entry whose commit never reached config.json. It does not apply anything: call Boot.
+func Open(opts Options) (*Store, error) {
+	if opts.Applier == nil {
+		panic("store: Options.Applier is nil")
+	}
+	if opts.ArchiveSize == 0 {
+		opts.ArchiveSize = 100
+	}
+	if opts.ConfirmUnit == 0 {
+		opts.ConfirmUnit = time.Minute
+	}
+	s := &Store{opts: opts, clock: opts.Clock, log: opts.Logger}
+	if s.clock == nil {
+		s.clock = realClock{}
+	}
+	if s.log == nil {
+		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if err := os.MkdirAll(s.archiveDir(), 0o700); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	removeTemps(opts.Dir)
+	removeTemps(s.archiveDir())
+
+	running, err := s.loadRunning()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.loadArchive(running); err != nil {
+		return nil, err
+	}
+	s.running.Store(running)
+	s.candidate = running.Clone()
+	if err := s.loadPending(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) path(name string) string { return filepath.Join(s.opts.Dir, name) }
+func (s *Store) archiveDir() string      { return s.path("archive") }
+
+func (s *Store) loadRunning() (*config.Config, error) {
+	data, err := os.ReadFile(s.path("config.json"))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		if s.opts.Default != nil {
+			return s.opts.Default.Clone(), nil
+		}
+		return &config.Config{}, nil
+	case err != nil:
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	c, err := config.Unmarshal(data)
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", s.path("config.json"), err)
+	}
+	return c, nil
+}
+
+// loadArchive reads the archive index and reconciles it with the running configuration.
+func (s *Store) loadArchive(running *config.Config) error {
+	entries, err := os.ReadDir(s.archiveDir())
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	var revs []int
+	for _, e := range entries {
+		n, err := strconv.Atoi(strings.TrimSuffix(e.Name(), ".json"))
+		if err == nil && strings.HasSuffix(e.Name(), ".json") {
+			revs = append(revs, n)
+		}
+	}
+	sort.Ints(revs)
+	for _, rev := range revs {
+		a, err := s.readArchived(rev)
+		if err != nil {
+			s.log.Warn("dropping an unreadable archive entry", "revision", rev, "err", err)
+			_ = os.Remove(s.archiveFile(rev))
+			continue
+		}
+		s.archive = append(s.archive, a.Commit)
+	}
+	// A crash between writing the archive entry and renaming config.json leaves newer entries that never became
+	// running: drop them, newest first, until the newest one is what is running.
+	for len(s.archive) > 0 {
+		newest := s.archive[len(s.archive)-1]
+		c, _, err := s.revisionConfig(newest.Revision)
+		if err == nil && config.Equal(c, running) {
+			return nil
+		}
+		s.log.Warn("dropping an archive entry that never became the running configuration", "revision", newest.Revision)
+		_ = os.Remove(s.archiveFile(newest.Revision))
+		s.archive = s.archive[:len(s.archive)-1]
+	}
+	// First start, or a config.json the archive does not know (edited by hand): record it.
+	comment := "initial configuration"
+	if _, err := os.Stat(s.path("config.json")); err == nil {
+		comment = "configuration found on disk"
+	}
+	_, err = s.persist(running, Commit{Author: "system", Comment: comment}, nil)
+	return err
+}
+
+func (s *Store) archiveFile(rev int) string {
+	return filepath.Join(s.archiveDir(), fmt.Sprintf("%08d.json", rev))
+}
+
+func (s *Store) readArchived(rev int) (*archived, error) {
+	data, err := os.ReadFile(s.archiveFile(rev))
+	if err != nil {
+		return nil, err
+	}
+	var a archived
+	if err := json.Unmarshal(data, &a); err != nil {
+		return nil, err
+	}
+	if a.Commit.Revision != rev {
+		return nil, fmt.Errorf("entry names revision %d", a.Commit.Revision)
+	}
+	return &a, nil
+}
+
+func (s *Store) revisionConfig(rev int) (*config.Config, Commit, error) {
+	a, err := s.readArchived(rev)
+	if err != nil {
+		return nil, Commit{}, fmt.Errorf("%w: revision %d: %v", ErrNoSuchRevision, rev, err)
+	}
+	c, err := config.Unmarshal(a.Config)
+	if err != nil {
+		return nil, Commit{}, fmt.Errorf("store: archive revision %d: %w", rev, err)
+	}
+	return c, a.Commit, nil
+}
+
+func (s *Store) loadPending() error {
+	data, err := os.ReadFile(s.path("confirm.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	var pc pendingConfirm
+	if err := json.Unmarshal(data, &pc); err != nil || len(s.archive) == 0 || s.archive[len(s.archive)-1].Revision != pc.Revision {
+		// Stale: the commit it waits for never became running.
+		_ = os.Remove(s.path("confirm.json"))
+		return nil
+	}
+	s.pending = &pc
+	return nil
+}
+
+// Boot applies the running configuration to a system that has nothing applied yet, at daemon start. A
+// commit-confirm that timed out while the daemon was down is reverted first; one still waiting is re-armed.
+func (s *Store) Boot(ctx context.Context) error {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	s.mu.Lock()
+	pc := s.pending
+	s.mu.Unlock()
+	if pc != nil && !s.clock.Now().Before(pc.Deadline) {
+		prev, _, err := s.revisionConfig(pc.Previous)
+		if err == nil {
+			c, err := s.persist(prev, Commit{Author: "system", Comment: revertComment(pc)}, nil)
+			if err != nil {
+				return err
+			}
+			s.log.Warn("commit-confirm expired while stopped; reverted", "revision", pc.Revision, "to", pc.Previous, "new_revision", c.Revision)
+			s.running.Store(prev)
+			s.mu.Lock()
+			s.candidate = prev.Clone()
+			s.pending = nil
+			s.mu.Unlock()
+		}
+	}
+	var err error
+	if b, ok := s.opts.Applier.(Booter); ok {
+		err = b.Boot(ctx, s.running.Load().WithDefaults())
+	} else {
+		err = s.opts.Applier.Apply(ctx, &config.Config{}, s.running.Load().WithDefaults())
+	}
+	s.mu.Lock()
+	if s.pending != nil {
+		s.armLocked(s.pending)
+	}
+	s.mu.Unlock()
+	return err
+}
+
+// Running returns a copy of the running configuration.
+func (s *Store) Running() *config.Config { return s.running.Load().Clone() }
+
+// Candidate returns a copy of the candidate configuration.
+func (s *Store) Candidate() *config.Config {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.candidate.Clone()
+}
+
+// Edit changes the candidate through fn, which gets a copy: if fn fails, the candidate is unchanged.
+func (s *Store) Edit(fn func(c *config.Config) error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.candidate.Clone()
+	if err := fn(c); err != nil {
+		return err
+	}
+	s.candidate = c
+	return nil
+}
+
+// Discard throws away the candidate's changes.
+func (s *Store) Discard() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.candidate = s.running.Load().Clone()
+}
+
+// Changed reports whether the candidate differs from the running configuration.
+func (s *Store) Changed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !config.Equal(s.candidate, s.running.Load())
+}
+
+// CommitRequest is what a commit carries besides the candidate.
+type CommitRequest struct {
+	Author         string
+	Comment        string
+	ConfirmMinutes int // > 0: revert by itself unless Confirm comes within this many minutes
+}
+
+// Commit validates and applies the candidate and makes it the running configuration. Validation problems come
+// back as config.Problems, with nothing applied; an apply failure comes back as the Applier's error, with the
+// system as it was. A plain commit while a commit-confirm waits also confirms it.
+func (s *Store) Commit(ctx context.Context, req CommitRequest) (Commit, error) {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	s.mu.Lock()
+	cand := s.candidate.Clone()
+	pc := s.pending
+	s.mu.Unlock()
+	running := s.running.Load()
+	if config.Equal(cand, running) {
+		if pc != nil && req.ConfirmMinutes == 0 {
+			return Commit{}, s.confirmLocked(req.Author)
+		}
+		return Commit{}, ErrNoChanges
+	}
+	var next *pendingConfirm
+	if req.ConfirmMinutes > 0 {
+		previous := s.newest().Revision
+		if pc != nil {
+			previous = pc.Previous // confirming-by-timeout returns to the last confirmed state
+		}
+		next = &pendingConfirm{Previous: previous, Minutes: req.ConfirmMinutes,
+			Deadline: s.clock.Now().Add(time.Duration(req.ConfirmMinutes) * s.opts.ConfirmUnit)}
+	} else if req.ConfirmMinutes < 0 {
+		return Commit{}, ErrConfirmUnsupported
+	}
+	return s.commitLocked(ctx, running, cand, Commit{Author: req.Author, Comment: req.Comment}, next)
+}
+
+func (s *Store) commitLocked(ctx context.Context, running, next *config.Config, meta Commit, pc *pendingConfirm) (Commit, error) {
+	eff := next.WithDefaults()
+	if ps := config.Validate(eff); ps != nil {
+		return Commit{}, ps
+	}
+	old := running.WithDefaults()
+	if err := s.opts.Applier.Apply(ctx, old, eff); err != nil {
+		return Commit{}, &ApplyError{Err: err}
+	}
+	c, err := s.persist(next, meta, pc)
+	if err != nil {
+		// Applied but not saved: return the system to what is saved, so a reboot cannot surprise anyone.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if rerr := s.opts.Applier.Apply(rctx, eff, old); rerr != nil {
+			return Commit{}, fmt.Errorf("%w (and returning to the saved configuration failed: %v)", err, rerr)
+		}
+		return Commit{}, err
+	}
+	s.running.Store(next)
+	s.mu.Lock()
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	s.pending = nil
+	if pc != nil {
+		pc.Revision = c.Revision
+		s.pending = pc
+		s.armLocked(pc)
+	}
+	// The candidate follows the commit unless it was edited meanwhile.
+	if config.Equal(s.candidate, running) || config.Equal(s.candidate, next) {
+		s.candidate = next.Clone()
+	}
+	s.mu.Unlock()
+	return c, nil
+}
+
+// persist writes next as a new revision: archive entry, then confirm.json, then config.json (the commit point),
+// then trims the archive. It returns the new commit.
+func (s *Store) persist(next *config.Config, meta Commit, pc *pendingConfirm) (Commit, error) {
+	body, err := config.Marshal(next)
+	if err != nil {
+		return Commit{}, fmt.Errorf("store: %w", err)
+	}
+	s.mu.Lock()
+	meta.Revision = s.newestLocked().Revision + 1
+	s.mu.Unlock()
+	meta.Time = s.clock.Now().UTC().Truncate(time.Second)
+	entry, err := json.MarshalIndent(archived{Commit: meta, Config: body}, "", "  ")
+	if err != nil {
+		return Commit{}, fmt.Errorf("store: %w", err)
+	}
+	if err := writeAtomic(s.archiveDir(), filepath.Base(s.archiveFile(meta.Revision)), entry); err != nil {
+		return Commit{}, err
+	}
+	if pc != nil {
+		pc.Revision = meta.Revision
+		data, _ := json.Marshal(pc)
+		if err := writeAtomic(s.opts.Dir, "confirm.json", data); err != nil {
+			return Commit{}, err
+		}
+	} else if err := removeSynced(s.opts.Dir, "confirm.json"); err != nil {
+		return Commit{}, err
+	}
+	if err := writeAtomic(s.opts.Dir, "config.json", body); err != nil {
+		return Commit{}, err
+	}
+	s.mu.Lock()
+	s.archive = append(s.archive, meta)
+	for len(s.archive) > s.opts.ArchiveSize {
+		_ = os.Remove(s.archiveFile(s.archive[0].Revision))
+		s.archive = s.archive[1:]
+	}
+	s.mu.Unlock()
+	return meta, nil
+}
+
+func (s *Store) newest() Commit {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.newestLocked()
+}
+
+func (s *Store) newestLocked() Commit {
+	if len(s.archive) == 0 {
+		return Commit{}
+	}
+	return s.archive[len(s.archive)-1]
+}
+
+// Confirm confirms a waiting commit-confirm, so it stays.
+func (s *Store) Confirm(author string) error {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	return s.confirmLocked(author)
+}
+
+func (s *Store) confirmLocked(author string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending == nil {
+		return ErrNoPendingConfirm
+	}
+	if err := removeSynced(s.opts.Dir, "confirm.json"); err != nil {
+		return err
+	}
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+	s.log.Info("commit confirmed", "revision", s.pending.Revision, "by", author)
+	s.pending = nil
+	return nil
+}
+
+// Pending returns the deadline of a commit-confirm waiting for confirmation.
+func (s *Store) Pending() (revision int, deadline time.Time, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.pending == nil {
+		return 0, time.Time{}, false
+	}
+	return s.pending.Revision, s.pending.Deadline, true
+}
+
+func (s *Store) armLocked(pc *pendingConfirm) {
+	if s.closed {
+		return
+	}
+	d := pc.Deadline.Sub(s.clock.Now())
+	rev := pc.Revision
+	s.timer = s.clock.AfterFunc(max(d, 0), func() { s.revert(rev) })
+}
+
+func revertComment(pc *pendingConfirm) string {
+	return fmt.Sprintf("commit-confirm: revision %d was not confirmed within %d minute(s); reverted to revision %d",
+		pc.Revision, pc.Minutes, pc.Previous)
+}
+
+// revert returns to the configuration before an unconfirmed commit-confirm.
+func (s *Store) revert(rev int) {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	s.mu.Lock()
+	pc := s.pending
+	closed := s.closed
+	s.mu.Unlock()
+	if closed || pc == nil || pc.Revision != rev {
+		return // confirmed, superseded or shutting down meanwhile
+	}
+	prev, _, err := s.revisionConfig(pc.Previous)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		var c Commit
+		c, err = s.commitLocked(ctx, s.running.Load(), prev, Commit{Author: "system", Comment: revertComment(pc)}, nil)
+		if err == nil {
+			s.log.Warn("commit-confirm timed out; reverted", "revision", pc.Revision, "to", pc.Previous, "new_revision", c.Revision)
+			return
+		}
+	}
+	s.log.Error("commit-confirm timed out but the revert failed; retrying in a minute", "revision", pc.Revision, "err", err)
+	s.mu.Lock()
+	if !s.closed && s.pending == pc {
+		s.timer = s.clock.AfterFunc(time.Minute, func() { s.revert(rev) })
+	}
+	s.mu.Unlock()
+}
+
+// Commits returns the archive, newest first: index 0 is the running configuration's commit.
+func (s *Store) Commits() []Commit {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := slices.Clone(s.archive)
+	slices.Reverse(out)
+	return out
+}
+
+// Revision returns the configuration of archive entry n (0 = the running one, 1 = the one before…).
+func (s *Store) Revision(n int) (*config.Config, Commit, error) {
+	s.mu.Lock()
+	if n < 0 || n >= len(s.archive) {
+		size := len(s.archive)
+		s.mu.Unlock()
+		return nil, Commit{}, fmt.Errorf("%w: %d (the archive holds 0 to %d)", ErrNoSuchRevision, n, size-1)
+	}
+	rev := s.archive[len(s.archive)-1-n].Revision
+	s.mu.Unlock()
+	return s.revisionConfig(rev)
+}
+
+// Rollback commits archive entry n (0 = running, 1 = the previous commit…) as a new commit. It refuses while the
+// candidate holds uncommitted changes, so none are lost silently.
+func (s *Store) Rollback(ctx context.Context, n int, author string) (Commit, error) {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	target, meta, err := s.Revision(n)
+	if err != nil {
+		return Commit{}, err
+	}
+	running := s.running.Load()
+	s.mu.Lock()
+	dirty := !config.Equal(s.candidate, running)
+	s.mu.Unlock()
+	if dirty {
+		return Commit{}, ErrUncommitted
+	}
+	if config.Equal(target, running) {
+		return Commit{}, ErrNoChanges
+	}
+	return s.commitLocked(ctx, running, target, Commit{Author: author,
+		Comment: fmt.Sprintf("rollback %d (to revision %d of %s)", n, meta.Revision, meta.Time.Format(time.RFC3339))}, nil)
+}
+
+// Close stops the commit-confirm timer, after any commit or revert under way has finished. A waiting
+// commit-confirm stays on disk and is honoured at the next Open. Close is idempotent.
+func (s *Store) Close() {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	if s.timer != nil {
+		s.timer.Stop()
+		s.timer = nil
+	}
+}

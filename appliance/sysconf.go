@@ -1,0 +1,305 @@
+package appliance
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"toride/appliance/config"
+	"toride/appliance/health"
+	"toride/dataplane/link"
+	"toride/dataplane/route"
+)
+
+// linkProgrammer is what the system component needs of dataplane/link.
+type linkProgrammer interface {
+	Get(name string) (link.State, error)
+	SetMTU(name string, mtu int) error
+	SetUp(name string, up bool) error
+	AddAddress(name string, p netip.Prefix) error
+	DelAddress(name string, p netip.Prefix) error
+	Watch(ctx context.Context, fn func(link.Event)) error
+}
+
+// routeProgrammer is what the system component needs of dataplane/route.
+type routeProgrammer interface {
+	Replace(route.Route) error
+	Delete(route.Route) error
+	List() ([]route.Route, error)
+}
+
+// systemSettings is the "system" component: host name, resolver, interfaces and static routes.
+//
+// Interfaces named in the configuration but absent from the box (a USB NIC not plugged in, a VM without its second
+// NIC) are not an error: they are reported as pending and configured when the kernel announces them. Only the
+// addresses the configuration put on an interface are ever removed from it, and only torided's own routes
+// (route.Protocol). Stopping torided leaves the box configured, as a router keeps its addresses when its control
+// daemon restarts.
+type systemSettings struct {
+	links       linkProgrammer
+	routes      routeProgrammer
+	hostname    func() (string, error)
+	setHostname func(string) error
+	resolvConf  string // "" leaves the resolver alone
+	health      *health.Tracker
+	log         *slog.Logger
+
+	mu      sync.Mutex
+	applied *config.Config  // the effective configuration last applied
+	waiting map[string]bool // configured interfaces absent at the last apply, and "" for routes waiting on a link
+
+	stopWatch context.CancelFunc
+	watchDone chan struct{}
+}
+
+func (s *systemSettings) Name() string { return "system" }
+
+// Apply implements Component.
+func (s *systemSettings) Apply(ctx context.Context, old, new *config.Config) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.applyLocked(old, new); err != nil {
+		return err
+	}
+	s.applied = new
+	return nil
+}
+
+func (s *systemSettings) applyLocked(old, new *config.Config) error {
+	if err := s.applyHostname(new.System.HostName); err != nil {
+		return err
+	}
+	if err := s.applyResolver(&old.System, &new.System); err != nil {
+		return err
+	}
+	var pending []string
+	waiting := map[string]bool{}
+	absent, err := s.applyInterfaces(old.System.Interfaces, new.System.Interfaces)
+	if err != nil {
+		return err
+	}
+	for _, name := range absent {
+		pending = append(pending, "interface "+name+" is not present")
+		waiting[name] = true
+	}
+	unreachable, err := s.applyRoutes(old.System.StaticRoutes, new.System.StaticRoutes)
+	if err != nil {
+		return err
+	}
+	for _, r := range unreachable {
+		pending = append(pending, "route "+r+" waits for its next hop's interface")
+		waiting[""] = true
+	}
+	s.waiting = waiting
+	if len(pending) > 0 {
+		s.health.Set(s.Name(), health.Pending, strings.Join(pending, "; ")+"; applied when it appears")
+	} else {
+		s.health.Set(s.Name(), health.OK, "")
+	}
+	return nil
+}
+
+func (s *systemSettings) applyHostname(name string) error {
+	if name == "" || s.setHostname == nil {
+		return nil
+	}
+	if cur, err := s.hostname(); err == nil && cur == name {
+		return nil
+	}
+	if err := s.setHostname(name); err != nil {
+		return fmt.Errorf("set host name %q: %w", name, err)
+	}
+	return nil
+}
+
+// applyResolver writes the resolver file when the DNS settings ask for one. A box whose configuration never
+// mentioned DNS keeps the file it has.
+func (s *systemSettings) applyResolver(old, new *config.System) error {
+	if s.resolvConf == "" {
+		return nil
+	}
+	empty := func(c *config.System) bool {
+		return len(c.DNS.NameServers) == 0 && len(c.DNS.SearchDomains) == 0 && c.DomainName == ""
+	}
+	if empty(old) && empty(new) {
+		return nil
+	}
+	var b bytes.Buffer
+	b.WriteString("# Written by torided from `system dns`; changes here are overwritten.\n")
+	search := slices.Clone(new.DNS.SearchDomains)
+	if new.DomainName != "" {
+		search = append([]string{new.DomainName}, search...)
+	}
+	if len(search) > 0 {
+		fmt.Fprintf(&b, "search %s\n", strings.Join(search, " "))
+	}
+	for _, ns := range new.DNS.NameServers {
+		fmt.Fprintf(&b, "nameserver %s\n", ns)
+	}
+	if cur, err := os.ReadFile(s.resolvConf); err == nil && bytes.Equal(cur, b.Bytes()) {
+		return nil
+	}
+	return writeFileAtomic(s.resolvConf, b.Bytes(), 0o644)
+}
+
+// applyInterfaces moves interfaces from old to new and returns the configured ones that are absent.
+func (s *systemSettings) applyInterfaces(old, new map[string]*config.Interface) (absent []string, err error) {
+	names := map[string]bool{}
+	for n := range old {
+		names[n] = true
+	}
+	for n := range new {
+		names[n] = true
+	}
+	for _, name := range slices.Sorted(maps.Keys(names)) {
+		oi, ni := old[name], new[name]
+		if _, err := s.links.Get(name); err != nil {
+			if errors.Is(err, link.ErrNotFound) {
+				if ni != nil {
+					absent = append(absent, name)
+				}
+				continue
+			}
+			return nil, err
+		}
+		if ni == nil {
+			for _, a := range oi.Addresses {
+				if err := s.links.DelAddress(name, a); err != nil {
+					return nil, err
+				}
+			}
+			continue
+		}
+		if err := s.links.SetMTU(name, ni.MTU); err != nil {
+			return nil, err
+		}
+		if oi != nil {
+			for _, a := range oi.Addresses {
+				if !slices.Contains(ni.Addresses, a) {
+					if err := s.links.DelAddress(name, a); err != nil {
+						return nil, err
+					}
+				}
+			}
+		}
+		for _, a := range ni.Addresses {
+			if err := s.links.AddAddress(name, a); err != nil {
+				return nil, err
+			}
+		}
+		if err := s.links.SetUp(name, !ni.Disable); err != nil {
+			return nil, err
+		}
+	}
+	return absent, nil
+}
+
+// applyRoutes makes torided's routes in the kernel exactly the configured ones; it returns those whose next hop
+// is not reachable yet.
+func (s *systemSettings) applyRoutes(_, new map[string]*config.StaticRoute) (unreachable []string, err error) {
+	want := map[route.Route]bool{}
+	for dst, r := range new {
+		want[route.Route{Dst: netip.MustParsePrefix(dst), Via: r.NextHop, Metric: r.Distance}] = true
+	}
+	have, err := s.routes.List()
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range have {
+		if !want[r] {
+			if err := s.routes.Delete(r); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, r := range slices.SortedFunc(maps.Keys(want), func(a, b route.Route) int { return strings.Compare(a.Dst.String(), b.Dst.String()) }) {
+		if err := s.routes.Replace(r); err != nil {
+			if errors.Is(err, route.ErrUnreachable) {
+				unreachable = append(unreachable, r.Dst.String()+" via "+r.Via.String())
+				continue
+			}
+			return nil, err
+		}
+	}
+	return unreachable, nil
+}
+
+// watch re-applies the configuration whenever a link appears, until Close. Call once, after the first Apply.
+func (s *systemSettings) watch() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopWatch = cancel
+	s.watchDone = make(chan struct{})
+	go func() {
+		defer close(s.watchDone)
+		for ctx.Err() == nil {
+			err := s.links.Watch(ctx, func(e link.Event) {
+				if !e.Present {
+					return
+				}
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				if s.applied == nil || !s.waiting[e.Name] && !s.waiting[""] {
+					return
+				}
+				if err := s.applyLocked(s.applied, s.applied); err != nil {
+					s.log.Error("applying the configuration to a new interface failed", "interface", e.Name, "err", err)
+					s.health.Set(s.Name(), health.Degraded, "interface "+e.Name+": "+err.Error())
+				} else {
+					s.log.Info("interface appeared; applied its configuration", "interface", e.Name)
+				}
+			})
+			if err != nil && ctx.Err() == nil {
+				s.log.Warn("watching links failed; retrying", "err", err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(5 * time.Second):
+				}
+			}
+		}
+	}()
+}
+
+// Close stops watching links; the configuration stays applied.
+func (s *systemSettings) Close() error {
+	if s.stopWatch != nil {
+		s.stopWatch()
+		<-s.watchDone
+		s.stopWatch = nil
+	}
+	return nil
+}
+
+// writeFileAtomic replaces a file with data: temp file in the same directory, fsync, rename.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}

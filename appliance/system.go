@@ -1,0 +1,125 @@
+// Package appliance is the box as a whole: it holds every subsystem of torided (the configuration store, the
+// orchestrator and its components, the management API) and wires them together. Nothing outside cmd/ and tests/
+// imports it.
+//
+// Data flow of a configuration change:
+//
+//	toride / REST ──► api ──► store (candidate) ──commit──► config.Validate
+//	                                                   └──► Orchestrator.Apply(old, new)
+//	                                                          system → api → (ipsec, sslvpn …)
+//	                                                   └──► persist (atomic) + archive
+//
+// The store serializes commits; components are called by one committer at a time, plus their own watchers,
+// which take the component's lock.
+package appliance
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"toride/appliance/api"
+	"toride/appliance/config"
+	"toride/appliance/health"
+	"toride/appliance/store"
+	"toride/dataplane/link"
+	"toride/dataplane/route"
+)
+
+// Options configure a System.
+type Options struct {
+	StateDir   string // all persistent state (created 0700)
+	APISocket  string // the management API's unix socket
+	ResolvConf string // the resolver file torided writes ("" leaves it alone)
+	Version    string
+	Logger     *slog.Logger
+}
+
+// System is one running appliance.
+type System struct {
+	opts    Options
+	log     *slog.Logger
+	health  *health.Tracker
+	store   *store.Store
+	orch    *Orchestrator
+	api     *api.Server
+	sys     *systemSettings
+	closers []io.Closer // closed in reverse order
+}
+
+// New opens the state directory and builds every subsystem. Nothing is applied until Run.
+func New(opts Options) (*System, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
+		return nil, fmt.Errorf("state directory: %w", err)
+	}
+	s := &System{opts: opts, log: opts.Logger, health: health.New()}
+	links, err := link.Open(netns.None())
+	if err != nil {
+		return nil, err
+	}
+	routes, err := route.Open(netns.None())
+	if err != nil {
+		links.Close()
+		return nil, err
+	}
+	sys := &systemSettings{
+		links: links, routes: routes,
+		hostname:    os.Hostname,
+		setHostname: func(n string) error { return unix.Sethostname([]byte(n)) },
+		resolvConf:  opts.ResolvConf,
+		health:      s.health, log: s.log.With("component", "system"),
+	}
+	s.orch = NewOrchestrator(s.health, s.log)
+	s.store, err = store.Open(store.Options{Dir: filepath.Join(opts.StateDir, "config"), Applier: s.orch, Default: config.Default(), Logger: s.log.With("component", "store")})
+	if err != nil {
+		links.Close()
+		routes.Close()
+		return nil, err
+	}
+	s.api = api.New(api.Options{Store: s.store, Health: s.health, Version: opts.Version, Logger: s.log.With("component", "api")})
+	https := &apiHTTPS{handler: s.api.Handler(), stateDir: opts.StateDir, health: s.health, log: s.log.With("component", "api")}
+	s.orch.components = []Component{sys, https}
+	s.closers = []io.Closer{closerFunc(func() error { links.Close(); routes.Close(); return nil }), sys, https}
+	s.sys = sys
+	return s, nil
+}
+
+type closerFunc func() error
+
+func (f closerFunc) Close() error { return f() }
+
+// Run applies the running configuration, serves the API until ctx ends, then stops every subsystem. ready, if
+// not nil, is called once the API socket accepts requests.
+func (s *System) Run(ctx context.Context, ready func()) error {
+	if err := s.store.Boot(ctx); err != nil {
+		// Boot is best effort: the API must come up so the admin can fix what failed.
+		s.log.Error("some components failed to start with the saved configuration", "err", err)
+	}
+	s.sys.watch()
+	s.log.Info("torided running", "revision", s.store.Commits()[0].Revision, "api_socket", s.opts.APISocket)
+	err := s.api.ServeUnix(ctx, s.opts.APISocket, ready)
+	s.close()
+	return err
+}
+
+func (s *System) close() {
+	s.store.Close()
+	var errs []error
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		errs = append(errs, s.closers[i].Close())
+	}
+	if err := errors.Join(errs...); err != nil {
+		s.log.Error("stopping", "err", err)
+	}
+	s.log.Info("torided stopped")
+}

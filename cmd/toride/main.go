@@ -1,0 +1,343 @@
+// Command toride is the Toride appliance's client: one-shot commands (`toride show configuration`, `toride set …`,
+// `toride commit`) and, with no command, a line-by-line shell reading the same commands. It talks to torided's API
+// socket and never touches system state itself.
+//
+// Exit status: 0 on success, 1 when torided refused the command or cannot be reached, 2 for bad usage.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/term"
+
+	"toride/appliance/api"
+	"toride/appliance/config"
+)
+
+const defaultSocket = "/run/toride/api.sock"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// usageError is a command line that does not fit; it exits 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+const usage = `usage: toride [--socket PATH] [COMMAND]
+
+Commands:
+  show configuration [json|commands] [candidate]   the running (or candidate) configuration
+  show system commit                               the commit archive, newest (0) first
+  show status                                      the appliance and its components
+  set PATH... VALUE                                change the candidate
+  delete PATH...                                   remove from the candidate
+  compare [N]                                      candidate against running, or against commit N
+  commit [COMMENT]                                 validate and apply the candidate
+  commit-confirm MINUTES [COMMENT]                 commit, reverting by itself unless confirmed in time
+  confirm                                          keep a commit-confirm
+  discard                                          throw away the candidate's changes
+  rollback N                                       commit archive entry N again
+With no command, toride reads commands line by line (a shell).
+
+The socket is --socket, else $TORIDE_SOCKET, else ` + defaultSocket + `.
+`
+
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("toride", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	socket := fs.String("socket", "", "torided's API socket")
+	fs.Usage = func() { fmt.Fprint(stderr, usage) }
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	path := *socket
+	if path == "" {
+		path = os.Getenv("TORIDE_SOCKET")
+	}
+	if path == "" {
+		path = defaultSocket
+	}
+	cli := &cli{c: api.NewClient(path), out: stdout}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if fs.NArg() == 0 {
+		return cli.shell(ctx, stdin, stderr)
+	}
+	return report(cli.exec(ctx, fs.Args()), stderr)
+}
+
+func report(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "toride: %s\n", ue.msg)
+		return 2
+	}
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		fmt.Fprintf(stderr, "error: %s\n", ae.Message)
+		for _, p := range ae.Problems {
+			fmt.Fprintf(stderr, "  %s\n", p.String())
+		}
+		return 1
+	}
+	fmt.Fprintf(stderr, "toride: %v\n", err)
+	return 1
+}
+
+type cli struct {
+	c   *api.Client
+	out io.Writer
+}
+
+func (c *cli) exec(ctx context.Context, args []string) error {
+	switch args[0] {
+	case "show":
+		return c.show(ctx, args[1:])
+	case "set", "delete":
+		if len(args) < 2 {
+			return usagef("%s needs a path, e.g. %s system host-name", args[0], args[0])
+		}
+		return c.c.Do(ctx, "POST", "/api/v1/config/"+args[0], map[string]any{"path": args[1:]}, nil)
+	case "commit":
+		return c.commit(ctx, 0, strings.Join(args[1:], " "))
+	case "commit-confirm":
+		if len(args) < 2 {
+			return usagef("commit-confirm needs the minutes to wait, e.g. commit-confirm 5")
+		}
+		m, err := strconv.Atoi(args[1])
+		if err != nil || m < 1 {
+			return usagef("commit-confirm %q: the minutes must be a whole number of at least 1", args[1])
+		}
+		return c.commit(ctx, m, strings.Join(args[2:], " "))
+	case "confirm":
+		if err := c.c.Do(ctx, "POST", "/api/v1/config/confirm", nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintln(c.out, "Confirmed; the configuration stays.")
+		return nil
+	case "discard":
+		if err := c.c.Do(ctx, "POST", "/api/v1/config/discard", nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintln(c.out, "Changes discarded.")
+		return nil
+	case "compare":
+		q := ""
+		if len(args) > 1 {
+			if _, err := strconv.Atoi(args[1]); err != nil {
+				return usagef("compare %q: give a commit number from `show system commit`", args[1])
+			}
+			q = "?rev=" + args[1]
+		}
+		var out struct{ Diff []string }
+		if err := c.c.Do(ctx, "GET", "/api/v1/config/compare"+q, nil, &out); err != nil {
+			return err
+		}
+		if len(out.Diff) == 0 {
+			fmt.Fprintln(c.out, "No changes.")
+		}
+		for _, l := range out.Diff {
+			fmt.Fprintln(c.out, l)
+		}
+		return nil
+	case "rollback":
+		if len(args) != 2 {
+			return usagef("rollback needs one commit number from `show system commit`")
+		}
+		n, err := strconv.Atoi(args[1])
+		if err != nil || n < 0 {
+			return usagef("rollback %q: give a commit number from `show system commit`", args[1])
+		}
+		var out commitResult
+		if err := c.c.Do(ctx, "POST", "/api/v1/config/rollback", map[string]int{"revision": n}, &out); err != nil {
+			return err
+		}
+		c.printCommit(out)
+		return nil
+	case "help", "--help", "-h":
+		fmt.Fprint(c.out, usage)
+		return nil
+	}
+	return usagef("unknown command %q; try toride help", args[0])
+}
+
+func (c *cli) show(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return usagef("show what? configuration, system commit or status")
+	}
+	switch args[0] {
+	case "configuration", "config":
+		format, source := "tree", "running"
+		for _, a := range args[1:] {
+			switch a {
+			case "json", "commands", "tree":
+				format = a
+			case "candidate", "running":
+				source = a
+			default:
+				return usagef("show configuration %q: use json, commands, or candidate", a)
+			}
+		}
+		var raw []byte
+		if err := c.c.Do(ctx, "GET", "/api/v1/config?source="+source+"&format="+format, nil, &raw); err != nil {
+			return err
+		}
+		switch format {
+		case "json":
+			_, err := c.out.Write(raw)
+			return err
+		case "commands":
+			var out struct{ Commands []string }
+			if err := json.Unmarshal(raw, &out); err != nil {
+				return err
+			}
+			for _, l := range out.Commands {
+				fmt.Fprintln(c.out, l)
+			}
+		default:
+			var out struct{ Tree string }
+			if err := json.Unmarshal(raw, &out); err != nil {
+				return err
+			}
+			fmt.Fprint(c.out, out.Tree)
+		}
+		return nil
+	case "system":
+		if len(args) < 2 || args[1] != "commit" {
+			return usagef("show system commit")
+		}
+		var out struct {
+			Commits []struct {
+				Index    int
+				Revision int
+				Time     time.Time
+				Author   string
+				Comment  string
+			}
+			PendingConfirm *struct {
+				Revision int
+				Deadline time.Time
+			} `json:"pending_confirm"`
+		}
+		if err := c.c.Do(ctx, "GET", "/api/v1/config/commits", nil, &out); err != nil {
+			return err
+		}
+		for _, cm := range out.Commits {
+			line := fmt.Sprintf("%-3d %s by %s", cm.Index, cm.Time.Local().Format("2006-01-02 15:04:05"), cm.Author)
+			if cm.Comment != "" {
+				line += ": " + cm.Comment
+			}
+			if out.PendingConfirm != nil && out.PendingConfirm.Revision == cm.Revision {
+				line += fmt.Sprintf("  [awaiting confirm until %s]", out.PendingConfirm.Deadline.Local().Format(time.TimeOnly))
+			}
+			fmt.Fprintln(c.out, line)
+		}
+		return nil
+	case "status":
+		var raw []byte
+		if err := c.c.Do(ctx, "GET", "/api/v1/status", nil, &raw); err != nil {
+			return err
+		}
+		_, err := c.out.Write(raw)
+		return err
+	}
+	return usagef("show %q: use configuration, system commit or status", args[0])
+}
+
+type commitResult struct {
+	Committed bool
+	Message   string
+	Commit    struct {
+		Revision int
+		Comment  string
+	}
+	ConfirmBy *time.Time `json:"confirm_by"`
+}
+
+func (c *cli) commit(ctx context.Context, minutes int, comment string) error {
+	var out commitResult
+	if err := c.c.Do(ctx, "POST", "/api/v1/config/commit", map[string]any{"comment": comment, "confirm_minutes": minutes}, &out); err != nil {
+		return err
+	}
+	c.printCommit(out)
+	return nil
+}
+
+func (c *cli) printCommit(out commitResult) {
+	if !out.Committed {
+		fmt.Fprintln(c.out, capitalize(out.Message)+".")
+		return
+	}
+	fmt.Fprintf(c.out, "Committed revision %d.\n", out.Commit.Revision)
+	if out.ConfirmBy != nil {
+		fmt.Fprintf(c.out, "Run `toride confirm` before %s or the previous configuration comes back.\n", out.ConfirmBy.Local().Format(time.TimeOnly))
+	}
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
+// shell reads commands line by line until end of input or exit. On a terminal it prompts.
+func (c *cli) shell(ctx context.Context, stdin io.Reader, stderr io.Writer) int {
+	interactive := false
+	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		interactive = true
+		fmt.Fprintln(c.out, "Toride configuration shell. Type help for the commands, exit to leave.")
+	}
+	status := 0
+	sc := bufio.NewScanner(stdin)
+	sc.Buffer(make([]byte, 0, 64*1024), 4<<20)
+	for {
+		if interactive {
+			fmt.Fprint(c.out, "toride# ")
+		}
+		if !sc.Scan() {
+			break
+		}
+		words, err := config.Split(sc.Text())
+		if err != nil {
+			fmt.Fprintf(stderr, "error: %v\n", err)
+			status = 1
+			continue
+		}
+		if len(words) == 0 || strings.HasPrefix(words[0], "#") {
+			continue
+		}
+		if words[0] == "exit" || words[0] == "quit" {
+			break
+		}
+		if rc := report(c.exec(ctx, words), stderr); rc != 0 {
+			status = 1
+		}
+		if ctx.Err() != nil {
+			return 1
+		}
+	}
+	if interactive {
+		fmt.Fprintln(c.out)
+	}
+	return status
+}

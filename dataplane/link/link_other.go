@@ -1,0 +1,42 @@
+//go:build !linux
+
+package link
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+)
+
+// ErrNotFound is returned for a link that does not exist.
+var ErrNotFound = errors.New("link: no such interface")
+
+var errUnsupported = errors.New("link: only Linux is supported")
+
+// Links is unavailable off Linux.
+type Links struct{}
+
+// State is what the kernel says about a link.
+type State struct {
+	Name      string
+	Index     int
+	Up        bool
+	Running   bool
+	MTU       int
+	Addresses []netip.Prefix
+}
+
+// Event is a link appearing or disappearing.
+type Event struct {
+	Name    string
+	Present bool
+}
+
+func (l *Links) Close()                                   {}
+func (l *Links) Get(string) (State, error)                { return State{}, errUnsupported }
+func (l *Links) Names() ([]string, error)                 { return nil, errUnsupported }
+func (l *Links) SetMTU(string, int) error                 { return errUnsupported }
+func (l *Links) SetUp(string, bool) error                 { return errUnsupported }
+func (l *Links) AddAddress(string, netip.Prefix) error    { return errUnsupported }
+func (l *Links) DelAddress(string, netip.Prefix) error    { return errUnsupported }
+func (l *Links) Watch(context.Context, func(Event)) error { return errUnsupported }

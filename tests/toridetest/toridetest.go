@@ -1,0 +1,126 @@
+// Package toridetest runs the real torided and toride binaries for end-to-end tests: torided inside a lab network
+// namespace (and its own UTS namespace, so setting the host name touches nothing outside), toride against its
+// socket.
+//
+// Call Main from the test package's TestMain: it builds both binaries once for the package.
+package toridetest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"toride/appliance/api"
+	"toride/tests/lab"
+)
+
+var binDir string
+
+// Main builds the binaries, runs the tests and removes the binaries.
+func Main(m *testing.M) {
+	dir, err := os.MkdirTemp("", "toride-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	_, here, _, _ := runtime.Caller(0)
+	root := filepath.Join(filepath.Dir(here), "..", "..")
+	for _, name := range []string{"torided", "toride"} {
+		args := []string{"build", "-o", filepath.Join(dir, name), "./cmd/" + name}
+		if name == "torided" {
+			args = append(args[:1], append([]string{"-race"}, args[1:]...)...) // the daemon is what races could hide in
+		}
+		cmd := exec.Command("go", args...)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", name, err, out)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// Bin returns the path of a built binary.
+func Bin(name string) string { return filepath.Join(binDir, name) }
+
+// Daemon is one torided running in a lab namespace.
+type Daemon struct {
+	t        testing.TB
+	NS       *lab.Netns
+	StateDir string
+	Socket   string
+	Proc     *lab.Process
+	API      *api.Client
+}
+
+// Start runs torided in ns with its state in stateDir and waits until its API answers (10 s at most).
+func Start(t testing.TB, ns *lab.Netns, stateDir string, extra ...string) *Daemon {
+	t.Helper()
+	d := &Daemon{t: t, NS: ns, StateDir: stateDir, Socket: filepath.Join(stateDir, "api.sock")}
+	args := append([]string{"--uts", Bin("torided"), "--state-dir", stateDir, "--api-socket", d.Socket,
+		"--resolv-conf", filepath.Join(stateDir, "resolv.conf"), "--log-level", "debug"}, extra...)
+	d.Proc = ns.Start("unshare", args...)
+	d.API = api.NewClient(d.Socket)
+	ctx := lab.Within(t, 10*time.Second)
+	err := lab.WaitFor(ctx, 50*time.Millisecond, func() error {
+		if exited, werr := d.Proc.Exited(); exited {
+			return lab.Permanent(fmt.Errorf("torided exited: %v", werr))
+		}
+		return d.API.Do(ctx, "GET", "/api/v1/status", nil, nil)
+	})
+	if err != nil {
+		t.Fatalf("torided did not come up: %v\n%s", err, d.Proc.Output())
+	}
+	return d
+}
+
+// Toride runs the toride client against the daemon and returns its standard output and, on failure, an error
+// carrying its standard error.
+func (d *Daemon) Toride(args ...string) (string, error) {
+	return d.TorideInput("", args...)
+}
+
+// TorideInput is Toride with text on standard input.
+func (d *Daemon) TorideInput(stdin string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, Bin("toride"), append([]string{"--socket", d.Socket}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out), fmt.Errorf("toride %s: %w: %s", strings.Join(args, " "), err, stderr.String())
+	}
+	return string(out), nil
+}
+
+// MustToride is Toride that fails the test on error.
+func (d *Daemon) MustToride(args ...string) string {
+	d.t.Helper()
+	out, err := d.Toride(args...)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	return out
+}
+
+// Hostname returns the host name torided's UTS namespace holds.
+func (d *Daemon) Hostname() string {
+	d.t.Helper()
+	out, err := exec.Command("nsenter", "--uts", "--target", fmt.Sprint(d.Proc.Pid()), "hostname").Output()
+	if err != nil {
+		d.t.Fatalf("reading torided's host name: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
