@@ -29,6 +29,7 @@ import (
 	"toride/appliance/config"
 	"toride/appliance/health"
 	"toride/appliance/store"
+	"toride/appliance/timesync"
 	"toride/dataplane/link"
 	"toride/dataplane/route"
 )
@@ -38,8 +39,11 @@ type Options struct {
 	StateDir   string // all persistent state (created 0700)
 	APISocket  string // the management API's unix socket
 	ResolvConf string // the resolver file torided writes ("" leaves it alone)
-	Version    string
-	Logger     *slog.Logger
+	// ManageClock lets torided set the system clock from NTP. Only the appliance image, which owns its machine,
+	// sets it; elsewhere the offset is only measured and reported.
+	ManageClock bool
+	Version     string
+	Logger      *slog.Logger
 }
 
 // System is one running appliance.
@@ -86,10 +90,17 @@ func New(opts Options) (*System, error) {
 		routes.Close()
 		return nil, err
 	}
-	s.api = api.New(api.Options{Store: s.store, Health: s.health, Version: opts.Version, Logger: s.log.With("component", "api")})
+	ts := &timeSync{health: s.health}
+	topts := timesync.Options{Logger: s.log.With("component", "ntp"), OnStatus: ts.report}
+	if opts.ManageClock {
+		topts.Clock = timesync.SystemClock{}
+	}
+	ts.syncer = timesync.New(topts)
+	s.api = api.New(api.Options{Store: s.store, Health: s.health, Version: opts.Version, Logger: s.log.With("component", "api"),
+		Status: func() map[string]any { return map[string]any{"ntp": ts.syncer.Status()} }})
 	https := &apiHTTPS{handler: s.api.Handler(), stateDir: opts.StateDir, health: s.health, log: s.log.With("component", "api")}
-	s.orch.components = []Component{sys, https}
-	s.closers = []io.Closer{closerFunc(func() error { links.Close(); routes.Close(); return nil }), sys, https}
+	s.orch.components = []Component{sys, ts, https}
+	s.closers = []io.Closer{closerFunc(func() error { links.Close(); routes.Close(); return nil }), sys, ts, https}
 	s.sys = sys
 	return s, nil
 }

@@ -5,7 +5,7 @@ set -eu
 
 run_pkgs="iproute2 util-linux"
 # Real peers the tests start: see ARCHITECTURE.md ("Real peers used in tests").
-test_pkgs="$run_pkgs iputils-ping procps"
+test_pkgs="$run_pkgs iputils-ping procps chrony"
 
 case "${1:-test}" in
 run) pkgs=$run_pkgs ;;

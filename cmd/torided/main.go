@@ -29,6 +29,7 @@ func run(args []string) int {
 	stateDir := fs.String("state-dir", "/var/lib/toride", "directory for all persistent state (configuration, archive, keys)")
 	apiSocket := fs.String("api-socket", "/run/toride/api.sock", "unix socket of the management API")
 	resolvConf := fs.String("resolv-conf", "/etc/resolv.conf", "resolver file written from `system dns` (empty: leave it alone)")
+	manageClock := fs.Bool("manage-clock", false, "set the system clock from the configured NTP servers (the appliance image does; elsewhere the offset is only reported)")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	showVersion := fs.Bool("version", false, "print the version and exit")
@@ -68,7 +69,7 @@ func run(args []string) int {
 		return 1
 	}
 	sys, err := appliance.New(appliance.Options{
-		StateDir: *stateDir, APISocket: *apiSocket, ResolvConf: *resolvConf, Version: version, Logger: log,
+		StateDir: *stateDir, APISocket: *apiSocket, ResolvConf: *resolvConf, ManageClock: *manageClock, Version: version, Logger: log,
 	})
 	if err != nil {
 		log.Error("cannot start", "err", err)

@@ -1,0 +1,53 @@
+package appliance
+
+import (
+	"context"
+	"fmt"
+	"math"
+
+	"toride/appliance/config"
+	"toride/appliance/health"
+	"toride/appliance/timesync"
+)
+
+// maxSkew is the clock offset past which the appliance warns: TOTP allows one 30 s step either way, and the
+// cloud's SSL-VPN guides ask for client and server clocks within minutes of each other.
+const maxSkew = 10_000 // ms
+
+// timeSync is the "ntp" component: it hands the configured servers to the SNTP syncer, and turns the syncer's
+// results into health.
+type timeSync struct {
+	syncer *timesync.Syncer
+	health *health.Tracker
+}
+
+func (c *timeSync) Name() string { return "ntp" }
+
+// Apply implements Component.
+func (c *timeSync) Apply(_ context.Context, _, new *config.Config) error {
+	c.syncer.SetServers(new.System.NTP.Servers)
+	if len(new.System.NTP.Servers) == 0 {
+		c.health.Remove(c.Name())
+	}
+	return nil
+}
+
+// report is the syncer's OnStatus.
+func (c *timeSync) report(st timesync.Status) {
+	switch {
+	case len(st.Servers) == 0:
+		c.health.Remove(c.Name())
+	case !st.Synchronized:
+		c.health.Set(c.Name(), health.Degraded, "no NTP server answered; the clock is not checked")
+	case !st.ManagesClock && math.Abs(st.OffsetMs) > maxSkew:
+		c.health.Set(c.Name(), health.Degraded, fmt.Sprintf("the clock is %.1f s off the NTP servers; TOTP codes and certificates may be refused (torided does not set the clock here: run it with --manage-clock, or fix the host's time)", st.OffsetMs/1000))
+	default:
+		c.health.Set(c.Name(), health.OK, fmt.Sprintf("offset %.1f ms", st.OffsetMs))
+	}
+}
+
+// Close stops the syncer.
+func (c *timeSync) Close() error {
+	c.syncer.Close()
+	return nil
+}
