@@ -224,11 +224,16 @@ func (n *Netns) EnableForwarding() {
 func (n *Netns) Do(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		// The thread is never returned to the pool: it ends with the goroutine, so no other goroutine is
-		// ever scheduled in the namespace by accident.
 		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return // the thread stays locked and ends with the goroutine
+		}
+		defer orig.Close()
 		ns, err := netns.GetFromName(n.Name)
 		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- err
 			return
 		}
@@ -237,7 +242,13 @@ func (n *Netns) Do(fn func() error) error {
 			errc <- err
 			return
 		}
-		errc <- fn()
+		err = fn()
+		// Only a thread back in its own namespace may serve other goroutines again; if the way back fails, the
+		// thread stays locked and Go retires it with this goroutine.
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
 	}()
 	return <-errc
 }
@@ -400,7 +411,8 @@ func (n *Netns) killAll() {
 	}
 	for _, f := range strings.Fields(string(out)) {
 		var pid int
-		if _, err := fmt.Sscan(f, &pid); err == nil && pid > 1 {
+		// Never ourselves: a thread of the test binary may have been inside the namespace.
+		if _, err := fmt.Sscan(f, &pid); err == nil && pid > 1 && pid != os.Getpid() {
 			killPid(pid)
 		}
 	}

@@ -1,6 +1,9 @@
 package lab
 
 import (
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -55,5 +58,30 @@ func TestNamespaceIsolation(t *testing.T) {
 	out := a.MustRun("ip", "-o", "link", "show")
 	if strings.Contains(out, "eth0") || !strings.Contains(out, "lo") {
 		t.Fatalf("a fresh namespace should hold only lo, got:\n%s", out)
+	}
+}
+
+// TestDoLeavesNoThreadBehind: after Do, no thread of the test binary is left inside the namespace (once one was,
+// on the main thread, and the namespace's cleanup killed the test binary itself).
+func TestDoLeavesNoThreadBehind(t *testing.T) {
+	l := New(t)
+	a := l.Namespace("do")
+	own, err := os.Readlink("/proc/self/ns/net")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		if err := a.Do(func() error { return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tasks, _ := filepath.Glob("/proc/self/task/*/ns/net")
+	for _, task := range tasks {
+		if ns, err := os.Readlink(task); err == nil && ns != own {
+			t.Errorf("thread %s is in %s, not in the test's own namespace %s", task, ns, own)
+		}
+	}
+	if out := a.MustRun("ip", "netns", "pids", a.Name); strings.Contains(" "+strings.Join(strings.Fields(out), " ")+" ", " "+strconv.Itoa(os.Getpid())+" ") {
+		t.Fatalf("the test binary is listed in the namespace: %s", out)
 	}
 }
