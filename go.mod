@@ -23,4 +23,5 @@ require (
 	golang.org/x/term v0.47.0 // indirect
 	golang.zx2c4.com/wintun v0.0.0-20230126152724-0fa3db229ce2 // indirect
 	golang.zx2c4.com/wireguard v0.0.0-20260522210424-ecfc5a8d5446 // indirect
+	software.sslmate.com/src/go-pkcs12 v0.7.4 // indirect
 )

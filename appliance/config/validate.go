@@ -397,8 +397,12 @@ func (v *validator) sslvpn(c *Config) {
 				if s.Topology == "net30" {
 					how = "a /30 each, one kept for the server"
 				}
+				clients := "clients"
+				if got == 1 {
+					clients = "client"
+				}
 				v.add(at("pool"), s.Pool, fmt.Sprintf("use a /%d or larger", smallestPool(s.MaxSessions, s.Topology)),
-					"%s holds %d clients in %s topology (%s), fewer than max-sessions %d", s.Pool, got, s.Topology, how, s.MaxSessions)
+					"%s holds %d %s in %s topology (%s), fewer than max-sessions %d", s.Pool, got, clients, s.Topology, how, s.MaxSessions)
 			}
 			for _, n := range nets {
 				if n.pfx.Overlaps(s.Pool) {

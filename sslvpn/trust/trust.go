@@ -1,0 +1,164 @@
+// Package trust decides whether an SSL-VPN client certificate is trusted right now: issued by one of the
+// configured CAs, within its validity, and not on any of their CRLs. The CAs and CRLs are swapped atomically,
+// so a new CRL takes effect on the very next handshake without a restart; Revoked lets the concentrator find the
+// live sessions a new CRL cuts.
+//
+// A Store is safe for concurrent use; its zero value trusts nothing.
+package trust
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+)
+
+// Errors of a refused certificate.
+var (
+	ErrNoCertificate = errors.New("trust: the client sent no certificate")
+	ErrRevoked       = errors.New("trust: certificate revoked")
+	ErrUntrusted     = errors.New("trust: certificate not issued by a trusted CA")
+)
+
+// Store holds the trusted CAs and their CRLs.
+type Store struct {
+	cur atomic.Pointer[snapshot]
+	now func() time.Time
+}
+
+type snapshot struct {
+	pool    *x509.CertPool
+	cas     []*x509.Certificate
+	revoked map[string]map[string]time.Time // issuer's raw subject → serial (decimal) → revocation time
+	crls    []CRLInfo
+}
+
+// CRLInfo describes a loaded CRL, for status.
+type CRLInfo struct {
+	Issuer     string    `json:"issuer"`
+	Number     string    `json:"number,omitempty"`
+	ThisUpdate time.Time `json:"this_update"`
+	NextUpdate time.Time `json:"next_update,omitzero"`
+	Revoked    int       `json:"revoked"`
+}
+
+// Set replaces the trusted CAs and CRLs at once. Every CRL must be signed by one of the CAs.
+func (s *Store) Set(cas []*x509.Certificate, crls []*x509.RevocationList) error {
+	snap := &snapshot{pool: x509.NewCertPool(), cas: cas, revoked: map[string]map[string]time.Time{}}
+	for _, ca := range cas {
+		snap.pool.AddCert(ca)
+	}
+	for _, crl := range crls {
+		var issuer *x509.Certificate
+		for _, ca := range cas {
+			if crl.CheckSignatureFrom(ca) == nil {
+				issuer = ca
+				break
+			}
+		}
+		if issuer == nil {
+			return fmt.Errorf("trust: the CRL of %s is not signed by a trusted CA", crl.Issuer)
+		}
+		key := string(issuer.RawSubject)
+		if snap.revoked[key] == nil {
+			snap.revoked[key] = map[string]time.Time{}
+		}
+		for _, e := range crl.RevokedCertificateEntries {
+			snap.revoked[key][e.SerialNumber.String()] = e.RevocationTime
+		}
+		info := CRLInfo{Issuer: issuer.Subject.String(), ThisUpdate: crl.ThisUpdate, NextUpdate: crl.NextUpdate, Revoked: len(crl.RevokedCertificateEntries)}
+		if crl.Number != nil {
+			info.Number = crl.Number.String()
+		}
+		snap.crls = append(snap.crls, info)
+	}
+	s.cur.Store(snap)
+	return nil
+}
+
+func (s *Store) snap() *snapshot {
+	if p := s.cur.Load(); p != nil {
+		return p
+	}
+	return &snapshot{pool: x509.NewCertPool()}
+}
+
+// Pool returns the trusted CAs, for tls.Config.ClientCAs: their subjects go into the TLS CertificateRequest, so a
+// client picks a certificate that fits.
+func (s *Store) Pool() *x509.CertPool { return s.snap().pool }
+
+// CRLs describes the loaded CRLs.
+func (s *Store) CRLs() []CRLInfo { return s.snap().crls }
+
+// Revoked reports whether cert is on the CRL of the CA that issued it.
+func (s *Store) Revoked(cert *x509.Certificate) bool {
+	set := s.snap().revoked[string(cert.RawIssuer)]
+	_, revoked := set[cert.SerialNumber.String()]
+	return revoked
+}
+
+// Verify checks a client's certificate chain (leaf first) as it stands now: a trusted issuer, validity, client
+// auth usage, and no revocation of any certificate in the chain. It returns the verified leaf.
+func (s *Store) Verify(chain []*x509.Certificate) (*x509.Certificate, error) {
+	if len(chain) == 0 {
+		return nil, ErrNoCertificate
+	}
+	snap := s.snap()
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	now := time.Now()
+	if s.now != nil {
+		now = s.now()
+	}
+	verified, err := chain[0].Verify(x509.VerifyOptions{Roots: snap.pool, Intermediates: inter, CurrentTime: now,
+		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	if err != nil {
+		var ua x509.UnknownAuthorityError
+		if errors.As(err, &ua) {
+			return nil, fmt.Errorf("%w: %s (issuer %s)", ErrUntrusted, chain[0].Subject, chain[0].Issuer)
+		}
+		return nil, fmt.Errorf("trust: certificate %s: %w", chain[0].Subject, err)
+	}
+	for _, c := range verified[0] {
+		if set := snap.revoked[string(c.RawIssuer)]; set != nil {
+			if when, ok := set[c.SerialNumber.String()]; ok {
+				return nil, fmt.Errorf("%w: %s serial %X, revoked %s", ErrRevoked, c.Subject, c.SerialNumber, when.UTC().Format(time.RFC3339))
+			}
+		}
+	}
+	return chain[0], nil
+}
+
+// VerifyConnection is a tls.Config.VerifyConnection for servers: it applies Verify to the client's certificate
+// when one was sent. Whether one is required is the tls.Config's ClientAuth.
+func (s *Store) VerifyConnection(cs tls.ConnectionState) error {
+	if len(cs.PeerCertificates) == 0 {
+		return nil
+	}
+	_, err := s.Verify(cs.PeerCertificates)
+	return err
+}
+
+// ServerConfig returns a TLS server configuration presenting cert and checking client certificates against the
+// store as it is at each handshake. clientAuth is tls.RequireAnyClientCert (certificate needed) or
+// tls.RequestClientCert (optional); the chain itself is checked by VerifyConnection, against the live CAs and
+// CRLs, rather than by crypto/tls against a pool fixed at start.
+func (s *Store) ServerConfig(cert tls.Certificate, clientAuth tls.ClientAuthType) *tls.Config {
+	base := &tls.Config{
+		Certificates:     []tls.Certificate{cert},
+		MinVersion:       tls.VersionTLS12,
+		ClientAuth:       clientAuth,
+		VerifyConnection: s.VerifyConnection,
+	}
+	base.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		c := base.Clone()
+		c.GetConfigForClient = nil
+		c.ClientCAs = s.Pool() // advertised in the CertificateRequest
+		return c, nil
+	}
+	return base
+}
