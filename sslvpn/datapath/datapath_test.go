@@ -1,0 +1,243 @@
+package datapath
+
+import (
+	"encoding/binary"
+	"errors"
+	"net/netip"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.zx2c4.com/wireguard/tun"
+	"golang.zx2c4.com/wireguard/tun/tuntest"
+)
+
+// recorder is a Peer that keeps copies of what it is sent, or refuses everything when full.
+type recorder struct {
+	mu   sync.Mutex
+	got  [][]byte
+	full bool
+}
+
+func (r *recorder) SendPacket(pkt []byte) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.full {
+		return false
+	}
+	r.got = append(r.got, append([]byte(nil), pkt...))
+	return true
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.got)
+}
+
+var (
+	server = netip.MustParseAddr("10.8.0.1")
+	alice  = netip.MustParseAddr("10.8.0.2")
+	bob    = netip.MustParseAddr("10.8.0.3")
+)
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestRoutingAndAntiSpoofing(t *testing.T) {
+	before := runtime.NumGoroutine()
+	ct := tuntest.NewChannelTUN()
+	d, err := New(ct.TUN(), Options{Buffers: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := &recorder{}, &recorder{}
+	ua, err := d.Attach(alice, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Attach(alice, b); !errors.Is(err, ErrInUse) {
+		t.Fatalf("second attach of one address: %v", err)
+	}
+	if _, err := d.Attach(bob, b); err != nil {
+		t.Fatal(err)
+	}
+
+	// LAN → clients, by destination.
+	ct.Outbound <- tuntest.Ping(alice, server)
+	ct.Outbound <- tuntest.Ping(bob, server)
+	ct.Outbound <- tuntest.Ping(netip.MustParseAddr("10.8.0.9"), server)
+	waitFor(t, "delivery", func() bool { return a.count() == 1 && b.count() == 1 && d.Stats().NoRoute == 1 })
+
+	// Client → LAN: alice's own source passes, bob's address from alice's session does not.
+	if err := ua.WritePacket(tuntest.Ping(server, alice)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-ct.Inbound:
+		if netip.AddrFrom4([4]byte(got[12:16])) != alice {
+			t.Fatalf("wrote a packet from %v", got[12:16])
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("uplink packet never reached the TUN device")
+	}
+	if err := ua.WritePacket(tuntest.Ping(server, bob)); !errors.Is(err, ErrSpoofed) {
+		t.Fatalf("spoofed packet: %v", err)
+	}
+	if err := ua.WritePacket([]byte{0x60, 0, 0, 0}); !errors.Is(err, ErrMalformed) {
+		t.Fatalf("junk: %v", err)
+	}
+
+	// A full session drops and counts without holding up the others.
+	a.mu.Lock()
+	a.full = true
+	a.mu.Unlock()
+	for range 3 {
+		ct.Outbound <- tuntest.Ping(alice, server)
+	}
+	ct.Outbound <- tuntest.Ping(bob, server)
+	waitFor(t, "drops", func() bool { return d.Stats().SessionDrop == 3 && b.count() == 2 })
+
+	// Detached: no more delivery.
+	d.Detach(alice, a)
+	ct.Outbound <- tuntest.Ping(alice, server)
+	waitFor(t, "no route", func() bool { return d.Stats().NoRoute == 2 })
+
+	st := d.Stats()
+	if st.Spoofed != 1 || st.Malformed != 1 || st.FromClients != 1 || st.ToClients != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	_ = d.Close() // idempotent
+	waitFor(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
+}
+
+func TestBackPressureDropsInsteadOfBlocking(t *testing.T) {
+	ct := tuntest.NewChannelTUN() // nobody reads Inbound: the writer blocks on its first write
+	d, err := New(ct.TUN(), Options{Buffers: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	u, _ := d.Attach(alice, &recorder{})
+	var refused int
+	for range 20 {
+		if err := u.WritePacket(tuntest.Ping(server, alice)); err != nil {
+			refused++
+			if !errors.Is(err, ErrNoBuffer) && !errors.Is(err, ErrQueueFull) {
+				t.Fatal(err)
+			}
+		}
+	}
+	if refused < 15 || d.Stats().QueueFull != uint64(refused) {
+		t.Fatalf("%d of 20 refused, counted %d; want the bounded pool to refuse at least 15", refused, d.Stats().QueueFull)
+	}
+}
+
+// discardTUN is a TUN device that swallows writes and reads nothing, for benchmarks.
+type discardTUN struct {
+	closed chan struct{}
+	events chan tun.Event
+	writes atomic.Uint64
+}
+
+func newDiscardTUN() *discardTUN {
+	return &discardTUN{closed: make(chan struct{}), events: make(chan tun.Event)}
+}
+
+func (t *discardTUN) File() *os.File { return nil }
+func (t *discardTUN) Read([][]byte, []int, int) (int, error) {
+	<-t.closed
+	return 0, os.ErrClosed
+}
+func (t *discardTUN) Write(bufs [][]byte, _ int) (int, error) {
+	t.writes.Add(uint64(len(bufs)))
+	return len(bufs), nil
+}
+func (t *discardTUN) MTU() (int, error)        { return 1500, nil }
+func (t *discardTUN) Name() (string, error)    { return "discard0", nil }
+func (t *discardTUN) Events() <-chan tun.Event { return t.events }
+func (t *discardTUN) BatchSize() int           { return 64 }
+func (t *discardTUN) Close() error             { close(t.closed); return nil }
+
+type nopPeer struct{}
+
+func (nopPeer) SendPacket([]byte) bool { return true }
+
+func packetOf(size int, src, dst netip.Addr) []byte {
+	p := make([]byte, size)
+	p[0] = 0x45
+	binary.BigEndian.PutUint16(p[2:], uint16(size))
+	p[9] = 17
+	s, d := src.As4(), dst.As4()
+	copy(p[12:], s[:])
+	copy(p[16:], d[:])
+	return p
+}
+
+// BenchmarkUplink: client packets into the TUN writer (anti-spoofing check, copy, queue, batched write).
+func BenchmarkUplink(b *testing.B) {
+	dt := newDiscardTUN()
+	d, _ := New(dt, Options{})
+	defer d.Close()
+	u, _ := d.Attach(alice, nopPeer{})
+	pkt := packetOf(1400, alice, server)
+	b.SetBytes(int64(len(pkt)))
+	b.ReportAllocs()
+	for b.Loop() {
+		for u.WritePacket(pkt) != nil {
+			runtime.Gosched() // the queue is full: let the writer drain it
+		}
+	}
+}
+
+// BenchmarkDownlinkLookup: a packet read from TUN to its session among 250.
+func BenchmarkDownlinkLookup(b *testing.B) {
+	dt := newDiscardTUN()
+	d, _ := New(dt, Options{})
+	defer d.Close()
+	base := netip.MustParseAddr("10.8.0.2")
+	addr := base
+	for range 250 {
+		if _, err := d.Attach(addr, nopPeer{}); err != nil {
+			b.Fatal(err)
+		}
+		addr = addr.Next()
+	}
+	pkt := packetOf(1400, server, netip.MustParseAddr("10.8.0.77"))
+	b.SetBytes(int64(len(pkt)))
+	b.ReportAllocs()
+	for b.Loop() {
+		d.route(pkt)
+	}
+}
+
+func TestHotPathsAllocateNothing(t *testing.T) {
+	dt := newDiscardTUN()
+	d, _ := New(dt, Options{})
+	defer d.Close()
+	u, _ := d.Attach(alice, nopPeer{})
+	up := packetOf(1400, alice, server)
+	down := packetOf(1400, server, alice)
+	if n := testing.AllocsPerRun(1000, func() {
+		for u.WritePacket(up) != nil {
+			runtime.Gosched()
+		}
+		d.route(down)
+	}); n != 0 {
+		t.Fatalf("%v allocations per packet, want 0", n)
+	}
+}

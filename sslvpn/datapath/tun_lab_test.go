@@ -1,0 +1,93 @@
+package datapath_test
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/vishvananda/netns"
+	"golang.zx2c4.com/wireguard/tun"
+
+	"toride/dataplane/link"
+	"toride/sslvpn/datapath"
+	"toride/tests/lab"
+)
+
+// echoPeer answers ICMP echo requests through its uplink, as a VPN client would.
+type echoPeer struct {
+	up      *datapath.Uplink
+	replies chan []byte
+}
+
+func (e *echoPeer) SendPacket(pkt []byte) bool {
+	if len(pkt) < 28 || pkt[9] != 1 || pkt[20] != 8 {
+		return true
+	}
+	r := append([]byte(nil), pkt...)
+	copy(r[12:16], pkt[16:20])
+	copy(r[16:20], pkt[12:16])
+	r[20] = 0 // echo reply; the ICMP checksum grows by the type's 0x0800 difference
+	sum := uint32(binary.BigEndian.Uint16(r[22:])) + 0x0800
+	binary.BigEndian.PutUint16(r[22:], uint16(sum+sum>>16))
+	e.replies <- r
+	return true
+}
+
+func TestRealTUN(t *testing.T) {
+	l := lab.New(t, "ping")
+	ns := l.Namespace("tun")
+	var dev tun.Device
+	if err := ns.Do(func() (err error) { dev, err = tun.CreateTUN("sslvpn0", 1420); return }); err != nil {
+		t.Fatal(err)
+	}
+	d, err := datapath.New(dev, datapath.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	h, _ := netns.GetFromName(ns.Name)
+	defer h.Close()
+	links, err := link.Open(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer links.Close()
+	if err := links.AddAddress("sslvpn0", netip.MustParsePrefix("10.8.0.1/24")); err != nil {
+		t.Fatal(err)
+	}
+	if err := links.SetUp("sslvpn0", true); err != nil {
+		t.Fatal(err)
+	}
+	peer := &echoPeer{replies: make(chan []byte, 16)}
+	peer.up, err = d.Attach(netip.MustParseAddr("10.8.0.2"), peer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() { // the client's send path: its own goroutine, as in a session
+		for {
+			select {
+			case r := <-peer.replies:
+				_ = peer.up.WritePacket(r)
+			case <-done:
+				return
+			}
+		}
+	}()
+	if err := ns.Ping("10.8.0.2", 3); err != nil {
+		t.Fatalf("ping through the TUN datapath: %v\nstats %+v", err, d.Stats())
+	}
+	if err := ns.Ping("10.8.0.3", 1); err == nil {
+		t.Fatal("an address without a session answered")
+	}
+	st := d.Stats()
+	if st.ToClients < 3 || st.FromClients < 3 || st.NoRoute < 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	d.Close()
+	if out := ns.MustRun("ip", "link"); strings.Contains(out, "sslvpn0") {
+		t.Fatal("the TUN device outlived Close")
+	}
+}
