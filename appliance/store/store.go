@@ -392,6 +392,12 @@ func (s *Store) Commit(ctx context.Context, req CommitRequest) (Commit, error) {
 }
 
 func (s *Store) commitLocked(ctx context.Context, running, next *config.Config, meta Commit, pc *pendingConfirm) (Commit, error) {
+	return s.commitWith(ctx, running, next, meta, pc, false, nil)
+}
+
+// commitWith is commitLocked with two extras for Change: keepPending leaves a waiting commit-confirm waiting (it
+// then reverts this commit too), and rebase, if not nil, is applied to a candidate holding other edits.
+func (s *Store) commitWith(ctx context.Context, running, next *config.Config, meta Commit, pc *pendingConfirm, keepPending bool, rebase func(*config.Config) error) (Commit, error) {
 	eff := next.WithDefaults()
 	if ps := config.Validate(eff); ps != nil {
 		return Commit{}, ps
@@ -399,6 +405,14 @@ func (s *Store) commitLocked(ctx context.Context, running, next *config.Config, 
 	old := running.WithDefaults()
 	if err := s.opts.Applier.Apply(ctx, old, eff); err != nil {
 		return Commit{}, &ApplyError{Err: err}
+	}
+	if keepPending {
+		s.mu.Lock()
+		if s.pending != nil {
+			kept := *s.pending
+			pc = &kept
+		}
+		s.mu.Unlock()
 	}
 	c, err := s.persist(next, meta, pc)
 	if err != nil {
@@ -422,12 +436,37 @@ func (s *Store) commitLocked(ctx context.Context, running, next *config.Config, 
 		s.pending = pc
 		s.armLocked(pc)
 	}
-	// The candidate follows the commit unless it was edited meanwhile.
+	// The candidate follows the commit unless it holds other edits; those stay pending on top of the change.
 	if config.Equal(s.candidate, running) || config.Equal(s.candidate, next) {
 		s.candidate = next.Clone()
+	} else if rebase != nil {
+		cand := s.candidate.Clone()
+		if err := rebase(cand); err != nil {
+			s.log.Warn("the candidate's pending edits conflict with a change committed through the API; committing them will undo it", "revision", c.Revision, "err", err)
+		} else {
+			s.candidate = cand
+		}
 	}
 	s.mu.Unlock()
 	return c, nil
+}
+
+// Change commits one change, made by fn to a copy of the running configuration, as a transaction of its own:
+// an API operation (create an SSL-VPN, enroll an OTP key) never commits an admin's uncommitted edits, and those
+// edits stay pending on top of it. fn may be called twice (for the running configuration and the candidate) and
+// must do the same both times. A commit-confirm waiting stays waiting, and its timeout reverts this change too.
+func (s *Store) Change(ctx context.Context, author, comment string, fn func(c *config.Config) error) (Commit, error) {
+	s.commitMu.Lock()
+	defer s.commitMu.Unlock()
+	running := s.running.Load()
+	next := running.Clone()
+	if err := fn(next); err != nil {
+		return Commit{}, err
+	}
+	if config.Equal(next, running) {
+		return Commit{}, ErrNoChanges
+	}
+	return s.commitWith(ctx, running, next, Commit{Author: author, Comment: comment}, nil, true, fn)
 }
 
 // persist writes next as a new revision: archive entry, then confirm.json, then config.json (the commit point),

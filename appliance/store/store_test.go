@@ -444,3 +444,59 @@ func TestConcurrentEditsAndCommits(t *testing.T) {
 		t.Fatal("saved and running configs disagree after concurrent commits")
 	}
 }
+
+func TestChangeLeavesPendingEditsPending(t *testing.T) {
+	f := newFixture(t)
+	// The admin is half-way through an edit.
+	if err := f.s.Edit(func(c *config.Config) error { return c.Set([]string{"system", "domain-name", "example.net"}) }); err != nil {
+		t.Fatal(err)
+	}
+	c, err := f.s.Change(context.Background(), "api", "add a user", func(c *config.Config) error {
+		return c.Set([]string{"users", "alice", "full-name", "Alice"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := f.s.Running()
+	if run.Users["alice"] == nil || run.System.DomainName != "" {
+		t.Fatalf("the change committed %+v; want only the API's edit", run)
+	}
+	cand := f.s.Candidate()
+	if cand.Users["alice"] == nil || cand.System.DomainName != "example.net" {
+		t.Fatal("the candidate lost either the pending edit or the API's change")
+	}
+	if c.Author != "api" || f.s.Commits()[0].Comment != "add a user" {
+		t.Fatalf("commit %+v", c)
+	}
+	// A change that fails validation commits nothing.
+	if _, err := f.s.Change(context.Background(), "api", "bad", func(c *config.Config) error {
+		return c.Set([]string{"system", "host-name", "bad_name"})
+	}); err == nil {
+		t.Fatal("an invalid change was committed")
+	}
+	if _, err := f.s.Change(context.Background(), "api", "noop", func(c *config.Config) error { return nil }); !errors.Is(err, ErrNoChanges) {
+		t.Fatalf("empty change: %v", err)
+	}
+}
+
+func TestChangeKeepsACommitConfirmWaiting(t *testing.T) {
+	f := newFixture(t)
+	f.mustCommitHost("risky", 1)
+	if _, err := f.s.Change(context.Background(), "api", "user", func(c *config.Config) error {
+		return c.Set([]string{"users", "bob"})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := f.s.Pending(); !ok {
+		t.Fatal("an API change confirmed a waiting commit-confirm")
+	}
+	f.s.Close()
+	f.open() // the waiting confirm survives a restart after the change
+	if _, _, ok := f.s.Pending(); !ok {
+		t.Fatal("the waiting commit-confirm was lost across a restart")
+	}
+	f.clock.Advance(2 * time.Minute)
+	if f.savedHost() != "default" {
+		t.Fatal("the timeout did not revert")
+	}
+}

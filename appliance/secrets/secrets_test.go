@@ -1,0 +1,46 @@
+package secrets
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestSealOpen(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(filepath.Join(dir, "keys", "seal.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := os.Stat(filepath.Join(dir, "keys", "seal.key"))
+	if st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file mode %v", st.Mode())
+	}
+	sealed := s.Seal([]byte("JBSWY3DPEHPK3PXP"), "otp:alice")
+	if !IsSealed(sealed) || string(sealed) == "JBSWY3DPEHPK3PXP" {
+		t.Fatalf("sealed = %q", sealed)
+	}
+	if got, err := s.Open(sealed, "otp:alice"); err != nil || string(got) != "JBSWY3DPEHPK3PXP" {
+		t.Fatalf("Open = %q %v", got, err)
+	}
+	if _, err := s.Open(sealed, "otp:bob"); !errors.Is(err, ErrOpen) {
+		t.Fatalf("a value moved to another user's place opened: %v", err)
+	}
+	again, err := Open(filepath.Join(dir, "keys", "seal.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := again.Open(sealed, "otp:alice"); err != nil {
+		t.Fatalf("the key did not survive a restart: %v", err)
+	}
+	other, _ := Open(filepath.Join(t.TempDir(), "seal.key"))
+	if _, err := other.Open(sealed, "otp:alice"); !errors.Is(err, ErrOpen) {
+		t.Fatalf("another appliance opened it: %v", err)
+	}
+	for _, bad := range []string{"plain", "sealed:v1:!!", "sealed:v1:AAAA"} {
+		if _, err := s.Open(bad, "otp:alice"); err == nil {
+			t.Errorf("Open(%q) succeeded", bad)
+		}
+	}
+}
