@@ -3,8 +3,10 @@ package lab
 import "syscall"
 
 func processGroup() *syscall.SysProcAttr {
-	// Own process group, so Stop reaches the children a command spawns; and die with the test binary.
-	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// Own process group, so Stop reaches the children a command spawns. No Pdeathsig: the kernel sends it when
+	// the *thread* that started the process ends, and Go retires threads (one locked into a namespace, say),
+	// which would kill a process in the middle of a test. Cleanup stops every process instead.
+	return &syscall.SysProcAttr{Setpgid: true}
 }
 
 func terminateGroup(pid int) { _ = syscall.Kill(-pid, syscall.SIGTERM) }

@@ -1,0 +1,9 @@
+//go:build !linux
+
+package probe
+
+import "fmt"
+
+func detect() (Capabilities, error) {
+	return Capabilities{}, fmt.Errorf("%w: kernel probes need Linux", ErrProbe)
+}

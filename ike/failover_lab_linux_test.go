@@ -1,0 +1,113 @@
+package ike
+
+import (
+	"fmt"
+	"syscall"
+	"testing"
+	"time"
+
+	"toride/tests/lab"
+)
+
+// failoverScenario brings both tunnels up with traffic on tunnel 1, SIGKILLs gateway 1's charon (no DELETE, no
+// DPD answer: a dead peer) while the cloud moves its return route to gateway 2, as the cloud does, and returns
+// the site LAN's traffic gap. It leaves the lab with traffic on tunnel 2.
+func failoverScenario(tb testing.TB, tp *topo, s *Service, p *pinger, version int) time.Duration {
+	tb.Helper()
+	ctx := lab.Within(tb, 90*time.Second)
+	if err := s.Set(ctx, tp.labConfig(version)); err != nil {
+		tb.Fatal(err)
+	}
+	tp.waitStatus(ctx, tb, s, "both tunnels up on tunnel 1", upOnPreferred)
+	tp.waitPing(ctx, tb)
+	time.Sleep(time.Second) // steady traffic before the cut
+
+	kill := time.Now()
+	if err := tp.gws[0].proc.Signal(syscall.SIGKILL); err != nil {
+		tb.Fatal(err)
+	}
+	tp.routeCloudVia(tb, 1)
+	cs := tp.waitStatus(ctx, tb, s, "traffic moved to tunnel 2", func(cs ConnectionStatus) error {
+		if cs.ActiveTunnel != 1 || cs.Failovers < 1 {
+			return fmt.Errorf("active %d, failovers %d", cs.ActiveTunnel, cs.Failovers)
+		}
+		return nil
+	})
+	detected := time.Since(kill)
+	var gap time.Duration
+	if err := lab.WaitFor(ctx, 100*time.Millisecond, func() error {
+		g, resumed := p.gapAround(kill)
+		gap = g
+		if !resumed {
+			return fmt.Errorf("no answers for %v", g.Round(time.Millisecond))
+		}
+		return nil
+	}); err != nil {
+		tp.diagnose(tb)
+		tb.Fatalf("LAN traffic did not resume after the failover: %v\nstatus: %+v", err, s.Status())
+	}
+	tb.Logf("failover: steered to tunnel 2 %v after the kill; LAN traffic gap %v; tunnel 1 %s (ike %s)",
+		detected.Round(time.Millisecond), gap.Round(time.Millisecond), cs.Tunnels[0].State, cs.Tunnels[0].IKESA)
+	return gap
+}
+
+// Killing the active gateway moves LAN traffic to the other tunnel without waiting for DPD; when the gateway
+// comes back, traffic returns to tunnel 1 only after the hold-down, and return traffic arriving over tunnel 2
+// (the cloud routes asymmetrically) is still accepted.
+func TestLabFailover(t *testing.T) {
+	tp := newTopo(t, labOpts{})
+	s := tp.startService(t, nil)
+	p := tp.startPinger(t)
+	gap := failoverScenario(t, tp, s, p, 2)
+	// Generous: probes every 1 s, 3 losses, one CREATE_CHILD_SA round trip.
+	if gap > 15*time.Second {
+		t.Errorf("traffic gap %v, want well under DPD's ~26 s", gap)
+	}
+
+	ctx := lab.Within(t, 90*time.Second)
+	tp.gws[0].start(t) // the gateway is back, with no state: tunnel 1 must be re-established
+	back := time.Now()
+	tp.waitStatus(ctx, t, s, "tunnel 1 healthy again", func(cs ConnectionStatus) error {
+		if cs.Tunnels[0].State != "up" {
+			return fmt.Errorf("tunnel 1 is %s (ike %s)", cs.Tunnels[0].State, cs.Tunnels[0].IKESA)
+		}
+		return nil
+	})
+	cs := tp.waitStatus(ctx, t, s, "fail-back to tunnel 1", func(cs ConnectionStatus) error {
+		if cs.ActiveTunnel != 0 || cs.Failbacks < 1 {
+			return fmt.Errorf("active %d, failbacks %d", cs.ActiveTunnel, cs.Failbacks)
+		}
+		return nil
+	})
+	if held := time.Since(back); held < 5*time.Second {
+		t.Errorf("failed back %v after tunnel 1 returned; the hold-down is 5 s", held)
+	}
+	// The cloud still routes its answers over tunnel 2.
+	tp.waitPing(ctx, t)
+	t.Logf("fail-back after %v; status %+v", time.Since(back).Round(time.Millisecond), cs)
+}
+
+// IKEv1 steers differently (delete, then a fresh quick mode): the failover must work the same.
+func TestLabFailoverIKEv1(t *testing.T) {
+	tp := newTopo(t, labOpts{})
+	s := tp.startService(t, nil)
+	p := tp.startPinger(t)
+	if gap := failoverScenario(t, tp, s, p, 1); gap > 15*time.Second {
+		t.Errorf("traffic gap %v", gap)
+	}
+}
+
+// BenchmarkFailoverGap measures the site LAN's traffic gap (seconds) when the active tunnel's gateway dies.
+// Run it once: go test -run '^$' -bench FailoverGap -benchtime 1x ./ike/
+func BenchmarkFailoverGap(b *testing.B) {
+	var total time.Duration
+	for range b.N {
+		b.StopTimer()
+		tp := newTopo(b, labOpts{})
+		s := tp.startService(b, nil)
+		p := tp.startPinger(b)
+		b.StartTimer()
+		total += failoverScenario(b, tp, s, p, 2)
+	}
+	b.ReportMetric(total.Seconds()/float64(b.N), "gap-s")
+}

@@ -1,0 +1,268 @@
+package ike
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strings"
+	"time"
+
+	"toride/ike/charon"
+	"toride/ike/internal/vici"
+)
+
+// tunnelPlan is one tunnel rendered for charon: what to load, and what the engine needs to drive it.
+type tunnelPlan struct {
+	conn    string // connection name
+	index   int    // tunnel index in the connection
+	name    string // charon connection name, "<conn>-t1"
+	ikeConn vici.Conn
+	secret  vici.Shared
+
+	probeChild string // CHILD_SA carrying the keepalive probes (inside /32 ↔ inside /32); = netChild on IKEv2
+	netChild   string // CHILD_SA carrying LAN traffic; "" when there are no remote networks (BGP)
+
+	localInside  netip.Addr
+	remoteInside netip.Addr
+	probeTarget  netip.Addr
+	start        bool // StartupStart: the engine initiates and keeps it up
+
+	hash [32]byte // of everything loaded into charon, to detect changes
+}
+
+// connPlan is one connection rendered for charon.
+type connPlan struct {
+	name      string
+	tunnels   []*tunnelPlan
+	keepalive Keepalive
+	failover  Failover
+}
+
+// plan renders a normalized, validated Config for charon on the given backend.
+func plan(c Config, backend charon.Backend) []*connPlan {
+	var out []*connPlan
+	for _, conn := range c.Connections {
+		cp := &connPlan{name: conn.Name, keepalive: conn.Keepalive, failover: conn.Failover}
+		for i, t := range conn.Tunnels {
+			cp.tunnels = append(cp.tunnels, planTunnel(conn, i, t, backend))
+		}
+		out = append(out, cp)
+	}
+	return out
+}
+
+func planTunnel(conn Connection, i int, t Tunnel, backend charon.Backend) *tunnelPlan {
+	name := TunnelName(conn.Name, i)
+	localIn, remoteIn, _ := t.InsideAddresses()
+	p := &tunnelPlan{
+		conn:         conn.Name,
+		index:        i,
+		name:         name,
+		probeChild:   name + "-probe",
+		localInside:  localIn,
+		remoteInside: remoteIn,
+		probeTarget:  t.KeepaliveTarget,
+		start:        conn.StartupAction == StartupStart,
+	}
+	ikeLife := t.Phase1.Lifetime
+	childLife := t.Phase2.Lifetime
+	margin := t.RekeyMargin
+	fuzz := time.Duration(max(t.RekeyFuzz, 0)) * margin / 100
+
+	children := map[string]vici.Child{}
+	child := func(local, remote []string) vici.Child {
+		ch := vici.Child{
+			LocalTS:      local,
+			RemoteTS:     remote,
+			ESPProposals: espProposals(t),
+			RekeyTime:    secs(childLife - margin),
+			LifeTime:     secs(childLife),
+			RandTime:     secs(fuzz),
+			ReplayWindow: t.ReplayWindow,
+			DPDAction:    string(t.DPD.Action),
+			// The engine initiates and re-initiates; charon must not act on its own at load time.
+			StartAction: "none",
+			CloseAction: "none",
+			Mode:        "tunnel",
+		}
+		return ch
+	}
+	probeLocal := []string{hostPrefix(localIn)}
+	probeRemote := []string{hostPrefix(remoteIn)}
+	if t.KeepaliveTarget.IsValid() && t.KeepaliveTarget != remoteIn {
+		probeRemote = append(probeRemote, hostPrefix(t.KeepaliveTarget))
+	}
+	markUnique := func(ch *vici.Child) {
+		if backend == charon.BackendLibipsec {
+			// A unique mark per CHILD_SA instance gives each instance its own reqid, hence its own entries in
+			// libipsec's policy list, where the newest instance with equal selectors carries the traffic. This
+			// is what lets the engine steer traffic between two tunnels with identical selectors (see
+			// failover.go). libipsec ignores the mark values themselves.
+			ch.MarkIn, ch.MarkOut = "%unique", "%unique"
+		}
+	}
+	switch {
+	case len(conn.RemoteNetworks) == 0:
+		// BGP without static prefixes: only the inside addresses (where BGP runs) for now.
+		children[p.probeChild] = child(probeLocal, probeRemote)
+	case t.IKEVersion == 2:
+		// One CHILD_SA carries both the LAN traffic and the probes, as the cloud expects (one SA pair per
+		// tunnel); the probes' inside /32 selectors are unique to the tunnel, so they always use it, and they
+		// keep the very SA the LAN traffic needs from idling out.
+		p.netChild = name + "-net"
+		p.probeChild = p.netChild
+		net := child(append(prefixStrings(conn.LocalNetworks), probeLocal...),
+			append(prefixStrings(conn.RemoteNetworks), probeRemote...))
+		markUnique(&net)
+		children[p.netChild] = net
+	default:
+		// IKEv1 negotiates one selector pair per SA: the probes need a CHILD_SA of their own.
+		children[p.probeChild] = child(probeLocal, probeRemote)
+		p.netChild = name + "-net"
+		net := child(prefixStrings(conn.LocalNetworks), prefixStrings(conn.RemoteNetworks))
+		markUnique(&net)
+		children[p.netChild] = net
+	}
+
+	ic := vici.Conn{
+		Version:     fmt.Sprint(t.IKEVersion),
+		LocalAddrs:  []string{t.LocalAddress.String()},
+		RemoteAddrs: []string{t.RemoteAddress.String()},
+		Proposals:   ikeProposals(t),
+		Encap:       t.NATTraversal == NATTForce,
+		DPDDelay:    secs(t.DPD.Delay),
+		OverTime:    secs(margin),
+		RandTime:    secs(fuzz),
+		Keyingtries: 0, // retry forever: the cloud never initiates
+		Local:       vici.AuthRound{Auth: "psk", ID: t.LocalID},
+		Remote:      vici.AuthRound{Auth: "psk", ID: t.RemoteAddress.String()},
+		Children:    children,
+	}
+	if t.DPD.Action == DPDNone {
+		ic.DPDDelay = "0s"
+	}
+	if t.IKEVersion == 1 {
+		// IKEv1 cannot rekey an IKE SA: it re-authenticates.
+		ic.DPDTimeout = secs(t.DPD.Timeout)
+		ic.ReauthTime = secs(ikeLife - margin)
+		ic.RekeyTime = "0s"
+	} else {
+		ic.RekeyTime = secs(ikeLife - margin)
+	}
+	p.ikeConn = ic
+	p.secret = vici.Shared{
+		ID:     "toride-" + name,
+		Type:   "IKE",
+		Data:   t.PSK,
+		Owners: []string{t.LocalID, t.RemoteAddress.String()},
+	}
+	p.hash = hashOf(struct {
+		Conn   vici.Conn
+		Secret vici.Shared
+	}{ic, p.secret})
+	return p
+}
+
+func hashOf(v any) [32]byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("ike: hash of plan: " + err.Error()) // only plain data is hashed: a wiring bug
+	}
+	return sha256.Sum256(b)
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%ds", int64(d/time.Second)) }
+
+func hostPrefix(a netip.Addr) string { return netip.PrefixFrom(a, a.BitLen()).String() }
+
+func prefixStrings(ps []netip.Prefix) []string {
+	out := make([]string, len(ps))
+	for i, p := range ps {
+		out[i] = p.Masked().String()
+	}
+	return out
+}
+
+var (
+	encrNames = map[Encryption]string{
+		AES128: "aes128", AES256: "aes256", AES128GCM16: "aes128gcm16", AES256GCM16: "aes256gcm16",
+	}
+	integNames = map[Integrity]string{SHA1: "sha1", SHA2256: "sha256", SHA2384: "sha384", SHA2512: "sha512"}
+	dhNames    = map[int]string{
+		2: "modp1024", 5: "modp1536", 14: "modp2048", 15: "modp3072", 16: "modp4096", 17: "modp6144",
+		18: "modp8192", 19: "ecp256", 20: "ecp384", 21: "ecp521", 22: "modp1024s160", 23: "modp2048s224",
+		24: "modp2048s256",
+	}
+)
+
+func isAEAD(e Encryption) bool { return e == AES128GCM16 || e == AES256GCM16 }
+
+// splitEncryption separates AEAD from classic ciphers: strongSwan proposals cannot mix them.
+func splitEncryption(es []Encryption) (classic, aead []string) {
+	for _, e := range es {
+		if isAEAD(e) {
+			aead = append(aead, encrNames[e])
+		} else {
+			classic = append(classic, encrNames[e])
+		}
+	}
+	return classic, aead
+}
+
+func dhList(groups []int) []string {
+	var out []string
+	for _, g := range groups {
+		out = append(out, dhNames[g])
+	}
+	return out
+}
+
+// ikeProposals renders phase 1 as at most two strongSwan proposals (classic and AEAD), each listing every
+// algorithm so that all combinations are offered.
+func ikeProposals(t Tunnel) []string {
+	classic, aead := splitEncryption(t.Phase1.Encryption)
+	var integ, prf []string
+	for _, a := range t.Phase1.Integrity {
+		integ = append(integ, integNames[a])
+		prf = append(prf, "prf"+integNames[a])
+	}
+	dh := dhList(t.Phase1.DHGroups)
+	var out []string
+	if len(classic) > 0 {
+		out = append(out, join(classic, integ, dh))
+	}
+	if len(aead) > 0 {
+		out = append(out, join(aead, prf, dh))
+	}
+	return out
+}
+
+// espProposals renders phase 2 likewise; without PFS no group is proposed.
+func espProposals(t Tunnel) []string {
+	classic, aead := splitEncryption(t.Phase2.Encryption)
+	var integ []string
+	for _, a := range t.Phase2.Integrity {
+		integ = append(integ, integNames[a])
+	}
+	var dh []string
+	if !t.DisablePFS {
+		dh = dhList(t.Phase2.DHGroups)
+	}
+	var out []string
+	if len(classic) > 0 {
+		out = append(out, join(classic, integ, dh))
+	}
+	if len(aead) > 0 {
+		out = append(out, join(aead, dh))
+	}
+	return out
+}
+
+func join(parts ...[]string) string {
+	var all []string
+	for _, p := range parts {
+		all = append(all, p...)
+	}
+	return strings.Join(all, "-")
+}

@@ -1,0 +1,208 @@
+// Package ike is torided's site-to-site IPsec engine: it keeps the cloud's dual tunnels up through strongSwan's
+// charon, probes them, and steers traffic to a healthy one.
+//
+//	Service.Set(Config) ──► engine goroutine ──VICI──► charon (supervised by ike/charon, own run dir and socket)
+//	                          │  ▲    ▲                    │ SAs into kernel XFRM or libipsec (ipsec0)
+//	   probers (one per ──────┘  │    └── events (ike/child updown, rekey) + periodic list-sas resync
+//	   tunnel, ICMP through      │
+//	   the tunnel's inside /32)  └── supervisor changes (charon restarted → reload everything)
+//
+// One engine goroutine owns all state; Set talks to it through a channel and waits for its answer, and Status
+// reads a snapshot it publishes after every step, so neither ever blocks on charon for long and both are safe for
+// concurrent use. The engine is declarative: it diffs the desired configuration against what the running charon
+// has loaded (by a hash of the rendered connection and secret), reloads only what changed, and re-initiates what
+// is down. Steering between tunnels is described in failover.go.
+//
+// Subpackages: charon (process supervision), awsconf (the cloud's configuration files); internal/vici (typed
+// VICI client), internal/icmpprobe (keepalive prober), internal/nsutil (network namespace threads).
+package ike
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"toride/dataplane/nft"
+	"toride/dataplane/probe"
+	"toride/ike/charon"
+)
+
+// ErrNotReady is returned by Set when charon did not come up in time; the configuration is kept and applied as
+// soon as charon answers.
+var ErrNotReady = errors.New("ike: charon is not ready")
+
+// ErrClosed is returned by a Service after Close.
+var ErrClosed = errors.New("ike: service closed")
+
+// Firewall is where the engine states the packets it needs admitted (IKE and ESP from each configured peer).
+// *nft.Manager implements it; the owner name used is "ike".
+type Firewall interface {
+	Set(ctx context.Context, owner string, rules []nft.Rule) error
+}
+
+// Opts configure a Service. RunDir is required.
+type Opts struct {
+	// RunDir is charon's private run directory (strongswan.conf, VICI socket, pid file). Keep the path short.
+	RunDir string
+	// NetnsPath runs charon, the probes and the address setup in that network namespace; "" is the caller's.
+	NetnsPath string
+	// CharonBinary overrides charon.DefaultBinary.
+	CharonBinary string
+	// Backend forces a backend; "" lets the kernel probe decide (kernel-netlink with ESP, else libipsec).
+	Backend charon.Backend
+	// Retransmit is charon's IKE retransmission schedule; the zero value is charon.DefaultRetransmit.
+	Retransmit charon.Retransmit
+	// Firewall, if set, receives the rules admitting IKE and ESP from the configured peers.
+	Firewall Firewall
+	// ResyncInterval is how often SAs are listed even without events; 0 means 2 s.
+	ResyncInterval time.Duration
+	// Logger receives engine events (failovers, restarts, reloads); nil discards them.
+	Logger *slog.Logger
+	// CharonLogLevel is charon's own log level (captured, see CharonLog); 0 means 1.
+	CharonLogLevel int
+}
+
+// Service is the IPsec engine. Create it with New; its zero value is not usable.
+type Service struct {
+	opts    Opts
+	caps    probe.Capabilities
+	backend charon.Backend
+	sup     *charon.Supervisor
+	reqs    chan setRequest
+	probes  chan probeEvent
+	ready   chan struct{} // receives (coalesced) when the engine (re)connects to charon
+	status  atomic.Pointer[Status]
+	cancel  context.CancelFunc
+	done    chan struct{}
+	once    sync.Once
+}
+
+type setRequest struct {
+	ctx   context.Context
+	cfg   Config
+	reply chan error
+}
+
+// New probes the kernel, starts charon under supervision and the engine. It returns without waiting for charon;
+// Set waits for it.
+func New(ctx context.Context, opts Opts) (*Service, error) {
+	if opts.RunDir == "" {
+		return nil, errors.New("ike: Opts.RunDir is required")
+	}
+	if opts.ResyncInterval == 0 {
+		opts.ResyncInterval = 2 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	caps, err := probe.Detect(ctx)
+	if err != nil && opts.Backend == "" {
+		return nil, fmt.Errorf("ike: kernel probe: %w", err)
+	}
+	backend := opts.Backend
+	if backend == "" {
+		backend = charon.BackendLibipsec
+		if caps.ESP {
+			backend = charon.BackendKernel
+		}
+	}
+	sup, err := charon.Start(charon.Options{
+		Binary:     opts.CharonBinary,
+		RunDir:     opts.RunDir,
+		NetnsPath:  opts.NetnsPath,
+		Backend:    backend,
+		Retransmit: opts.Retransmit,
+		LogLevel:   opts.CharonLogLevel,
+		Logger:     opts.Logger.With("component", "charon"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ike: %w", err)
+	}
+	addrs, err := newAddrManager(opts.NetnsPath)
+	if err != nil {
+		sup.Close()
+		return nil, fmt.Errorf("ike: %w", err)
+	}
+	ectx, cancel := context.WithCancel(context.Background())
+	s := &Service{
+		opts:    opts,
+		caps:    caps,
+		backend: backend,
+		sup:     sup,
+		reqs:    make(chan setRequest),
+		probes:  make(chan probeEvent, 256),
+		ready:   make(chan struct{}, 1),
+		cancel:  cancel,
+		done:    make(chan struct{}),
+	}
+	e := newEngine(s, addrs)
+	e.publish()
+	go e.run(ectx)
+	return s, nil
+}
+
+// Set makes cfg the desired state and applies it: it validates cfg (returning every problem as a
+// *ValidationError), loads what changed into charon, unloads what was removed (terminating its SAs), and starts
+// initiating what should be up. It does not wait for tunnels to come up; watch Status for that. Calling Set
+// twice with the same configuration changes nothing the second time.
+//
+// If charon is not running yet, Set waits for it until ctx ends and then returns ErrNotReady; the configuration
+// is still applied once charon is up.
+func (s *Service) Set(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	cfg = cfg.Normalize()
+	for {
+		reply := make(chan error, 1)
+		select {
+		case s.reqs <- setRequest{ctx: ctx, cfg: cfg, reply: reply}:
+		case <-s.done:
+			return ErrClosed
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ErrNotReady, ctx.Err())
+		}
+		var err error
+		select {
+		case err = <-reply:
+		case <-s.done:
+			return ErrClosed
+		}
+		if !errors.Is(err, errNotConnected) {
+			return err
+		}
+		select {
+		case <-s.ready:
+		case <-time.After(200 * time.Millisecond):
+		case <-s.done:
+			return ErrClosed
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", ErrNotReady, ctx.Err())
+		}
+	}
+}
+
+// Status returns the latest snapshot. It never blocks on charon.
+func (s *Service) Status() Status { return *s.status.Load() }
+
+// CharonLog returns the tail of charon's own log, for diagnostics.
+func (s *Service) CharonLog() string { return s.sup.Log() }
+
+// CharonPID returns the process id of the running charon, or 0.
+func (s *Service) CharonPID() int { return s.sup.Health().PID }
+
+// Close stops the engine and the probes, removes the inside addresses and firewall rules it added, and stops
+// charon (which deletes its own SAs and tells the peers). It never flushes XFRM state it did not create. Close is
+// idempotent.
+func (s *Service) Close() error {
+	s.once.Do(func() {
+		s.cancel()
+		<-s.done
+		s.sup.Close()
+	})
+	return nil
+}
