@@ -1,0 +1,185 @@
+package openvpn
+
+import (
+	"sync/atomic"
+	"time"
+
+	"toride/sslvpn/openvpn/internal/bufpool"
+	"toride/sslvpn/openvpn/internal/datachannel"
+	"toride/sslvpn/openvpn/internal/wire"
+)
+
+// frameHeadroom is reserved before every outgoing packet for the TCP length prefix.
+const frameHeadroom = 2
+
+// payloadOff is where SendPacket copies a plaintext packet in a pool buffer: enough headroom for the largest
+// data-channel overhead and the TCP length prefix.
+const payloadOff = frameHeadroom + datachannel.Headroom
+
+// MaxPacketSize is the largest IP packet SendPacket accepts.
+const MaxPacketSize = bufpool.Size - payloadOff - datachannel.Tailroom
+
+// keySet is the data path's view of a session's keys, replaced as a whole (copy-on-write) by the control loop and
+// read lock-free per packet.
+type keySet struct {
+	rx    [8]*datachannel.Keys // by key id; Decrypt only from the session's receive goroutine
+	tx    *datachannel.Keys    // Encrypt only from the session's writer goroutine
+	txHdr wire.DataHeader
+}
+
+type uplinkRef struct{ u Uplink }
+
+type sessionCounters struct {
+	packetsIn, bytesIn, packetsOut, bytesOut, dropped, decryptErrors, renegotiations atomic.Uint64
+}
+
+// now is the session clock: monotonic nanoseconds since the server started, cheap enough per packet.
+func (s *session) now() int64 { return int64(time.Since(s.srv.epoch)) }
+
+// handleIncoming takes one packet from the transport's receive goroutine. pkt is only valid during the call:
+// data packets are decrypted in place and handed to the uplink; control packets are copied to the control loop.
+func (s *session) handleIncoming(pkt []byte) {
+	if len(pkt) == 0 {
+		return
+	}
+	op, _ := wire.SplitHeader(pkt[0])
+	if op.IsData() {
+		s.handleData(pkt)
+		return
+	}
+	if !op.IsControl() {
+		s.srv.stats.malformed.Add(1)
+		return
+	}
+	c := append([]byte(nil), pkt...)
+	select {
+	case s.ctrlIn <- c:
+	default:
+		// The control loop is behind; the peer retransmits.
+		s.srv.stats.controlDropped.Add(1)
+	}
+}
+
+// handleData decrypts a data packet in place and delivers it. Receive goroutine only.
+func (s *session) handleData(pkt []byte) {
+	h, err := wire.ParseDataHeader(pkt)
+	if err != nil {
+		s.counters.decryptErrors.Add(1)
+		return
+	}
+	k := s.keys.Load().rx[h.KeyID]
+	if k == nil {
+		s.counters.dropped.Add(1)
+		return
+	}
+	plain, err := k.Decrypt(pkt, h.Len)
+	if err != nil {
+		s.counters.decryptErrors.Add(1)
+		return
+	}
+	s.lastRx.Store(s.now())
+	switch datachannel.Classify(plain) {
+	case datachannel.KindPing, datachannel.KindOCC:
+		return
+	case datachannel.KindExit:
+		s.requestClose(ErrClientExit)
+		return
+	}
+	up := s.uplink.Load()
+	if up == nil {
+		s.counters.dropped.Add(1)
+		return
+	}
+	if err := up.u.WritePacket(plain); err != nil {
+		s.counters.dropped.Add(1)
+		return
+	}
+	s.counters.packetsIn.Add(1)
+	s.counters.bytesIn.Add(uint64(len(plain)))
+}
+
+// SendPacket implements Session.
+func (s *session) SendPacket(pkt []byte) bool {
+	if len(pkt) == 0 || len(pkt) > MaxPacketSize {
+		s.counters.dropped.Add(1)
+		return false
+	}
+	s.txMu.RLock()
+	defer s.txMu.RUnlock()
+	if s.txClosed || s.keys.Load().tx == nil {
+		s.counters.dropped.Add(1)
+		return false
+	}
+	b := s.srv.pool.Get()
+	if b == nil {
+		s.counters.dropped.Add(1)
+		return false
+	}
+	b.Off, b.N = payloadOff, copy(b.Data[payloadOff:], pkt)
+	select {
+	case s.txq <- b: // the writer owns b now
+		return true
+	default:
+		s.srv.pool.Put(b)
+		s.counters.dropped.Add(1)
+		return false
+	}
+}
+
+// writeLoop is the session's only writer to the transport: control frames from the loop, data packets from
+// SendPacket (encrypted here, in place) and keepalive pings.
+func (s *session) writeLoop() {
+	defer s.wg.Done()
+	var ping bufpool.Buf
+	for {
+		select {
+		case f := <-s.ctrlOut:
+			if err := s.link.writeFrame(f); err != nil {
+				s.linkFailed(err)
+			}
+		case b := <-s.txq:
+			if s.sendData(b) {
+				s.counters.packetsOut.Add(1)
+				s.counters.bytesOut.Add(uint64(b.N))
+			}
+			s.srv.pool.Put(b)
+		case <-s.pingReq:
+			ping.Off, ping.N = payloadOff, copy(ping.Data[payloadOff:], datachannel.PingPayload[:])
+			s.sendData(&ping)
+		case <-s.done:
+			return
+		}
+	}
+}
+
+// sendData encrypts b's payload with the current key and writes it. Writer goroutine only.
+func (s *session) sendData(b *bufpool.Buf) bool {
+	ks := s.keys.Load()
+	if ks.tx == nil {
+		s.counters.dropped.Add(1)
+		return false
+	}
+	pkt, err := ks.tx.Encrypt(b.Data[:], b.Off, b.N, ks.txHdr)
+	if err != nil {
+		s.counters.dropped.Add(1)
+		return false
+	}
+	start := len(b.Data) - cap(pkt)
+	if err := s.link.writeFrame(b.Data[start-frameHeadroom : start+len(pkt)]); err != nil {
+		s.linkFailed(err)
+		return false
+	}
+	s.lastTx.Store(s.now())
+	return true
+}
+
+func (s *session) drainTx() {
+	for {
+		select {
+		case b := <-s.txq:
+			s.srv.pool.Put(b)
+		default:
+			return
+		}
+	}
+}

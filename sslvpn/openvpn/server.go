@@ -1,0 +1,544 @@
+package openvpn
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"toride/sslvpn/openvpn/internal/bufpool"
+	"toride/sslvpn/openvpn/internal/tlscrypt"
+	"toride/sslvpn/openvpn/internal/wire"
+)
+
+// maxWirePacket is the largest OpenVPN packet accepted from the network.
+const maxWirePacket = bufpool.Size
+
+// Server is the OpenVPN protocol engine for any number of TCP connections and UDP sockets. It is safe for
+// concurrent use. The zero value is not usable; use NewServer.
+type Server struct {
+	cfg      *resolved
+	backend  Backend
+	observer HandshakeObserver
+	pool     *bufpool.Pool
+	epoch    time.Time
+
+	nextSessionID atomic.Uint64
+	nextPeerID    atomic.Uint32
+
+	shutdown     chan struct{}
+	shutdownCtx  context.Context // done when shutdown is closed
+	shutdownOnce sync.Once
+	cancelCtx    context.CancelFunc
+	serving      sync.WaitGroup
+	mu           sync.Mutex // guards closed against serving.Add
+	closed       bool
+
+	stats serverCounters
+}
+
+type serverCounters struct {
+	handshakes, failedHandshakes, malformed, controlDropped, busy atomic.Uint64
+	active                                                        atomic.Int64
+}
+
+// ServerStats are a server's counters.
+type ServerStats struct {
+	ActiveSessions   int64  // sessions admitted by Connect and not yet disconnected
+	Handshakes       uint64 // sessions started
+	FailedHandshakes uint64 // sessions that ended before Connect succeeded
+	Malformed        uint64 // packets dropped as malformed or unauthenticated
+	ControlDropped   uint64 // control packets dropped on full queues (the peer retransmits)
+	Busy             uint64 // new UDP clients ignored because MaxHandshakes were in progress
+	BuffersInUse     int
+}
+
+// NewServer validates cfg and returns a server that admits clients through b.
+func NewServer(cfg Config, b Backend) (*Server, error) {
+	if b == nil {
+		return nil, fmt.Errorf("%w: a Backend is required", ErrConfig)
+	}
+	r, err := cfg.resolve()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: r, backend: b, pool: bufpool.New(r.MaxBuffers), epoch: time.Now(), shutdown: make(chan struct{})}
+	s.shutdownCtx, s.cancelCtx = context.WithCancel(context.Background())
+	s.observer, _ = b.(HandshakeObserver)
+	return s, nil
+}
+
+// Ciphers returns the data-channel ciphers the server accepts, as resolved from the configuration.
+func (s *Server) Ciphers() []string { return append([]string(nil), s.cfg.DataCiphers...) }
+
+// Stats returns the server's counters.
+func (s *Server) Stats() ServerStats {
+	return ServerStats{
+		ActiveSessions: s.stats.active.Load(), Handshakes: s.stats.handshakes.Load(),
+		FailedHandshakes: s.stats.failedHandshakes.Load(), Malformed: s.stats.malformed.Load(),
+		ControlDropped: s.stats.controlDropped.Load(), Busy: s.stats.busy.Load(),
+		BuffersInUse: s.pool.Outstanding(),
+	}
+}
+
+// Close shuts the server down: every session tells its client to reconnect elsewhere or later (RESTART, the
+// server side of explicit-exit-notify) and ends, and Close waits until every ServeConn and ServeUDP call has
+// returned. It is idempotent.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
+	s.shutdownOnce.Do(func() {
+		close(s.shutdown)
+		s.cancelCtx()
+	})
+	s.serving.Wait()
+	return nil
+}
+
+func (s *Server) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.serving.Add(1)
+	return true
+}
+
+// SniffTCP reports whether the first bytes of a TCP stream look like an OpenVPN client's first packet: a 16-bit
+// length and P_CONTROL_HARD_RESET_CLIENT_V2 or V3 with key id 0. It needs 3 bytes; a port demultiplexer uses it
+// to tell OpenVPN from TLS (whose first byte is 0x16).
+func SniffTCP(first []byte) bool {
+	if len(first) < 3 {
+		return false
+	}
+	n := int(binary.BigEndian.Uint16(first))
+	op, keyID := wire.SplitHeader(first[2])
+	return keyID == 0 && (op == wire.ControlHardResetClientV2 || op == wire.ControlHardResetClientV3) &&
+		n >= wire.ControlHeaderLen+5 && n <= maxWirePacket
+}
+
+// ServeConn runs one OpenVPN client on an accepted TCP connection (its first bytes still to be read; a
+// demultiplexer that peeked must hand over a conn that replays them). It takes ownership of c and closes it. It
+// returns when the session ends: nil after a shutdown (ctx done or Close), otherwise the reason, wrapping one of
+// the package's errors.
+func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
+	if !s.enter() {
+		c.Close()
+		return ErrClosed
+	}
+	defer s.serving.Done()
+	l := &tcpLink{conn: c}
+	defer l.close()
+	remote := addrPortOf(c.RemoteAddr())
+	br := bufio.NewReaderSize(c, 16<<10)
+	buf := make([]byte, maxWirePacket)
+
+	// The first packet decides whether this is one of ours at all; bound the wait for it.
+	interrupt := func() { c.SetReadDeadline(time.Now()) }
+	stop, stopShutdown := context.AfterFunc(ctx, interrupt), context.AfterFunc(s.shutdownCtx, interrupt)
+	c.SetReadDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	pkt, err := readTCPPacket(br, buf)
+	stop()
+	stopShutdown()
+	c.SetReadDeadline(time.Time{})
+	if err == nil && len(pkt) == 0 {
+		err = fmt.Errorf("%w: oversized first packet", ErrProtocol)
+	}
+	if err != nil {
+		if ctx.Err() != nil || s.shutdownCtx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("%w: %v", ErrTransport, err)
+	}
+	op, keyID, sid, _, err := wire.ParseControlHeader(pkt)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: first packet: %v", ErrProtocol, err)
+	case op == wire.ControlHardResetClientV3:
+		return fmt.Errorf("%w: tls-crypt-v2", ErrUnsupported)
+	case op != wire.ControlHardResetClientV2 || keyID != 0:
+		return fmt.Errorf("%w: first packet is %v, not a client hard reset", ErrProtocol, op)
+	}
+	sess, err := newSession(s, TCP, remote, l, sid, s.nextPeerID.Add(1)&0xFFFFFF)
+	if err != nil {
+		return err
+	}
+	sess.start(ctx)
+	sess.handleIncoming(pkt)
+	for {
+		pkt, err := readTCPPacket(br, buf)
+		if err != nil {
+			sess.linkFailed(err)
+			break
+		}
+		if len(pkt) == 0 {
+			s.stats.malformed.Add(1)
+			continue
+		}
+		sess.handleIncoming(pkt)
+	}
+	sess.wait()
+	if errors.Is(sess.reason, ErrShutdown) {
+		return nil
+	}
+	return sess.reason
+}
+
+func readTCPPacket(r *bufio.Reader, buf []byte) ([]byte, error) {
+	var hdr [2]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, err
+	}
+	n := int(binary.BigEndian.Uint16(hdr[:]))
+	if n == 0 {
+		return nil, fmt.Errorf("%w: zero-length packet", ErrProtocol)
+	}
+	if n > len(buf) {
+		// Larger than anything we send or accept (a client with a huge tun-mtu): skip it, keep the stream.
+		if _, err := io.CopyN(io.Discard, r, int64(n)); err != nil {
+			return nil, err
+		}
+		return buf[:0], nil
+	}
+	if _, err := io.ReadFull(r, buf[:n]); err != nil {
+		return nil, err
+	}
+	return buf[:n], nil
+}
+
+// tcpLink is a session's TCP connection. writeFrame is called by the session's writer only.
+type tcpLink struct {
+	conn net.Conn
+	once sync.Once
+}
+
+func (l *tcpLink) writeFrame(f []byte) error {
+	n := len(f) - frameHeadroom
+	f[0], f[1] = byte(n>>8), byte(n)
+	_, err := l.conn.Write(f)
+	return err
+}
+
+func (l *tcpLink) close() { l.once.Do(func() { l.conn.Close() }) }
+
+func (l *tcpLink) addr() net.Addr { return l.conn.RemoteAddr() }
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	switch a := a.(type) {
+	case *net.TCPAddr:
+		return a.AddrPort()
+	case *net.UDPAddr:
+		return a.AddrPort()
+	case nil:
+		return netip.AddrPort{}
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}
+
+// udpTable maps clients to sessions; replaced as a whole on change and read lock-free by the socket reader.
+type udpTable struct {
+	byAddr map[netip.AddrPort]udpPeer
+	byPeer map[uint32]*session
+}
+
+// udpPeer is what one client address has: an established session and a new one still authenticating (a
+// restarted client, or someone spoofing its address). The new one replaces the old only once it connects.
+type udpPeer struct {
+	active, pending *session
+}
+
+func (t *udpTable) clone() *udpTable {
+	n := &udpTable{byAddr: make(map[netip.AddrPort]udpPeer, len(t.byAddr)+1), byPeer: make(map[uint32]*session, len(t.byPeer)+1)}
+	for k, v := range t.byAddr {
+		n.byAddr[k] = v
+	}
+	for k, v := range t.byPeer {
+		n.byPeer[k] = v
+	}
+	return n
+}
+
+// udpServer serves every client of one UDP socket. Its reader goroutine (the ServeUDP caller) demultiplexes
+// packets: data by peer-id (P_DATA_V2) or address, control by address and session id, and decrypts data inline.
+type udpServer struct {
+	srv *Server
+	pc  net.PacketConn
+	uc  *net.UDPConn // pc when it is one: zero-allocation reads and writes
+
+	mu       sync.Mutex // serializes table changes
+	table    atomic.Pointer[udpTable]
+	sessions sync.WaitGroup
+	pending  atomic.Int32 // sessions not yet connected
+	closing  atomic.Bool
+	verifier *tlscrypt.Context // tls-crypt check before a session exists; reader goroutine only
+	scratch  []byte
+}
+
+// ServeUDP serves all OpenVPN clients on one UDP socket until ctx ends or the server is closed; it then tells
+// every client to reconnect (RESTART), waits for its sessions to end and returns nil. The caller keeps
+// ownership of pc and closes it after ServeUDP returns; ServeUDP uses its read deadline to stop reading.
+func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
+	if !s.enter() {
+		return ErrClosed
+	}
+	defer s.serving.Done()
+	u := &udpServer{srv: s, pc: pc}
+	u.uc, _ = pc.(*net.UDPConn)
+	u.table.Store(&udpTable{byAddr: map[netip.AddrPort]udpPeer{}, byPeer: map[uint32]*session{}})
+	if s.cfg.tlsCrypt != nil {
+		u.verifier = tlscrypt.New(s.cfg.tlsCrypt, true)
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// On shutdown the sessions say goodbye while the reader still receives their acks; then reading stops.
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		select {
+		case <-sctx.Done():
+		case <-s.shutdown:
+		}
+		u.mu.Lock()
+		u.closing.Store(true)
+		u.mu.Unlock()
+		u.sessions.Wait() // sessions watch ctx and s.shutdown themselves
+		pc.SetReadDeadline(time.Now())
+	}()
+	buf := make([]byte, 64<<10)
+	var err error
+	for {
+		var n int
+		var from netip.AddrPort
+		if u.uc != nil {
+			n, from, err = u.uc.ReadFromUDPAddrPort(buf)
+		} else {
+			var a net.Addr
+			n, a, err = pc.ReadFrom(buf)
+			from = addrPortOf(a)
+		}
+		if err != nil {
+			if u.closing.Load() {
+				err = nil
+				break
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			break
+		}
+		if n > maxWirePacket {
+			s.stats.malformed.Add(1)
+			continue
+		}
+		u.dispatch(sctx, buf[:n], netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
+	}
+	cancel()
+	u.mu.Lock()
+	u.closing.Store(true)
+	u.mu.Unlock()
+	if err != nil {
+		// The socket failed: end every session now.
+		for _, p := range u.table.Load().byAddr {
+			for _, sess := range []*session{p.active, p.pending} {
+				if sess != nil {
+					sess.linkFailed(err)
+				}
+			}
+		}
+	}
+	<-stopped
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrTransport, err)
+	}
+	return nil
+}
+
+// dispatch routes one datagram. Reader goroutine only; pkt is only valid during the call.
+func (u *udpServer) dispatch(ctx context.Context, pkt []byte, from netip.AddrPort) {
+	if len(pkt) == 0 {
+		return
+	}
+	t := u.table.Load()
+	op, keyID := wire.SplitHeader(pkt[0])
+	switch op {
+	case wire.DataV2:
+		if len(pkt) < wire.DataV2HeaderLen {
+			u.srv.stats.malformed.Add(1)
+			return
+		}
+		peer := uint32(pkt[1])<<16 | uint32(pkt[2])<<8 | uint32(pkt[3])
+		if sess := t.byPeer[peer]; sess != nil && sess.remote == from {
+			sess.handleData(pkt)
+			return
+		}
+		u.srv.stats.malformed.Add(1)
+		return
+	case wire.DataV1:
+		if sess := t.byAddr[from].active; sess != nil {
+			sess.handleData(pkt)
+			return
+		}
+		u.srv.stats.malformed.Add(1)
+		return
+	}
+	_, _, sid, _, err := wire.ParseControlHeader(pkt)
+	if err != nil {
+		u.srv.stats.malformed.Add(1)
+		return
+	}
+	peer := t.byAddr[from]
+	for _, sess := range []*session{peer.pending, peer.active} {
+		if sess != nil && sess.remoteSID == sid {
+			sess.handleIncoming(pkt)
+			return
+		}
+	}
+	if op != wire.ControlHardResetClientV2 || keyID != 0 || u.closing.Load() {
+		u.srv.stats.malformed.Add(1)
+		return
+	}
+	if u.verifier != nil {
+		// With tls-crypt, nobody without the key gets any state or answer.
+		if u.scratch, _, err = u.verifier.Open(u.scratch[:0], pkt); err != nil {
+			u.srv.stats.malformed.Add(1)
+			return
+		}
+	}
+	if int(u.pending.Load()) >= u.srv.cfg.MaxHandshakes {
+		u.srv.stats.busy.Add(1)
+		return
+	}
+	u.newSession(ctx, pkt, from, sid)
+}
+
+// newSession starts a session for a client's hard reset. If the address already has one authenticating, that
+// one is dropped; an established one stays until the new one connects.
+func (u *udpServer) newSession(ctx context.Context, pkt []byte, from netip.AddrPort, sid wire.SessionID) {
+	u.mu.Lock()
+	if u.closing.Load() {
+		u.mu.Unlock()
+		return
+	}
+	t := u.table.Load().clone()
+	peerID := u.srv.nextPeerID.Add(1) & 0xFFFFFF
+	for t.byPeer[peerID] != nil || peerID == wire.NoPeerID {
+		peerID = u.srv.nextPeerID.Add(1) & 0xFFFFFF
+	}
+	l := &udpLink{u: u, to: from}
+	sess, err := newSession(u.srv, UDP, from, l, sid, peerID)
+	if err != nil {
+		u.mu.Unlock()
+		return
+	}
+	l.sess = sess
+	peer := t.byAddr[from]
+	old := peer.pending
+	peer.pending = sess
+	t.byAddr[from] = peer
+	t.byPeer[peerID] = sess
+	u.table.Store(t)
+	u.sessions.Add(1)
+	u.mu.Unlock()
+	if old != nil {
+		old.requestClose(ErrReplaced)
+	}
+
+	u.pending.Add(1)
+	sess.start(ctx)
+	go func() {
+		// Owner of the session's bookkeeping: it counts as pending until it connects or ends.
+		defer u.sessions.Done()
+		select {
+		case <-sess.connectedCh:
+			u.pending.Add(-1)
+			u.promote(sess)
+		case <-sess.finished:
+			u.pending.Add(-1)
+		}
+		sess.wait()
+	}()
+	sess.handleIncoming(pkt)
+}
+
+// promote makes a newly connected session the address's active one, ending the previous.
+func (u *udpServer) promote(sess *session) {
+	u.mu.Lock()
+	t := u.table.Load()
+	peer := t.byAddr[sess.remote]
+	if peer.pending != sess {
+		u.mu.Unlock()
+		return
+	}
+	t = t.clone()
+	old := peer.active
+	t.byAddr[sess.remote] = udpPeer{active: sess}
+	u.table.Store(t)
+	u.mu.Unlock()
+	if old != nil {
+		old.requestClose(ErrReplaced)
+	}
+}
+
+func (u *udpServer) remove(sess *session) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	t := u.table.Load()
+	peer := t.byAddr[sess.remote]
+	if peer.active != sess && peer.pending != sess && t.byPeer[sess.peerID] != sess {
+		return
+	}
+	t = t.clone()
+	if peer.active == sess {
+		peer.active = nil
+	}
+	if peer.pending == sess {
+		peer.pending = nil
+	}
+	if peer.active == nil && peer.pending == nil {
+		delete(t.byAddr, sess.remote)
+	} else {
+		t.byAddr[sess.remote] = peer
+	}
+	if t.byPeer[sess.peerID] == sess {
+		delete(t.byPeer, sess.peerID)
+	}
+	u.table.Store(t)
+}
+
+// udpLink is one client's view of the shared socket.
+type udpLink struct {
+	u    *udpServer
+	to   netip.AddrPort
+	sess *session
+	once sync.Once
+}
+
+// writeFrame sends a datagram. Errors are not fatal for UDP (a full socket buffer loses one packet, as the
+// network may); a dead socket ends ServeUDP instead.
+func (l *udpLink) writeFrame(f []byte) error {
+	var err error
+	if l.u.uc != nil {
+		_, err = l.u.uc.WriteToUDPAddrPort(f[frameHeadroom:], l.to)
+	} else {
+		_, err = l.u.pc.WriteTo(f[frameHeadroom:], net.UDPAddrFromAddrPort(l.to))
+	}
+	if err != nil {
+		l.sess.counters.dropped.Add(1)
+	}
+	return nil
+}
+
+func (l *udpLink) close() { l.once.Do(func() { l.u.remove(l.sess) }) }
+
+func (l *udpLink) addr() net.Addr { return net.UDPAddrFromAddrPort(l.to) }
