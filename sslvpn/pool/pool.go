@@ -8,8 +8,9 @@
 //	        first /30 is the server's (10.8.0.0/24: server 10.8.0.1, clients 10.8.0.6/.5, 10.8.0.10/.9 …)
 //
 // A user who disconnects keeps their address for a grace period, so a reconnect (a laptop waking up, a client
-// restarting) gets the same address back; after it, or when the pool has no other free address, it goes to
-// others. A Pool is safe for concurrent use.
+// restarting) gets the same address back; only after it does the address go to others, as the cloud services
+// release a client's resources some minutes after it disconnects. A pool whose every address is in use or held is
+// exhausted. A Pool is safe for concurrent use.
 package pool
 
 import (
@@ -113,8 +114,8 @@ func addN(a netip.Addr, n int) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
-// Acquire gives user an address: the one held for them if any, else the lowest free one, else the one whose
-// holder's claim is oldest. A user with a session already gets a second address.
+// Acquire gives user an address: the one held for them if any, else the lowest one neither in use nor held for
+// someone else. A user with a session already gets a second address.
 func (p *Pool) Acquire(user string) (Lease, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -125,7 +126,7 @@ func (p *Pool) Acquire(user string) (Lease, error) {
 			return p.lease(i), nil
 		}
 	}
-	free, oldest := -1, -1
+	free, held := -1, 0
 	for i := range p.slots {
 		s := &p.slots[i]
 		if s.inUse {
@@ -135,15 +136,11 @@ func (p *Pool) Acquire(user string) (Lease, error) {
 			free = i
 			break
 		}
-		if oldest < 0 || s.heldTill.Before(p.slots[oldest].heldTill) {
-			oldest = i
-		}
+		held++
 	}
 	if free < 0 {
-		free = oldest // under pressure a held address goes to someone who needs one now
-	}
-	if free < 0 {
-		return Lease{}, fmt.Errorf("%w (%d addresses in %s, all in use)", ErrExhausted, len(p.slots), p.prefix)
+		return Lease{}, fmt.Errorf("%w: %d addresses in %s, %d of them held for disconnected users for up to %s",
+			ErrExhausted, len(p.slots), p.prefix, held, p.grace)
 	}
 	s := &p.slots[free]
 	if s.owner != "" && p.byKey[s.owner] == free {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -89,23 +90,25 @@ func TestReconnectGetsTheSameAddressWithinGrace(t *testing.T) {
 	}
 }
 
-func TestHeldAddressesGoUnderPressure(t *testing.T) {
-	p, now := newPool(t, "10.8.0.0/29", Subnet, time.Hour) // 5 clients
-	var ls []Lease
-	for _, u := range []string{"a", "b", "c", "d", "e"} {
-		l, _ := p.Acquire(u)
-		ls = append(ls, l)
+func TestHeldAddressesExhaustThePool(t *testing.T) {
+	p, now := newPool(t, "10.8.0.0/30", Subnet, 5*time.Minute) // 1 client
+	a, err := p.Acquire("alice")
+	if err != nil {
+		t.Fatal(err)
 	}
-	p.Release(ls[1])
-	*now = now.Add(time.Minute)
-	p.Release(ls[0])
-	l, err := p.Acquire("newcomer")
-	if err != nil || l.Addr != ls[1].Addr {
-		t.Fatalf("newcomer got %v %v, want the oldest held address %s", l.Addr, err, ls[1].Addr)
+	p.Release(a)
+	_, err = p.Acquire("bob")
+	if !errors.Is(err, ErrExhausted) || !strings.Contains(err.Error(), "1 of them held for disconnected users for up to 5m0s") {
+		t.Fatalf("bob while alice's address is held: %v", err)
 	}
-	back, _ := p.Acquire("b")
-	if back.Addr == ls[1].Addr {
-		t.Fatal("b's stolen address was handed out twice")
+	back, err := p.Acquire("alice")
+	if err != nil || back.Addr != a.Addr {
+		t.Fatalf("alice back: %v %v", back.Addr, err)
+	}
+	p.Release(back)
+	*now = now.Add(5*time.Minute + time.Second)
+	if l, err := p.Acquire("bob"); err != nil || l.Addr != a.Addr {
+		t.Fatalf("bob after the grace period: %v %v", l.Addr, err)
 	}
 }
 

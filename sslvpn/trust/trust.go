@@ -133,31 +133,30 @@ func (s *Store) Verify(chain []*x509.Certificate) (*x509.Certificate, error) {
 	return chain[0], nil
 }
 
-// VerifyConnection is a tls.Config.VerifyConnection for servers: it applies Verify to the client's certificate
-// when one was sent. Whether one is required is the tls.Config's ClientAuth.
-func (s *Store) VerifyConnection(cs tls.ConnectionState) error {
-	if len(cs.PeerCertificates) == 0 {
-		return nil
+// ServerConfig returns a TLS server configuration presenting cert that verifies client certificates against the
+// CAs as they are at each handshake (their names go into the CertificateRequest). required says whether a
+// certificate is needed. crypto/tls verifies the chain, so an expired certificate or an unknown issuer is refused
+// with the matching TLS alert, which the client logs. Revocation is left to the protocol's admission (Verify or
+// Revoked), so the client is told in words that its certificate is revoked rather than getting a bare "bad
+// certificate" alert.
+func (s *Store) ServerConfig(cert tls.Certificate, required bool) *tls.Config {
+	auth := tls.VerifyClientCertIfGiven
+	if required {
+		auth = tls.RequireAndVerifyClientCert
 	}
-	_, err := s.Verify(cs.PeerCertificates)
-	return err
-}
-
-// ServerConfig returns a TLS server configuration presenting cert and checking client certificates against the
-// store as it is at each handshake. clientAuth is tls.RequireAnyClientCert (certificate needed) or
-// tls.RequestClientCert (optional); the chain itself is checked by VerifyConnection, against the live CAs and
-// CRLs, rather than by crypto/tls against a pool fixed at start.
-func (s *Store) ServerConfig(cert tls.Certificate, clientAuth tls.ClientAuthType) *tls.Config {
 	base := &tls.Config{
-		Certificates:     []tls.Certificate{cert},
-		MinVersion:       tls.VersionTLS12,
-		ClientAuth:       clientAuth,
-		VerifyConnection: s.VerifyConnection,
+		Certificates: []tls.Certificate{cert},
+		MinVersion:   tls.VersionTLS12,
+		ClientAuth:   auth,
+		// No resumption: a resumed session would skip the certificate check against CAs changed since, and
+		// neither protocol needs it (OpenVPN never resumes; AnyConnect reconnects with its cookie). It also
+		// keeps the per-handshake configuration consistent with callers that disable tickets on their copy.
+		SessionTicketsDisabled: true,
 	}
 	base.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
 		c := base.Clone()
 		c.GetConfigForClient = nil
-		c.ClientCAs = s.Pool() // advertised in the CertificateRequest
+		c.ClientCAs = s.Pool()
 		return c, nil
 	}
 	return base

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math/big"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,13 +85,13 @@ func TestVerify(t *testing.T) {
 	}
 }
 
-// TestHandshake runs real TLS handshakes: the CertificateRequest lists the CA's name, a trusted client gets in, and
-// a revocation applies to the next handshake of the same server configuration.
+// TestHandshake runs real TLS handshakes: the CertificateRequest lists the CA's name, a trusted client gets in,
+// an expired or foreign certificate gets its own TLS alert, and a CA added later is trusted at the next handshake.
 func TestHandshake(t *testing.T) {
 	f := newFixture(t)
 	srvIssued, _ := f.ca.IssueServer("vpn", []string{"vpn"}, nil, time.Hour)
 	srvCert, _ := tls.X509KeyPair([]byte(srvIssued.CertPEM), []byte(srvIssued.KeyPEM))
-	cfg := f.store.ServerConfig(srvCert, tls.RequireAnyClientCert)
+	cfg := f.store.ServerConfig(srvCert, true)
 
 	handshake := func(client pki.Issued) (acceptable [][]byte, err error) {
 		cc, _ := tls.X509KeyPair([]byte(client.CertPEM), []byte(client.KeyPEM))
@@ -124,15 +125,19 @@ func TestHandshake(t *testing.T) {
 	if len(acceptable) != 1 || !bytes.Equal(acceptable[0], f.ca.Cert.RawSubject) {
 		t.Fatalf("CertificateRequest lists %d CAs, want the users CA", len(acceptable))
 	}
-	crlText, _ := f.ca.CRL([]pki.Revocation{{Serial: f.alice.Serial, Time: time.Now()}}, big.NewInt(3), time.Hour)
-	crl, _ := pki.ParseCRL([]byte(crlText))
-	if err := f.store.Set([]*x509.Certificate{f.ca.Cert}, []*x509.RevocationList{crl}); err != nil {
+	expired, _ := f.ca.IssueClient("old", -time.Minute)
+	if _, err := handshake(expired); err == nil || !strings.Contains(err.Error(), "expired certificate") {
+		t.Fatalf("expired certificate's handshake: %v", err)
+	}
+	other, _, _, _ := pki.NewCA("Other CA", time.Hour)
+	eve, _ := other.IssueClient("eve", 0)
+	if _, err := handshake(eve); err == nil || !strings.Contains(err.Error(), "unknown certificate authority") {
+		t.Fatalf("a foreign certificate's handshake: %v", err)
+	}
+	if err := f.store.Set([]*x509.Certificate{f.ca.Cert, other.Cert}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := handshake(f.alice); err == nil || !errors.Is(err, ErrRevoked) {
-		t.Fatalf("revoked alice's handshake: %v", err)
-	}
-	if _, err := handshake(f.mallory); err != nil {
-		t.Fatalf("mallory's handshake: %v", err)
+	if _, err := handshake(eve); err != nil {
+		t.Fatalf("eve after her CA is trusted: %v", err)
 	}
 }

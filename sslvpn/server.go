@@ -1,0 +1,403 @@
+package sslvpn
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.zx2c4.com/wireguard/tun"
+
+	"toride/sslvpn/datapath"
+	"toride/sslvpn/demux"
+	"toride/sslvpn/openvpn"
+	"toride/sslvpn/pool"
+	"toride/sslvpn/trust"
+	"toride/sslvpn/userauth"
+)
+
+// Refusal reasons, as counted in ServerStatus.Refused.
+const (
+	RefusedLimit    = "session_limit"
+	RefusedPool     = "pool_exhausted"
+	RefusedOTP      = "otp"
+	RefusedIdentity = "identity"
+	RefusedDisabled = "user_disabled"
+	RefusedRevoked  = "certificate_revoked"
+)
+
+// Peer is a protocol session as the core sees it.
+type Peer interface {
+	SendPacket(pkt []byte) bool // queue a packet for the client; copies; never blocks
+	Close(reason string)        // cut the session, telling the client why; idempotent, never blocks
+}
+
+// Session is one connected client of a server, whatever its protocol.
+type Session struct {
+	ID       string
+	Protocol string // "openvpn-tcp", "openvpn-udp", "anyconnect"
+	User     string
+	Cert     *x509.Certificate // the verified client certificate, nil for a password-only login
+	Remote   netip.AddrPort
+	Lease    pool.Lease
+	Cipher   string
+	Started  time.Time
+
+	peer    Peer
+	uplink  *datapath.Uplink
+	stats   func() (bytesIn, bytesOut uint64)
+	timeout *time.Timer
+}
+
+// Login is what a protocol learned about a client that wants in.
+type Login struct {
+	Protocol string
+	Remote   netip.AddrPort
+	User     string            // as the client gave it; "" to take the certificate's common name
+	Cert     *x509.Certificate // verified by the TLS handshake against the server's trust store
+	OTP      string            // the one-time password, when the client sent one
+	HasOTP   bool
+	Cipher   string
+}
+
+// Refusal is a login the server turned down. Its message is for the client's log.
+type Refusal struct {
+	Reason string // one of the Refused* constants
+	Msg    string
+	Err    error // the underlying error, if any
+}
+
+func (r *Refusal) Error() string { return r.Msg }
+func (r *Refusal) Unwrap() error { return r.Err }
+
+// Server is one running SSL-VPN server. See the package comment.
+type Server struct {
+	name  string
+	tun   string
+	log   *slog.Logger
+	auth  *userauth.Checker
+	trust *trust.Store
+	pool  *pool.Pool
+	dp    *datapath.Device
+	ovpn  *openvpn.Server
+	cfg   atomic.Pointer[ServerConfig]
+
+	mu       sync.Mutex
+	sessions map[string]*Session
+	byOVPN   map[uint64]*Session // OpenVPN engine session id → session
+	refused  map[string]uint64
+
+	cancel  context.CancelFunc
+	closers []io.Closer // the listeners, closed by stop so their ports are free at once
+	wg      sync.WaitGroup
+}
+
+// startServer brings a server up: pool, TUN device and its address, trust store, protocol engines, listeners.
+func startServer(cfg *ServerConfig, tunName string, deps *Options, auth *userauth.Checker) (_ *Server, err error) {
+	s := &Server{name: cfg.Name, tun: tunName, log: deps.Logger.With("server", cfg.Name), auth: auth, trust: &trust.Store{},
+		sessions: map[string]*Session{}, byOVPN: map[uint64]*Session{}, refused: map[string]uint64{}}
+	s.cfg.Store(cfg)
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
+	if err := s.trust.Set(cfg.CAs, cfg.CRLs); err != nil {
+		return nil, err
+	}
+	if s.pool, err = pool.New(cfg.Pool, cfg.Topology, cfg.AddressHold); err != nil {
+		return nil, err
+	}
+	dev, err := tun.CreateTUN(tunName, 1500)
+	if err != nil {
+		return nil, fmt.Errorf("sslvpn: server %s: TUN device %s: %w", cfg.Name, tunName, err)
+	}
+	if s.dp, err = datapath.New(dev, datapath.Options{}); err != nil {
+		dev.Close()
+		return nil, err
+	}
+	undo = append(undo, func() { s.dp.Close() })
+	if err := deps.Links.AddAddress(tunName, netip.PrefixFrom(s.pool.Server(), cfg.Pool.Bits())); err != nil {
+		return nil, err
+	}
+	if err := deps.Links.SetUp(tunName, true); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	undo = append(undo, func() { cancel(); s.wg.Wait() })
+
+	if cfg.OpenVPN.Enabled {
+		ocfg := openvpn.Config{
+			TLS:              s.trust.ServerConfig(cfg.Certificate, true),
+			DataCiphers:      cfg.OpenVPN.Ciphers,
+			Auth:             cfg.OpenVPN.Auth,
+			TLSCrypt:         cfg.OpenVPN.TLSCrypt,
+			RenegotiateAfter: cfg.OpenVPN.RenegotiateAfter,
+			Keepalive:        cfg.OpenVPN.Keepalive,
+			KeepaliveTimeout: cfg.OpenVPN.KeepaliveTimeout,
+		}
+		if s.ovpn, err = openvpn.NewServer(ocfg, (*openvpnBackend)(s)); err != nil {
+			return nil, err
+		}
+		undo = append(undo, func() { s.ovpn.Close() })
+	}
+	// Listeners last: a port in use fails the start before any client can arrive.
+	if cfg.OpenVPN.Enabled && cfg.OpenVPN.TCPPort > 0 {
+		ln, err := net.Listen("tcp", netip.AddrPortFrom(cfg.ListenAddr, uint16(cfg.OpenVPN.TCPPort)).String())
+		if err != nil {
+			return nil, fmt.Errorf("sslvpn: server %s: listen on TCP %d: %w", cfg.Name, cfg.OpenVPN.TCPPort, err)
+		}
+		s.closers = append(s.closers, ln)
+		undo = append(undo, func() { ln.Close() })
+		handlers := map[demux.Protocol]demux.Handler{
+			demux.OpenVPNTCP: func(ctx context.Context, c net.Conn) { _ = s.ovpn.ServeConn(ctx, c) },
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			err := demux.Serve(ctx, ln, handlers, demux.Options{Rejected: func(remote net.Addr, err error) {
+				s.log.Debug("connection closed undecided", "remote", remote, "err", err)
+			}})
+			if err != nil {
+				s.log.Error("TCP listener failed", "err", err)
+			}
+		}()
+	}
+	if cfg.OpenVPN.Enabled && cfg.OpenVPN.UDPPort > 0 {
+		pc, err := net.ListenPacket("udp", netip.AddrPortFrom(cfg.ListenAddr, uint16(cfg.OpenVPN.UDPPort)).String())
+		if err != nil {
+			return nil, fmt.Errorf("sslvpn: server %s: listen on UDP %d: %w", cfg.Name, cfg.OpenVPN.UDPPort, err)
+		}
+		s.closers = append(s.closers, pc)
+		undo = append(undo, func() { pc.Close() })
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			if err := s.ovpn.ServeUDP(ctx, pc); err != nil && ctx.Err() == nil {
+				s.log.Error("UDP listener failed", "err", err)
+			}
+		}()
+	}
+	s.log.Info("SSL-VPN server started", "tun", tunName, "pool", cfg.Pool, "topology", cfg.Topology,
+		"max_sessions", cfg.MaxSessions, "openvpn_tcp", cfg.OpenVPN.TCPPort, "openvpn_udp", cfg.OpenVPN.UDPPort)
+	return s, nil
+}
+
+// update applies a configuration that needs no restart: users, OTP, limits, routes for new sessions, CAs and
+// CRLs. Sessions whose certificate the new CRLs revoke, and sessions of users now disabled, are cut.
+func (s *Server) update(cfg *ServerConfig) error {
+	if err := s.trust.Set(cfg.CAs, cfg.CRLs); err != nil {
+		return err
+	}
+	s.cfg.Store(cfg)
+	for _, sess := range s.Sessions() {
+		switch u, known := cfg.Users[sess.User]; {
+		case sess.Cert != nil && s.trust.Revoked(sess.Cert):
+			s.log.Warn("cutting a session: its certificate is revoked", "user", sess.User, "session", sess.ID, "serial", fmt.Sprintf("%X", sess.Cert.SerialNumber))
+			sess.peer.Close("certificate revoked")
+		case known && u.Disabled:
+			s.log.Warn("cutting a session: the user is disabled", "user", sess.User, "session", sess.ID)
+			sess.peer.Close("user disabled")
+		}
+	}
+	return nil
+}
+
+// stop ends every session and the listeners, and removes the TUN device.
+func (s *Server) stop() {
+	s.cancel()
+	for _, c := range s.closers {
+		c.Close()
+	}
+	if s.ovpn != nil {
+		s.ovpn.Close()
+	}
+	s.wg.Wait()
+	s.dp.Close()
+	s.log.Info("SSL-VPN server stopped")
+}
+
+// admit decides whether a client may connect and, if so, gives it an address and a route. peer receives the
+// client's LAN traffic from then on; the returned session's uplink takes the client's.
+func (s *Server) admit(l *Login, peer Peer) (*Session, error) {
+	cfg := s.cfg.Load()
+	user := l.User
+	if l.Cert != nil && s.trust.Revoked(l.Cert) {
+		return nil, s.refuse(RefusedRevoked, l, l.Cert.Subject.CommonName,
+			fmt.Sprintf("certificate %X of %s is revoked", l.Cert.SerialNumber, l.Cert.Subject.CommonName), nil)
+	}
+	if l.Cert != nil {
+		cn := l.Cert.Subject.CommonName
+		switch {
+		case user == "":
+			user = cn
+		case cn != user:
+			return nil, s.refuse(RefusedIdentity, l, user, fmt.Sprintf("the certificate is issued to %q, not to user %q", cn, user), nil)
+		}
+	}
+	if user == "" {
+		return nil, s.refuse(RefusedIdentity, l, user, "no user name and no certificate", nil)
+	}
+	u, known := cfg.Users[user]
+	if known && u.Disabled {
+		return nil, s.refuse(RefusedDisabled, l, user, "user "+user+" is disabled", nil)
+	}
+	if cfg.OTP {
+		if !l.HasOTP {
+			return nil, s.refuse(RefusedOTP, l, user, "this server requires a one-time password (static-challenge in the client configuration)", nil)
+		}
+		if err := s.auth.CheckCode(user, u.OTPSecret, l.OTP); err != nil {
+			return nil, s.refuse(RefusedOTP, l, user, err.Error(), err)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.sessions) >= cfg.MaxSessions {
+		return nil, s.refuseLocked(RefusedLimit, l, user, fmt.Sprintf("connection limit reached: %d sessions (%s); try again later", cfg.MaxSessions, cfg.LimitName), nil)
+	}
+	lease, err := s.pool.Acquire(user)
+	if err != nil {
+		return nil, s.refuseLocked(RefusedPool, l, user, "no free client address: "+err.Error(), err)
+	}
+	up, err := s.dp.Attach(lease.Addr, peer)
+	if err != nil {
+		s.pool.Release(lease)
+		return nil, err
+	}
+	sess := &Session{ID: newID(), Protocol: l.Protocol, User: user, Cert: l.Cert, Remote: l.Remote, Lease: lease,
+		Cipher: l.Cipher, Started: time.Now().UTC(), peer: peer, uplink: up}
+	s.sessions[sess.ID] = sess
+	if cfg.SessionTimeout > 0 {
+		sess.timeout = time.AfterFunc(cfg.SessionTimeout, func() { peer.Close("session time limit reached") })
+	}
+	s.log.Info("client connected", "user", user, "session", sess.ID, "protocol", l.Protocol, "remote", l.Remote,
+		"address", lease.Addr, "cipher", l.Cipher, "sessions", len(s.sessions), "max_sessions", cfg.MaxSessions)
+	return sess, nil
+}
+
+func (s *Server) refuse(reason string, l *Login, user, msg string, err error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.refuseLocked(reason, l, user, msg, err)
+}
+
+func (s *Server) refuseLocked(reason string, l *Login, user, msg string, err error) error {
+	s.refused[reason]++
+	s.log.Warn("client refused", "reason", reason, "user", user, "protocol", l.Protocol, "remote", l.Remote, "why", msg)
+	return &Refusal{Reason: reason, Msg: msg, Err: err}
+}
+
+// release ends a session's claim on its address and route.
+func (s *Server) release(sess *Session, why error) {
+	if sess.timeout != nil {
+		sess.timeout.Stop()
+	}
+	s.dp.Detach(sess.Lease.Addr, sess.peer)
+	s.pool.Release(sess.Lease)
+	s.mu.Lock()
+	delete(s.sessions, sess.ID)
+	n := len(s.sessions)
+	s.mu.Unlock()
+	s.log.Info("client disconnected", "user", sess.User, "session", sess.ID, "why", why, "sessions", n,
+		"duration", time.Since(sess.Started).Round(time.Second))
+}
+
+// Sessions returns the connected sessions, oldest first.
+func (s *Server) Sessions() []*Session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := slices.Collect(maps.Values(s.sessions))
+	slices.SortFunc(out, func(a, b *Session) int { return a.Started.Compare(b.Started) })
+	return out
+}
+
+// disconnect cuts one session.
+func (s *Server) disconnect(id, reason string) bool {
+	s.mu.Lock()
+	sess := s.sessions[id]
+	s.mu.Unlock()
+	if sess == nil {
+		return false
+	}
+	sess.peer.Close(reason)
+	return true
+}
+
+func newID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// openvpnBackend is the Server as the OpenVPN engine's Backend.
+type openvpnBackend Server
+
+// Connect implements openvpn.Backend.
+func (b *openvpnBackend) Connect(ctx context.Context, req *openvpn.ConnectRequest, os openvpn.Session) (*openvpn.Grant, error) {
+	s := (*Server)(b)
+	l := &Login{Protocol: "openvpn-" + string(req.Transport), Remote: req.Remote, User: req.Username, Cipher: req.Cipher}
+	if len(req.VerifiedChains) > 0 {
+		l.Cert = req.VerifiedChains[0][0]
+	} else if len(req.PeerCertificates) > 0 {
+		l.Cert = req.PeerCertificates[0]
+	}
+	if _, otp, err := openvpn.ParseStaticChallenge(req.Password); err == nil {
+		l.OTP, l.HasOTP = otp, true
+	}
+	sess, err := s.admit(l, os)
+	if err != nil {
+		return nil, err
+	}
+	sess.stats = func() (uint64, uint64) { st := os.Stats(); return st.BytesIn, st.BytesOut }
+	s.mu.Lock()
+	s.byOVPN[os.ID()] = sess
+	s.mu.Unlock()
+	cfg := s.cfg.Load()
+	g := &openvpn.Grant{Uplink: sess.uplink, Routes: cfg.Routes, RedirectGateway: cfg.RedirectGateway, DNS: cfg.DNS}
+	if cfg.Topology == pool.Net30 {
+		g.Topology, g.Address, g.Gateway = openvpn.TopologyNet30, netip.PrefixFrom(sess.Lease.Addr, 30), sess.Lease.Peer
+	} else {
+		g.Topology, g.Address, g.Gateway = openvpn.TopologySubnet, netip.PrefixFrom(sess.Lease.Addr, cfg.Pool.Bits()), sess.Lease.Peer
+	}
+	s.log.Info("OpenVPN data channel", "user", sess.User, "session", sess.ID, "cipher", req.Cipher, "auth", req.Auth,
+		"key_derivation", req.KeyDerivation, "client_ciphers", req.PeerInfo.Ciphers, "client_version", req.PeerInfo.Version)
+	return g, nil
+}
+
+// Disconnected implements openvpn.Backend.
+func (b *openvpnBackend) Disconnected(os openvpn.Session, reason error) {
+	s := (*Server)(b)
+	s.mu.Lock()
+	sess := s.byOVPN[os.ID()]
+	delete(s.byOVPN, os.ID())
+	s.mu.Unlock()
+	if sess != nil {
+		s.release(sess, reason)
+	}
+}
+
+// HandshakeFailed implements openvpn.HandshakeObserver: clients refused before Connect (a revoked or expired
+// certificate fails the TLS handshake) are logged with their reason.
+func (b *openvpnBackend) HandshakeFailed(remote netip.AddrPort, transport openvpn.Transport, err error) {
+	s := (*Server)(b)
+	level := slog.LevelWarn
+	if errors.Is(err, context.Canceled) {
+		level = slog.LevelDebug
+	}
+	s.log.Log(context.Background(), level, "OpenVPN handshake failed", "remote", remote, "transport", transport, "err", err)
+}
