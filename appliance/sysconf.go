@@ -51,6 +51,7 @@ type systemSettings struct {
 	hostname    func() (string, error)
 	setHostname func(string) error
 	resolvConf  string // "" leaves the resolver alone
+	setSysctl   func(name, value string) error
 	health      *health.Tracker
 	log         *slog.Logger
 
@@ -81,6 +82,12 @@ func (s *systemSettings) applyLocked(old, new *config.Config) error {
 	}
 	if err := s.applyResolver(&old.System, &new.System); err != nil {
 		return err
+	}
+	if s.setSysctl != nil {
+		// The appliance routes between its interfaces, its tunnels and its SSL-VPN clients.
+		if err := s.setSysctl("net.ipv4.ip_forward", "1"); err != nil {
+			return err
+		}
 	}
 	var pending []string
 	waiting := map[string]bool{}

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 
@@ -26,12 +27,18 @@ import (
 	"golang.org/x/sys/unix"
 
 	"toride/appliance/api"
+	"toride/appliance/certs"
 	"toride/appliance/config"
 	"toride/appliance/health"
+	"toride/appliance/secrets"
 	"toride/appliance/store"
 	"toride/appliance/timesync"
 	"toride/dataplane/link"
+	"toride/dataplane/nft"
 	"toride/dataplane/route"
+	"toride/dataplane/sysctl"
+	"toride/ike"
+	"toride/sslvpn"
 )
 
 // Options configure a System.
@@ -81,15 +88,39 @@ func New(opts Options) (*System, error) {
 		hostname:    os.Hostname,
 		setHostname: func(n string) error { return unix.Sethostname([]byte(n)) },
 		resolvConf:  opts.ResolvConf,
+		setSysctl:   sysctl.Set,
 		health:      s.health, log: s.log.With("component", "system"),
 	}
 	s.orch = NewOrchestrator(s.health, s.log)
-	s.store, err = store.Open(store.Options{Dir: filepath.Join(opts.StateDir, "config"), Applier: s.orch, Default: config.Default(), Logger: s.log.With("component", "store")})
+	validate := func(c *config.Config) config.Problems { return append(config.Validate(c), validateIPsec(c)...) }
+	s.store, err = store.Open(store.Options{Dir: filepath.Join(opts.StateDir, "config"), Applier: s.orch, Default: config.Default(),
+		Logger: s.log.With("component", "store"), Validate: validate})
 	if err != nil {
 		links.Close()
 		routes.Close()
 		return nil, err
 	}
+	sealer, err := secrets.Open(filepath.Join(opts.StateDir, "keys", "seal.key"))
+	if err != nil {
+		return nil, err
+	}
+	ledger, err := certs.Open(filepath.Join(opts.StateDir, "pki"), sealer)
+	if err != nil {
+		return nil, err
+	}
+	vpn := &sslvpnComponent{
+		conc:   sslvpn.New(sslvpn.Options{Links: links, Logger: s.log.With("component", "sslvpn")}),
+		ledger: ledger, sealer: sealer, stateDir: opts.StateDir, health: s.health, log: s.log.With("component", "sslvpn"),
+	}
+	firewall, err := nft.New(nft.Options{})
+	if err != nil {
+		return nil, err
+	}
+	ipsec := &ipsecComponent{health: s.health, log: s.log.With("component", "ipsec"), opts: ike.Opts{
+		RunDir:   filepath.Join(filepath.Dir(opts.APISocket), "ike"),
+		Firewall: firewall,
+		Logger:   s.log.With("component", "ipsec"),
+	}}
 	ts := &timeSync{health: s.health}
 	topts := timesync.Options{Logger: s.log.With("component", "ntp"), OnStatus: ts.report}
 	if opts.ManageClock {
@@ -98,9 +129,22 @@ func New(opts Options) (*System, error) {
 	ts.syncer = timesync.New(topts)
 	s.api = api.New(api.Options{Store: s.store, Health: s.health, Version: opts.Version, Logger: s.log.With("component", "api"),
 		Status: func() map[string]any { return map[string]any{"ntp": ts.syncer.Status()} }})
+	(&fjcloud{store: s.store, vpn: vpn}).register(s.api)
+	(&ipsecAPI{store: s.store, comp: ipsec}).register(s.api)
+	s.api.HandleFunc("GET /api/v1/sslvpn/status", func(*http.Request) (any, error) {
+		return map[string]any{"servers": vpn.conc.Status(), "logins": vpn.conc.Auth().Counters()}, nil
+	})
+	s.api.HandleFunc("GET /api/v1/sslvpn/sessions", func(*http.Request) (any, error) {
+		list := vpn.conc.Sessions("")
+		if list == nil {
+			list = []sslvpn.SessionInfo{}
+		}
+		return map[string]any{"sessions": list}, nil
+	})
 	https := &apiHTTPS{handler: s.api.Handler(), stateDir: opts.StateDir, health: s.health, log: s.log.With("component", "api")}
-	s.orch.components = []Component{sys, ts, https}
-	s.closers = []io.Closer{closerFunc(func() error { links.Close(); routes.Close(); return nil }), sys, ts, https}
+	s.orch.components = []Component{sys, ts, ipsec, vpn, https}
+	s.closers = []io.Closer{closerFunc(func() error { links.Close(); routes.Close(); return nil }),
+		closerFunc(func() error { _ = firewall.Delete(context.Background()); return firewall.Close() }), sys, ts, ipsec, vpn, https}
 	s.sys = sys
 	return s, nil
 }

@@ -9,6 +9,7 @@ package api
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,9 @@ import (
 	"toride/appliance/health"
 	"toride/appliance/store"
 )
+
+//go:embed openapi.yaml
+var openapiYAML []byte
 
 // Options are what the API serves.
 type Options struct {
@@ -61,6 +65,9 @@ func New(opts Options) *Server {
 	s.HandleFunc("GET /api/v1/config/commits", s.commits)
 	s.HandleFunc("GET /api/v1/config/describe", s.describe)
 	s.HandleFunc("GET /api/v1/status", s.status)
+	s.HandleFunc("GET /api/v1/openapi.yaml", func(*http.Request) (any, error) {
+		return Raw{ContentType: "application/yaml", Body: openapiYAML}, nil
+	})
 	return s
 }
 
@@ -76,14 +83,36 @@ func (s *Server) HandleFunc(pattern string, h HandlerFunc) {
 			s.writeError(w, r, err)
 			return
 		}
+		status := http.StatusOK
+		if rp, ok := body.(Reply); ok {
+			status, body = rp.Status, rp.Body
+			if body == nil {
+				w.WriteHeader(status)
+				return
+			}
+		}
 		if raw, ok := body.(Raw); ok {
 			w.Header().Set("Content-Type", raw.ContentType)
-			w.WriteHeader(http.StatusOK)
+			if raw.Filename != "" {
+				w.Header().Set("Content-Disposition", `attachment; filename="`+raw.Filename+`"`)
+			}
+			w.WriteHeader(status)
 			_, _ = w.Write(raw.Body)
 			return
 		}
-		writeJSON(w, http.StatusOK, body)
+		writeJSON(w, status, body)
 	}))
+}
+
+// Routed reports whether a request with this method and path reaches a handler (for tests of the API's
+// documentation).
+func (s *Server) Routed(method, path string) bool {
+	r, err := http.NewRequest(method, path, nil)
+	if err != nil {
+		return false
+	}
+	_, pattern := s.mux.Handler(r)
+	return pattern != ""
 }
 
 // Handle registers a plain handler (for bodies that are not JSON).
@@ -92,7 +121,14 @@ func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, 
 // Raw is a non-JSON response body (a client configuration file, a PKCS#12 bundle).
 type Raw struct {
 	ContentType string
+	Filename    string // offered to save as, if not empty
 	Body        []byte
+}
+
+// Reply is a response with a status other than 200 (201 Created, 204 No Content with a nil Body).
+type Reply struct {
+	Status int
+	Body   any
 }
 
 // Error is an API error: an HTTP status, a stable code for programs, a message for people, and details.

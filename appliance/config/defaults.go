@@ -1,7 +1,9 @@
 package config
 
 import (
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 )
 
@@ -11,12 +13,15 @@ func (c *Config) WithDefaults() *Config {
 	e := c.Clone()
 	fillDefaults(reflect.ValueOf(e).Elem())
 	for _, conn := range e.IPsec.Connections {
+		if conn.Failover.Preferred == "" && len(conn.Tunnels) > 0 {
+			conn.Failover.Preferred = slices.Sorted(maps.Keys(conn.Tunnels))[0]
+		}
 		for _, t := range conn.Tunnels {
 			t.IKE.fill(28800, []string{"aes256", "aes128"}, []string{"sha256", "sha1"}, []int{14, 2})
 			t.ESP.fill(3600, []string{"aes256", "aes128"}, []string{"sha256", "sha1"}, []int{14, 2})
-			if !t.Keepalive.Target.IsValid() && t.InsideCIDR.IsValid() {
+			if !t.KeepaliveTarget.IsValid() && t.InsideCIDR.IsValid() {
 				// The cloud's end of the inside /30 is its first usable address.
-				t.Keepalive.Target = t.InsideCIDR.Masked().Addr().Next()
+				t.KeepaliveTarget = t.InsideCIDR.Masked().Addr().Next()
 			}
 		}
 	}

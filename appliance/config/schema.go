@@ -77,7 +77,10 @@ type IPsecConnection struct {
 	RemoteNetworks []netip.Prefix     `json:"remote-network,omitempty" help:"Network on the cloud side (static routing)"`
 	Routing        string             `json:"routing,omitempty" default:"static" enum:"static|bgp" help:"How the remote networks are learned"`
 	BGP            IPsecBGP           `json:"bgp,omitzero" help:"BGP over the tunnels (routing bgp)"`
-	Tunnels        map[string]*Tunnel `json:"tunnels,omitempty" key:"name" help:"The two tunnels (tunnel1, tunnel2)"`
+	StartAction    string             `json:"start-action,omitempty" default:"start" enum:"start|add" help:"start: bring the tunnels up and keep them up (the cloud never initiates); add: wait for the peer"`
+	Keepalive      IPsecKeepalive     `json:"keepalive,omitzero" help:"Probe traffic through each tunnel, so the cloud never idles it out and dead tunnels are seen"`
+	Failover       IPsecFailover      `json:"failover,omitzero" help:"Which tunnel carries traffic, and when it moves back"`
+	Tunnels        map[string]*Tunnel `json:"tunnels,omitempty" key:"name" help:"The two tunnels (tunnel1, tunnel2), in name order"`
 	Disable        bool               `json:"disable,omitempty" help:"Keep the connection configured but down"`
 }
 
@@ -88,23 +91,37 @@ type IPsecBGP struct {
 	HoldTime  int    `json:"hold-time,omitempty" default:"30" range:"3-65535" help:"BGP hold time in seconds"`
 }
 
+// IPsecKeepalive is the SLA monitor of a connection's tunnels: ICMP probes through each of them.
+type IPsecKeepalive struct {
+	Interval  int  `json:"interval,omitempty" default:"5" range:"1-60" help:"Seconds between probes"`
+	Timeout   int  `json:"timeout,omitempty" default:"2" range:"1-60" help:"Seconds to wait for each answer"`
+	DownAfter int  `json:"down-after,omitempty" default:"3" range:"1-100" help:"Lost probes in a row before the tunnel counts as down"`
+	Disable   bool `json:"disable,omitempty" help:"Send no probes (the cloud then closes idle tunnels)"`
+}
+
+// IPsecFailover says which tunnel carries traffic.
+type IPsecFailover struct {
+	Preferred string `json:"preferred,omitempty" help:"The tunnel that carries traffic when both are healthy (default: the first)"`
+	HoldDown  int    `json:"hold-down,omitempty" default:"30" range:"1-3600" help:"Seconds the preferred tunnel must stay healthy before traffic moves back"`
+}
+
 // Tunnel is one IPsec tunnel of a connection.
 type Tunnel struct {
-	LocalAddress  netip.Addr      `json:"local-address,omitzero" help:"Our outside address (customer gateway)"`
-	RemoteAddress netip.Addr      `json:"remote-address,omitzero" help:"The cloud gateway's outside address"`
-	PreSharedKey  string          `json:"pre-shared-key,omitempty" secret:"true" help:"IKE pre-shared key"`
-	InsideCIDR    netip.Prefix    `json:"inside-cidr,omitzero" help:"Inside /30 in 169.254.0.0/16; we take the second address"`
-	IKEVersion    int             `json:"ike-version,omitempty" default:"2" range:"1-2" help:"IKE version (1 = main mode)"`
-	IKE           Phase           `json:"ike,omitzero" help:"Phase 1 (IKE SA) proposal and lifetime"`
-	ESP           Phase           `json:"esp,omitzero" help:"Phase 2 (CHILD SA) proposal and lifetime"`
-	DisablePFS    bool            `json:"disable-pfs,omitempty" help:"Do not use a DH exchange when rekeying the CHILD SA"`
-	RekeyMargin   int             `json:"rekey-margin,omitempty" default:"540" range:"1-86400" help:"Seconds before expiry to rekey"`
-	RekeyFuzz     int             `json:"rekey-fuzz,omitempty" default:"100" range:"1-1000" help:"Random extra margin, percent"`
-	ReplayWindow  int             `json:"replay-window,omitempty" default:"1024" range:"1-4096" help:"Anti-replay window in packets"`
-	DPD           DPD             `json:"dpd,omitzero" help:"Dead peer detection"`
-	NATTraversal  string          `json:"nat-traversal,omitempty" default:"auto" enum:"auto|force" help:"auto: UDP 4500 when a NAT is seen; force: always"`
-	StartAction   string          `json:"start-action,omitempty" default:"start" enum:"start|trap|none" help:"Bring the tunnel up at once, on traffic, or by hand"`
-	Keepalive     TunnelKeepalive `json:"keepalive,omitzero" help:"Probe traffic that keeps the cloud from idling the tunnel out"`
+	LocalAddress    netip.Addr   `json:"local-address,omitzero" help:"Our outside address (behind NAT: the private one)"`
+	LocalID         string       `json:"local-id,omitempty" help:"The IKE identity we claim (behind NAT: the public customer gateway address)"`
+	RemoteAddress   netip.Addr   `json:"remote-address,omitzero" help:"The cloud gateway's outside address"`
+	PreSharedKey    string       `json:"pre-shared-key,omitempty" secret:"true" help:"IKE pre-shared key"`
+	InsideCIDR      netip.Prefix `json:"inside-cidr,omitzero" help:"Inside /30 in 169.254.0.0/16; the cloud takes the first address, we the second"`
+	IKEVersion      int          `json:"ike-version,omitempty" default:"2" range:"1-2" help:"IKE version (1 = main mode)"`
+	IKE             Phase        `json:"ike,omitzero" help:"Phase 1 (IKE SA) proposal and lifetime"`
+	ESP             Phase        `json:"esp,omitzero" help:"Phase 2 (CHILD SA) proposal and lifetime"`
+	DisablePFS      bool         `json:"disable-pfs,omitempty" help:"Do not use a DH exchange when rekeying the CHILD SA"`
+	RekeyMargin     int          `json:"rekey-margin,omitempty" default:"540" range:"1-86400" help:"Seconds before expiry to rekey"`
+	RekeyFuzz       int          `json:"rekey-fuzz,omitempty" default:"100" range:"1-1000" help:"Random extra margin, percent"`
+	ReplayWindow    int          `json:"replay-window,omitempty" default:"1024" range:"1-4096" help:"Anti-replay window in packets"`
+	DPD             DPD          `json:"dpd,omitzero" help:"Dead peer detection"`
+	NATTraversal    string       `json:"nat-traversal,omitempty" default:"auto" enum:"auto|force" help:"auto: UDP 4500 when a NAT is seen; force: always"`
+	KeepaliveTarget netip.Addr   `json:"keepalive-target,omitzero" help:"Address probed through this tunnel (default: the cloud's inside address)"`
 }
 
 // Phase is an IKE or ESP proposal set with its lifetime.
@@ -118,15 +135,8 @@ type Phase struct {
 // DPD is dead peer detection.
 type DPD struct {
 	Delay   int    `json:"delay,omitempty" default:"10" range:"1-3600" help:"Seconds of silence before a liveness check"`
-	Timeout int    `json:"timeout,omitempty" default:"30" range:"1-3600" help:"Seconds without answer before the peer is dead"`
+	Timeout int    `json:"timeout,omitempty" default:"30" range:"1-3600" help:"Seconds without answer before the peer is dead (IKEv1)"`
 	Action  string `json:"action,omitempty" default:"restart" enum:"clear|restart|none" help:"What to do with a dead peer"`
-}
-
-// TunnelKeepalive is the SLA-monitor probe of a tunnel.
-type TunnelKeepalive struct {
-	Target   netip.Addr `json:"target,omitzero" help:"Address to ping through the tunnel (default: the far inside address)"`
-	Interval int        `json:"interval,omitempty" default:"5" range:"1-60" help:"Seconds between probes"`
-	Disable  bool       `json:"disable,omitempty" help:"Send no probes"`
 }
 
 // SSLVPN holds the SSL-VPN side: services (the local side an SSL-VPN serves) and servers (the concentrators).
@@ -156,7 +166,8 @@ type SSLVPNServer struct {
 	OTP            bool            `json:"otp,omitempty" help:"Require a TOTP code as a second factor"`
 	Ciphers        []string        `json:"cipher,omitempty" enum:"aes256gcm|aes128gcm|chacha20poly1305|aes256cbc|aes128cbc" help:"Data ciphers, strongest first"`
 	CA             string          `json:"ca,omitempty" help:"The CA (pki ca NAME) that issues and verifies client certificates"`
-	Certificate    string          `json:"certificate,omitempty" help:"The server certificate (pki certificate NAME)"`
+	TrustedCAs     []string        `json:"trusted-ca,omitempty" help:"Further CAs (pki ca NAME) whose client certificates are accepted"`
+	Certificate    string          `json:"certificate,omitempty" help:"The server certificate (pki certificate NAME); when empty, issued by the server's CA"`
 	OpenVPN        OpenVPNListener `json:"openvpn,omitzero" help:"The OpenVPN protocol"`
 	AnyConnect     AnyConnect      `json:"anyconnect,omitzero" help:"The AnyConnect protocol"`
 	AddressGrace   int             `json:"address-hold,omitempty" default:"300" range:"0-86400" help:"Seconds a disconnected user's address is kept for them"`
@@ -167,10 +178,11 @@ type SSLVPNServer struct {
 
 // OpenVPNListener is the OpenVPN side of a server.
 type OpenVPNListener struct {
-	TCPPort  int  `json:"tcp-port,omitempty" default:"443" range:"1-65535" help:"TCP port (shared with AnyConnect)"`
-	UDPPort  int  `json:"udp-port,omitempty" default:"1194" range:"1-65535" help:"UDP port"`
-	TLSCrypt bool `json:"tls-crypt,omitempty" help:"Wrap the control channel with a tls-crypt key"`
-	Disable  bool `json:"disable,omitempty" help:"Do not accept OpenVPN clients"`
+	TCPPort  int    `json:"tcp-port,omitempty" default:"443" range:"1-65535" help:"TCP port (shared with AnyConnect)"`
+	UDPPort  int    `json:"udp-port,omitempty" default:"1194" range:"1-65535" help:"UDP port"`
+	Auth     string `json:"auth,omitempty" default:"sha1" enum:"sha1|sha256|sha512" help:"HMAC digest with CBC ciphers (OpenVPN's default is sha1)"`
+	TLSCrypt bool   `json:"tls-crypt,omitempty" help:"Wrap the control channel with a tls-crypt key"`
+	Disable  bool   `json:"disable,omitempty" help:"Do not accept OpenVPN clients"`
 }
 
 // AnyConnect is the AnyConnect side of a server.
@@ -184,6 +196,7 @@ type AnyConnect struct {
 type User struct {
 	FullName     string `json:"full-name,omitempty" help:"Display name"`
 	PasswordHash string `json:"password-hash,omitempty" secret:"true" help:"bcrypt hash of the password"`
+	OTPKey       string `json:"otp-key,omitempty" secret:"true" help:"The user's TOTP key, sealed (set through the API, never shown again)"`
 	Disable      bool   `json:"disable,omitempty" help:"Refuse this user's logins"`
 }
 

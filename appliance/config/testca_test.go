@@ -1,6 +1,6 @@
 package config
 
-// testCAPEM is a self-signed test CA certificate (no key is kept anywhere).
+// testCAPEM and testCAKeyPEM are a self-signed test CA made for these tests only.
 const testCAPEM = `-----BEGIN CERTIFICATE-----
 MIIBiTCCAS+gAwIBAgIUfv69rYv0990CWMv7QDrnLZNhb2QwCgYIKoZIzj0EAwIw
 GTEXMBUGA1UEAwwOVG9yaWRlIFRlc3QgQ0EwIBcNMjYxMTIzMTkyMTQ1WhgPMjEy
@@ -12,3 +12,9 @@ QYkgtAkzMA8GA1UdEwEB/wQFMAMBAf8wCgYIKoZIzj0EAwIDSAAwRQIhAMLVBvAW
 Awll7nc0iuV/9h63k+1HlwA8YFQVraiUajZvAiAlQHYutHEaHeibNXr6LqIOPKdb
 KQjSUA76KQLmibzZRQ==
 -----END CERTIFICATE-----`
+
+const testCAKeyPEM = `-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgUKddANEJUenM4z4Y
+kFafjklAxy+4RyVInR8eTFrGXOuhRANCAAS3t1Ja4QnB0cH7Y1XnFGt4cvBFTTxz
+HfQMY3zXj7Bh3HUOeIZEdgx0vRnWTy7CXG2QYFkbfd7JfjDbk9vVIwHs
+-----END PRIVATE KEY-----`

@@ -215,99 +215,19 @@ func (v *validator) network(path []string, pfx netip.Prefix, ipv4Only bool) bool
 	return false
 }
 
-var pskPattern = regexp.MustCompile(`^[A-Za-z0-9._]{8,64}$`)
-
-// awsReservedInside are the inside /30s the cloud refuses for tunnels.
-var awsReservedInside = []string{"169.254.0.0/30", "169.254.1.0/30", "169.254.2.0/30", "169.254.3.0/30",
-	"169.254.4.0/30", "169.254.5.0/30", "169.254.169.252/30"}
-
+// ipsec checks what only the configuration's shape knows; the cloud's rules for tunnels (keys, inside CIDRs,
+// proposals, lifetimes) are the IPsec engine's, which the appliance runs as part of validation.
 func (v *validator) ipsec(c *Config) {
-	linkLocal := netip.MustParsePrefix("169.254.0.0/16")
 	for _, name := range sortedKeys(c.IPsec.Connections) {
 		conn := c.IPsec.Connections[name]
 		base := p("ipsec", "connections", name)
-		for _, n := range conn.LocalNetworks {
-			v.network(append(slices.Clip(base), "local-network"), n, true)
-		}
-		for _, n := range conn.RemoteNetworks {
-			v.network(append(slices.Clip(base), "remote-network"), n, true)
-		}
-		if len(conn.LocalNetworks) == 0 {
-			v.add(append(slices.Clip(base), "local-network"), "", "set "+strings.Join(base, " ")+" local-network 10.0.0.0/16",
-				"a connection needs at least one local network")
-		}
-		switch conn.Routing {
-		case "static":
-			if len(conn.RemoteNetworks) == 0 {
-				v.add(append(slices.Clip(base), "remote-network"), "", "set "+strings.Join(base, " ")+" remote-network NETWORK, or use routing bgp",
-					"static routing needs at least one remote network")
-			}
-		case "bgp":
-			if conn.BGP.LocalASN == 0 {
-				v.add(append(slices.Clip(base), "bgp", "local-asn"), "", "set the customer gateway's ASN, e.g. 65000", "routing bgp needs a local ASN")
-			}
-		}
 		if n := len(conn.Tunnels); n < 1 || n > 2 {
 			v.add(append(slices.Clip(base), "tunnels"), n, "configure tunnel1 and tunnel2 as the cloud's configuration file gives them",
 				"a connection has one or two tunnels, not %d", n)
 		}
-		var insides []netip.Prefix
-		for _, tn := range sortedKeys(conn.Tunnels) {
-			t := conn.Tunnels[tn]
-			tp := append(slices.Clip(base), "tunnels", tn)
-			if !t.RemoteAddress.IsValid() {
-				v.add(append(slices.Clip(tp), "remote-address"), "", "set the cloud gateway's outside address", "missing")
-			}
-			if !t.LocalAddress.IsValid() {
-				v.add(append(slices.Clip(tp), "local-address"), "", "set this appliance's outside address", "missing")
-			}
-			switch {
-			case t.PreSharedKey == "":
-				v.add(append(slices.Clip(tp), "pre-shared-key"), "", "set the key from the cloud's configuration file", "missing")
-			case !pskPattern.MatchString(t.PreSharedKey) || t.PreSharedKey[0] == '0':
-				v.add(append(slices.Clip(tp), "pre-shared-key"), "(hidden)",
-					"use 8-64 characters of letters, digits, '.' and '_', not starting with 0",
-					"the pre-shared key breaks the cloud's rules (%d characters)", len(t.PreSharedKey))
-			}
-			ip := append(slices.Clip(tp), "inside-cidr")
-			switch {
-			case !t.InsideCIDR.IsValid():
-				v.add(ip, "", "set a /30 inside 169.254.0.0/16, e.g. 169.254.10.0/30", "missing")
-			case t.InsideCIDR.Bits() != 30 || !linkLocal.Contains(t.InsideCIDR.Addr()) || t.InsideCIDR.Masked() != t.InsideCIDR:
-				v.add(ip, t.InsideCIDR, "use a /30 network inside 169.254.0.0/16, e.g. 169.254.10.0/30", "%s is not a /30 network in 169.254.0.0/16", t.InsideCIDR)
-			case slices.Contains(awsReservedInside, t.InsideCIDR.String()):
-				v.add(ip, t.InsideCIDR, "choose another /30; these are reserved: "+strings.Join(awsReservedInside, ", "), "%s is reserved", t.InsideCIDR)
-			default:
-				for _, o := range insides {
-					if o == t.InsideCIDR {
-						v.add(ip, t.InsideCIDR, "give each tunnel its own /30", "both tunnels use %s", o)
-					}
-				}
-				insides = append(insides, t.InsideCIDR)
-			}
-			if t.ESP.Lifetime >= t.IKE.Lifetime {
-				v.add(append(slices.Clip(tp), "esp", "lifetime"), t.ESP.Lifetime,
-					fmt.Sprintf("use less than the IKE lifetime %d (the cloud's defaults are 3600 and 28800)", t.IKE.Lifetime),
-					"the phase 2 lifetime must be below the phase 1 lifetime")
-			}
-			for _, ph := range []struct {
-				name string
-				ph   Phase
-			}{{"ike", t.IKE}, {"esp", t.ESP}} {
-				for _, g := range ph.ph.DHGroups {
-					if !slices.Contains([]int{2, 5, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24}, g) {
-						v.add(append(slices.Clip(tp), ph.name, "dh-group"), g, "use 2, 5 or 14-24", "DH group %d is not offered by the cloud", g)
-					}
-				}
-				if t.RekeyMargin >= ph.ph.Lifetime {
-					v.add(append(slices.Clip(tp), "rekey-margin"), t.RekeyMargin, fmt.Sprintf("use less than the %s lifetime %d", ph.name, ph.ph.Lifetime),
-						"the rekey margin is not below the %s lifetime", ph.name)
-				}
-			}
-			if t.DPD.Timeout <= t.DPD.Delay {
-				v.add(append(slices.Clip(tp), "dpd", "timeout"), t.DPD.Timeout, fmt.Sprintf("use more than the delay %d (the cloud uses 30 with delay 10)", t.DPD.Delay),
-					"the DPD timeout must be longer than the DPD delay")
-			}
+		if pref := conn.Failover.Preferred; pref != "" && conn.Tunnels[pref] == nil {
+			v.add(append(slices.Clip(base), "failover", "preferred"), pref, "use one of: "+strings.Join(sortedKeys(conn.Tunnels), ", "),
+				"no tunnel %q in this connection", pref)
 		}
 	}
 }
@@ -426,6 +346,15 @@ func (v *validator) sslvpn(c *Config) {
 		if s.Certificate != "" && c.PKI.Certificates[s.Certificate] == nil {
 			v.add(at("certificate"), s.Certificate, "use one of: "+strings.Join(sortedKeys(c.PKI.Certificates), ", "), "no pki certificate %q", s.Certificate)
 		}
+		if ca := c.PKI.CAs[s.CA]; s.Certificate == "" && ca != nil && ca.PrivateKey == "" {
+			v.add(at("certificate"), "", "set "+strings.Join(base, " ")+" certificate NAME (a pki certificates entry)",
+				"the server needs a certificate, and CA %s cannot issue one (its key is not on the appliance)", s.CA)
+		}
+		for _, tc := range s.TrustedCAs {
+			if c.PKI.CAs[tc] == nil {
+				v.add(at("trusted-ca"), tc, "use one of: "+strings.Join(sortedKeys(c.PKI.CAs), ", "), "no pki ca %q", tc)
+			}
+		}
 		if s.Disable {
 			continue
 		}
@@ -472,6 +401,9 @@ func abs(n int) int {
 func (v *validator) users(c *Config) {
 	for _, name := range sortedKeys(c.Users) {
 		u := c.Users[name]
+		if u.OTPKey != "" && !strings.HasPrefix(u.OTPKey, "sealed:v1:") {
+			v.add(p("users", name, "otp-key"), "(hidden)", "issue the key through the API (POST …/otp), which seals it", "not a sealed key")
+		}
 		if u.PasswordHash != "" && !strings.HasPrefix(u.PasswordHash, "$2") {
 			v.add(p("users", name, "password-hash"), "(hidden)", "set the password with `set users "+name+" password-hash` from `toride generate password-hash`",
 				"not a bcrypt hash")

@@ -86,6 +86,9 @@ type Options struct {
 	Clock       Clock          // nil: the real clock
 	ConfirmUnit time.Duration  // what "minute" means for commit-confirm (0: a minute; tests shorten it)
 	Logger      *slog.Logger   // nil: discard
+	// Validate checks an effective configuration; nil means config.Validate. The appliance adds the rules its
+	// engines know (the IPsec engine's, under configuration paths).
+	Validate func(*config.Config) config.Problems
 }
 
 // Commit describes one entry of the commit archive.
@@ -137,6 +140,9 @@ func Open(opts Options) (*Store, error) {
 	}
 	if opts.ConfirmUnit == 0 {
 		opts.ConfirmUnit = time.Minute
+	}
+	if opts.Validate == nil {
+		opts.Validate = config.Validate
 	}
 	s := &Store{opts: opts, clock: opts.Clock, log: opts.Logger}
 	if s.clock == nil {
@@ -399,7 +405,7 @@ func (s *Store) commitLocked(ctx context.Context, running, next *config.Config, 
 // then reverts this commit too), and rebase, if not nil, is applied to a candidate holding other edits.
 func (s *Store) commitWith(ctx context.Context, running, next *config.Config, meta Commit, pc *pendingConfirm, keepPending bool, rebase func(*config.Config) error) (Commit, error) {
 	eff := next.WithDefaults()
-	if ps := config.Validate(eff); ps != nil {
+	if ps := s.opts.Validate(eff); len(ps) > 0 {
 		return Commit{}, ps
 	}
 	old := running.WithDefaults()

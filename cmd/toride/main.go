@@ -13,11 +13,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
+	"net/url"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
 
 	"golang.org/x/term"
@@ -45,6 +49,10 @@ Commands:
   show configuration [json|commands] [candidate]   the running (or candidate) configuration
   show system commit                               the commit archive, newest (0) first
   show status                                      the appliance and its components
+  show sslvpn [sessions]                           SSL-VPN servers, or their connected sessions
+  show ipsec                                       IPsec connections and their tunnels
+  import aws-vpn FILE [--local-networks CIDR,…] [--remote-networks CIDR,…] [--name NAME] [--local-address ADDR]
+                                                   put the cloud's VPN configuration file into the candidate
   set PATH... VALUE                                change the candidate
   delete PATH...                                   remove from the candidate
   compare [N]                                      candidate against running, or against commit N
@@ -173,6 +181,8 @@ func (c *cli) exec(ctx context.Context, args []string) error {
 		}
 		c.printCommit(out)
 		return nil
+	case "import":
+		return c.importFile(ctx, args[1:])
 	case "help", "--help", "-h":
 		fmt.Fprint(c.out, usage)
 		return nil
@@ -252,6 +262,13 @@ func (c *cli) show(ctx context.Context, args []string) error {
 			fmt.Fprintln(c.out, line)
 		}
 		return nil
+	case "ipsec":
+		return c.showIPsec(ctx)
+	case "sslvpn":
+		if len(args) > 1 && args[1] == "sessions" {
+			return c.showSessions(ctx)
+		}
+		return c.showSSLVPN(ctx)
 	case "status":
 		var raw []byte
 		if err := c.c.Do(ctx, "GET", "/api/v1/status", nil, &raw); err != nil {
@@ -261,6 +278,164 @@ func (c *cli) show(ctx context.Context, args []string) error {
 		return err
 	}
 	return usagef("show %q: use configuration, system commit or status", args[0])
+}
+
+func (c *cli) showSSLVPN(ctx context.Context) error {
+	var out struct {
+		Servers []struct {
+			Name, Pool string
+			S          int            `json:"sessions"`
+			Max        int            `json:"max_sessions"`
+			InUse      int            `json:"pool_in_use"`
+			Capacity   int            `json:"pool_capacity"`
+			Refused    map[string]int `json:"refused"`
+		}
+	}
+	if err := c.c.Do(ctx, "GET", "/api/v1/sslvpn/status", nil, &out); err != nil {
+		return err
+	}
+	if len(out.Servers) == 0 {
+		fmt.Fprintln(c.out, "No SSL-VPN server is running.")
+		return nil
+	}
+	w := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "SERVER\tSESSIONS\tPOOL\tADDRESSES IN USE\tREFUSED")
+	for _, s := range out.Servers {
+		var refused []string
+		for _, k := range slices.Sorted(maps.Keys(s.Refused)) {
+			refused = append(refused, fmt.Sprintf("%s=%d", k, s.Refused[k]))
+		}
+		fmt.Fprintf(w, "%s\t%d/%d\t%s\t%d/%d\t%s\n", s.Name, s.S, s.Max, s.Pool, s.InUse, s.Capacity, strings.Join(refused, " "))
+	}
+	return w.Flush()
+}
+
+func (c *cli) showSessions(ctx context.Context) error {
+	var out struct {
+		Sessions []struct {
+			ID, Server, User, Protocol, Remote, Address, Cipher string
+			Since                                               time.Time
+			BytesIn                                             uint64 `json:"bytes_in"`
+			BytesOut                                            uint64 `json:"bytes_out"`
+		}
+	}
+	if err := c.c.Do(ctx, "GET", "/api/v1/sslvpn/sessions", nil, &out); err != nil {
+		return err
+	}
+	if len(out.Sessions) == 0 {
+		fmt.Fprintln(c.out, "No SSL-VPN session.")
+		return nil
+	}
+	w := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "SERVER\tUSER\tADDRESS\tPROTOCOL\tREMOTE\tCIPHER\tSINCE\tIN\tOUT\tID")
+	for _, s := range out.Sessions {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", s.Server, s.User, s.Address, s.Protocol, s.Remote, s.Cipher,
+			s.Since.Local().Format("15:04:05"), s.BytesIn, s.BytesOut, s.ID)
+	}
+	return w.Flush()
+}
+
+// importFile: import aws-vpn FILE [flags].
+func (c *cli) importFile(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "aws-vpn" {
+		return usagef("import what? import aws-vpn FILE [--local-networks CIDR,…] [--remote-networks CIDR,…] [--name NAME]")
+	}
+	fs := flag.NewFlagSet("import aws-vpn", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	local := fs.String("local-networks", "", "this site's networks, comma-separated")
+	remote := fs.String("remote-networks", "", "the cloud's networks, comma-separated (static routing)")
+	name := fs.String("name", "", "the connection's name (default: from the file)")
+	localAddr := fs.String("local-address", "", "this appliance's outside address, when a NAT sits in front of it")
+	// The file may come before or after the flags.
+	var file string
+	rest := args[1:]
+	for len(rest) > 0 {
+		if err := fs.Parse(rest); err != nil {
+			return usagef("import aws-vpn: %v", err)
+		}
+		rest = fs.Args()
+		if len(rest) > 0 {
+			if file != "" {
+				return usagef("import aws-vpn takes one file, got %q and %q", file, rest[0])
+			}
+			file, rest = rest[0], rest[1:]
+		}
+	}
+	if file == "" {
+		return usagef("import aws-vpn needs the configuration file downloaded from the cloud")
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	q := url.Values{}
+	for k, v := range map[string]string{"local_networks": *local, "remote_networks": *remote, "name": *name, "local_address": *localAddr} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	var out struct {
+		Name     string
+		Tunnels  int
+		Commands []string
+		Message  string
+	}
+	if err := c.c.Do(ctx, "POST", "/api/v1/ipsec/import?"+q.Encode(), data, &out); err != nil {
+		return err
+	}
+	for _, l := range out.Commands {
+		fmt.Fprintln(c.out, l)
+	}
+	fmt.Fprintf(c.out, "Imported %d tunnel(s) as connection %s into the candidate; `toride commit` applies it.\n", out.Tunnels, out.Name)
+	return nil
+}
+
+func (c *cli) showIPsec(ctx context.Context) error {
+	var out struct {
+		Running     bool
+		Backend     string
+		Connections []struct {
+			Name      string
+			Failovers uint64
+			Tunnels   []struct {
+				Name          string
+				RemoteAddress string `json:"remote_address"`
+				State         string
+				Active        bool
+				IKESA         string  `json:"ike_sa"`
+				ChildSA       string  `json:"child_sa"`
+				ProbeLoss     float64 `json:"probe_loss"`
+				ProbeRTT      float64 `json:"probe_rtt_ms"`
+				BytesIn       uint64  `json:"bytes_in"`
+				BytesOut      uint64  `json:"bytes_out"`
+				Failovers     uint64
+			}
+		}
+	}
+	if err := c.c.Do(ctx, "GET", "/api/v1/ipsec/status", nil, &out); err != nil {
+		return err
+	}
+	if !out.Running {
+		fmt.Fprintln(c.out, "No IPsec connection is configured.")
+		return nil
+	}
+	w := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "CONNECTION\tTUNNEL\tPEER\tSTATE\tACTIVE\tIKE SA\tCHILD SA\tPROBE LOSS\tRTT ms\tIN\tOUT\tFAILOVERS\n")
+	for _, conn := range out.Connections {
+		for _, t := range conn.Tunnels {
+			active := ""
+			if t.Active {
+				active = "*"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f%%\t%.1f\t%d\t%d\t%d\n", conn.Name, t.Name, t.RemoteAddress, t.State, active,
+				t.IKESA, t.ChildSA, t.ProbeLoss*100, t.ProbeRTT, t.BytesIn, t.BytesOut, t.Failovers)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(c.out, "(backend: %s)\n", out.Backend)
+	return nil
 }
 
 type commitResult struct {

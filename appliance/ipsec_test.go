@@ -1,0 +1,54 @@
+package appliance
+
+import (
+	"strings"
+	"testing"
+
+	"toride/appliance/config"
+)
+
+func TestIPsecValidationSpeaksConfigurationPaths(t *testing.T) {
+	c := &config.Config{}
+	if err := c.ParseCommands(`
+set ipsec connections aws local-network 10.50.0.0/24
+set ipsec connections aws remote-network 172.31.0.0/16
+set ipsec connections aws tunnels tunnel1 local-address 198.51.100.10
+set ipsec connections aws tunnels tunnel1 remote-address 203.0.113.11
+set ipsec connections aws tunnels tunnel1 pre-shared-key 0startswithzero
+set ipsec connections aws tunnels tunnel1 inside-cidr 169.254.169.252/30
+set ipsec connections aws tunnels tunnel2 local-address 198.51.100.10
+set ipsec connections aws tunnels tunnel2 remote-address 203.0.113.12
+set ipsec connections aws tunnels tunnel2 pre-shared-key short
+set ipsec connections aws tunnels tunnel2 inside-cidr 169.254.12.0/29
+set ipsec connections aws tunnels tunnel2 esp lifetime 30000
+set ipsec connections aws tunnels tunnel2 esp dh-group 3
+set sslvpn servers main pool 10.50.0.0/25
+`); err != nil {
+		t.Fatal(err)
+	}
+	ps := validateIPsec(c.WithDefaults())
+	got := map[string]string{}
+	for _, p := range ps {
+		got[p.Path] = p.String()
+		if strings.Contains(p.String(), "0startswithzero") || strings.Contains(p.String(), "short") && p.Path == "ipsec.connections.aws.tunnels.tunnel2.pre-shared-key" {
+			t.Errorf("a pre-shared key leaked into a problem: %s", p)
+		}
+	}
+	for _, path := range []string{
+		"ipsec.connections.aws.tunnels.tunnel1.pre-shared-key",
+		"ipsec.connections.aws.tunnels.tunnel1.inside-cidr",
+		"ipsec.connections.aws.tunnels.tunnel2.pre-shared-key",
+		"ipsec.connections.aws.tunnels.tunnel2.inside-cidr",
+		"ipsec.connections.aws.tunnels.tunnel2.esp.lifetime",
+		"ipsec.connections.aws.tunnels.tunnel2.esp.dh-group",
+	} {
+		if got[path] == "" {
+			t.Errorf("no problem reported at %s; got:\n%s", path, ps.Error())
+		}
+	}
+	for _, p := range ps {
+		if p.Fix == "" {
+			t.Errorf("%s has no fix", p.Path)
+		}
+	}
+}

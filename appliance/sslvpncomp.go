@@ -1,0 +1,337 @@
+package appliance
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/big"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"toride/appliance/certs"
+	"toride/appliance/config"
+	"toride/appliance/health"
+	"toride/appliance/secrets"
+	"toride/sslvpn"
+	"toride/sslvpn/pki"
+	"toride/sslvpn/pool"
+)
+
+// serverCertValidity is how long a server certificate the appliance issues itself lasts; it is renewed a month
+// before it ends.
+const serverCertValidity = 2 * 365 * 24 * time.Hour
+
+// sslvpnComponent is the "sslvpn" component: it turns the configuration into the concentrator's servers.
+type sslvpnComponent struct {
+	conc     *sslvpn.Concentrator
+	ledger   *certs.Ledger
+	sealer   *secrets.Sealer
+	stateDir string
+	health   *health.Tracker
+	log      *slog.Logger
+
+	mu      sync.Mutex
+	applied *config.Config
+}
+
+func (c *sslvpnComponent) Name() string { return "sslvpn" }
+
+// Apply implements Component.
+func (c *sslvpnComponent) Apply(ctx context.Context, _, new *config.Config) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.applyLocked(ctx, new)
+}
+
+func (c *sslvpnComponent) applyLocked(ctx context.Context, cfg *config.Config) error {
+	want, warnings, err := c.build(cfg)
+	if err != nil {
+		return err
+	}
+	if err := c.conc.Set(ctx, want); err != nil {
+		return err
+	}
+	c.applied = cfg
+	switch {
+	case len(want.Servers) == 0:
+		c.health.Remove(c.Name())
+	case len(warnings) > 0:
+		c.health.Set(c.Name(), health.Degraded, strings.Join(warnings, "; "))
+	default:
+		c.health.Set(c.Name(), health.OK, fmt.Sprintf("%d server(s)", len(want.Servers)))
+	}
+	return nil
+}
+
+// Refresh applies the running configuration again: after the ledger changed (a revocation), so the new CRL takes
+// effect and the revoked sessions are cut.
+func (c *sslvpnComponent) Refresh(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.applied == nil {
+		return nil
+	}
+	return c.applyLocked(ctx, c.applied)
+}
+
+// Close stops every server.
+func (c *sslvpnComponent) Close() error {
+	c.conc.Close()
+	return nil
+}
+
+// openvpnCipher names a configured cipher as OpenVPN spells it.
+var openvpnCipher = map[string]string{
+	"aes256gcm": "AES-256-GCM", "aes128gcm": "AES-128-GCM", "chacha20poly1305": "CHACHA20-POLY1305",
+	"aes256cbc": "AES-256-CBC", "aes128cbc": "AES-128-CBC",
+}
+
+// build makes the concentrator's configuration. Problems that do not stop a server (a user's OTP key that does
+// not open) come back as warnings.
+func (c *sslvpnComponent) build(cfg *config.Config) (sslvpn.Config, []string, error) {
+	var out sslvpn.Config
+	var warnings []string
+	users := map[string]sslvpn.User{}
+	for _, name := range slices.Sorted(maps.Keys(cfg.Users)) {
+		u := cfg.Users[name]
+		su := sslvpn.User{PasswordHash: u.PasswordHash, Disabled: u.Disable}
+		if u.OTPKey != "" {
+			key, err := c.sealer.Open(u.OTPKey, otpContext(name))
+			if err != nil {
+				warnings = append(warnings, fmt.Sprintf("user %s: the OTP key does not open (%v); issue a new one", name, err))
+			}
+			su.OTPSecret = key
+		}
+		users[name] = su
+	}
+	localAddrs := map[netip.Addr]bool{}
+	for _, ifc := range cfg.System.Interfaces {
+		for _, a := range ifc.Addresses {
+			localAddrs[a.Addr()] = true
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(cfg.SSLVPN.Servers)) {
+		s := cfg.SSLVPN.Servers[name]
+		if s.Disable {
+			continue
+		}
+		svc := cfg.SSLVPN.Services[s.Service]
+		sc := &sslvpn.ServerConfig{
+			Name: name, Pool: s.Pool, Topology: pool.Topology(s.Topology), AddressHold: time.Duration(s.AddressGrace) * time.Second,
+			MaxSessions: s.MaxSessions, DNS: s.DNS, RedirectGateway: s.RedirectAll, OTP: s.OTP, Users: users,
+			SessionTimeout: time.Duration(s.SessionTimeout) * time.Second,
+		}
+		sc.LimitName = "flavor " + s.Flavor
+		if s.MaxSessions != config.FlavorSessions(s.Flavor) {
+			sc.LimitName = fmt.Sprintf("max-sessions %d", s.MaxSessions)
+		}
+		if svc != nil {
+			sc.Routes = slices.Clone(svc.LocalNetworks)
+			if localAddrs[svc.ExternalAddress] {
+				sc.ListenAddr = svc.ExternalAddress // a NAT-ed public address is not ours to bind: listen on all then
+			}
+		}
+		for _, d := range s.DNS {
+			covered := false
+			for _, r := range sc.Routes {
+				covered = covered || r.Contains(d)
+			}
+			if !covered {
+				sc.Routes = append(sc.Routes, netip.PrefixFrom(d, 32))
+			}
+		}
+		caNames := append([]string{s.CA}, s.TrustedCAs...)
+		for _, caName := range caNames {
+			caCert, crls, err := c.trustOf(cfg, caName)
+			if err != nil {
+				return out, nil, fmt.Errorf("sslvpn server %s: %w", name, err)
+			}
+			sc.CAs = append(sc.CAs, caCert)
+			sc.CRLs = append(sc.CRLs, crls...)
+		}
+		cert, err := c.serverCertificate(cfg, name, s, svc)
+		if err != nil {
+			return out, nil, fmt.Errorf("sslvpn server %s: %w", name, err)
+		}
+		sc.Certificate = cert
+		if !s.OpenVPN.Disable {
+			sc.OpenVPN = sslvpn.OpenVPNConfig{Enabled: true, TCPPort: s.OpenVPN.TCPPort, UDPPort: s.OpenVPN.UDPPort,
+				Auth: strings.ToUpper(s.OpenVPN.Auth)}
+			for _, ci := range s.Ciphers {
+				sc.OpenVPN.Ciphers = append(sc.OpenVPN.Ciphers, openvpnCipher[ci])
+			}
+			if s.OpenVPN.TLSCrypt {
+				key, err := c.tlsCryptKey(name)
+				if err != nil {
+					return out, nil, fmt.Errorf("sslvpn server %s: tls-crypt key: %w", name, err)
+				}
+				sc.OpenVPN.TLSCrypt = key
+			}
+		}
+		out.Servers = append(out.Servers, sc)
+	}
+	return out, warnings, nil
+}
+
+func otpContext(user string) string { return "otp:" + user }
+
+// trustOf returns a CA's certificate and the CRLs that apply to it: the one loaded into the configuration, and,
+// for a CA the appliance issues with, the one made from the ledger's revocations.
+func (c *sslvpnComponent) trustOf(cfg *config.Config, caName string) (*x509.Certificate, []*x509.RevocationList, error) {
+	ca := cfg.PKI.CAs[caName]
+	if ca == nil {
+		return nil, nil, fmt.Errorf("no pki ca %q", caName)
+	}
+	cert, err := pki.ParseCertificate(ca.Certificate)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pki ca %s: %w", caName, err)
+	}
+	var crls []*x509.RevocationList
+	if ca.CRL != "" {
+		crl, err := pki.ParseCRL([]byte(ca.CRL))
+		if err != nil {
+			return nil, nil, fmt.Errorf("pki ca %s crl: %w", caName, err)
+		}
+		crls = append(crls, crl)
+	}
+	if ca.PrivateKey != "" {
+		crl, err := c.ledgerCRL(cfg, caName)
+		if err != nil {
+			return nil, nil, err
+		}
+		if crl != nil {
+			crls = append(crls, crl)
+		}
+	}
+	return cert, crls, nil
+}
+
+// ledgerCRL makes the CRL of an appliance CA's revocations (nil when there are none).
+func (c *sslvpnComponent) ledgerCRL(cfg *config.Config, caName string) (*x509.RevocationList, error) {
+	revs, err := c.ledger.Revocations(caName)
+	if err != nil || len(revs) == 0 {
+		return nil, err
+	}
+	text, err := c.ledgerCRLPEM(cfg, caName, revs)
+	if err != nil {
+		return nil, err
+	}
+	return pki.ParseCRL([]byte(text))
+}
+
+func (c *sslvpnComponent) ledgerCRLPEM(cfg *config.Config, caName string, revs []pki.Revocation) (string, error) {
+	ca, err := pki.ParseCA(cfg.PKI.CAs[caName].Certificate, cfg.PKI.CAs[caName].PrivateKey)
+	if err != nil {
+		return "", fmt.Errorf("pki ca %s: %w", caName, err)
+	}
+	// The CRL number must grow with every CRL: the newest revocation's time does, and stays the same for the same
+	// list of revocations.
+	newest := revs[0].Time
+	for _, r := range revs {
+		if r.Time.After(newest) {
+			newest = r.Time
+		}
+	}
+	return ca.CRL(revs, big.NewInt(newest.UnixNano()), 30*24*time.Hour)
+}
+
+// serverCertificate returns the server's certificate: the configured one, or one its CA issued, renewed when it
+// nears its end or no longer names the server's address.
+func (c *sslvpnComponent) serverCertificate(cfg *config.Config, name string, s *config.SSLVPNServer, svc *config.VPNService) (tls.Certificate, error) {
+	if s.Certificate != "" {
+		pc := cfg.PKI.Certificates[s.Certificate]
+		return tls.X509KeyPair([]byte(pc.Certificate), []byte(pc.PrivateKey))
+	}
+	caCfg := cfg.PKI.CAs[s.CA]
+	ca, err := pki.ParseCA(caCfg.Certificate, caCfg.PrivateKey)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("pki ca %s: %w", s.CA, err)
+	}
+	var addrs []netip.Addr
+	if svc != nil && svc.ExternalAddress.IsValid() {
+		addrs = append(addrs, svc.ExternalAddress)
+	}
+	names := []string{cfg.System.HostName}
+	if cfg.System.DomainName != "" {
+		names = append(names, cfg.System.HostName+"."+cfg.System.DomainName)
+	}
+	if e, err := c.ledger.Latest(s.CA, certs.Server, name); err == nil && time.Until(e.NotAfter) > 30*24*time.Hour {
+		if leaf, err := pki.ParseCertificate(e.CertPEM); err == nil && certNames(leaf, names, addrs) && leaf.CheckSignatureFrom(ca.Cert) == nil {
+			key, err := c.ledger.Key(s.CA, e)
+			if err == nil {
+				return tls.X509KeyPair([]byte(e.CertPEM), []byte(key))
+			}
+		}
+	}
+	e, err := c.ledger.Issue(s.CA, certs.Server, name, func() (pki.Issued, error) {
+		return ca.IssueServer(names[len(names)-1], names, addrs, serverCertValidity)
+	})
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	c.log.Info("issued a server certificate", "server", name, "ca", s.CA, "serial", e.Serial, "names", names, "addresses", addrs)
+	key, err := c.ledger.Key(s.CA, e)
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	return tls.X509KeyPair([]byte(e.CertPEM), []byte(key))
+}
+
+func certNames(leaf *x509.Certificate, names []string, addrs []netip.Addr) bool {
+	for _, n := range names {
+		if !slices.Contains(leaf.DNSNames, n) {
+			return false
+		}
+	}
+	for _, a := range addrs {
+		found := false
+		for _, ip := range leaf.IPAddresses {
+			if b, ok := netip.AddrFromSlice(ip); ok && b.Unmap() == a {
+				found = true
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// tlsCryptKey returns a server's tls-crypt key, made on first use and kept in the state directory (it goes into
+// every client configuration, so it is a shared secret, not a sealed one).
+func (c *sslvpnComponent) tlsCryptKey(server string) ([]byte, error) {
+	path := filepath.Join(c.stateDir, "sslvpn", server+".tls-crypt.key")
+	if key, err := os.ReadFile(path); err == nil {
+		return key, nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	raw := make([]byte, 256)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, err
+	}
+	var b strings.Builder
+	b.WriteString("-----BEGIN OpenVPN Static key V1-----\n")
+	for i := 0; i < len(raw); i += 16 {
+		b.WriteString(hex.EncodeToString(raw[i:i+16]) + "\n")
+	}
+	b.WriteString("-----END OpenVPN Static key V1-----\n")
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(path, []byte(b.String()), 0o600); err != nil {
+		return nil, err
+	}
+	return []byte(b.String()), nil
+}
