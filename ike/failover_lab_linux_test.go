@@ -6,27 +6,28 @@ import (
 	"testing"
 	"time"
 
+	"toride/tests/cloudlab"
 	"toride/tests/lab"
 )
 
 // failoverScenario brings both tunnels up with traffic on tunnel 1, SIGKILLs gateway 1's charon (no DELETE, no
 // DPD answer: a dead peer) while the cloud moves its return route to gateway 2, as the cloud does, and returns
 // the site LAN's traffic gap. It leaves the lab with traffic on tunnel 2.
-func failoverScenario(tb testing.TB, tp *topo, s *Service, p *pinger, version int) time.Duration {
+func failoverScenario(tb testing.TB, tp *topo, s *Service, p *cloudlab.Pinger, version int) time.Duration {
 	tb.Helper()
 	ctx := lab.Within(tb, 90*time.Second)
 	if err := s.Set(ctx, tp.labConfig(version)); err != nil {
 		tb.Fatal(err)
 	}
 	tp.waitStatus(ctx, tb, s, "both tunnels up on tunnel 1", upOnPreferred)
-	tp.waitPing(ctx, tb)
+	tp.WaitPing(ctx, tb)
 	time.Sleep(time.Second) // steady traffic before the cut
 
 	kill := time.Now()
-	if err := tp.gws[0].proc.Signal(syscall.SIGKILL); err != nil {
+	if err := tp.GWs[0].Proc.Signal(syscall.SIGKILL); err != nil {
 		tb.Fatal(err)
 	}
-	tp.routeCloudVia(tb, 1)
+	tp.RouteCloudVia(tb, 1)
 	cs := tp.waitStatus(ctx, tb, s, "traffic moved to tunnel 2", func(cs ConnectionStatus) error {
 		if cs.ActiveTunnel != 1 || cs.Failovers < 1 {
 			return fmt.Errorf("active %d, failovers %d", cs.ActiveTunnel, cs.Failovers)
@@ -36,14 +37,14 @@ func failoverScenario(tb testing.TB, tp *topo, s *Service, p *pinger, version in
 	detected := time.Since(kill)
 	var gap time.Duration
 	if err := lab.WaitFor(ctx, 100*time.Millisecond, func() error {
-		g, resumed := p.gapAround(kill)
+		g, resumed := p.GapAround(kill)
 		gap = g
 		if !resumed {
 			return fmt.Errorf("no answers for %v", g.Round(time.Millisecond))
 		}
 		return nil
 	}); err != nil {
-		tp.diagnose(tb)
+		tp.Diagnose(tb)
 		tb.Fatalf("LAN traffic did not resume after the failover: %v\nstatus: %+v", err, s.Status())
 	}
 	tb.Logf("failover: steered to tunnel 2 %v after the kill; LAN traffic gap %v; tunnel 1 %s (ike %s)",
@@ -57,7 +58,7 @@ func failoverScenario(tb testing.TB, tp *topo, s *Service, p *pinger, version in
 func TestLabFailover(t *testing.T) {
 	tp := newTopo(t, labOpts{})
 	s := tp.startService(t, nil)
-	p := tp.startPinger(t)
+	p := tp.StartPinger(t)
 	gap := failoverScenario(t, tp, s, p, 2)
 	// Generous: probes every 1 s, 3 losses, one CREATE_CHILD_SA round trip.
 	if gap > 15*time.Second {
@@ -65,7 +66,7 @@ func TestLabFailover(t *testing.T) {
 	}
 
 	ctx := lab.Within(t, 90*time.Second)
-	tp.gws[0].start(t) // the gateway is back, with no state: tunnel 1 must be re-established
+	tp.GWs[0].Start(t) // the gateway is back, with no state: tunnel 1 must be re-established
 	back := time.Now()
 	tp.waitStatus(ctx, t, s, "tunnel 1 healthy again", func(cs ConnectionStatus) error {
 		if cs.Tunnels[0].State != "up" {
@@ -83,7 +84,7 @@ func TestLabFailover(t *testing.T) {
 		t.Errorf("failed back %v after tunnel 1 returned; the hold-down is 5 s", held)
 	}
 	// The cloud still routes its answers over tunnel 2.
-	tp.waitPing(ctx, t)
+	tp.WaitPing(ctx, t)
 	t.Logf("fail-back after %v; status %+v", time.Since(back).Round(time.Millisecond), cs)
 }
 
@@ -91,7 +92,7 @@ func TestLabFailover(t *testing.T) {
 func TestLabFailoverIKEv1(t *testing.T) {
 	tp := newTopo(t, labOpts{})
 	s := tp.startService(t, nil)
-	p := tp.startPinger(t)
+	p := tp.StartPinger(t)
 	if gap := failoverScenario(t, tp, s, p, 1); gap > 15*time.Second {
 		t.Errorf("traffic gap %v", gap)
 	}
@@ -105,7 +106,7 @@ func BenchmarkFailoverGap(b *testing.B) {
 		b.StopTimer()
 		tp := newTopo(b, labOpts{})
 		s := tp.startService(b, nil)
-		p := tp.startPinger(b)
+		p := tp.StartPinger(b)
 		b.StartTimer()
 		total += failoverScenario(b, tp, s, p, 2)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"toride/tests/cloudlab"
 	"toride/tests/lab"
 )
 
@@ -29,8 +30,8 @@ func TestLabKeepaliveIdle(t *testing.T) {
 	}
 	farSide := func() [2]farChild {
 		var out [2]farChild
-		for i, g := range tp.gws {
-			sas, err := g.sas(ctx)
+		for i, g := range tp.GWs {
+			sas, err := gatewaySAs(ctx, g)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -66,7 +67,7 @@ func TestLabKeepaliveIdle(t *testing.T) {
 	t.Logf("in %v idle: gateway CHILD_SAs kept (%d, %d), gateways saw %d and %d packets, tunnel 1 sent %d probes, loss %.2f, rtt %.2f ms",
 		3*inactivity, after[0].id, after[1].id, after[0].packets-before[0].packets, after[1].packets-before[1].packets,
 		sent, cs.Tunnels[0].ProbeLoss, cs.Tunnels[0].ProbeRTTMillis)
-	tp.waitPing(ctx, t)
+	tp.WaitPing(ctx, t)
 }
 
 // SIGKILL of the appliance's own charon: the supervisor restarts it, the engine reconnects, reloads every
@@ -80,7 +81,7 @@ func TestLabApplianceCharonRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	tp.waitStatus(ctx, t, s, "both tunnels up", upOnPreferred)
-	tp.waitPing(ctx, t)
+	tp.WaitPing(ctx, t)
 	pid := s.CharonPID()
 	if pid == 0 {
 		t.Fatal("no charon pid")
@@ -97,7 +98,7 @@ func TestLabApplianceCharonRestart(t *testing.T) {
 		return upOnPreferred(cs)
 	})
 	back := time.Since(killed)
-	tp.waitPing(ctx, t)
+	tp.WaitPing(ctx, t)
 	t.Logf("charon SIGKILLed: restarted and both tunnels back in %v, LAN traffic in %v",
 		back.Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
 
@@ -117,7 +118,7 @@ func TestLabApplianceCharonRestart(t *testing.T) {
 		buf := make([]byte, 1<<20)
 		t.Errorf("goroutine leak: %v\n%s", err, buf[:runtime.Stack(buf, true)])
 	}
-	if out := tp.app.MustRun("ip", "-4", "addr", "show", "dev", "lo"); strings.Contains(out, "169.254.") {
+	if out := tp.App.MustRun("ip", "-4", "addr", "show", "dev", "lo"); strings.Contains(out, "169.254.") {
 		t.Errorf("inside addresses left on lo after Close:\n%s", out)
 	}
 	if err := s.Set(ctx, tp.labConfig(2)); !errors.Is(err, ErrClosed) {
@@ -134,7 +135,7 @@ func TestLabNATTraversal(t *testing.T) {
 		t.Fatal(err)
 	}
 	cs := tp.waitStatus(ctx, t, s, "both tunnels up behind the NAT", upOnPreferred)
-	tp.waitPing(ctx, t)
+	tp.WaitPing(ctx, t)
 	c := dialEngineCharon(t, ctx, s)
 	defer c.Close()
 	sas, err := c.ListSAs(ctx)
@@ -163,12 +164,12 @@ func TestLabNATTraversal(t *testing.T) {
 		}
 	}
 	// The gateways see the NAT's public address, which is the identity the appliance claims.
-	for i, g := range tp.gws {
-		gsas, err := g.sas(ctx)
+	for i, g := range tp.GWs {
+		gsas, err := gatewaySAs(ctx, g)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(gsas) == 0 || gsas[0].RemoteHost != appWAN || !gsas[0].NATRemote {
+		if len(gsas) == 0 || gsas[0].RemoteHost != cloudlab.AppWAN || !gsas[0].NATRemote {
 			t.Errorf("gateway %d sees %+v", i+1, gsas)
 		}
 	}
@@ -178,9 +179,9 @@ func TestLabNATTraversal(t *testing.T) {
 // count once the target has answered over the SA.
 func TestLabSilentProbeTarget(t *testing.T) {
 	tp := newTopo(t, labOpts{})
-	tp.gw[0].MustRun("nft", "add table ip filter")
-	tp.gw[0].MustRun("nft", "add chain ip filter input { type filter hook input priority 0 ; }")
-	tp.gw[0].MustRun("nft", "add rule ip filter input ip daddr 169.254.10.1 icmp type echo-request drop")
+	tp.GW[0].MustRun("nft", "add table ip filter")
+	tp.GW[0].MustRun("nft", "add chain ip filter input { type filter hook input priority 0 ; }")
+	tp.GW[0].MustRun("nft", "add rule ip filter input ip daddr 169.254.10.1 icmp type echo-request drop")
 	s := tp.startService(t, nil)
 	ctx := lab.Within(t, 60*time.Second)
 	if err := s.Set(ctx, tp.labConfig(2)); err != nil {
@@ -196,5 +197,5 @@ func TestLabSilentProbeTarget(t *testing.T) {
 	if !cs.Tunnels[1].ProbeAnswered {
 		t.Errorf("tunnel 2's target answers: %+v", cs.Tunnels[1])
 	}
-	tp.waitPing(ctx, t)
+	tp.WaitPing(ctx, t)
 }

@@ -22,7 +22,7 @@ func TestLabBringUpIKEv1(t *testing.T) { testBringUp(t, 1) }
 
 func testBringUp(t *testing.T, version int) {
 	tp := newTopo(t, labOpts{})
-	fw, err := nft.New(nft.Options{NetnsPath: "/run/netns/" + tp.app.Name})
+	fw, err := nft.New(nft.Options{NetnsPath: "/run/netns/" + tp.App.Name})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func testBringUp(t *testing.T, version int) {
 	}
 	cs := tp.waitStatus(ctx, t, s, "both tunnels up, traffic on the preferred one", upOnPreferred)
 	upAfter := time.Since(start)
-	tp.waitPing(ctx, t)
+	tp.WaitPing(ctx, t)
 	t.Logf("IKEv%d: Set → both tunnels up in %v, → LAN ping in %v; active tunnel %d",
 		version, upAfter.Round(time.Millisecond), time.Since(start).Round(time.Millisecond), cs.ActiveTunnel)
 	if st := s.Status(); st.Backend != charon.BackendLibipsec || st.Capabilities.ESP {
@@ -50,7 +50,7 @@ func testBringUp(t *testing.T, version int) {
 	}
 
 	// The firewall admits IKE and ESP from both gateways (and the tunnels work through it).
-	table := tp.app.MustRun("nft", "list", "table", "inet", "toride")
+	table := tp.App.MustRun("nft", "list", "table", "inet", "toride")
 	for _, want := range []string{"jump ike", "ip saddr 203.0.113.2 udp dport 4500", "ip saddr 203.0.113.6 meta l4proto esp"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("firewall table lacks %q:\n%s", want, table)
@@ -75,7 +75,7 @@ func testBringUp(t *testing.T, version int) {
 		t.Fatal(err)
 	}
 	if err := lab.WaitFor(ctx, 200*time.Millisecond, func() error {
-		sas, err := tp.gws[1].sas(ctx)
+		sas, err := gatewaySAs(ctx, tp.GWs[1])
 		if err != nil {
 			return err
 		}
@@ -89,7 +89,7 @@ func testBringUp(t *testing.T, version int) {
 	if names := connNames(t, ctx, s); !slices.Equal(names, []string{"aws-t1"}) {
 		t.Errorf("loaded connections after removal: %v", names)
 	}
-	tp.waitPing(ctx, t)
+	tp.WaitPing(ctx, t)
 
 	// And back.
 	if err := s.Set(ctx, cfg); err != nil {

@@ -7,6 +7,7 @@ package toridetest
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -22,8 +23,14 @@ import (
 
 var binDir string
 
-// Main builds the binaries, runs the tests and removes the binaries.
+// Main builds the binaries, runs the tests and removes the binaries. torided is built with the race detector,
+// except when benchmarks run: they measure speed, which the race detector would distort.
 func Main(m *testing.M) {
+	flag.Parse()
+	race := true
+	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
+		race = false
+	}
 	dir, err := os.MkdirTemp("", "toride-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -34,7 +41,7 @@ func Main(m *testing.M) {
 	root := filepath.Join(filepath.Dir(here), "..", "..")
 	for _, name := range []string{"torided", "toride"} {
 		args := []string{"build", "-o", filepath.Join(dir, name), "./cmd/" + name}
-		if name == "torided" {
+		if name == "torided" && race {
 			args = append(args[:1], append([]string{"-race"}, args[1:]...)...) // the daemon is what races could hide in
 		}
 		cmd := exec.Command("go", args...)
