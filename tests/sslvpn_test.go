@@ -424,3 +424,31 @@ func TestOpenVPNTLSCrypt(t *testing.T) {
 		t.Fatalf("a client without the tls-crypt key: %v", err)
 	}
 }
+
+// TestOpenVPNFlavorLimit: flavor small admits 20 sessions; the 21st stock client is refused with the limit named,
+// and the refusal is counted.
+func TestOpenVPNFlavorLimit(t *testing.T) {
+	v := newVPNLab(t, false)
+	profile := v.profile("crowd", "&proto=udp")
+	var clients []*ovpnclient.Client
+	for range 20 {
+		clients = append(clients, ovpnclient.Start(t, v.client, ovpnclient.Options{Config: profile, User: "crowd"}))
+	}
+	for i, c := range clients {
+		// The clients share one namespace, so all but the first fail to add the pushed route again: a warning
+		// ("Completed With Errors"), not a failed connection.
+		if err := c.WaitConnected(lab.Within(t, 60*time.Second)); err != nil {
+			t.Fatalf("client %d of 20 did not connect: %v", i+1, err)
+		}
+	}
+	v.refused("crowd", profile, nil, "AUTH_FAILED,connection limit reached: 20 sessions (flavor small)", "reason=session_limit")
+	var sessions struct{ Sessions []struct{ Address string } }
+	v.rest("GET", v.conn("/sessions"), nil, &sessions, 0)
+	seen := map[string]bool{}
+	for _, s := range sessions.Sessions {
+		seen[s.Address] = true
+	}
+	if len(sessions.Sessions) != 20 || len(seen) != 20 {
+		t.Fatalf("%d sessions on %d addresses, want 20 on 20", len(sessions.Sessions), len(seen))
+	}
+}
