@@ -81,7 +81,46 @@ type ServerConfig struct {
 	OTP   bool
 	Users map[string]User
 
+	// Groups are the connection profiles AnyConnect clients choose from; none means one, "default", made from
+	// the server's settings. OpenVPN clients always use the server's settings.
+	Groups []*GroupConfig
+
 	OpenVPN OpenVPNConfig
+}
+
+// GroupConfig is a connection profile: what a login needs, and what the client gets.
+type GroupConfig struct {
+	Name, Label     string
+	Pool            netip.Prefix // zero: the server's pool
+	Routes          []netip.Prefix
+	RedirectGateway bool
+	Certificate     bool // a client certificate is required
+	Password        bool
+	OTP             bool
+}
+
+// group returns the named group, or the server's default one for "" (OpenVPN).
+func (c *ServerConfig) group(name string) *GroupConfig {
+	for _, g := range c.Groups {
+		if g.Name == name {
+			return g
+		}
+	}
+	if name != "" && len(c.Groups) > 0 {
+		return nil
+	}
+	return &GroupConfig{Name: "default", Pool: c.Pool, Routes: c.Routes, RedirectGateway: c.RedirectGateway, Certificate: true, OTP: c.OTP}
+}
+
+// poolPrefixes lists the server's pool first, then the groups' own.
+func (c *ServerConfig) poolPrefixes() []netip.Prefix {
+	out := []netip.Prefix{c.Pool}
+	for _, g := range c.Groups {
+		if g.Pool.IsValid() && !slices.Contains(out, g.Pool) {
+			out = append(out, g.Pool)
+		}
+	}
+	return out
 }
 
 // OpenVPNConfig is the OpenVPN side of a server.
@@ -106,6 +145,7 @@ type User struct {
 // restartKey is the part of a server's configuration that only a restart can change.
 type restartKey struct {
 	ListenAddr  netip.Addr
+	Pools       string
 	Pool        netip.Prefix
 	Topology    pool.Topology
 	AddressHold time.Duration
@@ -114,7 +154,7 @@ type restartKey struct {
 }
 
 func keyOf(c *ServerConfig) restartKey {
-	return restartKey{c.ListenAddr, c.Pool, c.Topology, c.AddressHold, c.Certificate.Certificate, c.OpenVPN}
+	return restartKey{c.ListenAddr, fmt.Sprint(c.poolPrefixes()), c.Pool, c.Topology, c.AddressHold, c.Certificate.Certificate, c.OpenVPN}
 }
 
 // Concentrator runs the servers.
@@ -228,6 +268,7 @@ type SessionInfo struct {
 	ID         string    `json:"id"`
 	Server     string    `json:"server"`
 	Protocol   string    `json:"protocol"`
+	Group      string    `json:"group"`
 	User       string    `json:"user"`
 	Remote     string    `json:"remote"`
 	Address    string    `json:"address"`
@@ -247,7 +288,11 @@ func (c *Concentrator) Status() []ServerStatus {
 		s := c.servers[name]
 		cfg := s.cfg.Load()
 		s.mu.Lock()
-		st := ServerStatus{Name: name, TUN: s.tun, Pool: cfg.Pool.String(), PoolInUse: s.pool.InUse(), PoolCapacity: s.pool.Capacity(),
+		inUse, capacity := 0, 0
+		for _, p := range s.pools {
+			inUse, capacity = inUse+p.InUse(), capacity+p.Capacity()
+		}
+		st := ServerStatus{Name: name, TUN: s.tun, Pool: cfg.Pool.String(), PoolInUse: inUse, PoolCapacity: capacity,
 			Sessions: len(s.sessions), MaxSessions: cfg.MaxSessions, Refused: maps.Clone(s.refused), Datapath: s.dp.Stats(), CRLs: s.trust.CRLs()}
 		s.mu.Unlock()
 		if s.ovpn != nil {
@@ -272,7 +317,7 @@ func (c *Concentrator) Sessions(server string) []SessionInfo {
 	var out []SessionInfo
 	for _, name := range slices.Sorted(maps.Keys(servers)) {
 		for _, sess := range servers[name].Sessions() {
-			info := SessionInfo{ID: sess.ID, Server: name, Protocol: sess.Protocol, User: sess.User, Remote: sess.Remote.String(),
+			info := SessionInfo{ID: sess.ID, Server: name, Protocol: sess.Protocol, Group: sess.Group, User: sess.User, Remote: sess.Remote.String(),
 				Address: sess.Lease.Addr.String(), Cipher: sess.Cipher, Since: sess.Started}
 			if sess.Cert != nil {
 				info.CertSerial = fmt.Sprintf("%X", sess.Cert.SerialNumber)

@@ -35,6 +35,7 @@ const (
 	RefusedIdentity = "identity"
 	RefusedDisabled = "user_disabled"
 	RefusedRevoked  = "certificate_revoked"
+	RefusedPassword = "password"
 )
 
 // Peer is a protocol session as the core sees it.
@@ -47,6 +48,7 @@ type Peer interface {
 type Session struct {
 	ID       string
 	Protocol string // "openvpn-tcp", "openvpn-udp", "anyconnect"
+	Group    string // the connection profile
 	User     string
 	Cert     *x509.Certificate // the verified client certificate, nil for a password-only login
 	Remote   netip.AddrPort
@@ -55,6 +57,7 @@ type Session struct {
 	Started  time.Time
 
 	peer    Peer
+	pool    *pool.Pool // where Lease came from
 	uplink  *datapath.Uplink
 	stats   func() (bytesIn, bytesOut uint64)
 	timeout *time.Timer
@@ -64,8 +67,10 @@ type Session struct {
 type Login struct {
 	Protocol string
 	Remote   netip.AddrPort
+	Group    string            // the connection profile ("" for the server's default)
 	User     string            // as the client gave it; "" to take the certificate's common name
 	Cert     *x509.Certificate // verified by the TLS handshake against the server's trust store
+	Password string            // the password, when the client sent one
 	OTP      string            // the one-time password, when the client sent one
 	HasOTP   bool
 	Cipher   string
@@ -88,7 +93,8 @@ type Server struct {
 	log   *slog.Logger
 	auth  *userauth.Checker
 	trust *trust.Store
-	pool  *pool.Pool
+	pool  *pool.Pool                  // the server's own pool (OpenVPN, and groups without one of their own)
+	pools map[netip.Prefix]*pool.Pool // every pool, the server's and the groups', by network
 	dp    *datapath.Device
 	ovpn  *openvpn.Server
 	cfg   atomic.Pointer[ServerConfig]
@@ -119,9 +125,15 @@ func startServer(cfg *ServerConfig, tunName string, deps *Options, auth *useraut
 	if err := s.trust.Set(cfg.CAs, cfg.CRLs); err != nil {
 		return nil, err
 	}
-	if s.pool, err = pool.New(cfg.Pool, cfg.Topology, cfg.AddressHold); err != nil {
-		return nil, err
+	s.pools = map[netip.Prefix]*pool.Pool{}
+	for _, pfx := range cfg.poolPrefixes() {
+		p, err := pool.New(pfx, cfg.Topology, cfg.AddressHold)
+		if err != nil {
+			return nil, err
+		}
+		s.pools[pfx] = p
 	}
+	s.pool = s.pools[cfg.Pool]
 	dev, err := tun.CreateTUN(tunName, 1500)
 	if err != nil {
 		return nil, fmt.Errorf("sslvpn: server %s: TUN device %s: %w", cfg.Name, tunName, err)
@@ -131,8 +143,11 @@ func startServer(cfg *ServerConfig, tunName string, deps *Options, auth *useraut
 		return nil, err
 	}
 	undo = append(undo, func() { s.dp.Close() })
-	if err := deps.Links.AddAddress(tunName, netip.PrefixFrom(s.pool.Server(), cfg.Pool.Bits())); err != nil {
-		return nil, err
+	// One address in each pool: the kernel then routes every pool to the TUN device.
+	for pfx, p := range s.pools {
+		if err := deps.Links.AddAddress(tunName, netip.PrefixFrom(p.Server(), pfx.Bits())); err != nil {
+			return nil, err
+		}
 	}
 	if err := deps.Links.SetUp(tunName, true); err != nil {
 		return nil, err
@@ -232,13 +247,27 @@ func (s *Server) stop() {
 	s.log.Info("SSL-VPN server stopped")
 }
 
-// admit decides whether a client may connect and, if so, gives it an address and a route. peer receives the
-// client's LAN traffic from then on; the returned session's uplink takes the client's.
+// admit authenticates a client and attaches it in one step, as OpenVPN does (its login and tunnel are one
+// exchange). peer receives the client's LAN traffic from then on.
 func (s *Server) admit(l *Login, peer Peer) (*Session, error) {
+	user, err := s.authenticate(l)
+	if err != nil {
+		return nil, err
+	}
+	return s.attach(user, l, peer)
+}
+
+// authenticate checks who a client is, with the factors its group asks for: the certificate (not revoked, issued
+// to the user), the user (not disabled), the password and the one-time password. It returns the user's name.
+func (s *Server) authenticate(l *Login) (string, error) {
 	cfg := s.cfg.Load()
+	g := cfg.group(l.Group)
+	if g == nil {
+		return "", s.refuse(RefusedIdentity, l, l.User, fmt.Sprintf("no connection profile %q", l.Group), nil)
+	}
 	user := l.User
 	if l.Cert != nil && s.trust.Revoked(l.Cert) {
-		return nil, s.refuse(RefusedRevoked, l, l.Cert.Subject.CommonName,
+		return "", s.refuse(RefusedRevoked, l, l.Cert.Subject.CommonName,
 			fmt.Sprintf("certificate %X of %s is revoked", l.Cert.SerialNumber, l.Cert.Subject.CommonName), nil)
 	}
 	if l.Cert != nil {
@@ -247,45 +276,73 @@ func (s *Server) admit(l *Login, peer Peer) (*Session, error) {
 		case user == "":
 			user = cn
 		case cn != user:
-			return nil, s.refuse(RefusedIdentity, l, user, fmt.Sprintf("the certificate is issued to %q, not to user %q", cn, user), nil)
+			return "", s.refuse(RefusedIdentity, l, user, fmt.Sprintf("the certificate is issued to %q, not to user %q", cn, user), nil)
 		}
+	} else if g.Certificate {
+		return "", s.refuse(RefusedIdentity, l, user, "this profile requires a client certificate", nil)
 	}
 	if user == "" {
-		return nil, s.refuse(RefusedIdentity, l, user, "no user name and no certificate", nil)
+		return "", s.refuse(RefusedIdentity, l, user, "no user name and no certificate", nil)
 	}
 	u, known := cfg.Users[user]
 	if known && u.Disabled {
-		return nil, s.refuse(RefusedDisabled, l, user, "user "+user+" is disabled", nil)
+		return "", s.refuse(RefusedDisabled, l, user, "user "+user+" is disabled", nil)
 	}
-	if cfg.OTP {
+	if g.Password {
+		if !known || u.PasswordHash == "" {
+			// The same words as a wrong password: a login form must not tell which user names exist. It still
+			// counts toward the lockout.
+			_ = s.auth.CheckPassword(user, "", l.Password)
+			return "", s.refuse(RefusedPassword, l, user, "wrong user name or password", nil)
+		}
+		if err := s.auth.CheckPassword(user, u.PasswordHash, l.Password); err != nil {
+			return "", s.refuse(RefusedPassword, l, user, err.Error(), err)
+		}
+	}
+	if g.OTP {
 		if !l.HasOTP {
-			return nil, s.refuse(RefusedOTP, l, user, "this server requires a one-time password (static-challenge in the client configuration)", nil)
+			return "", s.refuse(RefusedOTP, l, user, "this server requires a one-time password (static-challenge in the client configuration)", nil)
 		}
 		if err := s.auth.CheckCode(user, u.OTPSecret, l.OTP); err != nil {
-			return nil, s.refuse(RefusedOTP, l, user, err.Error(), err)
+			return "", s.refuse(RefusedOTP, l, user, err.Error(), err)
 		}
+	}
+	return user, nil
+}
+
+// attach gives an authenticated user's session an address from its group's pool and a route, within the
+// server's session limit (all protocols and groups together).
+func (s *Server) attach(user string, l *Login, peer Peer) (*Session, error) {
+	cfg := s.cfg.Load()
+	g := cfg.group(l.Group)
+	if g == nil {
+		return nil, s.refuse(RefusedIdentity, l, user, fmt.Sprintf("no connection profile %q", l.Group), nil)
+	}
+	p := s.pools[g.Pool]
+	if p == nil {
+		p = s.pool
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.sessions) >= cfg.MaxSessions {
 		return nil, s.refuseLocked(RefusedLimit, l, user, fmt.Sprintf("connection limit reached: %d sessions (%s); try again later", cfg.MaxSessions, cfg.LimitName), nil)
 	}
-	lease, err := s.pool.Acquire(user)
+	lease, err := p.Acquire(user)
 	if err != nil {
 		return nil, s.refuseLocked(RefusedPool, l, user, "no free client address: "+err.Error(), err)
 	}
 	up, err := s.dp.Attach(lease.Addr, peer)
 	if err != nil {
-		s.pool.Release(lease)
+		p.Release(lease)
 		return nil, err
 	}
-	sess := &Session{ID: newID(), Protocol: l.Protocol, User: user, Cert: l.Cert, Remote: l.Remote, Lease: lease,
-		Cipher: l.Cipher, Started: time.Now().UTC(), peer: peer, uplink: up}
+	sess := &Session{ID: newID(), Protocol: l.Protocol, Group: g.Name, User: user, Cert: l.Cert, Remote: l.Remote, Lease: lease,
+		Cipher: l.Cipher, Started: time.Now().UTC(), peer: peer, uplink: up, pool: p}
 	s.sessions[sess.ID] = sess
 	if cfg.SessionTimeout > 0 {
 		sess.timeout = time.AfterFunc(cfg.SessionTimeout, func() { peer.Close("session time limit reached") })
 	}
-	s.log.Info("client connected", "user", user, "session", sess.ID, "protocol", l.Protocol, "remote", l.Remote,
+	s.log.Info("client connected", "user", user, "session", sess.ID, "protocol", l.Protocol, "group", g.Name, "remote", l.Remote,
 		"address", lease.Addr, "cipher", l.Cipher, "sessions", len(s.sessions), "max_sessions", cfg.MaxSessions)
 	return sess, nil
 }
@@ -308,7 +365,7 @@ func (s *Server) release(sess *Session, why error) {
 		sess.timeout.Stop()
 	}
 	s.dp.Detach(sess.Lease.Addr, sess.peer)
-	s.pool.Release(sess.Lease)
+	sess.pool.Release(sess.Lease)
 	s.mu.Lock()
 	delete(s.sessions, sess.ID)
 	n := len(s.sessions)

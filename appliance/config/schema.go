@@ -187,9 +187,23 @@ type OpenVPNListener struct {
 
 // AnyConnect is the AnyConnect side of a server.
 type AnyConnect struct {
-	Port     int  `json:"port,omitempty" default:"443" range:"1-65535" help:"TCP port (shared with OpenVPN) and DTLS UDP port"`
-	Password bool `json:"password,omitempty" help:"Ask for the user's password"`
-	Disable  bool `json:"disable,omitempty" help:"Do not accept AnyConnect clients"`
+	Port         int                         `json:"port,omitempty" default:"443" range:"1-65535" help:"TCP port (shared with OpenVPN) and DTLS UDP port"`
+	Password     bool                        `json:"password,omitempty" help:"Ask for the user's password (the default group)"`
+	DisableDTLS  bool                        `json:"disable-dtls,omitempty" help:"Carry data over the TLS connection only"`
+	Groups       map[string]*AnyConnectGroup `json:"groups,omitempty" key:"name" help:"Connection profiles clients choose from (default: one, from the server's settings)"`
+	DefaultGroup string                      `json:"default-group,omitempty" help:"The profile preselected in the client's list"`
+	Disable      bool                        `json:"disable,omitempty" help:"Do not accept AnyConnect clients"`
+}
+
+// AnyConnectGroup is one connection profile: what a login needs, and what the client gets.
+type AnyConnectGroup struct {
+	Label           string         `json:"label,omitempty" help:"Shown in the client's list (default: the name)"`
+	Pool            netip.Prefix   `json:"pool,omitzero" help:"The profile's own address pool (default: the server's)"`
+	LocalNetworks   []netip.Prefix `json:"local-network,omitempty" help:"Networks routed to the client (default: the service's)"`
+	RedirectGateway bool           `json:"redirect-gateway,omitempty" help:"Full tunnel for this profile"`
+	Certificate     bool           `json:"certificate,omitempty" help:"Require a client certificate"`
+	Password        bool           `json:"password,omitempty" help:"Ask for the user's password"`
+	OTP             bool           `json:"otp,omitempty" help:"Ask for a TOTP code"`
 }
 
 // User is a local user.

@@ -256,25 +256,27 @@ func smallestPool(n int, topology string) int {
 	return 8
 }
 
+// usedNet is a network some part of the configuration uses, named for messages.
+type usedNet struct {
+	what string
+	pfx  netip.Prefix
+}
+
 func (v *validator) sslvpn(c *Config) {
-	type used struct {
-		what string
-		pfx  netip.Prefix
-	}
-	var nets []used
+	var nets []usedNet
 	for _, name := range sortedKeys(c.IPsec.Connections) {
 		for _, n := range c.IPsec.Connections[name].RemoteNetworks {
-			nets = append(nets, used{"ipsec.connections." + name + ".remote-network " + n.String(), n})
+			nets = append(nets, usedNet{"ipsec.connections." + name + ".remote-network " + n.String(), n})
 		}
 		for _, n := range c.IPsec.Connections[name].LocalNetworks {
-			nets = append(nets, used{"ipsec.connections." + name + ".local-network " + n.String(), n})
+			nets = append(nets, usedNet{"ipsec.connections." + name + ".local-network " + n.String(), n})
 		}
 	}
 	for _, name := range sortedKeys(c.SSLVPN.Services) {
 		svc := c.SSLVPN.Services[name]
 		for _, n := range svc.LocalNetworks {
 			if v.network(p("sslvpn", "services", name, "local-network"), n, true) {
-				nets = append(nets, used{"sslvpn.services." + name + ".local-network " + n.String(), n})
+				nets = append(nets, usedNet{"sslvpn.services." + name + ".local-network " + n.String(), n})
 			}
 		}
 	}
@@ -336,7 +338,7 @@ func (v *validator) sslvpn(c *Config) {
 					}
 				}
 			}
-			nets = append(nets, used{strings.Join(at("pool"), ".") + " " + s.Pool.String(), s.Pool})
+			nets = append(nets, usedNet{strings.Join(at("pool"), ".") + " " + s.Pool.String(), s.Pool})
 		}
 		if s.CA == "" {
 			v.add(at("ca"), "", "set "+strings.Join(base, " ")+" ca NAME (a pki ca entry)", "a server needs the CA that issues its client certificates")
@@ -371,9 +373,15 @@ func (v *validator) sslvpn(c *Config) {
 			if s.OpenVPN.Disable || s.AnyConnect.Port != s.OpenVPN.TCPPort {
 				ports = append(ports, listen{name + " anyconnect tcp", addr, s.AnyConnect.Port})
 			}
-			if s.OpenVPN.Disable || s.AnyConnect.Port != s.OpenVPN.UDPPort {
-				ports = append(ports, listen{name + " anyconnect dtls", addr, -s.AnyConnect.Port})
+			if !s.AnyConnect.DisableDTLS {
+				if !s.OpenVPN.Disable && s.AnyConnect.Port == s.OpenVPN.UDPPort {
+					v.add(at("openvpn", "udp-port"), s.OpenVPN.UDPPort, "move openvpn udp-port (1194 is OpenVPN's own) or set anyconnect disable-dtls",
+						"OpenVPN over UDP and AnyConnect's DTLS cannot share UDP port %d", s.OpenVPN.UDPPort)
+				} else {
+					ports = append(ports, listen{name + " anyconnect dtls", addr, -s.AnyConnect.Port})
+				}
 			}
+			v.groups(c, name, s, &nets)
 		}
 		for _, l := range ports {
 			for _, o := range listens {
@@ -387,6 +395,35 @@ func (v *validator) sslvpn(c *Config) {
 			if !d.Is4() {
 				v.add(at("dns"), d, "use an IPv4 address", "%s is not IPv4", d)
 			}
+		}
+	}
+}
+
+// groups checks a server's AnyConnect profiles: their pools are networks of their own, and the default exists.
+func (v *validator) groups(c *Config, name string, s *SSLVPNServer, nets *[]usedNet) {
+	base := p("sslvpn", "servers", name, "anyconnect")
+	if d := s.AnyConnect.DefaultGroup; d != "" && s.AnyConnect.Groups[d] == nil {
+		v.add(append(slices.Clip(base), "default-group"), d, "use one of: "+strings.Join(sortedKeys(s.AnyConnect.Groups), ", "), "no group %q", d)
+	}
+	for _, gname := range sortedKeys(s.AnyConnect.Groups) {
+		g := s.AnyConnect.Groups[gname]
+		gp := append(slices.Clip(base), "groups", gname)
+		for _, n := range g.LocalNetworks {
+			v.network(append(slices.Clip(gp), "local-network"), n, true)
+		}
+		if !g.Pool.IsValid() {
+			continue
+		}
+		if v.network(append(slices.Clip(gp), "pool"), g.Pool, true) {
+			if Capacity(g.Pool, s.Topology) < 1 {
+				v.add(append(slices.Clip(gp), "pool"), g.Pool, "use a /29 or larger", "%s holds no client", g.Pool)
+			}
+			for _, n := range *nets {
+				if n.pfx.Overlaps(g.Pool) {
+					v.add(append(slices.Clip(gp), "pool"), g.Pool, "choose a pool that overlaps nothing else", "%s overlaps %s", g.Pool, n.what)
+				}
+			}
+			*nets = append(*nets, usedNet{strings.Join(gp, ".") + ".pool " + g.Pool.String(), g.Pool})
 		}
 	}
 }
