@@ -1,0 +1,105 @@
+package anyconnect
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	"toride/sslvpn/anyconnect/internal/httpwire"
+)
+
+// A cookie (the webvpn session token) is the bearer credential a login earns: 32 random bytes, sent as 64
+// upper-case hex digits. The server keeps only its SHA-256, so neither a memory dump nor the status API yields
+// a usable token.
+//
+// Lifecycle:
+//
+//	issued ── first CONNECT within CookieLifetime ──► bound to a session ── session ends (any reason) ──► gone
+//	   └─ CookieLifetime passes ──► gone                  (while the session waits for a reconnect, the session's
+//	                                                       own timer is the cookie's lifetime)
+//
+// A session's end always deletes its cookie, so a client cut by the server, timed out or logged out cannot
+// come back with it.
+type cookie struct {
+	hash    [32]byte
+	serial  uint64
+	ident   *Identity
+	group   *group
+	expires time.Time // for a cookie not yet bound to a session
+
+	// sem serializes CONNECTs with this cookie, so one login never makes two sessions.
+	sem  chan struct{}
+	sess *session // guarded by Server.mu
+}
+
+const tokenLen = 32
+
+// issueCookie makes a cookie for a completed login.
+func (s *Server) issueCookie(ident *Identity, g *group) (string, *cookie, error) {
+	var raw [tokenLen]byte
+	_, _ = rand.Read(raw[:])
+	token := strings.ToUpper(hex.EncodeToString(raw[:]))
+	ck := &cookie{sem: make(chan struct{}, 1), hash: sha256.Sum256([]byte(token)), ident: ident, group: g, expires: s.now().Add(s.cfg.CookieLifetime)}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sweepLocked(s.now())
+	// Cookies waiting for their first CONNECT are bounded like logins in progress: each costs a successful
+	// login, but a client looping on logins must not grow the table without limit.
+	if len(s.cookies)-len(s.sessions) >= 4*s.cfg.MaxPendingLogins {
+		s.lastSweep = time.Time{}
+		s.sweepLocked(s.now())
+		if len(s.cookies)-len(s.sessions) >= 4*s.cfg.MaxPendingLogins {
+			return "", nil, fmt.Errorf("%w: too many logins waiting to connect; try again shortly", ErrBusy)
+		}
+	}
+	s.nextID++
+	ck.serial = s.nextID
+	s.cookies[ck.hash] = ck
+	return token, ck, nil
+}
+
+func (ck *cookie) connectSem() chan struct{} { return ck.sem }
+
+// lookupCookie returns the valid cookie for token, or nil.
+func (s *Server) lookupCookie(token string) *cookie {
+	if len(token) != 2*tokenLen {
+		return nil
+	}
+	h := sha256.Sum256([]byte(strings.ToUpper(token)))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ck := s.cookies[h]
+	if ck == nil {
+		return nil
+	}
+	if ck.sess == nil && s.now().After(ck.expires) {
+		delete(s.cookies, h)
+		return nil
+	}
+	return ck
+}
+
+// cookieOf returns the valid cookie a request carries, or nil.
+func (s *Server) cookieOf(req *httpwire.Request) *cookie {
+	token, ok := req.Cookie("webvpn")
+	if !ok {
+		return nil
+	}
+	return s.lookupCookie(token)
+}
+
+// dropCookie invalidates a cookie and ends its session, if any.
+func (s *Server) dropCookie(ck *cookie, why error, reason string) {
+	s.mu.Lock()
+	if s.cookies[ck.hash] == ck {
+		delete(s.cookies, ck.hash)
+	}
+	sess := ck.sess
+	s.mu.Unlock()
+	if sess != nil {
+		sess.end(why, reason)
+	}
+}
