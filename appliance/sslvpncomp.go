@@ -137,19 +137,12 @@ func (c *sslvpnComponent) build(cfg *config.Config) (sslvpn.Config, []string, er
 			sc.LimitName = fmt.Sprintf("max-sessions %d", s.MaxSessions)
 		}
 		if svc != nil {
-			sc.Routes = slices.Clone(svc.LocalNetworks)
+			sc.Routes = withDNSRoutes(svc.LocalNetworks, s.DNS)
 			if localAddrs[svc.ExternalAddress] {
 				sc.ListenAddr = svc.ExternalAddress // a NAT-ed public address is not ours to bind: listen on all then
 			}
-		}
-		for _, d := range s.DNS {
-			covered := false
-			for _, r := range sc.Routes {
-				covered = covered || r.Contains(d)
-			}
-			if !covered {
-				sc.Routes = append(sc.Routes, netip.PrefixFrom(d, 32))
-			}
+		} else {
+			sc.Routes = withDNSRoutes(nil, s.DNS)
 		}
 		caNames := append([]string{s.CA}, s.TrustedCAs...)
 		for _, caName := range caNames {
@@ -179,9 +172,37 @@ func (c *sslvpnComponent) build(cfg *config.Config) (sslvpn.Config, []string, er
 				sc.OpenVPN.TLSCrypt = key
 			}
 		}
+		if !s.AnyConnect.Disable {
+			sc.AnyConnect = sslvpn.AnyConnectConfig{Enabled: true, Port: s.AnyConnect.Port, DTLS: !s.AnyConnect.DisableDTLS,
+				Password: s.AnyConnect.Password, DefaultGroup: s.AnyConnect.DefaultGroup, IdleTimeout: time.Duration(s.IdleTimeout) * time.Second}
+			for _, gname := range slices.Sorted(maps.Keys(s.AnyConnect.Groups)) {
+				g := s.AnyConnect.Groups[gname]
+				gc := &sslvpn.GroupConfig{Name: gname, Label: g.Label, Pool: g.Pool, Routes: sc.Routes, RedirectGateway: g.RedirectGateway,
+					Certificate: g.Certificate, Password: g.Password, OTP: g.OTP}
+				if len(g.LocalNetworks) > 0 {
+					gc.Routes = withDNSRoutes(g.LocalNetworks, s.DNS)
+				}
+				sc.Groups = append(sc.Groups, gc)
+			}
+		}
 		out.Servers = append(out.Servers, sc)
 	}
 	return out, warnings, nil
+}
+
+// withDNSRoutes adds a host route to each DNS server the networks do not cover.
+func withDNSRoutes(nets []netip.Prefix, dns []netip.Addr) []netip.Prefix {
+	out := slices.Clone(nets)
+	for _, d := range dns {
+		covered := false
+		for _, r := range out {
+			covered = covered || r.Contains(d)
+		}
+		if !covered {
+			out = append(out, netip.PrefixFrom(d, 32))
+		}
+	}
+	return out
 }
 
 func otpContext(user string) string { return "otp:" + user }

@@ -29,6 +29,7 @@ import (
 	"sync"
 	"time"
 
+	"toride/sslvpn/anyconnect"
 	"toride/sslvpn/datapath"
 	"toride/sslvpn/openvpn"
 	"toride/sslvpn/pool"
@@ -85,7 +86,18 @@ type ServerConfig struct {
 	// the server's settings. OpenVPN clients always use the server's settings.
 	Groups []*GroupConfig
 
-	OpenVPN OpenVPNConfig
+	OpenVPN    OpenVPNConfig
+	AnyConnect AnyConnectConfig
+}
+
+// AnyConnectConfig is the AnyConnect side of a server.
+type AnyConnectConfig struct {
+	Enabled      bool
+	Port         int  // TCP port (shared with OpenVPN's when equal) and the DTLS UDP port
+	DTLS         bool // offer DTLS
+	Password     bool // the default group asks for the user's password
+	DefaultGroup string
+	IdleTimeout  time.Duration
 }
 
 // GroupConfig is a connection profile: what a login needs, and what the client gets.
@@ -99,17 +111,27 @@ type GroupConfig struct {
 	OTP             bool
 }
 
-// group returns the named group, or the server's default one for "" (OpenVPN).
+// defaultGroup names the one AnyConnect profile of a server that configures none.
+const defaultGroup = "default"
+
+// group returns the named group. "" is OpenVPN's: the server's own settings, a certificate always, no password.
+// A server without groups offers AnyConnect one, defaultGroup, made of the same settings and the AnyConnect
+// password setting.
 func (c *ServerConfig) group(name string) *GroupConfig {
 	for _, g := range c.Groups {
 		if g.Name == name {
 			return g
 		}
 	}
-	if name != "" && len(c.Groups) > 0 {
-		return nil
+	base := &GroupConfig{Name: defaultGroup, Pool: c.Pool, Routes: c.Routes, RedirectGateway: c.RedirectGateway, Certificate: true, OTP: c.OTP}
+	switch {
+	case name == "":
+		return base
+	case name == defaultGroup && len(c.Groups) == 0:
+		base.Password = c.AnyConnect.Password
+		return base
 	}
-	return &GroupConfig{Name: "default", Pool: c.Pool, Routes: c.Routes, RedirectGateway: c.RedirectGateway, Certificate: true, OTP: c.OTP}
+	return nil
 }
 
 // poolPrefixes lists the server's pool first, then the groups' own.
@@ -151,10 +173,17 @@ type restartKey struct {
 	AddressHold time.Duration
 	Cert        [][]byte
 	OpenVPN     OpenVPNConfig
+	AnyConnect  AnyConnectConfig
+	Groups      string
 }
 
 func keyOf(c *ServerConfig) restartKey {
-	return restartKey{c.ListenAddr, fmt.Sprint(c.poolPrefixes()), c.Pool, c.Topology, c.AddressHold, c.Certificate.Certificate, c.OpenVPN}
+	var groups []string
+	for _, g := range c.Groups {
+		groups = append(groups, fmt.Sprintf("%s|%s|%v|%v|%v", g.Name, g.Label, g.Certificate, g.Password, g.OTP))
+	}
+	return restartKey{c.ListenAddr, fmt.Sprint(c.poolPrefixes()), c.Pool, c.Topology, c.AddressHold, c.Certificate.Certificate, c.OpenVPN,
+		c.AnyConnect, strings.Join(groups, ";")}
 }
 
 // Concentrator runs the servers.
@@ -250,17 +279,18 @@ func (c *Concentrator) tunName(server string) string {
 
 // ServerStatus is one server's state.
 type ServerStatus struct {
-	Name         string               `json:"name"`
-	TUN          string               `json:"tun"`
-	Pool         string               `json:"pool"`
-	PoolInUse    int                  `json:"pool_in_use"`
-	PoolCapacity int                  `json:"pool_capacity"`
-	Sessions     int                  `json:"sessions"`
-	MaxSessions  int                  `json:"max_sessions"`
-	Refused      map[string]uint64    `json:"refused"`
-	Datapath     datapath.Stats       `json:"datapath"`
-	OpenVPN      *openvpn.ServerStats `json:"openvpn,omitempty"`
-	CRLs         []trust.CRLInfo      `json:"crls"`
+	Name         string                  `json:"name"`
+	TUN          string                  `json:"tun"`
+	Pool         string                  `json:"pool"`
+	PoolInUse    int                     `json:"pool_in_use"`
+	PoolCapacity int                     `json:"pool_capacity"`
+	Sessions     int                     `json:"sessions"`
+	MaxSessions  int                     `json:"max_sessions"`
+	Refused      map[string]uint64       `json:"refused"`
+	Datapath     datapath.Stats          `json:"datapath"`
+	OpenVPN      *openvpn.ServerStats    `json:"openvpn,omitempty"`
+	AnyConnect   *anyconnect.ServerStats `json:"anyconnect,omitempty"`
+	CRLs         []trust.CRLInfo         `json:"crls"`
 }
 
 // SessionInfo describes one session.
@@ -273,6 +303,7 @@ type SessionInfo struct {
 	Remote     string    `json:"remote"`
 	Address    string    `json:"address"`
 	Cipher     string    `json:"cipher,omitempty"`
+	DTLS       bool      `json:"dtls,omitempty"`
 	CertSerial string    `json:"certificate_serial,omitempty"`
 	Since      time.Time `json:"since"`
 	BytesIn    uint64    `json:"bytes_in"`
@@ -299,6 +330,10 @@ func (c *Concentrator) Status() []ServerStatus {
 			os := s.ovpn.Stats()
 			st.OpenVPN = &os
 		}
+		if s.ac != nil {
+			as := s.ac.Stats()
+			st.AnyConnect = &as
+		}
 		out = append(out, st)
 	}
 	return out
@@ -324,6 +359,9 @@ func (c *Concentrator) Sessions(server string) []SessionInfo {
 			}
 			if sess.stats != nil {
 				info.BytesIn, info.BytesOut = sess.stats()
+			}
+			if sess.dtls != nil {
+				info.DTLS = sess.dtls()
 			}
 			out = append(out, info)
 		}

@@ -19,6 +19,7 @@ import (
 
 	"golang.zx2c4.com/wireguard/tun"
 
+	"toride/sslvpn/anyconnect"
 	"toride/sslvpn/datapath"
 	"toride/sslvpn/demux"
 	"toride/sslvpn/openvpn"
@@ -60,6 +61,7 @@ type Session struct {
 	pool    *pool.Pool // where Lease came from
 	uplink  *datapath.Uplink
 	stats   func() (bytesIn, bytesOut uint64)
+	dtls    func() bool // AnyConnect: whether data moves over DTLS
 	timeout *time.Timer
 }
 
@@ -97,12 +99,14 @@ type Server struct {
 	pools map[netip.Prefix]*pool.Pool // every pool, the server's and the groups', by network
 	dp    *datapath.Device
 	ovpn  *openvpn.Server
+	ac    *anyconnect.Server
 	cfg   atomic.Pointer[ServerConfig]
 
-	mu       sync.Mutex
-	sessions map[string]*Session
-	byOVPN   map[uint64]*Session // OpenVPN engine session id → session
-	refused  map[string]uint64
+	mu           sync.Mutex
+	sessions     map[string]*Session
+	byOVPN       map[uint64]*Session // OpenVPN engine session id → session
+	byAnyConnect map[uint64]*Session // AnyConnect engine session id → session
+	refused      map[string]uint64
 
 	cancel  context.CancelFunc
 	closers []io.Closer // the listeners, closed by stop so their ports are free at once
@@ -112,7 +116,7 @@ type Server struct {
 // startServer brings a server up: pool, TUN device and its address, trust store, protocol engines, listeners.
 func startServer(cfg *ServerConfig, tunName string, deps *Options, auth *userauth.Checker) (_ *Server, err error) {
 	s := &Server{name: cfg.Name, tun: tunName, log: deps.Logger.With("server", cfg.Name), auth: auth, trust: &trust.Store{},
-		sessions: map[string]*Session{}, byOVPN: map[uint64]*Session{}, refused: map[string]uint64{}}
+		sessions: map[string]*Session{}, byOVPN: map[uint64]*Session{}, byAnyConnect: map[uint64]*Session{}, refused: map[string]uint64{}}
 	s.cfg.Store(cfg)
 	var undo []func()
 	defer func() {
@@ -171,17 +175,47 @@ func startServer(cfg *ServerConfig, tunName string, deps *Options, auth *useraut
 		}
 		undo = append(undo, func() { s.ovpn.Close() })
 	}
-	// Listeners last: a port in use fails the start before any client can arrive.
+	if cfg.AnyConnect.Enabled {
+		groups := cfg.Groups
+		if len(groups) == 0 {
+			groups = []*GroupConfig{cfg.group(defaultGroup)}
+		}
+		allCerts := true
+		acfg := anyconnect.Config{DefaultGroup: cfg.AnyConnect.DefaultGroup, DTLS: cfg.AnyConnect.DTLS, ServerName: cfg.Name,
+			SessionTimeout: cfg.SessionTimeout, IdleTimeout: cfg.AnyConnect.IdleTimeout}
+		for _, g := range groups {
+			allCerts = allCerts && g.Certificate
+			acfg.Groups = append(acfg.Groups, anyconnect.Group{Name: g.Name, Label: g.Label, Certificate: g.Certificate, Password: g.Password, OTP: g.OTP})
+		}
+		// Groups that log in without a certificate make the certificate optional in the handshake; a group that
+		// requires one still refuses a login without it.
+		acfg.TLS = s.trust.ServerConfig(cfg.Certificate, allCerts)
+		if s.ac, err = anyconnect.NewServer(acfg, (*anyconnectBackend)(s)); err != nil {
+			return nil, err
+		}
+		undo = append(undo, func() { s.ac.Close() })
+	}
+	// Listeners last: a port in use fails the start before any client can arrive. TCP ports are shared by
+	// protocol (the demultiplexer tells them apart by their first bytes).
+	tcp := map[int]map[demux.Protocol]demux.Handler{}
 	if cfg.OpenVPN.Enabled && cfg.OpenVPN.TCPPort > 0 {
-		ln, err := net.Listen("tcp", netip.AddrPortFrom(cfg.ListenAddr, uint16(cfg.OpenVPN.TCPPort)).String())
+		tcp[cfg.OpenVPN.TCPPort] = map[demux.Protocol]demux.Handler{
+			demux.OpenVPNTCP: func(ctx context.Context, c net.Conn) { _ = s.ovpn.ServeConn(ctx, c) },
+		}
+	}
+	if s.ac != nil {
+		if tcp[cfg.AnyConnect.Port] == nil {
+			tcp[cfg.AnyConnect.Port] = map[demux.Protocol]demux.Handler{}
+		}
+		tcp[cfg.AnyConnect.Port][demux.TLS] = func(ctx context.Context, c net.Conn) { _ = s.ac.ServeConn(ctx, c) }
+	}
+	for port, handlers := range tcp {
+		ln, err := net.Listen("tcp", netip.AddrPortFrom(cfg.ListenAddr, uint16(port)).String())
 		if err != nil {
-			return nil, fmt.Errorf("sslvpn: server %s: listen on TCP %d: %w", cfg.Name, cfg.OpenVPN.TCPPort, err)
+			return nil, fmt.Errorf("sslvpn: server %s: listen on TCP %d: %w", cfg.Name, port, err)
 		}
 		s.closers = append(s.closers, ln)
 		undo = append(undo, func() { ln.Close() })
-		handlers := map[demux.Protocol]demux.Handler{
-			demux.OpenVPNTCP: func(ctx context.Context, c net.Conn) { _ = s.ovpn.ServeConn(ctx, c) },
-		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
@@ -189,27 +223,39 @@ func startServer(cfg *ServerConfig, tunName string, deps *Options, auth *useraut
 				s.log.Debug("connection closed undecided", "remote", remote, "err", err)
 			}})
 			if err != nil {
-				s.log.Error("TCP listener failed", "err", err)
+				s.log.Error("TCP listener failed", "port", port, "err", err)
 			}
 		}()
 	}
-	if cfg.OpenVPN.Enabled && cfg.OpenVPN.UDPPort > 0 {
-		pc, err := net.ListenPacket("udp", netip.AddrPortFrom(cfg.ListenAddr, uint16(cfg.OpenVPN.UDPPort)).String())
+	udp := func(port int, serve func(context.Context, net.PacketConn) error) error {
+		pc, err := net.ListenPacket("udp", netip.AddrPortFrom(cfg.ListenAddr, uint16(port)).String())
 		if err != nil {
-			return nil, fmt.Errorf("sslvpn: server %s: listen on UDP %d: %w", cfg.Name, cfg.OpenVPN.UDPPort, err)
+			return fmt.Errorf("sslvpn: server %s: listen on UDP %d: %w", cfg.Name, port, err)
 		}
 		s.closers = append(s.closers, pc)
 		undo = append(undo, func() { pc.Close() })
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			if err := s.ovpn.ServeUDP(ctx, pc); err != nil && ctx.Err() == nil {
-				s.log.Error("UDP listener failed", "err", err)
+			if err := serve(ctx, pc); err != nil && ctx.Err() == nil {
+				s.log.Error("UDP listener failed", "port", port, "err", err)
 			}
 		}()
+		return nil
 	}
-	s.log.Info("SSL-VPN server started", "tun", tunName, "pool", cfg.Pool, "topology", cfg.Topology,
-		"max_sessions", cfg.MaxSessions, "openvpn_tcp", cfg.OpenVPN.TCPPort, "openvpn_udp", cfg.OpenVPN.UDPPort)
+	if cfg.OpenVPN.Enabled && cfg.OpenVPN.UDPPort > 0 {
+		if err := udp(cfg.OpenVPN.UDPPort, s.ovpn.ServeUDP); err != nil {
+			return nil, err
+		}
+	}
+	if s.ac != nil && cfg.AnyConnect.DTLS {
+		if err := udp(cfg.AnyConnect.Port, s.ac.ServeDTLS); err != nil {
+			return nil, err
+		}
+	}
+	s.log.Info("SSL-VPN server started", "tun", tunName, "pools", cfg.poolPrefixes(), "topology", cfg.Topology,
+		"max_sessions", cfg.MaxSessions, "openvpn_tcp", cfg.OpenVPN.TCPPort, "openvpn_udp", cfg.OpenVPN.UDPPort,
+		"anyconnect", cfg.AnyConnect.Port, "dtls", cfg.AnyConnect.DTLS)
 	return s, nil
 }
 
@@ -220,6 +266,12 @@ func (s *Server) update(cfg *ServerConfig) error {
 		return err
 	}
 	s.cfg.Store(cfg)
+	if s.ac != nil {
+		// Logins that have not connected yet hold a cookie: a revoked certificate must not use it.
+		if n := s.ac.Revoke(func(id *anyconnect.Identity) bool { return id.Certificate != nil && s.trust.Revoked(id.Certificate) }, "certificate revoked"); n > 0 {
+			s.log.Warn("AnyConnect cookies of revoked certificates invalidated", "count", n)
+		}
+	}
 	for _, sess := range s.Sessions() {
 		switch u, known := cfg.Users[sess.User]; {
 		case sess.Cert != nil && s.trust.Revoked(sess.Cert):
@@ -242,6 +294,9 @@ func (s *Server) stop() {
 	if s.ovpn != nil {
 		s.ovpn.Close()
 	}
+	if s.ac != nil {
+		s.ac.Close()
+	}
 	s.wg.Wait()
 	s.dp.Close()
 	s.log.Info("SSL-VPN server stopped")
@@ -249,12 +304,18 @@ func (s *Server) stop() {
 
 // admit authenticates a client and attaches it in one step, as OpenVPN does (its login and tunnel are one
 // exchange). peer receives the client's LAN traffic from then on.
-func (s *Server) admit(l *Login, peer Peer) (*Session, error) {
+func (s *Server) admit(l *Login, peer Peer, m peerMeters) (*Session, error) {
 	user, err := s.authenticate(l)
 	if err != nil {
 		return nil, err
 	}
-	return s.attach(user, l, peer)
+	return s.attach(user, l, peer, m)
+}
+
+// peerMeters read a protocol session's counters for status; either may be nil.
+type peerMeters struct {
+	bytes func() (in, out uint64)
+	dtls  func() bool
 }
 
 // authenticate checks who a client is, with the factors its group asks for: the certificate (not revoked, issued
@@ -312,7 +373,7 @@ func (s *Server) authenticate(l *Login) (string, error) {
 
 // attach gives an authenticated user's session an address from its group's pool and a route, within the
 // server's session limit (all protocols and groups together).
-func (s *Server) attach(user string, l *Login, peer Peer) (*Session, error) {
+func (s *Server) attach(user string, l *Login, peer Peer, m peerMeters) (*Session, error) {
 	cfg := s.cfg.Load()
 	g := cfg.group(l.Group)
 	if g == nil {
@@ -337,7 +398,7 @@ func (s *Server) attach(user string, l *Login, peer Peer) (*Session, error) {
 		return nil, err
 	}
 	sess := &Session{ID: newID(), Protocol: l.Protocol, Group: g.Name, User: user, Cert: l.Cert, Remote: l.Remote, Lease: lease,
-		Cipher: l.Cipher, Started: time.Now().UTC(), peer: peer, uplink: up, pool: p}
+		Cipher: l.Cipher, Started: time.Now().UTC(), peer: peer, uplink: up, pool: p, stats: m.bytes, dtls: m.dtls}
 	s.sessions[sess.ID] = sess
 	if cfg.SessionTimeout > 0 {
 		sess.timeout = time.AfterFunc(cfg.SessionTimeout, func() { peer.Close("session time limit reached") })
@@ -416,11 +477,10 @@ func (b *openvpnBackend) Connect(ctx context.Context, req *openvpn.ConnectReques
 	if _, otp, err := openvpn.ParseStaticChallenge(req.Password); err == nil {
 		l.OTP, l.HasOTP = otp, true
 	}
-	sess, err := s.admit(l, os)
+	sess, err := s.admit(l, os, peerMeters{bytes: func() (uint64, uint64) { st := os.Stats(); return st.BytesIn, st.BytesOut }})
 	if err != nil {
 		return nil, err
 	}
-	sess.stats = func() (uint64, uint64) { st := os.Stats(); return st.BytesIn, st.BytesOut }
 	s.mu.Lock()
 	s.byOVPN[os.ID()] = sess
 	s.mu.Unlock()

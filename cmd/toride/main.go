@@ -8,6 +8,10 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -24,6 +28,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
 	"golang.org/x/term"
 
 	"toride/appliance/api"
@@ -51,6 +56,8 @@ Commands:
   show status                                      the appliance and its components
   show sslvpn [sessions]                           SSL-VPN servers, or their connected sessions
   show ipsec                                       IPsec connections and their tunnels
+  generate password-hash                           read a password (no echo) and print its bcrypt hash
+  generate api-key NAME                            make an API key, put its hash in the candidate, print the key once
   import aws-vpn FILE [--local-networks CIDR,…] [--remote-networks CIDR,…] [--name NAME] [--local-address ADDR]
                                                    put the cloud's VPN configuration file into the candidate
   set PATH... VALUE                                change the candidate
@@ -81,7 +88,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if path == "" {
 		path = defaultSocket
 	}
-	cli := &cli{c: api.NewClient(path), out: stdout}
+	cli := &cli{c: api.NewClient(path), out: stdout, errOut: stderr, stdin: stdin}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if fs.NArg() == 0 {
@@ -112,8 +119,10 @@ func report(err error, stderr io.Writer) int {
 }
 
 type cli struct {
-	c   *api.Client
-	out io.Writer
+	c      *api.Client
+	out    io.Writer
+	errOut io.Writer
+	stdin  io.Reader
 }
 
 func (c *cli) exec(ctx context.Context, args []string) error {
@@ -183,6 +192,8 @@ func (c *cli) exec(ctx context.Context, args []string) error {
 		return nil
 	case "import":
 		return c.importFile(ctx, args[1:])
+	case "generate":
+		return c.generate(ctx, args[1:])
 	case "help", "--help", "-h":
 		fmt.Fprint(c.out, usage)
 		return nil
@@ -333,6 +344,55 @@ func (c *cli) showSessions(ctx context.Context) error {
 			s.Since.Local().Format("15:04:05"), s.BytesIn, s.BytesOut, s.ID)
 	}
 	return w.Flush()
+}
+
+// generate: generate password-hash | generate api-key NAME.
+func (c *cli) generate(ctx context.Context, args []string) error {
+	switch {
+	case len(args) == 1 && args[0] == "password-hash":
+		pw, err := readSecret(c.stdin, c.errOut, "Password: ")
+		if err != nil {
+			return err
+		}
+		if len(pw) < 8 {
+			return usagef("the password is shorter than 8 characters")
+		}
+		hash, err := bcrypt.GenerateFromPassword(pw, 12)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(c.out, string(hash))
+		return nil
+	case len(args) == 2 && args[0] == "api-key":
+		raw := make([]byte, 32)
+		if _, err := rand.Read(raw); err != nil {
+			return err
+		}
+		key := base64.RawURLEncoding.EncodeToString(raw)
+		sum := sha256.Sum256([]byte(key))
+		path := []string{"api", "keys", args[1], "key-sha256", hex.EncodeToString(sum[:])}
+		if err := c.c.Do(ctx, "POST", "/api/v1/config/set", map[string]any{"path": path}, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.out, "%s\n", key)
+		fmt.Fprintf(c.errOut, "API key %s is in the candidate; commit to use it. The key above is shown only now: send it as 'Authorization: Bearer KEY'.\n", args[1])
+		return nil
+	}
+	return usagef("generate password-hash | generate api-key NAME")
+}
+
+// readSecret reads a line without echo from a terminal, or plainly from a pipe.
+func readSecret(in io.Reader, prompt io.Writer, what string) ([]byte, error) {
+	if f, ok := in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(prompt, what)
+		defer fmt.Fprintln(prompt)
+		return term.ReadPassword(int(f.Fd()))
+	}
+	line, err := bufio.NewReader(in).ReadString('\n')
+	if err != nil && line == "" {
+		return nil, fmt.Errorf("reading the password: %w", err)
+	}
+	return []byte(strings.TrimRight(line, "\r\n")), nil
 }
 
 // importFile: import aws-vpn FILE [flags].
