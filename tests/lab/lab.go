@@ -3,7 +3,8 @@
 //
 // Every object a Lab creates is removed through t.Cleanup, also when the test fails or panics, so a test never
 // leaves namespaces or processes behind. Names carry a random prefix, so packages running in parallel never
-// collide.
+// collide. A test binary killed before its cleanups ran (a `go test -timeout`, say) leaves them anyway; the
+// next test binary to make a lab removes them (see sweep.go).
 //
 // The lab needs root. Require skips a test when not root, except when the environment says the lab tests must
 // run (TORIDE_LAB_REQUIRED=1 or CI=true): then a missing privilege fails the test instead, so root-only tests can
@@ -74,7 +75,9 @@ func New(t testing.TB, tools ...string) *Lab {
 	if _, err := rand.Read(b[:]); err != nil {
 		t.Fatal(err)
 	}
-	return &Lab{t: t, prefix: "tl" + hex.EncodeToString(b[:])}
+	l := &Lab{t: t, prefix: "tl" + hex.EncodeToString(b[:])}
+	l.recordOwner()
+	return l
 }
 
 // Netns is one network namespace of a lab.
