@@ -131,6 +131,7 @@ func (c *sslvpnComponent) build(cfg *config.Config) (sslvpn.Config, []string, er
 			Name: name, Pool: s.Pool, Topology: pool.Topology(s.Topology), AddressHold: time.Duration(s.AddressGrace) * time.Second,
 			MaxSessions: s.MaxSessions, DNS: s.DNS, RedirectGateway: s.RedirectAll, OTP: s.OTP, Users: users,
 			SessionTimeout: time.Duration(s.SessionTimeout) * time.Second,
+			IdleTimeout:    time.Duration(s.IdleTimeout) * time.Second,
 		}
 		sc.LimitName = "flavor " + s.Flavor
 		if s.MaxSessions != config.FlavorSessions(s.Flavor) {
@@ -174,7 +175,7 @@ func (c *sslvpnComponent) build(cfg *config.Config) (sslvpn.Config, []string, er
 		}
 		if !s.AnyConnect.Disable {
 			sc.AnyConnect = sslvpn.AnyConnectConfig{Enabled: true, Port: s.AnyConnect.Port, DTLS: !s.AnyConnect.DisableDTLS,
-				Password: s.AnyConnect.Password, DefaultGroup: s.AnyConnect.DefaultGroup, IdleTimeout: time.Duration(s.IdleTimeout) * time.Second}
+				Password: s.AnyConnect.Password, DefaultGroup: s.AnyConnect.DefaultGroup}
 			for _, gname := range slices.Sorted(maps.Keys(s.AnyConnect.Groups)) {
 				g := s.AnyConnect.Groups[gname]
 				gc := &sslvpn.GroupConfig{Name: gname, Label: g.Label, Pool: g.Pool, Routes: sc.Routes, RedirectGateway: g.RedirectGateway,

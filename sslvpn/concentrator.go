@@ -70,6 +70,9 @@ type ServerConfig struct {
 	LimitName   string // how the limit is named to a refused client, e.g. "flavor small"
 	// SessionTimeout ends a session after this long, whatever it does (0: never); the client reconnects.
 	SessionTimeout time.Duration
+	// IdleTimeout ends a session that carried no tunnel traffic in either direction for this long (0: never).
+	// Keepalives (OpenVPN pings, AnyConnect DPD) do not count as traffic.
+	IdleTimeout time.Duration
 
 	Routes          []netip.Prefix // pushed: the local networks and the DNS servers
 	DNS             []netip.Addr
@@ -97,7 +100,6 @@ type AnyConnectConfig struct {
 	DTLS         bool // offer DTLS
 	Password     bool // the default group asks for the user's password
 	DefaultGroup string
-	IdleTimeout  time.Duration
 }
 
 // GroupConfig is a connection profile: what a login needs, and what the client gets.
@@ -174,6 +176,7 @@ type restartKey struct {
 	Cert        [][]byte
 	OpenVPN     OpenVPNConfig
 	AnyConnect  AnyConnectConfig
+	IdleTimeout time.Duration // the AnyConnect engine announces it to its clients in the tunnel's headers
 	Groups      string
 }
 
@@ -183,7 +186,7 @@ func keyOf(c *ServerConfig) restartKey {
 		groups = append(groups, fmt.Sprintf("%s|%s|%v|%v|%v", g.Name, g.Label, g.Certificate, g.Password, g.OTP))
 	}
 	return restartKey{c.ListenAddr, fmt.Sprint(c.poolPrefixes()), c.Pool, c.Topology, c.AddressHold, c.Certificate.Certificate, c.OpenVPN,
-		c.AnyConnect, strings.Join(groups, ";")}
+		c.AnyConnect, c.IdleTimeout, strings.Join(groups, ";")}
 }
 
 // Concentrator runs the servers.

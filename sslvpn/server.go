@@ -63,6 +63,7 @@ type Session struct {
 	stats   func() (bytesIn, bytesOut uint64)
 	dtls    func() bool // AnyConnect: whether data moves over DTLS
 	timeout *time.Timer
+	idle    idleMark // the idle watcher's alone
 }
 
 // Login is what a protocol learned about a client that wants in.
@@ -182,7 +183,7 @@ func startServer(cfg *ServerConfig, tunName string, deps *Options, auth *useraut
 		}
 		allCerts := true
 		acfg := anyconnect.Config{DefaultGroup: cfg.AnyConnect.DefaultGroup, DTLS: cfg.AnyConnect.DTLS, ServerName: cfg.Name,
-			SessionTimeout: cfg.SessionTimeout, IdleTimeout: cfg.AnyConnect.IdleTimeout}
+			SessionTimeout: cfg.SessionTimeout, IdleTimeout: cfg.IdleTimeout}
 		for _, g := range groups {
 			allCerts = allCerts && g.Certificate
 			acfg.Groups = append(acfg.Groups, anyconnect.Group{Name: g.Name, Label: g.Label, Certificate: g.Certificate, Password: g.Password, OTP: g.OTP})
@@ -253,6 +254,11 @@ func startServer(cfg *ServerConfig, tunName string, deps *Options, auth *useraut
 			return nil, err
 		}
 	}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.watchIdle(ctx)
+	}()
 	s.log.Info("SSL-VPN server started", "tun", tunName, "pools", cfg.poolPrefixes(), "topology", cfg.Topology,
 		"max_sessions", cfg.MaxSessions, "openvpn_tcp", cfg.OpenVPN.TCPPort, "openvpn_udp", cfg.OpenVPN.UDPPort,
 		"anyconnect", cfg.AnyConnect.Port, "dtls", cfg.AnyConnect.DTLS)

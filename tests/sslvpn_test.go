@@ -452,3 +452,35 @@ func TestOpenVPNFlavorLimit(t *testing.T) {
 		t.Fatalf("%d sessions on %d addresses, want 20 on 20", len(sessions.Sessions), len(seen))
 	}
 }
+
+// TestOpenVPNIdleTimeout: a client that sends nothing but its keepalive pings is idle, and the server ends its
+// session after the idle timeout (60 s, the shortest the configuration allows), saying why in both logs.
+func TestOpenVPNIdleTimeout(t *testing.T) {
+	v := newVPNLab(t, false)
+	v.commands("set sslvpn servers main idle-timeout 60")
+	v.commit()
+	c := v.connect("ida", v.profile("ida", "&proto=udp"), nil)
+	defer c.Stop()
+	v.pingLAN()
+	lastTraffic := time.Now()
+	if err := v.box.Proc.WaitOutput(lab.Within(t, 90*time.Second), "ending an idle session"); err != nil {
+		t.Fatalf("a session with only keepalives for 90 s was not ended: %v", err)
+	}
+	// The watcher looks every 7.5 s and counts from the first look that saw the ping's bytes.
+	if idle := time.Since(lastTraffic); idle < 60*time.Second {
+		t.Fatalf("ended after %v without traffic, before the idle timeout of 60 s", idle.Round(time.Millisecond))
+	}
+	if err := c.WaitLog(lab.Within(t, 5*time.Second), "idle timeout"); err != nil {
+		t.Fatalf("the client was not told why: %v", err)
+	}
+	var sessions struct{ Sessions []struct{ User string } }
+	if err := lab.WaitFor(lab.Within(t, 5*time.Second), 100*time.Millisecond, func() error {
+		v.rest("GET", v.conn("/sessions"), nil, &sessions, 0)
+		if len(sessions.Sessions) != 0 {
+			return fmt.Errorf("sessions still listed: %+v", sessions.Sessions)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
