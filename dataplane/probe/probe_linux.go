@@ -3,10 +3,11 @@ package probe
 import (
 	"fmt"
 	"net"
-	"runtime"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"toride/dataplane/nsutil"
 )
 
 func detect() (Capabilities, error) {
@@ -14,7 +15,7 @@ func detect() (Capabilities, error) {
 		caps Capabilities
 		err  error
 	)
-	onLockedThread(func() bool {
+	nsutil.OnLockedThread(func() bool {
 		orig, oerr := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if oerr != nil {
 			err = fmt.Errorf("%w: open own network namespace: %w", ErrProbe, oerr)
@@ -68,33 +69,4 @@ func probeHere() Capabilities {
 		caps.XFRMInterfaces = true
 	}
 	return caps
-}
-
-// onLockedThread runs fn on a locked OS thread other than the main one. The thread is unlocked afterwards if fn
-// reports it clean (back in its own namespace), and discarded otherwise. Threads are not discarded lightly: the
-// runtime retiring a thread kills every child started from it with Pdeathsig.
-func onLockedThread(fn func() (clean bool)) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		runtime.LockOSThread()
-		if unix.Gettid() == unix.Getpid() {
-			// We hold the main thread, which must stay untouched: run fn elsewhere meanwhile.
-			inner := make(chan struct{})
-			go func() {
-				defer close(inner)
-				runtime.LockOSThread()
-				if fn() {
-					runtime.UnlockOSThread()
-				}
-			}()
-			<-inner
-			runtime.UnlockOSThread()
-			return
-		}
-		if fn() {
-			runtime.UnlockOSThread()
-		}
-	}()
-	<-done
 }

@@ -5,7 +5,7 @@ import (
 	"os/exec"
 	"syscall"
 
-	"toride/ike/internal/nsutil"
+	"toride/dataplane/nsutil"
 )
 
 // launchSpec is how to start one charon process.

@@ -20,7 +20,7 @@ import (
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 
-	"toride/ike/internal/nsutil"
+	"toride/dataplane/nsutil"
 )
 
 // ErrProbe is wrapped by this package's errors.
