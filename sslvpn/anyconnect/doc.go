@@ -55,7 +55,7 @@
 // state. The DTLS peer table is copy-on-write; the socket reader looks peers up without locks.
 //
 // Buffers: the pkt passed to Uplink.WritePacket is the reader's buffer, valid only during the call;
-// SendPacket copies pkt into a buffer of a bounded pool (internal/bufpool) before returning; the writer
+// SendPacket copies pkt into a buffer of a bounded pool (sslvpn/internal/bufpool) before returning; the writer
 // returns it after the write. ServeDTLS copies each datagram into a pooled buffer for its peer's queue. The
 // CSTP framing allocates nothing per packet; pion/dtls allocates per record.
 //

@@ -16,11 +16,11 @@ import (
 	"github.com/pion/dtls/v3"
 	"github.com/pion/logging"
 
-	"toride/sslvpn/anyconnect/internal/bufpool"
 	"toride/sslvpn/anyconnect/internal/cstp"
 	"toride/sslvpn/anyconnect/internal/dtlsid"
 	"toride/sslvpn/anyconnect/internal/dtlsrec"
 	"toride/sslvpn/anyconnect/internal/pskgcm"
+	"toride/sslvpn/internal/bufpool"
 )
 
 // The DTLS side: one UDP socket for every client.
@@ -398,32 +398,32 @@ var errNotReady = errors.New("DTLS fast path not ready")
 // so pion's sequence numbers stay below the fast path's (start 2^20): a nonce is never used twice.
 func (p *dtlsPeer) sendBuf(b *bufpool.Buf, typ cstp.Type) error {
 	n := b.N
-	b.Data[bufpool.Headroom-cstp.DTLSHeaderLen] = byte(typ)
+	b.Data[headroom-cstp.DTLSHeaderLen] = byte(typ)
 	if fc := p.fast.Load(); fc != nil {
 		if !p.fastOK.Load() {
 			return errNotReady
 		}
-		rec, err := fc.Seal(b.Data[bufpool.Headroom-cstp.DTLSHeaderLen-dtlsrec.Headroom:], n+cstp.DTLSHeaderLen)
+		rec, err := fc.Seal(b.Data[headroom-cstp.DTLSHeaderLen-dtlsrec.Headroom:], n+cstp.DTLSHeaderLen)
 		if err != nil {
 			return err
 		}
 		_, err = p.vc.WriteTo(rec, nil)
 		return err
 	}
-	_, err := p.conn.Write(b.Data[bufpool.Headroom-cstp.DTLSHeaderLen : bufpool.Headroom+n])
+	_, err := p.conn.Write(b.Data[headroom-cstp.DTLSHeaderLen : headroom+n])
 	return err
 }
 
 // sendControl sends a control record (DPD request or response) with a copy of payload.
 func (p *dtlsPeer) sendControl(typ cstp.Type, payload []byte) {
-	if len(payload) > bufpool.MaxPayload {
+	if len(payload) > maxPayload {
 		return
 	}
 	b := p.srv.pool.Get()
 	if b == nil {
 		return
 	}
-	b.N = copy(b.Data[bufpool.Headroom:], payload)
+	b.Off, b.N = headroom, copy(b.Data[headroom:], payload)
 	_ = p.sendBuf(b, typ)
 	p.srv.pool.Put(b)
 }
@@ -547,14 +547,14 @@ func newPacketConn(pc net.PacketConn, udp *net.UDPConn, remote netip.AddrPort, p
 
 // deliver queues a copy of datagram b; false when it was dropped (queue full, no buffer, closed).
 func (c *packetConn) deliver(b []byte) bool {
-	if len(b) > bufpool.MaxPayload {
+	if len(b) > maxPayload {
 		return false
 	}
 	buf := c.pool.Get()
 	if buf == nil {
 		return false
 	}
-	buf.N = copy(buf.Data[bufpool.Headroom:], b)
+	buf.Off, buf.N = headroom, copy(buf.Data[headroom:], b)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {

@@ -17,8 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"toride/sslvpn/anyconnect/internal/bufpool"
 	"toride/sslvpn/anyconnect/internal/httpwire"
+	"toride/sslvpn/internal/bufpool"
 )
 
 // Server is the AnyConnect gateway: it serves TCP connections (TLS, HTTP login, CSTP tunnels) handed to

@@ -12,8 +12,17 @@ import (
 	"sync/atomic"
 	"time"
 
-	"toride/sslvpn/anyconnect/internal/bufpool"
 	"toride/sslvpn/anyconnect/internal/cstp"
+	"toride/sslvpn/internal/bufpool"
+)
+
+// Where a packet sits in its pool buffer (bufpool.Buf): after headroom, so it is framed in place, in front of
+// it a CSTP header (8 bytes) or the AnyConnect DTLS header (1 byte) under a DTLS record header and explicit
+// nonce (21 bytes); after it, tailroom for a DTLS record's authentication tag.
+const (
+	headroom   = 32
+	tailroom   = 16
+	maxPayload = bufpool.Size - headroom - tailroom
 )
 
 // transport is one TLS connection carrying a session's CSTP frames. Its reader is the ServeConn goroutine
@@ -182,7 +191,7 @@ func (ss *session) Stats() SessionStats {
 
 // SendPacket implements Session.
 func (ss *session) SendPacket(pkt []byte) bool {
-	if len(pkt) == 0 || len(pkt) > bufpool.MaxPayload || (ss.cstp.Load() == nil && ss.dtls.Load() == nil) {
+	if len(pkt) == 0 || len(pkt) > maxPayload || (ss.cstp.Load() == nil && ss.dtls.Load() == nil) {
 		ss.stats.dropped.Add(1)
 		return false
 	}
@@ -191,7 +200,7 @@ func (ss *session) SendPacket(pkt []byte) bool {
 		ss.stats.dropped.Add(1)
 		return false
 	}
-	b.N = copy(b.Data[bufpool.Headroom:], pkt)
+	b.Off, b.N = headroom, copy(b.Data[headroom:], pkt)
 	select {
 	case ss.out <- b:
 		return true
@@ -353,7 +362,7 @@ func (ss *session) queueCtrl(typ cstp.Type, payload []byte) bool {
 	if b == nil {
 		return false
 	}
-	b.N = copy(b.Data[bufpool.Headroom:], payload)
+	b.Off, b.N = headroom, copy(b.Data[headroom:], payload)
 	select {
 	case ss.ctrl <- ctrlFrame{typ: typ, buf: b}:
 		return true
@@ -409,7 +418,7 @@ func (ss *session) writeOne(item any) {
 		ss.writeData(v)
 	case ctrlFrame:
 		if t := ss.cstp.Load(); t != nil {
-			frame := v.buf.Data[bufpool.Headroom-cstp.HeaderLen : bufpool.Headroom+v.buf.N]
+			frame := v.buf.Data[headroom-cstp.HeaderLen : headroom+v.buf.N]
 			_ = cstp.PutHeader(frame, v.typ, v.buf.N)
 			if _, err := t.tls.Write(frame); err != nil {
 				t.fail(fmt.Errorf("%w: %v", ErrTransport, err))
@@ -446,7 +455,7 @@ func (ss *session) writeData(b *bufpool.Buf) {
 		ss.stats.dropped.Add(1)
 		return
 	}
-	frame := b.Data[bufpool.Headroom-cstp.HeaderLen : bufpool.Headroom+n]
+	frame := b.Data[headroom-cstp.HeaderLen : headroom+n]
 	_ = cstp.PutHeader(frame, cstp.Data, n)
 	if _, err := t.tls.Write(frame); err != nil {
 		t.fail(fmt.Errorf("%w: %v", ErrTransport, err))
@@ -543,7 +552,7 @@ func (ss *session) shutdown(why error, msg string) {
 		}
 		payload := append([]byte{cstp.DisconnectCode}, msg...)
 		if b := ss.srv.pool.Get(); b != nil {
-			b.N = copy(b.Data[bufpool.Headroom:], payload)
+			b.Off, b.N = headroom, copy(b.Data[headroom:], payload)
 			done := make(chan struct{})
 			select {
 			case ss.ctrl <- ctrlFrame{typ: cstp.Disconnect, buf: b, done: done}:

@@ -4,7 +4,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"toride/sslvpn/openvpn/internal/bufpool"
+	"toride/sslvpn/internal/bufpool"
 	"toride/sslvpn/openvpn/internal/datachannel"
 	"toride/sslvpn/openvpn/internal/wire"
 )

@@ -13,7 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"toride/sslvpn/openvpn/internal/bufpool"
+	"toride/sslvpn/internal/bufpool"
 	"toride/sslvpn/openvpn/internal/tlscrypt"
 	"toride/sslvpn/openvpn/internal/wire"
 )

@@ -12,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"toride/sslvpn/openvpn/internal/bufpool"
+	"toride/sslvpn/internal/bufpool"
 	"toride/sslvpn/openvpn/internal/datachannel"
 	"toride/sslvpn/openvpn/internal/keymethod"
 	"toride/sslvpn/openvpn/internal/push"

@@ -1,5 +1,6 @@
-// Package bufpool is a bounded pool of fixed-size packet buffers: Get fails (returns nil) once max buffers are
-// out, so a burst towards slow clients drops packets instead of growing memory.
+// Package bufpool is a bounded pool of fixed-size packet buffers, shared by the protocol engines: Get fails
+// (returns nil) once max buffers are out, so a burst towards slow clients drops packets instead of growing
+// memory. Each engine places the payload at an offset of its own, leaving room to frame the packet in place.
 //
 // A Pool is safe for concurrent use. The zero value is not usable; use New.
 package bufpool
@@ -9,7 +10,8 @@ import (
 	"sync/atomic"
 )
 
-// Size is the length of every buffer: room for a 1500-byte MTU with OpenVPN's largest overhead, and then some.
+// Size is the length of every buffer: room for a 1500-byte MTU with the largest framing of either protocol
+// (OpenVPN's CBC with HMAC-SHA512, AnyConnect's DTLS record), and then some.
 const Size = 2048
 
 // Buf is one packet buffer. Data is always Size bytes; Off and N locate the payload within it. Whoever holds a
@@ -46,11 +48,12 @@ func (p *Pool) Get() *Buf {
 	return p.free.Get().(*Buf)
 }
 
-// Put returns a buffer. It must not be used afterwards.
+// Put returns a buffer, which must not be used afterwards. Put(nil) does nothing.
 func (p *Pool) Put(b *Buf) {
 	if b == nil {
 		return
 	}
+	b.Off, b.N = 0, 0
 	p.out.Add(-1)
 	p.free.Put(b)
 }

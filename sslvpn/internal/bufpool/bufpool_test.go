@@ -8,11 +8,15 @@ func TestBounded(t *testing.T) {
 	if a == nil || b == nil || p.Get() != nil || p.Outstanding() != 2 {
 		t.Fatal("pool not bounded at 2")
 	}
-	p.Put(a)
-	if c := p.Get(); c == nil {
-		t.Fatal("no buffer after Put")
+	a.Off, a.N = 32, copy(a.Data[32:], "abc")
+	if string(a.Payload()) != "abc" {
+		t.Fatalf("payload %q", a.Payload())
 	}
+	p.Put(a)
 	p.Put(nil)
+	if c := p.Get(); c == nil || c.Off != 0 || c.N != 0 || p.Outstanding() != 2 {
+		t.Fatal("a returned buffer is not reusable")
+	}
 }
 
 func TestGetPutAllocatesNothing(t *testing.T) {
