@@ -11,6 +11,7 @@ import (
 	"toride/sslvpn/anyconnect"
 	"toride/sslvpn/anyconnect/internal/cstp"
 	"toride/sslvpn/anyconnect/internal/dtlsrec"
+	"toride/sslvpn/internal/icmptest"
 )
 
 // The data path per packet, in process over the loopback: the engine's side of each direction, with the test
@@ -89,7 +90,7 @@ func BenchmarkReceiveCSTP(b *testing.B) {
 	_, tn, s, _ := e.established(false)
 	addr := netip.MustParseAddr(tn.hdr.Get("X-CSTP-Address"))
 	// Not an echo request: the test uplink takes it and answers nothing.
-	pkt := icmpEchoRequest(addr, netip.MustParseAddr("10.9.9.9"), 1, benchPacket-28)
+	pkt := icmptest.EchoRequest(addr, netip.MustParseAddr("10.9.9.9"), 1, benchPacket-28)
 	frame, _ := cstp.AppendFrame(nil, cstp.Data, pkt)
 	b.SetBytes(benchPacket)
 	b.ReportAllocs()
@@ -113,7 +114,7 @@ func BenchmarkReceiveDTLS(b *testing.B) {
 	waitFor(b, 5*time.Second, func() bool { return s.DTLS() })
 	client := tn.rawDTLS()
 	addr := netip.MustParseAddr(tn.hdr.Get("X-CSTP-Address"))
-	pkt := append([]byte{byte(cstp.Data)}, icmpEchoRequest(addr, netip.MustParseAddr("10.9.9.9"), 1, benchPacket-28)...)
+	pkt := append([]byte{byte(cstp.Data)}, icmptest.EchoRequest(addr, netip.MustParseAddr("10.9.9.9"), 1, benchPacket-28)...)
 	server := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: e.udpPort}
 	buf := make([]byte, dtlsrec.Headroom+len(pkt)+dtlsrec.TagLen)
 	b.SetBytes(benchPacket)

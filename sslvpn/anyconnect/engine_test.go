@@ -21,6 +21,7 @@ import (
 	"toride/sslvpn/anyconnect/internal/authxml"
 	"toride/sslvpn/anyconnect/internal/cstp"
 	"toride/sslvpn/anyconnect/internal/pskgcm"
+	"toride/sslvpn/internal/icmptest"
 )
 
 var (
@@ -282,7 +283,7 @@ func (e *engine) established(dtlsWanted bool) (*goClient, *tunnel, anyconnect.Se
 
 func ping(tn *tunnel, seq uint16) error {
 	addr := netip.MustParseAddr(tn.hdr.Get("X-CSTP-Address"))
-	if err := tn.send(cstp.Data, icmpEchoRequest(addr, netip.MustParseAddr("10.8.0.1"), seq, 56)); err != nil {
+	if err := tn.send(cstp.Data, icmptest.EchoRequest(addr, netip.MustParseAddr("10.8.0.1"), seq, 56)); err != nil {
 		return err
 	}
 	p, err := tn.recvType(cstp.Data, 5*time.Second)
@@ -572,7 +573,7 @@ func testDTLSInProcess(t *testing.T, suite dtls.CipherSuiteID) {
 	addr := netip.MustParseAddr(tn.hdr.Get("X-CSTP-Address"))
 	buf := make([]byte, 2048)
 	for i := range 10 {
-		req := append([]byte{byte(cstp.Data)}, icmpEchoRequest(addr, netip.MustParseAddr("10.8.0.1"), uint16(i), 56)...)
+		req := append([]byte{byte(cstp.Data)}, icmptest.EchoRequest(addr, netip.MustParseAddr("10.8.0.1"), uint16(i), 56)...)
 		if _, err := tn.dtls.Write(req); err != nil {
 			t.Fatal(err)
 		}

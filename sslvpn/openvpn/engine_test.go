@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"toride/sslvpn/internal/icmptest"
 	"toride/sslvpn/openvpn"
 	"toride/sslvpn/openvpn/internal/keymethod"
 	"toride/sslvpn/openvpn/internal/testclient"
@@ -146,8 +147,8 @@ var (
 // echo sends an ICMP echo request through the tunnel and waits for the reply.
 func echo(t *testing.T, c *testclient.Client, seq uint16, size int) {
 	t.Helper()
-	req := icmpEchoRequest(clientAddr, serverAddr, seq, size)
-	want, _ := icmpEchoReply(req, serverAddr)
+	req := icmptest.EchoRequest(clientAddr, serverAddr, seq, size)
+	want, _ := icmptest.EchoReply(req, serverAddr)
 	deadline := time.After(5 * time.Second)
 	for attempt := 0; ; attempt++ {
 		if err := c.Send(req); err != nil {
@@ -559,7 +560,7 @@ func TestEngineSlowClientNeverBlocks(t *testing.T) {
 	connect(t, c)
 	s := <-e.be.connected
 	pc.pause()
-	pkt := icmpEchoRequest(serverAddr, clientAddr, 1, 1400)
+	pkt := icmptest.EchoRequest(serverAddr, clientAddr, 1, 1400)
 	start := time.Now()
 	sent := 0
 	for i := 0; i < 20000; i++ {
