@@ -359,14 +359,7 @@ func TestEngineExitNotify(t *testing.T) {
 			c := e.dial("udp", testclient.Config{}, nil)
 			connect(t, c)
 			tc.exit(c)
-			select {
-			case err := <-e.be.disconnected:
-				if !errors.Is(err, openvpn.ErrClientExit) {
-					t.Errorf("Disconnected(%v), want ErrClientExit", err)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("no Disconnected after the client's exit")
-			}
+			expectError(t, e.be.disconnected, openvpn.ErrClientExit, "Disconnected", 5*time.Second)
 		})
 	}
 }
@@ -402,14 +395,7 @@ func TestEngineHandshakeTimeout(t *testing.T) {
 	defer conn.Close()
 	p := wire.ControlPacket{Opcode: wire.ControlHardResetClientV2, SessionID: wire.SessionID{1, 2, 3}}
 	conn.Write(p.Append(nil))
-	select {
-	case err := <-e.be.failed:
-		if !errors.Is(err, openvpn.ErrHandshakeTimeout) {
-			t.Errorf("HandshakeFailed(%v), want ErrHandshakeTimeout", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("a client that never speaks TLS was not timed out")
-	}
+	expectError(t, e.be.failed, openvpn.ErrHandshakeTimeout, "HandshakeFailed", 5*time.Second)
 }
 
 // lossyConn drops, duplicates and reorders datagrams in both directions.

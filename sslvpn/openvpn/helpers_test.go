@@ -261,3 +261,17 @@ func tlsCryptKeyFile(k []byte) []byte {
 	b.WriteString("-----END OpenVPN Static key V1-----\n")
 	return []byte(b.String())
 }
+
+// expectError waits up to d for the backend to report an error on ch (Disconnected or HandshakeFailed, named by
+// what) and checks that it is want.
+func expectError(t *testing.T, ch <-chan error, want error, what string, d time.Duration) {
+	t.Helper()
+	select {
+	case err := <-ch:
+		if !errors.Is(err, want) {
+			t.Errorf("%s(%v), want %v", what, err, want)
+		}
+	case <-time.After(d):
+		t.Fatalf("%s was not called within %v", what, d)
+	}
+}

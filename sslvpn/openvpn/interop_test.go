@@ -89,6 +89,16 @@ func newInteropTLS(t *testing.T, cfg openvpn.Config, tweak func(*tls.Config)) *i
 	return e
 }
 
+// serve serves the client's transport, "tcp" or "udp".
+func (e *interop) serve(proto string) {
+	e.t.Helper()
+	if proto == "udp" {
+		e.serveUDP()
+	} else {
+		e.serveTCP()
+	}
+}
+
 func (e *interop) serveTCP() {
 	e.t.Helper()
 	var ln net.Listener
@@ -348,11 +358,7 @@ func TestInteropTLSCrypt(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(e.dir, "tc.key"), key, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			if proto == "udp" {
-				e.serveUDP()
-			} else {
-				e.serveTCP()
-			}
+			e.serve(proto)
 			c := e.startClient("tc", clientConf(proto, "tls-crypt tc.key"), "", "")
 			c.waitConnected()
 			c.ping(3)
@@ -400,11 +406,7 @@ func TestInteropAuthFailedReason(t *testing.T) {
 		t.Run(proto, func(t *testing.T) {
 			e := newInterop(t, openvpn.Config{DataCiphers: []string{"AES-128-CBC", "AES-256-GCM"}})
 			e.be.set("", "654321")
-			if proto == "udp" {
-				e.serveUDP()
-			} else {
-				e.serveTCP()
-			}
+			e.serve(proto)
 			c := e.startClient("authfail", clientConf(proto, "auth-user-pass", `static-challenge "pin otp" 1`,
 				"auth-retry none"), "alice", "000000")
 			c.waitOutput("AUTH: Received control message: AUTH_FAILED,wrong one-time password", 10*time.Second)
@@ -413,14 +415,7 @@ func TestInteropAuthFailedReason(t *testing.T) {
 			case <-time.After(5 * time.Second):
 				t.Fatalf("client still running after AUTH_FAILED:\n%s", c.p.Output())
 			}
-			select {
-			case err := <-e.be.failed:
-				if !errors.Is(err, openvpn.ErrAuthFailed) {
-					t.Errorf("handshake failure %v, want ErrAuthFailed", err)
-				}
-			case <-time.After(5 * time.Second):
-				t.Error("HandshakeFailed was not called")
-			}
+			expectError(t, e.be.failed, openvpn.ErrAuthFailed, "HandshakeFailed", 5*time.Second)
 		})
 	}
 }
@@ -430,25 +425,14 @@ func TestInteropServerCutsSession(t *testing.T) {
 	for _, proto := range []string{"tcp", "udp"} {
 		t.Run(proto, func(t *testing.T) {
 			e := newInterop(t, openvpn.Config{})
-			if proto == "udp" {
-				e.serveUDP()
-			} else {
-				e.serveTCP()
-			}
+			e.serve(proto)
 			c := e.startClient("cut", clientConf(proto), "", "")
 			c.waitConnected()
 			c.ping(1)
 			s := <-e.be.connected
 			s.Close("certificate revoked")
 			c.waitOutput("Halt command was pushed by server ('certificate revoked')", 5*time.Second)
-			select {
-			case err := <-e.be.disconnected:
-				if !errors.Is(err, openvpn.ErrKilled) {
-					t.Errorf("disconnected with %v, want ErrKilled", err)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("Disconnected was not called")
-			}
+			expectError(t, e.be.disconnected, openvpn.ErrKilled, "Disconnected", 5*time.Second)
 			select {
 			case <-c.p.Done():
 			case <-time.After(5 * time.Second):
@@ -466,11 +450,7 @@ func TestInteropRenegotiation(t *testing.T) {
 	for _, proto := range []string{"udp", "tcp"} {
 		t.Run(proto, func(t *testing.T) {
 			e := newInterop(t, openvpn.Config{RenegotiateAfter: 3 * time.Second, LameDuck: 5 * time.Second})
-			if proto == "udp" {
-				e.serveUDP()
-			} else {
-				e.serveTCP()
-			}
+			e.serve(proto)
 			c := e.startClient("reneg", clientConf(proto, "reneg-sec 2"), "", "")
 			c.waitConnected()
 			s := <-e.be.connected
@@ -496,14 +476,7 @@ func TestInteropExplicitExitNotify(t *testing.T) {
 	c := e.startClient("exit", clientConf("udp", "explicit-exit-notify 1"), "", "")
 	c.waitConnected()
 	c.p.Stop()
-	select {
-	case err := <-e.be.disconnected:
-		if !errors.Is(err, openvpn.ErrClientExit) {
-			t.Errorf("disconnected with %v, want ErrClientExit", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Disconnected was not called after the client's exit notification")
-	}
+	expectError(t, e.be.disconnected, openvpn.ErrClientExit, "Disconnected", 5*time.Second)
 }
 
 // On shutdown the server tells its clients to reconnect (RESTART).
@@ -511,11 +484,7 @@ func TestInteropServerShutdownNotifies(t *testing.T) {
 	for _, proto := range []string{"udp", "tcp"} {
 		t.Run(proto, func(t *testing.T) {
 			e := newInterop(t, openvpn.Config{})
-			if proto == "udp" {
-				e.serveUDP()
-			} else {
-				e.serveTCP()
-			}
+			e.serve(proto)
 			c := e.startClient("restart", clientConf(proto), "", "")
 			c.waitConnected()
 			start := time.Now()
@@ -524,14 +493,7 @@ func TestInteropServerShutdownNotifies(t *testing.T) {
 				t.Errorf("Close took %v", d)
 			}
 			c.waitOutput("Connection reset command was pushed by server", 5*time.Second)
-			select {
-			case err := <-e.be.disconnected:
-				if !errors.Is(err, openvpn.ErrShutdown) {
-					t.Errorf("disconnected with %v, want ErrShutdown", err)
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("Disconnected was not called")
-			}
+			expectError(t, e.be.disconnected, openvpn.ErrShutdown, "Disconnected", 5*time.Second)
 		})
 	}
 }
@@ -577,14 +539,7 @@ func TestInteropCertificateRefused(t *testing.T) {
 			conf := strings.Replace(strings.Replace(clientConf(tc.proto), "cert client.crt", "cert bad.crt", 1), "key client.key", "key bad.key", 1)
 			c := e.startClient("refused", conf, "", "")
 			c.waitOutput("alert", 10*time.Second)
-			select {
-			case err := <-e.be.failed:
-				if !errors.Is(err, openvpn.ErrTLS) {
-					t.Errorf("HandshakeFailed(%v), want ErrTLS", err)
-				}
-			case <-time.After(5 * time.Second):
-				t.Error("HandshakeFailed not called")
-			}
+			expectError(t, e.be.failed, openvpn.ErrTLS, "HandshakeFailed", 5*time.Second)
 			if e.be.lastRequest() != nil {
 				t.Error("Connect called for a refused certificate")
 			}
