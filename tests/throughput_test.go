@@ -2,7 +2,6 @@ package tests
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -118,7 +117,7 @@ verb 3
 			}
 			var mbps float64
 			for range b.N {
-				mbps = iperf(b, cli, 5)
+				mbps = cli.IperfTCP(b, "10.50.0.2", 5)
 			}
 			results[c.name] = mbps
 			b.ReportMetric(mbps, "Mbit/s")
@@ -129,24 +128,4 @@ verb 3
 			b.Logf("%s: toride %.0f Mbit/s, stock OpenVPN %.0f Mbit/s, ratio %.2f", proto, results["toride-"+proto], s, results["toride-"+proto]/s)
 		}
 	}
-}
-
-// iperf runs a TCP iperf3 test from ns to the LAN host and returns the received rate in Mbit/s.
-func iperf(b *testing.B, ns *lab.Netns, seconds int) float64 {
-	b.Helper()
-	out, err := ns.Run("iperf3", "-c", "10.50.0.2", "-t", fmt.Sprint(seconds), "-J")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var r struct {
-		End struct {
-			SumReceived struct {
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-		} `json:"end"`
-	}
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		b.Fatalf("iperf3 output: %v\n%s", err, out)
-	}
-	return r.End.SumReceived.BitsPerSecond / 1e6
 }

@@ -2,7 +2,6 @@ package anyconnect_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
@@ -125,7 +124,7 @@ func throughput(b *testing.B, server, mode string) float64 {
 	e.ping(target, 10*time.Second)
 	var mbps float64
 	for range b.N {
-		mbps = iperfTo(b, cliNS, target, 5)
+		mbps = cliNS.IperfTCP(b, target, 5)
 	}
 	b.ReportMetric(mbps, "Mbit/s")
 	if s != nil {
@@ -180,24 +179,4 @@ ipv4-netmask = 255.255.255.0
 	if err := p.WaitOutput(lab.Within(e.t, 10*time.Second), "listening (UDP)"); err != nil {
 		e.t.Fatal(err)
 	}
-}
-
-// iperfTo runs a TCP iperf3 test from ns to addr and returns the received rate in Mbit/s.
-func iperfTo(b testing.TB, ns *lab.Netns, addr string, seconds int) float64 {
-	b.Helper()
-	out, err := ns.Run("iperf3", "-c", addr, "-t", fmt.Sprint(seconds), "-J")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var r struct {
-		End struct {
-			SumReceived struct {
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-		} `json:"end"`
-	}
-	if err := json.Unmarshal([]byte(out), &r); err != nil {
-		b.Fatalf("iperf3 output: %v\n%s", err, out)
-	}
-	return r.End.SumReceived.BitsPerSecond / 1e6
 }

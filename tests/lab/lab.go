@@ -17,6 +17,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -286,6 +287,27 @@ func (n *Netns) MustRun(name string, args ...string) string {
 func (n *Netns) Ping(addr string, count int) error {
 	_, err := n.Run("ping", "-n", "-q", "-c", fmt.Sprint(count), "-i", "0.2", "-W", "2", addr)
 	return err
+}
+
+// IperfTCP runs a TCP iperf3 test of the given length from the namespace to an iperf3 server at addr and returns
+// the rate the server received, in Mbit/s.
+func (n *Netns) IperfTCP(t testing.TB, addr string, seconds int) float64 {
+	t.Helper()
+	out, err := n.Run("iperf3", "-c", addr, "-t", fmt.Sprint(seconds), "-J")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		End struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("iperf3 output: %v\n%s", err, out)
+	}
+	return r.End.SumReceived.BitsPerSecond / 1e6
 }
 
 // Process is a command running in the background inside a namespace.
