@@ -590,7 +590,10 @@ func testDTLSInProcess(t *testing.T, suite dtls.CipherSuiteID) {
 	if err != nil || buf[0] != byte(cstp.DPDResp) || n != len(probe) {
 		t.Fatalf("DPD probe answer: %d %v", n, err)
 	}
-	st := s.Stats()
+	// The counters move after the send returns, which can be after the client already has the reply: wait for
+	// them to settle (the DPD answer does not go through the writer, so it orders nothing).
+	var st anyconnect.SessionStats
+	waitFor(t, 2*time.Second, func() bool { st = s.Stats(); return st.DTLSPacketsOut >= 10 })
 	name := suite.String()
 	if suite == pskgcm.ID {
 		name = pskgcm.Name
