@@ -44,8 +44,9 @@ vet:
 unit:
 	$(GO) test -race -timeout 40m ./...
 
+# bench: one package at a time, so the side-by-side throughput harnesses never share the two cores with another
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 20m ./...
+	$(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -timeout 20m ./...
 
 clean:
 	rm -rf bin .run
