@@ -166,7 +166,9 @@ connect)
 		ip route replace "$a/$m" dev "$TUNDEV"
 		i=$((i+1))
 	done
-	cp "` + e.dir + `/env.$reason.$$" "` + e.dir + `/env.connected.${AC_TAG:-x}"
+	# cp then rename: the test polls for this file and must never read it half written.
+	cp "` + e.dir + `/env.$reason.$$" "` + e.dir + `/env.tmp.$$"
+	mv "` + e.dir + `/env.tmp.$$" "` + e.dir + `/env.connected.${AC_TAG:-x}"
 	;;
 esac
 exit 0
@@ -231,6 +233,9 @@ func (c *client) waitConnected(d time.Duration) map[string]string {
 			return err
 		}
 		env = parseEnv(string(b))
+		if env["INTERNAL_IP4_ADDRESS"] == "" {
+			return fmt.Errorf("the script's environment has no INTERNAL_IP4_ADDRESS:\n%s", b)
+		}
 		return nil
 	})
 	if err != nil {
