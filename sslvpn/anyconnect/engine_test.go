@@ -712,6 +712,15 @@ func waitFor(t testing.TB, d time.Duration, cond func() bool) {
 	}
 }
 
+// settle gives counters that move after a send returns up to d to reach cond, and returns either way: the
+// caller's own check then reports what was seen.
+func settle(d time.Duration, cond func() bool) {
+	deadline := time.Now().Add(d)
+	for !cond() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 func drainEvents(b *testBackend) []anyconnect.EventKind {
 	var out []anyconnect.EventKind
 	for {

@@ -199,6 +199,7 @@ func TestInteropDTLS(t *testing.T) {
 			if _, err := e.cliNS.Run("ping", "-n", "-q", "-c", "20", "-i", "0.01", "-s", "1300", "-W", "2", "10.8.0.1"); err != nil {
 				t.Fatal(err)
 			}
+			settle(2*time.Second, func() bool { st := s.Stats(); return st.DTLSPacketsIn >= 20 && st.DTLSPacketsOut >= 20 })
 			st, sst := s.Stats(), e.srv.Stats()
 			if !st.DTLSUp || st.DTLSPacketsIn < 20 || st.DTLSPacketsOut < 20 || st.DTLSHandshakes != 1 || st.DTLSCipher != tc.want {
 				t.Errorf("data did not move over DTLS with %s: %+v", tc.want, st)
@@ -242,6 +243,7 @@ func TestInteropUDPBlocked(t *testing.T) {
 	if _, err := e.cliNS.Run("ping", "-n", "-q", "-c", "10", "-i", "0.05", "-W", "2", "10.8.0.1"); err != nil {
 		t.Fatal(err)
 	}
+	settle(2*time.Second, func() bool { st := s.Stats(); return st.PacketsIn >= 10 && st.PacketsOut >= 10 })
 	st := s.Stats()
 	if st.DTLSUp || st.DTLSPacketsIn != 0 || st.PacketsIn < 10 || st.PacketsOut < 10 {
 		t.Errorf("with UDP blocked, data should move over TLS: %+v", st)

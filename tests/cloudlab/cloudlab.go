@@ -320,22 +320,48 @@ func (p *Pinger) Replies() []time.Time {
 	return out
 }
 
-// GapAround returns the longest silence between answers that spans t0, and whether answers resumed after it.
+// GapAround returns the longest silence between answers from the last answer before t0 until answers flow
+// steadily again, and whether they do.
 func (p *Pinger) GapAround(t0 time.Time) (time.Duration, bool) {
-	rs := p.Replies()
-	last := time.Time{}
-	for _, r := range rs {
+	return gapAround(p.Replies(), t0, time.Now())
+}
+
+// Answers flow again once resumeRun answers in a row, all after t0, come at most resumeSpacing apart and the
+// newest is no older than resumeSpacing. A single answer just after t0 proves nothing: it may be one that was
+// already in flight when the tunnel was cut, and taking it for the end of the outage hides the whole gap.
+const (
+	resumeRun     = 5
+	resumeSpacing = 300 * time.Millisecond
+)
+
+// gapAround is GapAround over answer times rs (in arrival order) at the time now.
+func gapAround(rs []time.Time, t0, now time.Time) (time.Duration, bool) {
+	first := 0 // the last answer before t0, or the first answer at all
+	for i, r := range rs {
 		if r.Before(t0) {
-			last = r
-			continue
+			first = i
 		}
-		if last.IsZero() {
-			return 0, true
-		}
-		return r.Sub(last), true
 	}
-	if last.IsZero() {
+	rs = rs[first:]
+	if len(rs) == 0 {
 		return 0, false
 	}
-	return time.Since(last), false
+	// The steady run at the end, counted back from the newest answer.
+	run := 1
+	for i := len(rs) - 1; i > 0 && rs[i].Sub(rs[i-1]) <= resumeSpacing && !rs[i-1].Before(t0); i-- {
+		run++
+	}
+	resumed := run >= resumeRun && !rs[len(rs)-run].Before(t0) && now.Sub(rs[len(rs)-1]) <= resumeSpacing
+	var gap time.Duration
+	end := len(rs)
+	if resumed {
+		end = len(rs) - run + 1 // the run's first answer closes the outage; silences inside the run are not part of it
+	}
+	for i := 1; i < end; i++ {
+		gap = max(gap, rs[i].Sub(rs[i-1]))
+	}
+	if !resumed {
+		gap = max(gap, now.Sub(rs[len(rs)-1]))
+	}
+	return gap, resumed
 }
