@@ -58,9 +58,12 @@ type engine struct {
 	tunnels map[string]*tunnelState
 	conns   map[string]*connState
 	gen     uint64 // prober generations
-	// lineage maps the unique id of each net CHILD_SA to the unique id of the first SA of its lineage (see
-	// failover.go); unique ids grow monotonically in a charon, so lineages compare by install time.
-	lineage map[uint64]uint64
+	// lineage maps the unique id of each net CHILD_SA to the install order of its lineage (see failover.go): a
+	// number from lineageSeq, taken when the engine learns of a fresh install. Charon's unique ids cannot give
+	// that order: they are handed out when a negotiation starts, and of two tunnels negotiating at once the one
+	// that started first may well install last.
+	lineage    map[uint64]uint64
+	lineageSeq uint64
 }
 
 type tunnelState struct {
@@ -139,19 +142,7 @@ func (e *engine) run(ctx context.Context) {
 				break
 			}
 			e.onEvent(ev)
-			// Coalesce a burst of events into one resync.
-			for drained := false; !drained; {
-				select {
-				case ev, ok := <-e.events:
-					if !ok {
-						drained = true
-					} else {
-						e.onEvent(ev)
-					}
-				default:
-					drained = true
-				}
-			}
+			e.drainEvents() // coalesce a burst of events into one resync
 			e.resync(ctx)
 		case ev := <-e.s.probes:
 			e.onProbe(ev)
@@ -489,8 +480,32 @@ func (e *engine) onProbe(ev probeEvent) {
 	}
 }
 
+// drainEvents handles the events already queued, without waiting for more. A closed event channel is left to
+// the run loop.
+func (e *engine) drainEvents() {
+	for {
+		select {
+		case ev, ok := <-e.events:
+			if !ok {
+				return
+			}
+			e.onEvent(ev)
+		default:
+			return
+		}
+	}
+}
+
+// freshLineage starts a lineage for a net CHILD_SA the engine just learned was freshly installed.
+func (e *engine) freshLineage(uniqueID uint64) uint64 {
+	e.lineageSeq++
+	e.lineage[uniqueID] = e.lineageSeq
+	return e.lineageSeq
+}
+
 // onEvent records the install order of net CHILD_SAs: child-updown (up) announces a fresh install, which starts a
-// lineage; child-rekey continues one. Everything else comes from the resync that follows.
+// lineage; child-rekey continues one. Charon raises child-updown right after installing, so the order of these
+// events is the install order. Everything else comes from the resync that follows.
 func (e *engine) onEvent(ev vici.Event) {
 	switch ev.Name {
 	case "child-updown":
@@ -503,8 +518,8 @@ func (e *engine) onEvent(ev vici.Event) {
 				continue
 			}
 			for _, ch := range sa.ChildSAs {
-				if ch.Name == st.plan.netChild {
-					e.lineage[ch.UniqueID] = ch.UniqueID
+				if _, known := e.lineage[ch.UniqueID]; !known && ch.Name == st.plan.netChild {
+					e.freshLineage(ch.UniqueID)
 				}
 			}
 		}
@@ -512,7 +527,7 @@ func (e *engine) onEvent(ev vici.Event) {
 		for _, r := range ev.Rekeys {
 			l, ok := e.lineage[r.Old.UniqueID]
 			if !ok {
-				l = r.Old.UniqueID
+				l = e.freshLineage(r.Old.UniqueID)
 			}
 			e.lineage[r.New.UniqueID] = l
 		}
@@ -523,6 +538,10 @@ func (e *engine) onEvent(ev vici.Event) {
 func (e *engine) resync(ctx context.Context) {
 	if e.client == nil {
 		return
+	}
+	listed := make(map[uint64]bool, len(e.lineage)) // lineages known when the list was taken
+	for id := range e.lineage {
+		listed[id] = true
 	}
 	cctx, cancel := context.WithTimeout(ctx, callTimeout)
 	sas, err := e.client.ListSAs(cctx)
@@ -540,6 +559,9 @@ func (e *engine) resync(ctx context.Context) {
 			present[ch.UniqueID] = true
 		}
 	}
+	// Events raised while list-sas ran announce installs it may already show: take their order first.
+	e.drainEvents()
+	var missed []missedNet
 	for name, st := range e.tunnels {
 		prev := st.nets
 		st.ike, st.ikeIDs, st.probe, st.nets = nil, nil, nil, nil
@@ -568,14 +590,27 @@ func (e *engine) resync(ctx context.Context) {
 				continue
 			}
 			// Missed the event: a CHILD_SA with the reqid of one we saw before is its rekeyed successor;
-			// anything else is a fresh install.
-			e.lineage[n.UniqueID] = n.UniqueID
+			// anything else is a fresh install, ordered below.
+			successor := false
 			for _, p := range prev {
-				if p.ReqID == n.ReqID {
-					e.lineage[n.UniqueID] = e.lineage[p.UniqueID]
+				if l, ok := e.lineage[p.UniqueID]; ok && p.ReqID == n.ReqID {
+					e.lineage[n.UniqueID], successor = l, true
 				}
 			}
+			if !successor {
+				missed = append(missed, missedNet{n.UniqueID, n.InstallTime})
+			}
 		}
+	}
+	// Fresh installs whose events were missed: the longest installed first (install-time counts whole seconds
+	// ago), then by unique id, the best guess left.
+	slices.SortFunc(missed, func(a, b missedNet) int {
+		return cmp.Or(cmp.Compare(b.installedAgo, a.installedAgo), cmp.Compare(a.uniqueID, b.uniqueID))
+	})
+	for _, m := range missed {
+		e.freshLineage(m.uniqueID)
+	}
+	for _, st := range e.tunnels {
 		slices.SortFunc(st.nets, func(a, b vici.ChildSA) int {
 			return cmp.Or(cmp.Compare(e.lineage[a.UniqueID], e.lineage[b.UniqueID]), cmp.Compare(a.UniqueID, b.UniqueID))
 		})
@@ -586,11 +621,17 @@ func (e *engine) resync(ctx context.Context) {
 		}
 	}
 	for id := range e.lineage {
-		if !present[id] {
+		if listed[id] && !present[id] { // gone; an install announced after the list stays
 			delete(e.lineage, id)
 		}
 	}
 	e.evaluate(ctx)
+}
+
+// missedNet is a net CHILD_SA first seen by a resync, not by its event.
+type missedNet struct {
+	uniqueID     uint64
+	installedAgo int64
 }
 
 func ikeRank(sa *vici.IKESA) int {

@@ -21,7 +21,8 @@ import (
 //     installs a fresh net child on X and deletes X's older instances: with IKEv2 it initiates the new one first
 //     (make before break); with IKEv1 it deletes first, because charon treats a second identical quick mode as a
 //     rekey of the first (same reqid, same place). This works without waiting for DPD, as long as X's peer
-//     answers; reqids themselves say nothing about the order, since charon reuses released ones.
+//     answers. Neither reqids (charon reuses released ones) nor unique ids (handed out when a negotiation
+//     starts, not when it installs) say anything about the order; the order of the events does.
 //   - kernel-netlink (kernel ESP) installs one XFRM policy per selector pair and keeps it pointing at the first
 //     SA that installed it. Without route-based tunnels (xfrm interfaces, a later issue) the engine can only
 //     evict: when the carrying tunnel is unhealthy its IKE_SA is torn down (forced), which hands the policy to the
@@ -35,9 +36,8 @@ import (
 type tunnelView struct {
 	healthy      bool
 	healthySince time.Time
-	// netOrder holds, for each installed net CHILD_SA, the unique id of the first SA of its lineage (a fresh
-	// install starts a lineage, a rekey continues it): on libipsec the lineage installed last carries the
-	// traffic. netInstalled holds their install times (seconds ago), same order.
+	// netOrder holds, for each installed net CHILD_SA, the install order of its lineage (a fresh install starts
+	// a lineage, a rekey continues it): on libipsec the lineage installed last carries the traffic. netInstalled holds their install times (seconds ago), same order.
 	netOrder     []uint64
 	netInstalled []int64
 }

@@ -21,7 +21,18 @@ func failoverScenario(tb testing.TB, tp *topo, s *Service, p *cloudlab.Pinger, v
 	}
 	tp.waitStatus(ctx, tb, s, "both tunnels up on tunnel 1", upOnPreferred)
 	tp.WaitPing(ctx, tb)
-	time.Sleep(time.Second) // steady traffic before the cut
+	// Lost probes condemn a tunnel only once its target has answered (a target that never answers must not
+	// flap the tunnels): before the first answer a dead tunnel waits for DPD. That window is not what this
+	// measures.
+	tp.waitStatus(ctx, tb, s, "probes answered on both tunnels", func(cs ConnectionStatus) error {
+		for _, tn := range cs.Tunnels {
+			if !tn.ProbeAnswered {
+				return fmt.Errorf("%s: no probe answered yet", tn.Name)
+			}
+		}
+		return nil
+	})
+	tp.waitCarriedBy(ctx, tb, s, 0) // steady traffic before the cut, and on the tunnel the status calls active
 
 	kill := time.Now()
 	if err := tp.GWs[0].Proc.Signal(syscall.SIGKILL); err != nil {

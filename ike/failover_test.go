@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"toride/ike/charon"
+	"toride/ike/internal/vici"
 )
 
 func TestCarrier(t *testing.T) {
@@ -54,5 +55,41 @@ func TestDecide(t *testing.T) {
 				t.Errorf("decide = %+v, want %+v", got, tc.want)
 			}
 		})
+	}
+}
+
+// The install order comes from the order of the child-updown events, not from charon's unique ids: a
+// negotiation that started first (lower unique id) may install last, and then it carries the traffic.
+func TestLineageFollowsEventOrder(t *testing.T) {
+	e := &engine{lineage: map[uint64]uint64{}, tunnels: map[string]*tunnelState{
+		"aws-t1": {plan: &tunnelPlan{name: "aws-t1", netChild: "aws-t1-net"}},
+		"aws-t2": {plan: &tunnelPlan{name: "aws-t2", netChild: "aws-t2-net"}},
+	}}
+	up := func(tunnel string, id uint64) vici.Event {
+		return vici.Event{Name: "child-updown", Up: true, SAs: []vici.IKESA{{Name: tunnel,
+			ChildSAs: map[string]vici.ChildSA{tunnel + "-net": {Name: tunnel + "-net", UniqueID: id}}}}}
+	}
+	// Tunnel 1's CHILD_SA got unique id 2 but was installed first; tunnel 2's (id 1) second.
+	e.onEvent(up("aws-t1", 2))
+	e.onEvent(up("aws-t2", 1))
+	views := []tunnelView{{netOrder: []uint64{e.lineage[2]}, netInstalled: []int64{0}}, {netOrder: []uint64{e.lineage[1]}, netInstalled: []int64{0}}}
+	if got := carrier(charon.BackendLibipsec, views); got != 1 {
+		t.Fatalf("carrier %d, want tunnel 2 (installed last); lineages %v", got, e.lineage)
+	}
+	// A rekey of tunnel 1's SA continues its lineage: it does not move the traffic.
+	e.onEvent(vici.Event{Name: "child-rekey", Rekeys: []vici.ChildRekey{{IKE: "aws-t1", Old: vici.ChildSA{UniqueID: 2}, New: vici.ChildSA{UniqueID: 3}}}})
+	if e.lineage[3] != e.lineage[2] || e.lineage[3] >= e.lineage[1] {
+		t.Errorf("rekeyed SA lineage %d, want tunnel 1's %d (older than tunnel 2's %d)", e.lineage[3], e.lineage[2], e.lineage[1])
+	}
+	// A repeated event for a known SA keeps its place.
+	before := e.lineage[1]
+	e.onEvent(up("aws-t2", 1))
+	if e.lineage[1] != before {
+		t.Errorf("a repeated event moved tunnel 2's lineage from %d to %d", before, e.lineage[1])
+	}
+	// A fresh install on tunnel 1 (a steering move) makes it the newest.
+	e.onEvent(up("aws-t1", 4))
+	if e.lineage[4] <= e.lineage[1] {
+		t.Errorf("fresh install %d not newer than %d", e.lineage[4], e.lineage[1])
 	}
 }
