@@ -85,7 +85,7 @@ type tunnelState struct {
 	widx      int
 	sent      uint64
 	lost      int  // consecutive
-	answered  bool // a probe got an answer over the current probe SA
+	answered  bool // the target has answered over this tunnel (any SA since the last forced restart)
 	rtt       time.Duration
 
 	healthy      bool
@@ -96,6 +96,7 @@ type tunnelState struct {
 	lastInit     map[string]time.Time
 	lastRestart  time.Time
 	promotedAt   time.Time
+	promotedSeq  uint64 // lineageSeq when the last promotion was issued: a newer lineage here means it is done
 	terminating  map[uint64]bool
 	failovers    uint64
 	restarts     uint64
@@ -434,7 +435,7 @@ func (e *engine) ensureProber(st *tunnelState) error {
 		st.prober = nil
 	}
 	st.proberKey = key
-	st.nres, st.widx, st.lost = 0, 0, 0
+	st.nres, st.widx, st.lost, st.answered = 0, 0, 0, false // perhaps another target
 	if ka.Disabled {
 		return nil
 	}
@@ -706,16 +707,19 @@ func (e *engine) bringUp(ctx context.Context, now time.Time, st *tunnelState) {
 func (e *engine) judge(ctx context.Context, now time.Time, st *tunnelState) {
 	ka := st.conn.keepalive
 	if st.probe != nil && st.probe.UniqueID != st.probeSA {
-		st.probeSA, st.lost, st.answered = st.probe.UniqueID, 0, false // a new probe SA gets a fresh chance
+		// A new probe SA (rekey, steering move, re-established tunnel) starts counting losses afresh, but keeps
+		// what the tunnel taught: a target that answered before answers over a working new SA too, so lost probes
+		// on it condemn the tunnel at once instead of leaving it to DPD until its first answer.
+		st.probeSA, st.lost = st.probe.UniqueID, 0
 	}
 	if st.prober != nil {
 		st.prober.SetEnabled(st.probe != nil)
 	}
 	ikeUp := st.ike != nil && st.ike.State == "ESTABLISHED"
 	netUp := st.plan.netChild == "" || len(st.nets) > 0
-	// Lost probes only condemn a tunnel whose target has answered over this SA before: a target that never
-	// answers (filtered, or an endpoint that ignores pings) must not make both tunnels flap forever. Such a
-	// tunnel is judged by its SA states alone, and its status shows the loss.
+	// Lost probes only condemn a tunnel whose target has answered over it: a target that never answers
+	// (filtered, or an endpoint that ignores pings) must not make both tunnels flap forever. Such a tunnel is
+	// judged by its SA states alone, and its status shows the loss.
 	dead := !ka.Disabled && st.answered && st.lost >= ka.DownAfter
 	healthy := ikeUp && netUp && (st.probe != nil || ka.Disabled) && !dead
 	if healthy != st.healthy {
@@ -739,8 +743,9 @@ func (e *engine) judge(ctx context.Context, now time.Time, st *tunnelState) {
 				e.log.Warn("terminate", "tunnel", st.plan.name, "err", err)
 			}
 		}
-		// Re-initiated by bringUp once charon has dropped it.
-		st.absentSince, st.seenIKE = time.Time{}, false
+		// Re-initiated by bringUp once charon has dropped it. The new SA must earn "answered" again: a target that
+		// stopped answering for good gets this one restart, not one every hold period.
+		st.absentSince, st.seenIKE, st.answered = time.Time{}, false, false
 	}
 }
 
@@ -812,10 +817,10 @@ func (e *engine) move(ctx context.Context, now time.Time, cs *connState, states 
 		}
 		return
 	}
-	if now.Sub(tgt.promotedAt) < promoteRetry {
+	if now.Sub(tgt.promotedAt) < promoteRetry && !e.promotionDone(tgt) {
 		return // a promotion is under way
 	}
-	tgt.promotedAt = now
+	tgt.promotedAt, tgt.promotedSeq = now, e.lineageSeq
 	switch {
 	case d.failover:
 		cs.failovers++
@@ -844,6 +849,14 @@ func (e *engine) move(ctx context.Context, now time.Time, cs *connState, states 
 		e.log.Warn("initiate for failover", "tunnel", tgt.plan.name, "err", err)
 	}
 	tgt.lastInit[tgt.plan.netChild] = now
+}
+
+// promotionDone reports whether a fresh net CHILD_SA was installed on st since its last promotion was issued.
+// Only a promotion still under way holds back the next one: a failover to a tunnel that took the traffic a
+// moment ago (say, during a fail-back's hold-down) must not wait for promoteRetry.
+func (e *engine) promotionDone(st *tunnelState) bool {
+	n := len(st.nets)
+	return n > 0 && e.lineage[st.nets[n-1].UniqueID] > st.promotedSeq
 }
 
 // publish stores a new Status snapshot.

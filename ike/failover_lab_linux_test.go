@@ -97,6 +97,23 @@ func TestLabFailover(t *testing.T) {
 	// The cloud still routes its answers over tunnel 2.
 	tp.WaitPing(ctx, t)
 	t.Logf("fail-back after %v; status %+v", time.Since(back).Round(time.Millisecond), cs)
+
+	// Tunnel 1 carries the traffic on the fresh SA the fail-back made. Its target answered over the tunnel
+	// before, so if the gateway dies again at once, lost probes condemn the new SA without waiting for a first
+	// answer over it (or for DPD).
+	tp.RouteCloudVia(t, 0)
+	if err := tp.GWs[0].Proc.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	again := time.Now()
+	tp.RouteCloudVia(t, 1)
+	tp.waitStatus(lab.Within(t, 15*time.Second), t, s, "a second failover within 15 s (DPD takes ~26 s)", func(cs ConnectionStatus) error {
+		if cs.ActiveTunnel != 1 || cs.Failovers < 2 {
+			return fmt.Errorf("active %d, failovers %d", cs.ActiveTunnel, cs.Failovers)
+		}
+		return nil
+	})
+	t.Logf("second failover, right after the fail-back: %v", time.Since(again).Round(time.Millisecond))
 }
 
 // IKEv1 steers differently (delete, then a fresh quick mode): the failover must work the same.

@@ -1,10 +1,13 @@
 package ike
 
 import (
+	"context"
+	"log/slog"
 	"testing"
 	"time"
 
 	"toride/ike/charon"
+	"toride/ike/internal/icmpprobe"
 	"toride/ike/internal/vici"
 )
 
@@ -91,5 +94,70 @@ func TestLineageFollowsEventOrder(t *testing.T) {
 	e.onEvent(up("aws-t1", 4))
 	if e.lineage[4] <= e.lineage[1] {
 		t.Errorf("fresh install %d not newer than %d", e.lineage[4], e.lineage[1])
+	}
+}
+
+// A target that answered over a tunnel keeps counting after the tunnel's SA is replaced (rekey, steering move):
+// losses on the new SA condemn the tunnel without waiting for a first answer over it. A forced restart makes
+// the target earn it again.
+func TestAnsweredOutlivesTheSA(t *testing.T) {
+	e := &engine{log: slog.New(slog.DiscardHandler)}
+	st := &tunnelState{
+		plan: &tunnelPlan{name: "aws-t1", netChild: "aws-t1-net", probeChild: "aws-t1-net"},
+		conn: &connPlan{keepalive: Keepalive{Interval: time.Second, DownAfter: 3}},
+		ike:  &vici.IKESA{State: "ESTABLISHED"},
+	}
+	ctx, now := context.Background(), time.Now()
+	st.lastRestart = now // no forced restart in this test: the engine has no charon to talk to
+	sa := func(id uint64) {
+		st.probe = &vici.ChildSA{UniqueID: id, State: "INSTALLED"}
+		st.nets = []vici.ChildSA{*st.probe}
+	}
+	probe := func(ok bool) {
+		st.proberGen = 1
+		e.tunnels = map[string]*tunnelState{"aws-t1": st}
+		e.onProbe(probeEvent{tunnel: "aws-t1", gen: 1, res: icmpprobe.Result{OK: ok}})
+	}
+
+	sa(1)
+	e.judge(ctx, now, st)
+	for range 3 {
+		probe(false)
+	}
+	e.judge(ctx, now, st)
+	if !st.healthy {
+		t.Fatal("a tunnel whose target never answered was condemned by lost probes")
+	}
+	probe(true)
+	sa(2) // rekeyed or moved: a new SA
+	e.judge(ctx, now, st)
+	if !st.healthy || st.lost != 0 {
+		t.Fatalf("the new SA starts healthy with no losses: healthy %v lost %d", st.healthy, st.lost)
+	}
+	for range 3 {
+		probe(false)
+	}
+	e.judge(ctx, now, st)
+	if st.healthy {
+		t.Error("three probes lost over the new SA of a tunnel whose target answered before: still healthy")
+	}
+}
+
+// A promotion holds back the next one to the same tunnel only while its CHILD_SA has not been installed.
+func TestPromotionDone(t *testing.T) {
+	e := &engine{lineage: map[uint64]uint64{}, tunnels: map[string]*tunnelState{}}
+	st := &tunnelState{plan: &tunnelPlan{name: "aws-t2", netChild: "aws-t2-net"}}
+	e.tunnels["aws-t2"] = st
+	e.freshLineage(10)
+	st.nets = []vici.ChildSA{{UniqueID: 10}}
+	st.promotedSeq = e.lineageSeq // promotion issued
+	if e.promotionDone(st) {
+		t.Fatal("done before the new CHILD_SA was installed")
+	}
+	e.onEvent(vici.Event{Name: "child-updown", Up: true, SAs: []vici.IKESA{{Name: "aws-t2",
+		ChildSAs: map[string]vici.ChildSA{"aws-t2-net": {Name: "aws-t2-net", UniqueID: 11}}}}})
+	st.nets = append(st.nets, vici.ChildSA{UniqueID: 11})
+	if !e.promotionDone(st) {
+		t.Error("not done after the new CHILD_SA was installed")
 	}
 }

@@ -55,8 +55,9 @@ type TunnelStatus struct {
 	ProbeLoss      float64 `json:"probe_loss"`
 	ProbeRTTMillis float64 `json:"probe_rtt_ms"`
 	ProbesSent     uint64  `json:"probes_sent"`
-	// ProbeAnswered is true once the probe target answered over the current SA; until then lost probes do not
-	// count against the tunnel's health (a target that never answers would make the tunnels flap).
+	// ProbeAnswered is true once the probe target has answered over this tunnel (over any of its SAs since the
+	// last restart the engine forced); until then lost probes do not count against the tunnel's health (a
+	// target that never answers would make the tunnels flap).
 	ProbeAnswered bool   `json:"probe_answered"`
 	BytesIn       uint64 `json:"bytes_in"`
 	BytesOut      uint64 `json:"bytes_out"`
