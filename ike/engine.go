@@ -64,6 +64,8 @@ type engine struct {
 	// that started first may well install last.
 	lineage    map[uint64]uint64
 	lineageSeq uint64
+	// lineageAt holds when the engine learned of each lineage (by its order number).
+	lineageAt map[uint64]time.Time
 }
 
 type tunnelState struct {
@@ -112,13 +114,14 @@ type connState struct {
 
 func newEngine(s *Service, addrs *addrManager) *engine {
 	return &engine{
-		s:       s,
-		addrs:   addrs,
-		log:     s.opts.Logger,
-		loaded:  map[string][32]byte{},
-		tunnels: map[string]*tunnelState{},
-		conns:   map[string]*connState{},
-		lineage: map[uint64]uint64{},
+		s:         s,
+		addrs:     addrs,
+		log:       s.opts.Logger,
+		loaded:    map[string][32]byte{},
+		tunnels:   map[string]*tunnelState{},
+		conns:     map[string]*connState{},
+		lineage:   map[uint64]uint64{},
+		lineageAt: map[uint64]time.Time{},
 	}
 }
 
@@ -194,7 +197,7 @@ func (e *engine) connect(ctx context.Context) {
 	}
 	e.client, e.events, e.starts = c, evs, h.Starts
 	e.loaded = map[string][32]byte{} // a new charon has nothing loaded
-	e.lineage = map[uint64]uint64{}
+	e.lineage, e.lineageAt = map[uint64]uint64{}, map[uint64]time.Time{}
 	for _, st := range e.tunnels {
 		st.ike, st.ikeIDs, st.probe, st.nets = nil, nil, nil, nil
 		st.terminating = map[uint64]bool{}
@@ -501,6 +504,7 @@ func (e *engine) drainEvents() {
 func (e *engine) freshLineage(uniqueID uint64) uint64 {
 	e.lineageSeq++
 	e.lineage[uniqueID] = e.lineageSeq
+	e.lineageAt[e.lineageSeq] = time.Now()
 	return e.lineageSeq
 }
 
@@ -621,9 +625,17 @@ func (e *engine) resync(ctx context.Context) {
 			}
 		}
 	}
-	for id := range e.lineage {
+	live := map[uint64]bool{}
+	for id, l := range e.lineage {
 		if listed[id] && !present[id] { // gone; an install announced after the list stays
 			delete(e.lineage, id)
+			continue
+		}
+		live[l] = true
+	}
+	for l := range e.lineageAt {
+		if !live[l] {
+			delete(e.lineageAt, l)
 		}
 	}
 	e.evaluate(ctx)
@@ -768,6 +780,11 @@ func (e *engine) steer(ctx context.Context, now time.Time, cs *connState) {
 		views[i] = v
 	}
 	cur := carrier(e.s.backend, views)
+	if cur >= 0 && e.s.backend == charon.BackendLibipsec && !e.orderCertain(states, cur) {
+		// Two tunnels installed at nearly the same moment: which one libipsec put first is unknown. Say so,
+		// and let decide move the traffic to where it belongs, which makes the order known.
+		cur = -1
+	}
 	cs.active = cur
 	if len(cp.tunnels) == 0 || cp.tunnels[0].netChild == "" {
 		return // nothing to steer (BGP without static prefixes)
@@ -849,6 +866,38 @@ func (e *engine) move(ctx context.Context, now time.Time, cs *connState, states 
 		e.log.Warn("initiate for failover", "tunnel", tgt.plan.name, "err", err)
 	}
 	tgt.lastInit[tgt.plan.netChild] = now
+}
+
+// orderWindow is how close together two fresh installs on different tunnels must be learned for their order to
+// be unknown. Charon installs on several threads and raises the events after installing, so two installs a few
+// milliseconds apart may be announced in the other order; a second is far more than that race needs.
+const orderWindow = time.Second
+
+// orderCertain reports whether the newest net lineage of tunnel cur is known to be newer than every other
+// tunnel's: learned more than orderWindow after them, or the product of a promotion the engine issued after
+// learning of them.
+func (e *engine) orderCertain(states []*tunnelState, cur int) bool {
+	newest := func(st *tunnelState) (uint64, bool) {
+		if st == nil || len(st.nets) == 0 {
+			return 0, false
+		}
+		return e.lineage[st.nets[len(st.nets)-1].UniqueID], true
+	}
+	kc, ok := newest(states[cur])
+	if !ok {
+		return true
+	}
+	for i, st := range states {
+		k, ok := newest(st)
+		if i == cur || !ok {
+			continue
+		}
+		promoted := k <= states[cur].promotedSeq && states[cur].promotedSeq < kc
+		if !promoted && e.lineageAt[kc].Sub(e.lineageAt[k]) <= orderWindow {
+			return false
+		}
+	}
+	return true
 }
 
 // promotionDone reports whether a fresh net CHILD_SA was installed on st since its last promotion was issued.

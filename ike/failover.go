@@ -22,7 +22,8 @@ import (
 //     (make before break); with IKEv1 it deletes first, because charon treats a second identical quick mode as a
 //     rekey of the first (same reqid, same place). This works without waiting for DPD, as long as X's peer
 //     answers. Neither reqids (charon reuses released ones) nor unique ids (handed out when a negotiation
-//     starts, not when it installs) say anything about the order; the order of the events does.
+//     starts, not when it installs) say anything about the order; the order of the events does, except for
+//     installs milliseconds apart (see orderCertain), which the engine resolves by promoting a tunnel.
 //   - kernel-netlink (kernel ESP) installs one XFRM policy per selector pair and keeps it pointing at the first
 //     SA that installed it. Without route-based tunnels (xfrm interfaces, a later issue) the engine can only
 //     evict: when the carrying tunnel is unhealthy its IKE_SA is torn down (forced), which hands the policy to the

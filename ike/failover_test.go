@@ -64,7 +64,7 @@ func TestDecide(t *testing.T) {
 // The install order comes from the order of the child-updown events, not from charon's unique ids: a
 // negotiation that started first (lower unique id) may install last, and then it carries the traffic.
 func TestLineageFollowsEventOrder(t *testing.T) {
-	e := &engine{lineage: map[uint64]uint64{}, tunnels: map[string]*tunnelState{
+	e := &engine{lineage: map[uint64]uint64{}, lineageAt: map[uint64]time.Time{}, tunnels: map[string]*tunnelState{
 		"aws-t1": {plan: &tunnelPlan{name: "aws-t1", netChild: "aws-t1-net"}},
 		"aws-t2": {plan: &tunnelPlan{name: "aws-t2", netChild: "aws-t2-net"}},
 	}}
@@ -145,7 +145,7 @@ func TestAnsweredOutlivesTheSA(t *testing.T) {
 
 // A promotion holds back the next one to the same tunnel only while its CHILD_SA has not been installed.
 func TestPromotionDone(t *testing.T) {
-	e := &engine{lineage: map[uint64]uint64{}, tunnels: map[string]*tunnelState{}}
+	e := &engine{lineage: map[uint64]uint64{}, lineageAt: map[uint64]time.Time{}, tunnels: map[string]*tunnelState{}}
 	st := &tunnelState{plan: &tunnelPlan{name: "aws-t2", netChild: "aws-t2-net"}}
 	e.tunnels["aws-t2"] = st
 	e.freshLineage(10)
@@ -159,5 +159,39 @@ func TestPromotionDone(t *testing.T) {
 	st.nets = append(st.nets, vici.ChildSA{UniqueID: 11})
 	if !e.promotionDone(st) {
 		t.Error("not done after the new CHILD_SA was installed")
+	}
+}
+
+// Two fresh installs on different tunnels announced close together leave libipsec's order unknown (charon
+// installs on several threads and announces afterwards); a promotion issued after both were known, or a second
+// between them, makes it certain.
+func TestOrderCertain(t *testing.T) {
+	e := &engine{lineage: map[uint64]uint64{}, lineageAt: map[uint64]time.Time{}}
+	t1 := &tunnelState{}
+	t2 := &tunnelState{}
+	states := []*tunnelState{t1, t2}
+	install := func(st *tunnelState, id uint64, at time.Time) {
+		e.lineageAt[e.freshLineage(id)] = at
+		st.nets = append(st.nets, vici.ChildSA{UniqueID: id})
+	}
+	base := time.Now()
+	install(t2, 1, base)
+	install(t1, 2, base.Add(3*time.Millisecond))
+	if e.orderCertain(states, 0) {
+		t.Fatal("installs 3 ms apart called certain")
+	}
+	// The engine promotes tunnel 1 after knowing both: its fresh CHILD_SA is certainly the newest.
+	t1.promotedSeq = e.lineageSeq
+	install(t1, 3, base.Add(200*time.Millisecond))
+	if !e.orderCertain(states, 0) {
+		t.Error("a promoted install not called certain")
+	}
+	// Tunnel 2 re-established by itself two seconds later: certain by time alone.
+	install(t2, 4, base.Add(2200*time.Millisecond))
+	if !e.orderCertain(states, 1) {
+		t.Error("installs 2 s apart not called certain")
+	}
+	if got := carrier(charon.BackendLibipsec, []tunnelView{{netOrder: []uint64{e.lineage[3]}}, {netOrder: []uint64{e.lineage[4]}}}); got != 1 {
+		t.Errorf("carrier %d, want the newest (tunnel 2)", got)
 	}
 }

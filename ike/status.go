@@ -24,7 +24,8 @@ type Status struct {
 // ConnectionStatus is one connection.
 type ConnectionStatus struct {
 	Name string `json:"name"`
-	// ActiveTunnel is the index of the tunnel carrying traffic to the remote networks, or -1.
+	// ActiveTunnel is the index of the tunnel carrying traffic to the remote networks, or -1 when none does or
+	// which one does is not known yet (two tunnels installed at the same moment; resolved within a second).
 	ActiveTunnel int `json:"active_tunnel"`
 	// Failovers counts moves of traffic away from an unhealthy tunnel; Failbacks counts returns to the
 	// preferred tunnel after its hold-down.
