@@ -798,7 +798,7 @@ func (e *engine) steer(ctx context.Context, now time.Time, cs *connState) {
 			if st == nil || len(st.nets) < 2 {
 				continue
 			}
-			newest := e.lineage[st.nets[len(st.nets)-1].UniqueID]
+			newest, _ := e.newestLineage(st)
 			for _, n := range st.nets {
 				if e.lineage[n.UniqueID] == newest || st.terminating[n.UniqueID] {
 					continue
@@ -877,18 +877,12 @@ const orderWindow = time.Second
 // tunnel's: learned more than orderWindow after them, or the product of a promotion the engine issued after
 // learning of them.
 func (e *engine) orderCertain(states []*tunnelState, cur int) bool {
-	newest := func(st *tunnelState) (uint64, bool) {
-		if st == nil || len(st.nets) == 0 {
-			return 0, false
-		}
-		return e.lineage[st.nets[len(st.nets)-1].UniqueID], true
-	}
-	kc, ok := newest(states[cur])
+	kc, ok := e.newestLineage(states[cur])
 	if !ok {
 		return true
 	}
 	for i, st := range states {
-		k, ok := newest(st)
+		k, ok := e.newestLineage(st)
 		if i == cur || !ok {
 			continue
 		}
@@ -904,8 +898,17 @@ func (e *engine) orderCertain(states []*tunnelState, cur int) bool {
 // Only a promotion still under way holds back the next one: a failover to a tunnel that took the traffic a
 // moment ago (say, during a fail-back's hold-down) must not wait for promoteRetry.
 func (e *engine) promotionDone(st *tunnelState) bool {
-	n := len(st.nets)
-	return n > 0 && e.lineage[st.nets[n-1].UniqueID] > st.promotedSeq
+	k, ok := e.newestLineage(st)
+	return ok && k > st.promotedSeq
+}
+
+// newestLineage returns the install order of a tunnel's newest net lineage (its nets are sorted oldest first),
+// and false when it has none.
+func (e *engine) newestLineage(st *tunnelState) (uint64, bool) {
+	if st == nil || len(st.nets) == 0 {
+		return 0, false
+	}
+	return e.lineage[st.nets[len(st.nets)-1].UniqueID], true
 }
 
 // publish stores a new Status snapshot.

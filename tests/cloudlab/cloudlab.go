@@ -320,6 +320,23 @@ func (p *Pinger) Replies() []time.Time {
 	return out
 }
 
+// CarriedBy judges, from two readings of each tunnel's packets-out counter (start and now, tunnel order),
+// whether the site LAN's traffic (the Pinger's 10 packets a second) went out over tunnel want and not over the
+// other: the status' active flag must be the truth, not the engine's belief. Each tunnel also sends one probe a
+// second on its own SA, which the counts include. Too little traffic yet is a plain error (wait on); traffic
+// over the other tunnel is a permanent one.
+func CarriedBy(start, now []uint64, want int) error {
+	carried, other := now[want]-start[want], now[1-want]-start[1-want]
+	if carried < 15 {
+		return fmt.Errorf("only %d packets out over tunnel %d (%d over the other) so far", carried, want+1, other)
+	}
+	if other > carried/3 {
+		return lab.Permanent(fmt.Errorf("the status calls tunnel %d active, but tunnel %d sent %d packets while it sent %d",
+			want+1, 2-want, other, carried))
+	}
+	return nil
+}
+
 // GapAround returns the longest silence between answers from the last answer before t0 until answers flow
 // steadily again, and whether they do.
 func (p *Pinger) GapAround(t0 time.Time) (time.Duration, bool) {

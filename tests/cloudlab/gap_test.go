@@ -1,6 +1,7 @@
 package cloudlab
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -44,5 +45,21 @@ func TestGapAround(t *testing.T) {
 				t.Errorf("gap %v resumed %v, want %v %v", gap, resumed, tc.gap, tc.resumed)
 			}
 		})
+	}
+}
+
+func TestCarriedBy(t *testing.T) {
+	start := []uint64{100, 200}
+	if err := CarriedBy(start, []uint64{120, 202}, 0); err != nil {
+		t.Errorf("traffic over tunnel 1 as the status says: %v", err)
+	}
+	if err := CarriedBy(start, []uint64{105, 201}, 0); err == nil {
+		t.Error("too little traffic yet called carried")
+	}
+	if err := CarriedBy(start, []uint64{102, 220}, 1); err != nil {
+		t.Errorf("traffic over tunnel 2 as the status says: %v", err)
+	}
+	if err := CarriedBy(start, []uint64{118, 210}, 0); err == nil || !strings.Contains(err.Error(), "tunnel 2 sent 10") {
+		t.Errorf("traffic over both called carried by tunnel 1: %v", err)
 	}
 }
