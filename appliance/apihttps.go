@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"toride/appliance/api"
+	"toride/appliance/atomicfile"
 	"toride/appliance/config"
 	"toride/appliance/health"
 )
@@ -206,7 +207,7 @@ func (a *apiHTTPS) certificate(s listenerSpec) (tls.Certificate, error) {
 		return tls.Certificate{}, err
 	}
 	data := append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})...)
-	if err := writeFileAtomic(path, data, 0o600); err != nil {
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
 		return tls.Certificate{}, err
 	}
 	return tls.X509KeyPair(data, data)

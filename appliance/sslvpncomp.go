@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"toride/appliance/atomicfile"
 	"toride/appliance/certs"
 	"toride/appliance/config"
 	"toride/appliance/health"
@@ -352,7 +353,7 @@ func (c *sslvpnComponent) tlsCryptKey(server string) ([]byte, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, err
 	}
-	if err := writeFileAtomic(path, []byte(b.String()), 0o600); err != nil {
+	if err := atomicfile.Write(path, []byte(b.String()), 0o600); err != nil {
 		return nil, err
 	}
 	return []byte(b.String()), nil

@@ -9,12 +9,12 @@ import (
 	"maps"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"toride/appliance/atomicfile"
 	"toride/appliance/config"
 	"toride/appliance/health"
 	"toride/dataplane/link"
@@ -156,7 +156,7 @@ func (s *systemSettings) applyResolver(old, new *config.System) error {
 	if cur, err := os.ReadFile(s.resolvConf); err == nil && bytes.Equal(cur, b.Bytes()) {
 		return nil
 	}
-	return writeFileAtomic(s.resolvConf, b.Bytes(), 0o644)
+	return atomicfile.Write(s.resolvConf, b.Bytes(), 0o644)
 }
 
 // applyInterfaces moves interfaces from old to new and returns the configured ones that are absent.
@@ -284,29 +284,4 @@ func (s *systemSettings) Close() error {
 		s.stopWatch = nil
 	}
 	return nil
-}
-
-// writeFileAtomic replaces a file with data: temp file in the same directory, fsync, rename.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

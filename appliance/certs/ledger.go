@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"toride/appliance/atomicfile"
 	"toride/appliance/secrets"
 	"toride/sslvpn/pki"
 )
@@ -100,31 +101,7 @@ func (l *Ledger) save(ca string, entries []Entry) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(l.dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.Write(path, data, 0o600)
 }
 
 // Entries returns a CA's entries, oldest first.

@@ -20,6 +20,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"toride/appliance/atomicfile"
 )
 
 const prefix = "sealed:v1:"
@@ -36,6 +38,13 @@ type Sealer struct{ aead cipher.AEAD }
 // Open loads the key file at path, creating it (32 random bytes, 0600) on first use.
 func Open(path string) (*Sealer, error) {
 	key, err := os.ReadFile(path)
+	if err == nil && len(key) == 0 {
+		// An empty key file is what a crash in the middle of creating one left (before every key was written
+		// whole): nothing was ever sealed with it, so a new key replaces it.
+		if err = os.Remove(path); err == nil {
+			err = fs.ErrNotExist
+		}
+	}
 	if errors.Is(err, fs.ErrNotExist) {
 		key = make([]byte, 32)
 		if _, err := rand.Read(key); err != nil {
@@ -44,21 +53,14 @@ func Open(path string) (*Sealer, error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, err
 		}
-		// O_EXCL: two starts racing must not end with two keys.
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
+		// Written whole or not at all (a crash must never leave an empty key), and never over a key another
+		// start just made: of two starts racing, the loser reads the winner's key.
+		if err := atomicfile.Create(path, key, 0o600); errors.Is(err, atomicfile.ErrExist) {
+			if key, err = os.ReadFile(path); err != nil {
+				return nil, fmt.Errorf("secrets: %w", err)
+			}
+		} else if err != nil {
 			return nil, fmt.Errorf("secrets: create key: %w", err)
-		}
-		if _, err := f.Write(key); err != nil {
-			f.Close()
-			return nil, err
-		}
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return nil, err
-		}
-		if err := f.Close(); err != nil {
-			return nil, err
 		}
 	} else if err != nil {
 		return nil, fmt.Errorf("secrets: %w", err)

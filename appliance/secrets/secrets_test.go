@@ -44,3 +44,57 @@ func TestSealOpen(t *testing.T) {
 		}
 	}
 }
+
+// TestEmptyKeyFileIsReplaced: an empty key file (a crash while an older version created it) must not stop the
+// appliance from starting; no value can have been sealed with it.
+func TestEmptyKeyFileIsReplaced(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "seal.key")
+	if err := os.WriteFile(path, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(path)
+	if err != nil {
+		t.Fatalf("an empty key file stops the start: %v", err)
+	}
+	sealed := s.Seal([]byte("x"), "c")
+	again, err := Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := again.Open(sealed, "c"); err != nil {
+		t.Fatalf("the replacement key was not kept: %v", err)
+	}
+}
+
+// TestConcurrentOpenAgreesOnOneKey: starts racing to create the key end with one key that opens what either sealed.
+func TestConcurrentOpenAgreesOnOneKey(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys", "seal.key")
+	const n = 8
+	sealers := make(chan *Sealer, n)
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			s, err := Open(path)
+			if err != nil {
+				errs <- err
+				return
+			}
+			sealers <- s
+		}()
+	}
+	var all []*Sealer
+	for range n {
+		select {
+		case err := <-errs:
+			t.Fatal(err)
+		case s := <-sealers:
+			all = append(all, s)
+		}
+	}
+	sealed := all[0].Seal([]byte("v"), "c")
+	for i, s := range all {
+		if _, err := s.Open(sealed, "c"); err != nil {
+			t.Fatalf("sealer %d has another key: %v", i, err)
+		}
+	}
+}

@@ -34,6 +34,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"toride/appliance/atomicfile"
 	"toride/appliance/config"
 )
 
@@ -154,8 +155,8 @@ func Open(opts Options) (*Store, error) {
 	if err := os.MkdirAll(s.archiveDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
-	removeTemps(opts.Dir)
-	removeTemps(s.archiveDir())
+	atomicfile.RemoveTemps(opts.Dir)
+	atomicfile.RemoveTemps(s.archiveDir())
 
 	running, err := s.loadRunning()
 	if err != nil {
@@ -490,19 +491,19 @@ func (s *Store) persist(next *config.Config, meta Commit, pc *pendingConfirm) (C
 	if err != nil {
 		return Commit{}, fmt.Errorf("store: %w", err)
 	}
-	if err := writeAtomic(s.archiveDir(), filepath.Base(s.archiveFile(meta.Revision)), entry); err != nil {
+	if err := atomicfile.Write(s.archiveFile(meta.Revision), entry, 0o600); err != nil {
 		return Commit{}, err
 	}
 	if pc != nil {
 		pc.Revision = meta.Revision
 		data, _ := json.Marshal(pc)
-		if err := writeAtomic(s.opts.Dir, "confirm.json", data); err != nil {
+		if err := atomicfile.Write(s.path("confirm.json"), data, 0o600); err != nil {
 			return Commit{}, err
 		}
-	} else if err := removeSynced(s.opts.Dir, "confirm.json"); err != nil {
+	} else if err := atomicfile.Remove(s.path("confirm.json")); err != nil {
 		return Commit{}, err
 	}
-	if err := writeAtomic(s.opts.Dir, "config.json", body); err != nil {
+	if err := atomicfile.Write(s.path("config.json"), body, 0o600); err != nil {
 		return Commit{}, err
 	}
 	s.mu.Lock()
@@ -541,7 +542,7 @@ func (s *Store) confirmLocked(author string) error {
 	if s.pending == nil {
 		return ErrNoPendingConfirm
 	}
-	if err := removeSynced(s.opts.Dir, "confirm.json"); err != nil {
+	if err := atomicfile.Remove(s.path("confirm.json")); err != nil {
 		return err
 	}
 	if s.timer != nil {
