@@ -22,9 +22,11 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net"
 	"net/netip"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -115,6 +117,15 @@ type GroupConfig struct {
 
 // defaultGroup names the one AnyConnect profile of a server that configures none.
 const defaultGroup = "default"
+
+// listenAddress is where a listener on port binds: the server's outside address, or every address of the box
+// when it has none of its own (a NAT-ed public address, or no VPN service at all).
+func (c *ServerConfig) listenAddress(port int) string {
+	if !c.ListenAddr.IsValid() || c.ListenAddr.IsUnspecified() {
+		return net.JoinHostPort("", strconv.Itoa(port))
+	}
+	return netip.AddrPortFrom(c.ListenAddr, uint16(port)).String()
+}
 
 // group returns the named group. "" is OpenVPN's: the server's own settings, a certificate always, no password.
 // A server without groups offers AnyConnect one, defaultGroup, made of the same settings and the AnyConnect

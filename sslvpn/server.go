@@ -211,7 +211,7 @@ func startServer(cfg *ServerConfig, tunName string, deps *Options, auth *useraut
 		tcp[cfg.AnyConnect.Port][demux.TLS] = func(ctx context.Context, c net.Conn) { _ = s.ac.ServeConn(ctx, c) }
 	}
 	for port, handlers := range tcp {
-		ln, err := net.Listen("tcp", netip.AddrPortFrom(cfg.ListenAddr, uint16(port)).String())
+		ln, err := net.Listen("tcp", cfg.listenAddress(port))
 		if err != nil {
 			return nil, fmt.Errorf("sslvpn: server %s: listen on TCP %d: %w", cfg.Name, port, err)
 		}
@@ -229,7 +229,7 @@ func startServer(cfg *ServerConfig, tunName string, deps *Options, auth *useraut
 		}()
 	}
 	udp := func(port int, serve func(context.Context, net.PacketConn) error) error {
-		pc, err := net.ListenPacket("udp", netip.AddrPortFrom(cfg.ListenAddr, uint16(port)).String())
+		pc, err := net.ListenPacket("udp", cfg.listenAddress(port))
 		if err != nil {
 			return fmt.Errorf("sslvpn: server %s: listen on UDP %d: %w", cfg.Name, port, err)
 		}

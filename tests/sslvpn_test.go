@@ -48,22 +48,28 @@ func newVPNLab(t *testing.T, otpOn bool) *vpnLab {
 	v.box = toridetest.Start(t, boxNS, t.TempDir())
 	v.commands("set system interfaces eth0 address 192.0.2.1/24", "set system interfaces eth1 address 10.50.0.1/24")
 	v.commit()
+	v.createVPN("192.0.2.1", otpOn)
+	return v
+}
 
+// createVPN makes the VPN service (clients dial external) and its SSL-VPN connection through the REST API, as
+// a cloud console does, and checks the connection is active.
+func (v *vpnLab) createVPN(external string, otpOn bool) {
+	v.t.Helper()
 	var svc struct {
 		VPNService struct{ ID string } `json:"vpnservice"`
 	}
 	v.rest("POST", "/vpn/nfv/vpnservices", map[string]any{"vpnservice": map[string]any{
-		"name": "office", "local_networks": []string{"10.50.0.0/24"}, "external_address": "192.0.2.1"}}, &svc, http.StatusCreated)
+		"name": "office", "local_networks": []string{"10.50.0.0/24"}, "external_address": external}}, &svc, http.StatusCreated)
 	var conn struct {
 		Conn connJSON `json:"ssl-vpn-v3-connection"`
 	}
 	v.rest("POST", "/vpn/nfv/ssl-vpn-v3-connections", map[string]any{"ssl-vpn-v3-connection": map[string]any{
 		"name": "main", "client_address_pool_cidr": "10.8.0.0/24", "vpnservice_id": svc.VPNService.ID, "otp": otpOn, "flavor": "small"}}, &conn, http.StatusCreated)
-	if conn.Conn.ID == "" || conn.Conn.ExternalAddress != "192.0.2.1" || conn.Conn.Status != "ACTIVE" {
-		t.Fatalf("created connection %+v", conn.Conn)
+	if conn.Conn.ID == "" || conn.Conn.ExternalAddress != external || conn.Conn.Status != "ACTIVE" {
+		v.t.Fatalf("created connection %+v", conn.Conn)
 	}
 	v.connID = conn.Conn.ID
-	return v
 }
 
 type connJSON struct {
@@ -482,5 +488,45 @@ func TestOpenVPNIdleTimeout(t *testing.T) {
 		return nil
 	}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSSLVPNBehindNAT is the usual cloud deployment: the VPN service's external address is a public address that
+// a NAT in front of the box forwards to it, on none of the box's interfaces. The connection is created through
+// the REST API like any other (it listens on every address then), and the downloaded profiles, unedited, connect
+// through the NAT over TCP and UDP and reach the LAN.
+//
+//	client 198.51.100.2 ── 198.51.100.1 [nat: 203.0.113.10 → 192.0.2.1] 192.0.2.254 ── eth0 192.0.2.1 [box] eth1 ── lan
+func TestSSLVPNBehindNAT(t *testing.T) {
+	l := lab.New(t, "openvpn", "ping", "unshare", "nft")
+	v := &vpnLab{t: t, l: l}
+	boxNS, nat := l.Namespace("box"), l.Namespace("nat")
+	v.client, v.lan = l.Namespace("cli"), l.Namespace("lan")
+	l.Link(v.client, "eth0", "198.51.100.2/24", nat, "eth0", "198.51.100.1/24")
+	l.Link(nat, "eth1", "192.0.2.254/24", boxNS, "eth0", "")
+	l.Link(boxNS, "eth1", "", v.lan, "eth0", "10.50.0.2/24")
+	v.client.AddRoute("default", "198.51.100.1")
+	v.lan.AddRoute("default", "10.50.0.1")
+	nat.EnableForwarding()
+	nat.MustRun("nft", "add table ip nat")
+	nat.MustRun("nft", "add chain ip nat prerouting { type nat hook prerouting priority -100 ; }")
+	nat.MustRun("nft", "add rule ip nat prerouting ip daddr 203.0.113.10 dnat to 192.0.2.1")
+	v.box = toridetest.Start(t, boxNS, t.TempDir())
+	v.commands("set system interfaces eth0 address 192.0.2.1/24", "set system interfaces eth1 address 10.50.0.1/24",
+		"set system static-routes 0.0.0.0/0 next-hop 192.0.2.254")
+	v.commit()
+	v.createVPN("203.0.113.10", false)
+
+	for _, proto := range []string{"", "&proto=udp"} {
+		profile := v.profile("nora", proto)
+		if !strings.Contains(profile, "remote 203.0.113.10 ") {
+			t.Fatalf("the profile does not dial the public address:\n%s", profile)
+		}
+		c := v.connect("nora", profile, nil)
+		v.pingLAN()
+		c.Stop()
+		if err := v.box.Proc.WaitOutput(lab.Within(t, 10*time.Second), "client disconnected"); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
