@@ -92,7 +92,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if fs.NArg() == 0 {
-		return cli.shell(ctx, stdin, stderr)
+		interactive := false
+		if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			interactive = true
+		}
+		return cli.shell(ctx, stdin, stderr, interactive)
 	}
 	return report(cli.exec(ctx, fs.Args()), stderr)
 }
@@ -535,11 +539,11 @@ func capitalize(s string) string {
 	return strings.ToUpper(s[:1]) + s[1:]
 }
 
-// shell reads commands line by line until end of input or exit. On a terminal it prompts.
-func (c *cli) shell(ctx context.Context, stdin io.Reader, stderr io.Writer) int {
-	interactive := false
-	if f, ok := stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
-		interactive = true
+// shell reads commands line by line until end of input or exit. On a terminal (interactive) it prompts, and
+// leaving it is a success whatever the admin typed before: each error was shown when it happened. Reading a
+// script, it returns the status of the first command that failed, so a caller sees that a script went wrong.
+func (c *cli) shell(ctx context.Context, stdin io.Reader, stderr io.Writer, interactive bool) int {
+	if interactive {
 		fmt.Fprintln(c.out, "Toride configuration shell. Type help for the commands, exit to leave.")
 	}
 	status := 0
@@ -555,7 +559,9 @@ func (c *cli) shell(ctx context.Context, stdin io.Reader, stderr io.Writer) int 
 		words, err := config.Split(sc.Text())
 		if err != nil {
 			fmt.Fprintf(stderr, "error: %v\n", err)
-			status = 1
+			if status == 0 {
+				status = 2
+			}
 			continue
 		}
 		if len(words) == 0 || strings.HasPrefix(words[0], "#") {
@@ -564,8 +570,8 @@ func (c *cli) shell(ctx context.Context, stdin io.Reader, stderr io.Writer) int 
 		if words[0] == "exit" || words[0] == "quit" {
 			break
 		}
-		if rc := report(c.exec(ctx, words), stderr); rc != 0 {
-			status = 1
+		if rc := report(c.exec(ctx, words), stderr); rc != 0 && status == 0 {
+			status = rc
 		}
 		if ctx.Err() != nil {
 			return 1
@@ -573,6 +579,7 @@ func (c *cli) shell(ctx context.Context, stdin io.Reader, stderr io.Writer) int 
 	}
 	if interactive {
 		fmt.Fprintln(c.out)
+		return 0
 	}
 	return status
 }
