@@ -5,7 +5,7 @@ set -eu
 
 run_pkgs="iproute2 util-linux strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libcharon-extra-plugins"
 # Real peers the tests start: see ARCHITECTURE.md ("Real peers used in tests").
-test_pkgs="$run_pkgs iputils-ping procps chrony openvpn openconnect ocserv iperf3 oathtool nftables"
+test_pkgs="$run_pkgs iputils-ping procps chrony openvpn openconnect ocserv iperf3 oathtool nftables curl"
 
 case "${1:-test}" in
 run) pkgs=$run_pkgs ;;

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,8 +38,7 @@ func Main(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
-	_, here, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(here), "..", "..")
+	root := repoRoot()
 	for _, name := range []string{"torided", "toride"} {
 		args := []string{"build", "-o", filepath.Join(dir, name), "./cmd/" + name}
 		if name == "torided" && race {
@@ -60,6 +60,40 @@ func Main(m *testing.M) {
 // Bin returns the path of a built binary.
 func Bin(name string) string { return filepath.Join(binDir, name) }
 
+var (
+	buildMu sync.Mutex
+	built   = map[string]string{}
+)
+
+// Build builds the command in pkg (a package path from the repository root, "./tests/flood") once per test
+// binary, with the race detector when race is set, and returns the binary's path.
+func Build(t testing.TB, pkg string, race bool) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	key := fmt.Sprintf("%s race=%v", pkg, race)
+	if path, ok := built[key]; ok {
+		return path
+	}
+	path := filepath.Join(binDir, fmt.Sprintf("%s-%d", filepath.Base(pkg), len(built)))
+	args := []string{"build", "-o", path}
+	if race {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, pkg)...)
+	cmd.Dir = repoRoot()
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building %s: %v\n%s", pkg, err, out)
+	}
+	built[key] = path
+	return path
+}
+
+func repoRoot() string {
+	_, here, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(here), "..", "..")
+}
+
 // Daemon is one torided running in a lab namespace.
 type Daemon struct {
 	t        testing.TB
@@ -70,11 +104,19 @@ type Daemon struct {
 	API      *api.Client
 }
 
-// Start runs torided in ns with its state in stateDir and waits until its API answers (10 s at most).
+// Start runs torided in ns with its state in stateDir and waits until its API answers (10 s at most). extra
+// flags come after the defaults, so they override them ("--log-level", "info").
 func Start(t testing.TB, ns *lab.Netns, stateDir string, extra ...string) *Daemon {
 	t.Helper()
+	return StartBinary(t, Bin("torided"), ns, stateDir, extra...)
+}
+
+// StartBinary is Start with another build of torided (see Build): one without the race detector, whose memory
+// is the product's.
+func StartBinary(t testing.TB, torided string, ns *lab.Netns, stateDir string, extra ...string) *Daemon {
+	t.Helper()
 	d := &Daemon{t: t, NS: ns, StateDir: stateDir, Socket: filepath.Join(stateDir, "api.sock")}
-	args := append([]string{"--uts", Bin("torided"), "--state-dir", stateDir, "--api-socket", d.Socket,
+	args := append([]string{"--uts", torided, "--state-dir", stateDir, "--api-socket", d.Socket,
 		"--resolv-conf", filepath.Join(stateDir, "resolv.conf"), "--log-level", "debug"}, extra...)
 	d.Proc = ns.Start("unshare", args...)
 	d.API = api.NewClient(d.Socket)
@@ -130,4 +172,27 @@ func (d *Daemon) Hostname() string {
 		d.t.Fatalf("reading torided's host name: %v", err)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// Memory returns torided's resident memory now and its peak since start, from /proc.
+func (d *Daemon) Memory() (rss, peak uint64, err error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", d.Proc.Pid()))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		var kb uint64
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			fmt.Sscan(v, &kb)
+			rss = kb << 10
+		}
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			fmt.Sscan(v, &kb)
+			peak = kb << 10
+		}
+	}
+	if rss == 0 || peak == 0 {
+		return 0, 0, fmt.Errorf("no VmRSS/VmHWM in /proc/%d/status", d.Proc.Pid())
+	}
+	return rss, peak, nil
 }
