@@ -106,9 +106,9 @@ func (c *sslvpnComponent) build(cfg *config.Config) (sslvpn.Config, []string, er
 	users := map[string]sslvpn.User{}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Users)) {
 		u := cfg.Users[name]
-		su := sslvpn.User{PasswordHash: u.PasswordHash, Disabled: u.Disable}
+		su := sslvpn.User{PasswordHash: string(u.PasswordHash), Disabled: u.Disable}
 		if u.OTPKey != "" {
-			key, err := c.sealer.Open(u.OTPKey, otpContext(name))
+			key, err := c.sealer.Open(string(u.OTPKey), otpContext(name))
 			if err != nil {
 				warnings = append(warnings, fmt.Sprintf("user %s: the OTP key does not open (%v); issue a new one", name, err))
 			}
@@ -254,7 +254,7 @@ func (c *sslvpnComponent) ledgerCRL(cfg *config.Config, caName string) (*x509.Re
 }
 
 func (c *sslvpnComponent) ledgerCRLPEM(cfg *config.Config, caName string, revs []pki.Revocation) (string, error) {
-	ca, err := pki.ParseCA(cfg.PKI.CAs[caName].Certificate, cfg.PKI.CAs[caName].PrivateKey)
+	ca, err := pki.ParseCA(cfg.PKI.CAs[caName].Certificate, string(cfg.PKI.CAs[caName].PrivateKey))
 	if err != nil {
 		return "", fmt.Errorf("pki ca %s: %w", caName, err)
 	}
@@ -277,7 +277,7 @@ func (c *sslvpnComponent) serverCertificate(cfg *config.Config, name string, s *
 		return tls.X509KeyPair([]byte(pc.Certificate), []byte(pc.PrivateKey))
 	}
 	caCfg := cfg.PKI.CAs[s.CA]
-	ca, err := pki.ParseCA(caCfg.Certificate, caCfg.PrivateKey)
+	ca, err := pki.ParseCA(caCfg.Certificate, string(caCfg.PrivateKey))
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("pki ca %s: %w", s.CA, err)
 	}

@@ -438,10 +438,10 @@ func abs(n int) int {
 func (v *validator) users(c *Config) {
 	for _, name := range sortedKeys(c.Users) {
 		u := c.Users[name]
-		if u.OTPKey != "" && !strings.HasPrefix(u.OTPKey, "sealed:v1:") {
+		if u.OTPKey != "" && !strings.HasPrefix(string(u.OTPKey), "sealed:v1:") {
 			v.add(p("users", name, "otp-key"), "(hidden)", "issue the key through the API (POST …/otp), which seals it", "not a sealed key")
 		}
-		if u.PasswordHash != "" && !strings.HasPrefix(u.PasswordHash, "$2") {
+		if u.PasswordHash != "" && !strings.HasPrefix(string(u.PasswordHash), "$2") {
 			v.add(p("users", name, "password-hash"), "(hidden)", "set the password with `set users "+name+" password-hash` from `toride generate password-hash`",
 				"not a bcrypt hash")
 		}
@@ -502,7 +502,7 @@ func (v *validator) certificate(path []string, text string) *x509.Certificate {
 	return cert
 }
 
-func (v *validator) privateKey(path []string, text string, cert *x509.Certificate) {
+func (v *validator) privateKey(path []string, text Secret, cert *x509.Certificate) {
 	block, _ := pem.Decode([]byte(text))
 	if block == nil {
 		v.add(path, "(hidden)", "give a PEM private key", "not PEM")
@@ -545,7 +545,7 @@ func (v *validator) api(c *Config) {
 		v.add(p("api", "https", "certificate"), h.Certificate, "use one of: "+strings.Join(sortedKeys(c.PKI.Certificates), ", "), "no pki certificate %q", h.Certificate)
 	}
 	for _, name := range sortedKeys(c.API.Keys) {
-		if k := c.API.Keys[name].KeyHash; !hexSHA256.MatchString(k) {
+		if k := c.API.Keys[name].KeyHash; !hexSHA256.MatchString(string(k)) {
 			v.add(p("api", "keys", name, "key-sha256"), "(hidden)", "use `toride generate api-key "+name+"`, which sets it", "not 64 lowercase hex digits")
 		}
 	}
