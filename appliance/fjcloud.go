@@ -402,12 +402,11 @@ func (f *fjcloud) createOTP(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	sealed := f.vpn.sealer.Seal(secret, otpContext(req.UserID))
 	err = f.change(r.Context(), "issue an OTP key to "+req.UserID, func(c *config.Config) error {
 		if err := c.Set([]string{"users", req.UserID}); err != nil {
 			return badRequest("ssl-vpn-v3-connection.user_id: %v", err)
 		}
-		c.Users[req.UserID].OTPKey = config.Secret(sealed)
+		c.Users[req.UserID].OTPKey = config.Secret(userauth.Base32(secret)) // sealed at rest by the store
 		return nil
 	})
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base32"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -23,7 +24,6 @@ import (
 	"toride/appliance/certs"
 	"toride/appliance/config"
 	"toride/appliance/health"
-	"toride/appliance/secrets"
 	"toride/sslvpn"
 	"toride/sslvpn/pki"
 	"toride/sslvpn/pool"
@@ -37,7 +37,6 @@ const serverCertValidity = 2 * 365 * 24 * time.Hour
 type sslvpnComponent struct {
 	conc     *sslvpn.Concentrator
 	ledger   *certs.Ledger
-	sealer   *secrets.Sealer
 	stateDir string
 	health   *health.Tracker
 	log      *slog.Logger
@@ -108,9 +107,10 @@ func (c *sslvpnComponent) build(cfg *config.Config) (sslvpn.Config, []string, er
 		u := cfg.Users[name]
 		su := sslvpn.User{PasswordHash: string(u.PasswordHash), Disabled: u.Disable}
 		if u.OTPKey != "" {
-			key, err := c.sealer.Open(string(u.OTPKey), otpContext(name))
+			key, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.TrimRight(string(u.OTPKey), "="))
 			if err != nil {
-				warnings = append(warnings, fmt.Sprintf("user %s: the OTP key does not open (%v); issue a new one", name, err))
+				// A key that did not open at start is kept as it was stored, which is no base32.
+				warnings = append(warnings, fmt.Sprintf("user %s: the OTP key is not usable (it did not open, or is no base32); issue a new one", name))
 			}
 			su.OTPSecret = key
 		}
@@ -206,8 +206,6 @@ func withDNSRoutes(nets []netip.Prefix, dns []netip.Addr) []netip.Prefix {
 	}
 	return out
 }
-
-func otpContext(user string) string { return "otp:" + user }
 
 // trustOf returns a CA's certificate and the CRLs that apply to it: the one loaded into the configuration, and,
 // for a CA the appliance issues with, the one made from the ledger's revocations.

@@ -211,7 +211,7 @@ type AnyConnectGroup struct {
 type User struct {
 	FullName     string `json:"full-name,omitempty" help:"Display name"`
 	PasswordHash Secret `json:"password-hash,omitempty" help:"bcrypt hash of the password"`
-	OTPKey       Secret `json:"otp-key,omitempty" help:"The user's TOTP key sealed (set through the API, never shown again)"`
+	OTPKey       Secret `json:"otp-key,omitempty" help:"The user's TOTP key in base32 (issued through the API, which shows it once)"`
 	Disable      bool   `json:"disable,omitempty" help:"Refuse this user's logins"`
 }
 
