@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -105,6 +106,10 @@ func New(opts Options) (*System, error) {
 		links.Close()
 		routes.Close()
 		return nil, err
+	}
+	if notices := s.store.Notices(); len(notices) > 0 {
+		// Loud and lasting: the admin must look at what the store found, not only at the log.
+		s.health.Set("config", health.Degraded, strings.Join(notices, "; "))
 	}
 	ledger, err := certs.Open(filepath.Join(opts.StateDir, "pki"), sealer)
 	if err != nil {

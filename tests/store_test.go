@@ -15,6 +15,50 @@ import (
 	"toride/tests/toridetest"
 )
 
+// TestTruncatedConfigStartsFromTheArchive: a config.json cut short (a disk that lied about a write) no longer
+// stops torided: it comes up on the newest archive entry, keeps the broken file and says so in the status.
+func TestTruncatedConfigStartsFromTheArchive(t *testing.T) {
+	l := lab.New(t, "nsenter", "unshare")
+	box := l.Namespace("box")
+	state := t.TempDir()
+	d := toridetest.Start(t, box, state)
+	d.MustToride("set", "system", "host-name", "before-the-damage")
+	d.MustToride("commit", "the last good commit")
+	d.Proc.Stop()
+
+	path := filepath.Join(state, "config", "config.json")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broken := data[:len(data)/2]
+	if err := os.WriteFile(path, broken, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	d = toridetest.Start(t, box, state)
+	if got := d.Hostname(); got != "before-the-damage" {
+		t.Fatalf("host name %q; want the newest archive entry's", got)
+	}
+	kept, _ := filepath.Glob(path + ".unreadable-*")
+	if len(kept) != 1 {
+		t.Fatalf("the truncated file is not kept: %v", kept)
+	}
+	if got, _ := os.ReadFile(kept[0]); !bytes.Equal(got, broken) {
+		t.Fatal("the kept file is not the one found")
+	}
+	status := d.MustToride("show", "status")
+	for _, want := range []string{`"config"`, `"degraded"`, "config.json cannot be read", kept[0], "started from archive revision 2"} {
+		if !strings.Contains(status, want) {
+			t.Errorf("status lacks %q:\n%s", want, status)
+		}
+	}
+	log := d.MustToride("show", "system", "commit")
+	if !strings.Contains(log, "by found at start: config.json cannot be read") || !strings.Contains(log, "the last good commit") {
+		t.Fatalf("commit log:\n%s", log)
+	}
+}
+
 // TestSecretsSealedAtRestAndHidden: after a commit of a pre-shared key and an API key hash through the real
 // daemon, no file of the state directory holds either in clear, no output shows them unless asked, the ask is
 // logged, and they survive a restart.
