@@ -65,7 +65,7 @@ func specOf(c *config.Config) listenerSpec {
 	}
 	s := listenerSpec{addr: netip.AddrPortFrom(h.ListenAddress, uint16(h.Port)), hostname: c.System.HostName}
 	if cert := c.PKI.Certificates[h.Certificate]; h.Certificate != "" && cert != nil {
-		s.certPEM, s.keyPEM = cert.Certificate, cert.PrivateKey
+		s.certPEM, s.keyPEM = cert.Certificate, string(cert.PrivateKey)
 	}
 	return s
 }
@@ -74,7 +74,7 @@ func specOf(c *config.Config) listenerSpec {
 func (a *apiHTTPS) Apply(ctx context.Context, _, new *config.Config) error {
 	keys := map[string]string{}
 	for name, k := range new.API.Keys {
-		keys[k.KeyHash] = name
+		keys[string(k.KeyHash)] = name
 	}
 	a.keys.Store(&keys)
 

@@ -333,7 +333,7 @@ func (f *fjcloud) createConnection(r *http.Request) (any, error) {
 			if c.PKI.CAs == nil {
 				c.PKI.CAs = map[string]*config.CA{}
 			}
-			c.PKI.CAs[usersCA] = &config.CA{Certificate: caCert, PrivateKey: caKey}
+			c.PKI.CAs[usersCA] = &config.CA{Certificate: caCert, PrivateKey: config.Secret(caKey)}
 		}
 		if err := c.Set([]string{"sslvpn", "servers", req.Name}); err != nil {
 			return badRequest("ssl-vpn-v3-connection.name: %v", err)
@@ -402,12 +402,11 @@ func (f *fjcloud) createOTP(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	sealed := f.vpn.sealer.Seal(secret, otpContext(req.UserID))
 	err = f.change(r.Context(), "issue an OTP key to "+req.UserID, func(c *config.Config) error {
 		if err := c.Set([]string{"users", req.UserID}); err != nil {
 			return badRequest("ssl-vpn-v3-connection.user_id: %v", err)
 		}
-		c.Users[req.UserID].OTPKey = sealed
+		c.Users[req.UserID].OTPKey = config.Secret(userauth.Base32(secret)) // sealed at rest by the store
 		return nil
 	})
 	if err != nil {
@@ -447,7 +446,7 @@ func (f *fjcloud) issuer(c *config.Config, s *config.SSLVPNServer) (*pki.CA, err
 	if caCfg == nil || caCfg.PrivateKey == "" {
 		return nil, conflict("CA %s of this connection is not held by the appliance, so it cannot issue certificates; issue them with that CA", s.CA)
 	}
-	return pki.ParseCA(caCfg.Certificate, caCfg.PrivateKey)
+	return pki.ParseCA(caCfg.Certificate, string(caCfg.PrivateKey))
 }
 
 func (f *fjcloud) issueCertificate(r *http.Request) (any, error) {

@@ -113,13 +113,7 @@ func (a *ipsecAPI) importFile(r *http.Request) (any, error) {
 		return nil, err
 	}
 	one := &config.Config{IPsec: config.IPsec{Connections: map[string]*config.IPsecConnection{opts.Name: cc}}}
-	var commands []string
-	for _, l := range one.Commands() {
-		if strings.Contains(l, " pre-shared-key ") {
-			l = l[:strings.Index(l, " pre-shared-key ")] + " pre-shared-key '****'"
-		}
-		commands = append(commands, l)
-	}
+	commands := config.Redact(one).Commands()
 	return map[string]any{"name": opts.Name, "format": conn.Format, "tunnels": len(ic.Tunnels), "commands": commands,
 		"changed": a.store.Changed(), "message": fmt.Sprintf("connection %s is in the candidate; review it with compare, apply it with commit", opts.Name)}, nil
 }
@@ -139,7 +133,7 @@ func fromIKE(ic ike.Connection) *config.IPsecConnection {
 	}
 	for i, t := range ic.Tunnels {
 		ct := &config.Tunnel{
-			LocalAddress: t.LocalAddress, LocalID: t.LocalID, RemoteAddress: t.RemoteAddress, PreSharedKey: t.PSK,
+			LocalAddress: t.LocalAddress, LocalID: t.LocalID, RemoteAddress: t.RemoteAddress, PreSharedKey: config.Secret(t.PSK),
 			InsideCIDR: t.InsideCIDR.Masked(), IKEVersion: t.IKEVersion, IKE: phaseFrom(t.Phase1), ESP: phaseFrom(t.Phase2),
 			DisablePFS: t.DisablePFS, RekeyMargin: secs(t.RekeyMargin), ReplayWindow: t.ReplayWindow,
 			DPD: config.DPD{Delay: secs(t.DPD.Delay), Timeout: secs(t.DPD.Timeout), Action: string(t.DPD.Action)},

@@ -128,7 +128,7 @@ func toIKE(c *config.Config) (ike.Config, ikeIndex) {
 				ic.Failover.Preferred = i
 			}
 			it := ike.Tunnel{
-				LocalAddress: t.LocalAddress, RemoteAddress: t.RemoteAddress, LocalID: t.LocalID, PSK: t.PreSharedKey,
+				LocalAddress: t.LocalAddress, RemoteAddress: t.RemoteAddress, LocalID: t.LocalID, PSK: string(t.PreSharedKey),
 				InsideCIDR: t.InsideCIDR, IKEVersion: t.IKEVersion, Phase1: phaseOf(t.IKE), Phase2: phaseOf(t.ESP),
 				DisablePFS: t.DisablePFS, RekeyMargin: sec(t.RekeyMargin), RekeyFuzz: t.RekeyFuzz, ReplayWindow: t.ReplayWindow,
 				DPD:             ike.DPD{Delay: sec(t.DPD.Delay), Timeout: sec(t.DPD.Timeout), Action: ike.DPDAction(t.DPD.Action)},

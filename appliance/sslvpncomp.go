@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base32"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -23,7 +24,6 @@ import (
 	"toride/appliance/certs"
 	"toride/appliance/config"
 	"toride/appliance/health"
-	"toride/appliance/secrets"
 	"toride/sslvpn"
 	"toride/sslvpn/pki"
 	"toride/sslvpn/pool"
@@ -37,7 +37,6 @@ const serverCertValidity = 2 * 365 * 24 * time.Hour
 type sslvpnComponent struct {
 	conc     *sslvpn.Concentrator
 	ledger   *certs.Ledger
-	sealer   *secrets.Sealer
 	stateDir string
 	health   *health.Tracker
 	log      *slog.Logger
@@ -106,11 +105,12 @@ func (c *sslvpnComponent) build(cfg *config.Config) (sslvpn.Config, []string, er
 	users := map[string]sslvpn.User{}
 	for _, name := range slices.Sorted(maps.Keys(cfg.Users)) {
 		u := cfg.Users[name]
-		su := sslvpn.User{PasswordHash: u.PasswordHash, Disabled: u.Disable}
+		su := sslvpn.User{PasswordHash: string(u.PasswordHash), Disabled: u.Disable}
 		if u.OTPKey != "" {
-			key, err := c.sealer.Open(u.OTPKey, otpContext(name))
+			key, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.TrimRight(string(u.OTPKey), "="))
 			if err != nil {
-				warnings = append(warnings, fmt.Sprintf("user %s: the OTP key does not open (%v); issue a new one", name, err))
+				// A key that did not open at start is kept as it was stored, which is no base32.
+				warnings = append(warnings, fmt.Sprintf("user %s: the OTP key is not usable (it did not open, or is no base32); issue a new one", name))
 			}
 			su.OTPSecret = key
 		}
@@ -207,8 +207,6 @@ func withDNSRoutes(nets []netip.Prefix, dns []netip.Addr) []netip.Prefix {
 	return out
 }
 
-func otpContext(user string) string { return "otp:" + user }
-
 // trustOf returns a CA's certificate and the CRLs that apply to it: the one loaded into the configuration, and,
 // for a CA the appliance issues with, the one made from the ledger's revocations.
 func (c *sslvpnComponent) trustOf(cfg *config.Config, caName string) (*x509.Certificate, []*x509.RevocationList, error) {
@@ -254,7 +252,7 @@ func (c *sslvpnComponent) ledgerCRL(cfg *config.Config, caName string) (*x509.Re
 }
 
 func (c *sslvpnComponent) ledgerCRLPEM(cfg *config.Config, caName string, revs []pki.Revocation) (string, error) {
-	ca, err := pki.ParseCA(cfg.PKI.CAs[caName].Certificate, cfg.PKI.CAs[caName].PrivateKey)
+	ca, err := pki.ParseCA(cfg.PKI.CAs[caName].Certificate, string(cfg.PKI.CAs[caName].PrivateKey))
 	if err != nil {
 		return "", fmt.Errorf("pki ca %s: %w", caName, err)
 	}
@@ -277,7 +275,7 @@ func (c *sslvpnComponent) serverCertificate(cfg *config.Config, name string, s *
 		return tls.X509KeyPair([]byte(pc.Certificate), []byte(pc.PrivateKey))
 	}
 	caCfg := cfg.PKI.CAs[s.CA]
-	ca, err := pki.ParseCA(caCfg.Certificate, caCfg.PrivateKey)
+	ca, err := pki.ParseCA(caCfg.Certificate, string(caCfg.PrivateKey))
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("pki ca %s: %w", s.CA, err)
 	}

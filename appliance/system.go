@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -92,17 +93,23 @@ func New(opts Options) (*System, error) {
 		health:      s.health, log: s.log.With("component", "system"),
 	}
 	s.orch = NewOrchestrator(s.health, s.log)
-	validate := func(c *config.Config) config.Problems { return append(config.Validate(c), validateIPsec(c)...) }
-	s.store, err = store.Open(store.Options{Dir: filepath.Join(opts.StateDir, "config"), Applier: s.orch, Default: config.Default(),
-		Logger: s.log.With("component", "store"), Validate: validate})
+	sealer, err := secrets.Open(filepath.Join(opts.StateDir, "keys", "seal.key"))
 	if err != nil {
 		links.Close()
 		routes.Close()
 		return nil, err
 	}
-	sealer, err := secrets.Open(filepath.Join(opts.StateDir, "keys", "seal.key"))
+	validate := func(c *config.Config) config.Problems { return append(config.Validate(c), validateIPsec(c)...) }
+	s.store, err = store.Open(store.Options{Dir: filepath.Join(opts.StateDir, "config"), Applier: s.orch, Default: config.Default(),
+		Logger: s.log.With("component", "store"), Validate: validate, Secrets: sealedSecrets{sealer}})
 	if err != nil {
+		links.Close()
+		routes.Close()
 		return nil, err
+	}
+	if notices := s.store.Notices(); len(notices) > 0 {
+		// Loud and lasting: the admin must look at what the store found, not only at the log.
+		s.health.Set("config", health.Degraded, strings.Join(notices, "; "))
 	}
 	ledger, err := certs.Open(filepath.Join(opts.StateDir, "pki"), sealer)
 	if err != nil {
@@ -110,7 +117,7 @@ func New(opts Options) (*System, error) {
 	}
 	vpn := &sslvpnComponent{
 		conc:   sslvpn.New(sslvpn.Options{Links: links, Logger: s.log.With("component", "sslvpn")}),
-		ledger: ledger, sealer: sealer, stateDir: opts.StateDir, health: s.health, log: s.log.With("component", "sslvpn"),
+		ledger: ledger, stateDir: opts.StateDir, health: s.health, log: s.log.With("component", "sslvpn"),
 	}
 	firewall, err := nft.New(nft.Options{})
 	if err != nil {

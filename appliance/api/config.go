@@ -12,17 +12,28 @@ import (
 	"toride/appliance/store"
 )
 
-// getConfig: GET /api/v1/config?source=running|candidate&format=json|commands|tree
+// getConfig: GET /api/v1/config?source=running|candidate&format=json|commands|tree&secrets=hide|show — secrets
+// are shown as **** unless the request asks for them with secrets=show, which is logged with who asked.
 func (s *Server) getConfig(r *http.Request) (any, error) {
 	q := r.URL.Query()
+	src := q.Get("source")
 	var c *config.Config
-	switch src := q.Get("source"); src {
+	switch src {
 	case "", "running":
+		src = "running"
 		c = s.opts.Store.Running()
 	case "candidate":
 		c = s.opts.Store.Candidate()
 	default:
 		return nil, Errorf(http.StatusBadRequest, "bad_request", "source=%q: use running or candidate", src)
+	}
+	switch sec := q.Get("secrets"); sec {
+	case "", "hide":
+		c = config.Redact(c)
+	case "show":
+		s.log.Warn("configuration secrets shown", "to", Author(r.Context()), "source", src)
+	default:
+		return nil, Errorf(http.StatusBadRequest, "bad_request", "secrets=%q: use hide (the default: each secret is ****) or show", sec)
 	}
 	switch f := q.Get("format"); f {
 	case "", "json":
@@ -43,7 +54,8 @@ func nonNil(s []string) []string {
 	return s
 }
 
-// putCandidate: PUT /api/v1/config/candidate with a whole configuration in JSON.
+// putCandidate: PUT /api/v1/config/candidate with a whole configuration in JSON. A secret given as **** (as GET
+// shows it) keeps the candidate's value, so a configuration read, edited and put back keeps its secrets.
 func (s *Server) putCandidate(r *http.Request) (any, error) {
 	body, err := readAll(r)
 	if err != nil {
@@ -53,7 +65,14 @@ func (s *Server) putCandidate(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, Errorf(http.StatusBadRequest, "bad_request", "%v", err)
 	}
-	if err := s.opts.Store.Edit(func(cand *config.Config) error { *cand = *c; return nil }); err != nil {
+	err = s.opts.Store.Edit(func(cand *config.Config) error {
+		if err := config.KeepSecrets(c, cand); err != nil {
+			return err
+		}
+		*cand = *c
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	return s.candidateState(), nil

@@ -1,9 +1,12 @@
 package config
 
 // Diff compares two configurations as set lines and returns a unified listing: unchanged lines are left out,
-// lines only in a prefixed "- ", lines only in b prefixed "+ ", in configuration order.
+// lines only in a prefixed "- ", lines only in b prefixed "+ ", in configuration order. Secrets are shown as
+// Placeholder, but compared by value: a changed secret is a line removed and a line added.
 func Diff(a, b *Config) []string {
 	x, y := a.Commands(), b.Commands()
+	// Redacting changes values only, never which lines there are: the shown lines pair with the compared ones.
+	shownX, shownY := Redact(a).Commands(), Redact(b).Commands()
 	// Longest common subsequence over the two canonical listings; configurations are a few thousand lines at
 	// most, so the quadratic table is fine.
 	lcs := make([][]int, len(x)+1)
@@ -26,10 +29,10 @@ func Diff(a, b *Config) []string {
 		case i < len(x) && j < len(y) && x[i] == y[j]:
 			i, j = i+1, j+1
 		case i < len(x) && (j == len(y) || lcs[i+1][j] >= lcs[i][j+1]):
-			out = append(out, "- "+x[i])
+			out = append(out, "- "+shownX[i])
 			i++
 		default:
-			out = append(out, "+ "+y[j])
+			out = append(out, "+ "+shownY[j])
 			j++
 		}
 	}

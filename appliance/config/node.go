@@ -68,7 +68,7 @@ func fieldsOf(t reflect.Type) []field {
 			continue
 		}
 		f := field{name: name, index: i, help: sf.Tag.Get("help"), def: sf.Tag.Get("default"),
-			key: sf.Tag.Get("key"), secret: sf.Tag.Get("secret") == "true", typ: sf.Type}
+			key: sf.Tag.Get("key"), secret: sf.Type == secretType, typ: sf.Type}
 		if e := sf.Tag.Get("enum"); e != "" {
 			f.enum = strings.Split(e, "|")
 		}
@@ -212,6 +212,10 @@ func (c *Config) Set(path []string) error {
 				}
 				fv.Set(reflect.Append(fv, nv))
 				return nil
+			}
+			if f.secret && path[i] == Placeholder {
+				return pathErr(path[:i], "%q is how a hidden secret is shown, not a value; give the %s itself, or leave this line out to keep the one set",
+					Placeholder, f.name)
 			}
 			nv, err := parseValue(f, f.typ, path[i])
 			if err != nil {

@@ -12,7 +12,8 @@
 //	range:"lo-hi"      the accepted range of an integer leaf
 //
 // A map is a tag node (`set system interfaces eth0 …`), a slice of scalars a multi-value leaf
-// (`set system dns name-server 192.0.2.53`, once per value), anything else a plain leaf. A Config as stored holds only
+// (`set system dns name-server 192.0.2.53`, once per value), anything else a plain leaf. A leaf of type Secret is a
+// secret: shown as **** unless an admin asks, sealed at rest. A Config as stored holds only
 // what the admin set; components and validation work on the effective config, which has the defaults filled in.
 //
 // A *Config is not safe for concurrent mutation; the store hands out clones.
@@ -110,7 +111,7 @@ type Tunnel struct {
 	LocalAddress    netip.Addr   `json:"local-address,omitzero" help:"Our outside address (behind NAT: the private one)"`
 	LocalID         string       `json:"local-id,omitempty" help:"The IKE identity we claim (behind NAT: the public customer gateway address)"`
 	RemoteAddress   netip.Addr   `json:"remote-address,omitzero" help:"The cloud gateway's outside address"`
-	PreSharedKey    string       `json:"pre-shared-key,omitempty" secret:"true" help:"IKE pre-shared key"`
+	PreSharedKey    Secret       `json:"pre-shared-key,omitempty" help:"IKE pre-shared key"`
 	InsideCIDR      netip.Prefix `json:"inside-cidr,omitzero" help:"Inside /30 in 169.254.0.0/16; the cloud takes the first address, we the second"`
 	IKEVersion      int          `json:"ike-version,omitempty" default:"2" range:"1-2" help:"IKE version (1 = main mode)"`
 	IKE             Phase        `json:"ike,omitzero" help:"Phase 1 (IKE SA) proposal and lifetime"`
@@ -209,8 +210,8 @@ type AnyConnectGroup struct {
 // User is a local user.
 type User struct {
 	FullName     string `json:"full-name,omitempty" help:"Display name"`
-	PasswordHash string `json:"password-hash,omitempty" secret:"true" help:"bcrypt hash of the password"`
-	OTPKey       string `json:"otp-key,omitempty" secret:"true" help:"The user's TOTP key, sealed (set through the API, never shown again)"`
+	PasswordHash Secret `json:"password-hash,omitempty" help:"bcrypt hash of the password"`
+	OTPKey       Secret `json:"otp-key,omitempty" help:"The user's TOTP key in base32 (issued through the API, which shows it once)"`
 	Disable      bool   `json:"disable,omitempty" help:"Refuse this user's logins"`
 }
 
@@ -223,14 +224,14 @@ type PKI struct {
 // CA is a certificate authority: its certificate, its key when the appliance issues with it, and its CRL.
 type CA struct {
 	Certificate string `json:"certificate,omitempty" help:"PEM certificate"`
-	PrivateKey  string `json:"private-key,omitempty" secret:"true" help:"PEM private key (only for a CA this appliance issues with)"`
+	PrivateKey  Secret `json:"private-key,omitempty" help:"PEM private key (only for a CA this appliance issues with)"`
 	CRL         string `json:"crl,omitempty" help:"PEM certificate revocation list"`
 }
 
 // Certificate is an end-entity certificate with its private key.
 type Certificate struct {
 	Certificate string `json:"certificate,omitempty" help:"PEM certificate"`
-	PrivateKey  string `json:"private-key,omitempty" secret:"true" help:"PEM private key"`
+	PrivateKey  Secret `json:"private-key,omitempty" help:"PEM private key"`
 }
 
 // API is the network side of the management API; the unix socket is always on.
@@ -248,5 +249,5 @@ type APIHTTPS struct {
 
 // APIKey is one API key, stored as the SHA-256 of the key.
 type APIKey struct {
-	KeyHash string `json:"key-sha256,omitempty" secret:"true" help:"Hex SHA-256 of the key presented as 'Authorization: Bearer KEY'"`
+	KeyHash Secret `json:"key-sha256,omitempty" help:"Hex SHA-256 of the key presented as 'Authorization: Bearer KEY'"`
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"crypto/x509"
+	"encoding/base32"
 	"encoding/pem"
 	"fmt"
 	"net/netip"
@@ -438,14 +439,21 @@ func abs(n int) int {
 func (v *validator) users(c *Config) {
 	for _, name := range sortedKeys(c.Users) {
 		u := c.Users[name]
-		if u.OTPKey != "" && !strings.HasPrefix(u.OTPKey, "sealed:v1:") {
-			v.add(p("users", name, "otp-key"), "(hidden)", "issue the key through the API (POST …/otp), which seals it", "not a sealed key")
+		if u.OTPKey != "" && !isTOTPKey(string(u.OTPKey)) {
+			v.add(p("users", name, "otp-key"), "(hidden)", "issue the key through the API (POST …/otp)", "not a base32 TOTP key of at least 128 bits")
 		}
-		if u.PasswordHash != "" && !strings.HasPrefix(u.PasswordHash, "$2") {
+		if u.PasswordHash != "" && !strings.HasPrefix(string(u.PasswordHash), "$2") {
 			v.add(p("users", name, "password-hash"), "(hidden)", "set the password with `set users "+name+" password-hash` from `toride generate password-hash`",
 				"not a bcrypt hash")
 		}
 	}
+}
+
+// isTOTPKey reports whether k is a TOTP key as authenticator apps read it: base32, at least the 128 bits RFC 4226
+// asks for.
+func isTOTPKey(k string) bool {
+	raw, err := base32.StdEncoding.WithPadding(base32.NoPadding).DecodeString(strings.TrimRight(k, "="))
+	return err == nil && len(raw) >= 16
 }
 
 func (v *validator) pki(c *Config) {
@@ -502,7 +510,7 @@ func (v *validator) certificate(path []string, text string) *x509.Certificate {
 	return cert
 }
 
-func (v *validator) privateKey(path []string, text string, cert *x509.Certificate) {
+func (v *validator) privateKey(path []string, text Secret, cert *x509.Certificate) {
 	block, _ := pem.Decode([]byte(text))
 	if block == nil {
 		v.add(path, "(hidden)", "give a PEM private key", "not PEM")
@@ -545,7 +553,7 @@ func (v *validator) api(c *Config) {
 		v.add(p("api", "https", "certificate"), h.Certificate, "use one of: "+strings.Join(sortedKeys(c.PKI.Certificates), ", "), "no pki certificate %q", h.Certificate)
 	}
 	for _, name := range sortedKeys(c.API.Keys) {
-		if k := c.API.Keys[name].KeyHash; !hexSHA256.MatchString(k) {
+		if k := c.API.Keys[name].KeyHash; !hexSHA256.MatchString(string(k)) {
 			v.add(p("api", "keys", name, "key-sha256"), "(hidden)", "use `toride generate api-key "+name+"`, which sets it", "not 64 lowercase hex digits")
 		}
 	}

@@ -11,6 +11,9 @@
 //	config.json           the running configuration (the commit point: its rename makes a commit durable)
 //	archive/NNNNNNNN.json the last 100 commits, each with its time, author, comment and whole configuration
 //	confirm.json          present while a commit-confirm waits for its confirmation
+//	*.unreadable-TIME     a file Open could not read, kept for inspection (see Open)
+//
+// Every file holds the secrets sealed by the SecretCodec the appliance gives; the store itself knows no crypto.
 //
 // Locking: commitMu serializes commits, rollbacks, confirmations and reverts; mu guards the candidate and the
 // archive index and is held only briefly, so edits and reads never wait for a slow apply. A Store is safe for
@@ -90,6 +93,22 @@ type Options struct {
 	// Validate checks an effective configuration; nil means config.Validate. The appliance adds the rules its
 	// engines know (the IPsec engine's, under configuration paths).
 	Validate func(*config.Config) config.Problems
+	// Secrets turns the configuration's secrets into what the files hold; nil stores them as they are.
+	Secrets SecretCodec
+}
+
+// SecretCodec seals secrets at rest: every file the store writes (config.json and each archive entry) holds the
+// secret leaves (config.Secret) as Seal made them, and the store opens them when it reads. path is the leaf's
+// place, as set lines spell it, so a codec can bind a sealed value to it. Memory, the Applier and Validate only
+// ever see the values themselves. A SecretCodec must be safe for concurrent use.
+type SecretCodec interface {
+	// Seal returns the at-rest form of a secret. A value that already has that form (one that did not open, kept
+	// as found) is returned as it is, never sealed twice.
+	Seal(path []string, value string) string
+	// Open returns the secret an at-rest form holds. current is false for a form an older version wrote (in
+	// clear): the store then rewrites the file. An error (sealed by another appliance, damaged) leaves the stored
+	// form as the value; the store reports it.
+	Open(path []string, stored string) (value string, current bool, err error)
 }
 
 // Commit describes one entry of the commit archive.
@@ -121,17 +140,34 @@ type Store struct {
 	commitMu sync.Mutex
 	running  atomic.Pointer[config.Config]
 
+	notices []string // what Open found; not changed after Open
+
 	mu        sync.Mutex
 	candidate *config.Config
 	archive   []Commit // oldest first
+	lastRev   int      // the highest revision number ever used, set-aside entries included
 	pending   *pendingConfirm
 	timer     interface{ Stop() bool }
 	closed    bool
 }
 
 // Open loads the state directory: the saved running configuration (or the default on first start), the archive,
-// and a commit-confirm still waiting from before a restart. It repairs what a crash can leave: temporary files,
-// and an archive entry whose commit never reached config.json. It does not apply anything: call Boot.
+// and a commit-confirm still waiting from before a restart. It never deletes history and never refuses to start
+// over a damaged file:
+//
+//   - temporary files a crash left are removed;
+//   - an archive entry that cannot be read is renamed aside (NNNNNNNN.json.unreadable-TIME) and reported;
+//   - a config.json that cannot be read (truncated, damaged) is renamed aside the same way, and the store starts
+//     from the newest readable archive entry (the default configuration when there is none), recorded as a new
+//     revision on top; so does a config.json that is missing while the archive is not;
+//   - a config.json that differs from the newest archive entry (edited while torided was stopped) becomes a new
+//     revision on top, except that an entry whose commit never reached config.json (a crash in the middle of a
+//     commit: config.json still holds the entry before it) is set aside (NNNNNNNN.json.interrupted-TIME);
+//   - a config.json that parses but fails validation is started as it is, best effort, as Boot always does: it is
+//     the admin's newest intent, where an older archive entry could bring back a deleted user or key;
+//   - secrets stored in clear by an older version are sealed in every file at once.
+//
+// What needs the admin's eye is in Notices. Open does not apply anything: call Boot.
 func Open(opts Options) (*Store, error) {
 	if opts.Applier == nil {
 		panic("store: Options.Applier is nil")
@@ -158,11 +194,11 @@ func Open(opts Options) (*Store, error) {
 	atomicfile.RemoveTemps(opts.Dir)
 	atomicfile.RemoveTemps(s.archiveDir())
 
-	running, err := s.loadRunning()
-	if err != nil {
+	if err := s.loadArchive(); err != nil {
 		return nil, err
 	}
-	if err := s.loadArchive(running); err != nil {
+	running, err := s.loadRunning()
+	if err != nil {
 		return nil, err
 	}
 	s.running.Store(running)
@@ -170,103 +206,280 @@ func Open(opts Options) (*Store, error) {
 	if err := s.loadPending(); err != nil {
 		return nil, err
 	}
+	if ps := s.opts.Validate(running.WithDefaults()); len(ps) > 0 {
+		s.notice("the running configuration has %s; it was started as it is, best effort: fix it and commit", ps.Error())
+	}
 	return s, nil
+}
+
+// Notices returns what Open found that needs an admin's attention (a damaged file set aside, where the running
+// configuration came from instead, a secret that does not open, problems of the running configuration), one
+// sentence each; nil when the state directory was sound.
+func (s *Store) Notices() []string { return slices.Clone(s.notices) }
+
+func (s *Store) notice(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	s.log.Error(msg)
+	s.notices = append(s.notices, msg)
 }
 
 func (s *Store) path(name string) string { return filepath.Join(s.opts.Dir, name) }
 func (s *Store) archiveDir() string      { return s.path("archive") }
 
-func (s *Store) loadRunning() (*config.Config, error) {
-	data, err := os.ReadFile(s.path("config.json"))
-	switch {
-	case errors.Is(err, os.ErrNotExist):
-		if s.opts.Default != nil {
-			return s.opts.Default.Clone(), nil
-		}
-		return &config.Config{}, nil
-	case err != nil:
-		return nil, fmt.Errorf("store: %w", err)
-	}
-	c, err := config.Unmarshal(data)
-	if err != nil {
-		return nil, fmt.Errorf("store: %s: %w", s.path("config.json"), err)
-	}
-	return c, nil
-}
-
-// loadArchive reads the archive index and reconciles it with the running configuration.
-func (s *Store) loadArchive(running *config.Config) error {
+// loadArchive reads every archive entry, sets aside the ones that cannot be read, seals the secrets of the ones
+// that hold them in clear, and finds the highest revision number ever used (set-aside entries included), so no
+// number is used twice.
+func (s *Store) loadArchive() error {
 	entries, err := os.ReadDir(s.archiveDir())
 	if err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
 	var revs []int
 	for _, e := range entries {
-		n, err := strconv.Atoi(strings.TrimSuffix(e.Name(), ".json"))
-		if err == nil && strings.HasSuffix(e.Name(), ".json") {
+		num, rest, _ := strings.Cut(e.Name(), ".")
+		n, err := strconv.Atoi(num)
+		if err != nil || rest != "json" && !strings.HasPrefix(rest, "json.") {
+			continue
+		}
+		s.lastRev = max(s.lastRev, n)
+		if rest == "json" {
 			revs = append(revs, n)
 		}
 	}
 	sort.Ints(revs)
 	for _, rev := range revs {
-		a, err := s.readArchived(rev)
+		_, meta, stale, _, err := s.readEntry(rev)
 		if err != nil {
-			s.log.Warn("dropping an unreadable archive entry", "revision", rev, "err", err)
-			_ = os.Remove(s.archiveFile(rev))
+			aside, aerr := s.setAside(s.archiveFile(rev), "unreadable")
+			if aerr != nil {
+				return fmt.Errorf("store: archive revision %d cannot be read (%v) nor set aside: %w", rev, err, aerr)
+			}
+			s.notice("archive revision %d cannot be read (%v); it is kept as %s", rev, err, aside)
 			continue
 		}
-		s.archive = append(s.archive, a.Commit)
-	}
-	// A crash between writing the archive entry and renaming config.json leaves newer entries that never became
-	// running: drop them, newest first, until the newest one is what is running.
-	for len(s.archive) > 0 {
-		newest := s.archive[len(s.archive)-1]
-		c, _, err := s.revisionConfig(newest.Revision)
-		if err == nil && config.Equal(c, running) {
-			return nil
+		s.archive = append(s.archive, meta)
+		if stale {
+			s.reseal(s.archiveFile(rev), func() error {
+				c, _, _, _, err := s.readEntry(rev)
+				if err != nil {
+					return err
+				}
+				body, err := config.Marshal(s.seal(c))
+				if err != nil {
+					return err
+				}
+				return s.writeEntry(meta, body)
+			})
 		}
-		s.log.Warn("dropping an archive entry that never became the running configuration", "revision", newest.Revision)
-		_ = os.Remove(s.archiveFile(newest.Revision))
-		s.archive = s.archive[:len(s.archive)-1]
 	}
-	// First start, or a config.json the archive does not know (edited by hand): record it.
-	comment := "initial configuration"
-	if _, err := os.Stat(s.path("config.json")); err == nil {
-		comment = "configuration found on disk"
+	return nil
+}
+
+// loadRunning reads config.json and reconciles it with the archive; see Open.
+func (s *Store) loadRunning() (*config.Config, error) {
+	data, err := os.ReadFile(s.path("config.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		if len(s.archive) == 0 {
+			c := &config.Config{}
+			if s.opts.Default != nil {
+				c = s.opts.Default.Clone()
+			}
+			return c, s.record(c, Commit{Author: "system", Comment: "initial configuration"})
+		}
+		return s.startFromArchive("config.json is missing")
 	}
-	_, err = s.persist(running, Commit{Author: "system", Comment: comment}, nil)
+	var c *config.Config
+	var stale bool
+	var unopened []string
+	if err == nil {
+		c, stale, unopened, err = s.decode(data)
+	}
+	if err != nil {
+		aside, aerr := s.setAside(s.path("config.json"), "unreadable")
+		if aerr != nil {
+			return nil, fmt.Errorf("store: %s cannot be read (%v) nor set aside: %w", s.path("config.json"), err, aerr)
+		}
+		return s.startFromArchive(fmt.Sprintf("config.json cannot be read (%v); it is kept as %s", err, aside))
+	}
+	if len(unopened) > 0 {
+		s.notice("the secrets at %s do not open (sealed by another appliance, or damaged) and are kept as stored; set them again",
+			strings.Join(unopened, ", "))
+	}
+	if len(s.archive) == 0 {
+		return c, s.record(c, Commit{Author: foundAtStart, Comment: "config.json had no commit archive; recorded as found"})
+	}
+	newest := s.archive[len(s.archive)-1]
+	if base, _, err := s.revisionConfig(newest.Revision); err == nil && config.Equal(base, c) {
+		if stale {
+			s.reseal(s.path("config.json"), func() error { return s.writeRunning(c) })
+		}
+		return c, nil
+	}
+	if len(s.archive) > 1 {
+		prev := s.archive[len(s.archive)-2]
+		if base, _, err := s.revisionConfig(prev.Revision); err == nil && config.Equal(base, c) {
+			// A crash between writing the newest entry and renaming config.json: that commit never ran.
+			aside, err := s.setAside(s.archiveFile(newest.Revision), "interrupted")
+			if err != nil {
+				return nil, fmt.Errorf("store: setting aside archive revision %d, which never became running: %w", newest.Revision, err)
+			}
+			s.log.Warn("an interrupted commit never became the running configuration; its archive entry is set aside",
+				"revision", newest.Revision, "kept_as", aside)
+			s.archive = s.archive[:len(s.archive)-1]
+			if stale {
+				s.reseal(s.path("config.json"), func() error { return s.writeRunning(c) })
+			}
+			return c, nil
+		}
+	}
+	comment := fmt.Sprintf("config.json differs from archive revision %d (edited while torided was stopped?); recorded as found", newest.Revision)
+	s.log.Warn(comment)
+	return c, s.record(c, Commit{Author: foundAtStart, Comment: comment})
+}
+
+// foundAtStart is the author of a revision Open recorded from what it found on disk.
+const foundAtStart = "found at start"
+
+// startFromArchive starts from the newest archive entry, because config.json cannot be used (why), and records it
+// as a new revision that says so; with no archive entry, from the default configuration.
+func (s *Store) startFromArchive(why string) (*config.Config, error) {
+	if len(s.archive) == 0 {
+		c := &config.Config{}
+		if s.opts.Default != nil {
+			c = s.opts.Default.Clone()
+		}
+		msg := why + "; no archive entry can be read either: started from the default configuration"
+		s.notice("%s", msg)
+		return c, s.record(c, Commit{Author: foundAtStart, Comment: msg})
+	}
+	newest := s.archive[len(s.archive)-1]
+	c, _, err := s.revisionConfig(newest.Revision)
+	if err != nil {
+		return nil, err
+	}
+	msg := fmt.Sprintf("%s; started from archive revision %d of %s", why, newest.Revision, newest.Time.Format(time.RFC3339))
+	s.notice("%s", msg)
+	return c, s.record(c, Commit{Author: foundAtStart, Comment: msg})
+}
+
+// record persists what Open found as a new revision. A commit-confirm that waited for the newest entry keeps
+// waiting for the new one, so its timeout still returns to the configuration before it.
+func (s *Store) record(c *config.Config, meta Commit) error {
+	var pc *pendingConfirm
+	if data, err := os.ReadFile(s.path("confirm.json")); err == nil && len(s.archive) > 0 {
+		var p pendingConfirm
+		if json.Unmarshal(data, &p) == nil && p.Revision == s.archive[len(s.archive)-1].Revision {
+			pc = &p
+		}
+	}
+	_, err := s.persist(c, meta, pc)
 	return err
+}
+
+// setAside renames a file that must not be used, but must not be lost either, to NAME.WHY-TIME, and returns the
+// new path.
+func (s *Store) setAside(path, why string) (string, error) {
+	base := fmt.Sprintf("%s.%s-%s", path, why, s.clock.Now().UTC().Format("20060102T150405Z"))
+	aside := base
+	for i := 2; ; i++ {
+		if _, err := os.Lstat(aside); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+		aside = fmt.Sprintf("%s-%d", base, i)
+	}
+	if err := os.Rename(path, aside); err != nil {
+		return "", err
+	}
+	return aside, atomicfile.SyncDir(filepath.Dir(path))
+}
+
+// reseal rewrites a file whose secrets are stored in clear (or in an older sealed form); a failure leaves the file
+// as it was, and is reported.
+func (s *Store) reseal(path string, write func() error) {
+	if err := write(); err != nil {
+		s.notice("%s holds secrets in clear and could not be rewritten sealed: %v", path, err)
+		return
+	}
+	s.log.Info("sealed the secrets an older version stored in clear", "file", path)
+}
+
+// decode parses a stored configuration and opens its secrets. stale: some were stored in an outdated form (in
+// clear); unopened: the paths of the ones that do not open, kept as stored.
+func (s *Store) decode(data []byte) (c *config.Config, stale bool, unopened []string, err error) {
+	c, err = config.Unmarshal(data)
+	if err != nil || s.opts.Secrets == nil {
+		return c, false, nil, err
+	}
+	c.MapSecrets(func(path []string, v config.Secret) config.Secret {
+		value, current, err := s.opts.Secrets.Open(path, string(v))
+		stale = stale || !current
+		if err != nil {
+			unopened = append(unopened, strings.Join(path, " "))
+			return v
+		}
+		return config.Secret(value)
+	})
+	return c, stale, unopened, nil
+}
+
+// seal returns c with its secrets in their at-rest form, as every file the store writes holds them.
+func (s *Store) seal(c *config.Config) *config.Config {
+	if s.opts.Secrets == nil {
+		return c
+	}
+	c = c.Clone()
+	c.MapSecrets(func(path []string, v config.Secret) config.Secret {
+		return config.Secret(s.opts.Secrets.Seal(path, string(v)))
+	})
+	return c
 }
 
 func (s *Store) archiveFile(rev int) string {
 	return filepath.Join(s.archiveDir(), fmt.Sprintf("%08d.json", rev))
 }
 
-func (s *Store) readArchived(rev int) (*archived, error) {
+// readEntry reads archive entry rev whole: its commit, and its configuration with the secrets opened.
+func (s *Store) readEntry(rev int) (*config.Config, Commit, bool, []string, error) {
 	data, err := os.ReadFile(s.archiveFile(rev))
 	if err != nil {
-		return nil, err
+		return nil, Commit{}, false, nil, err
 	}
 	var a archived
 	if err := json.Unmarshal(data, &a); err != nil {
-		return nil, err
+		return nil, Commit{}, false, nil, err
 	}
 	if a.Commit.Revision != rev {
-		return nil, fmt.Errorf("entry names revision %d", a.Commit.Revision)
+		return nil, Commit{}, false, nil, fmt.Errorf("the entry names revision %d", a.Commit.Revision)
 	}
-	return &a, nil
+	c, stale, unopened, err := s.decode(a.Config)
+	if err != nil {
+		return nil, Commit{}, false, nil, err
+	}
+	return c, a.Commit, stale, unopened, nil
+}
+
+func (s *Store) writeEntry(meta Commit, body []byte) error {
+	entry, err := json.MarshalIndent(archived{Commit: meta, Config: body}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return atomicfile.Write(s.archiveFile(meta.Revision), entry, 0o600)
+}
+
+func (s *Store) writeRunning(c *config.Config) error {
+	body, err := config.Marshal(s.seal(c))
+	if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	return atomicfile.Write(s.path("config.json"), body, 0o600)
 }
 
 func (s *Store) revisionConfig(rev int) (*config.Config, Commit, error) {
-	a, err := s.readArchived(rev)
+	c, meta, _, _, err := s.readEntry(rev)
 	if err != nil {
 		return nil, Commit{}, fmt.Errorf("%w: revision %d: %v", ErrNoSuchRevision, rev, err)
 	}
-	c, err := config.Unmarshal(a.Config)
-	if err != nil {
-		return nil, Commit{}, fmt.Errorf("store: archive revision %d: %w", rev, err)
-	}
-	return c, a.Commit, nil
+	return c, meta, nil
 }
 
 func (s *Store) loadPending() error {
@@ -478,22 +691,25 @@ func (s *Store) Change(ctx context.Context, author, comment string, fn func(c *c
 
 // persist writes next as a new revision: archive entry, then confirm.json, then config.json (the commit point),
 // then trims the archive. It returns the new commit.
-func (s *Store) persist(next *config.Config, meta Commit, pc *pendingConfirm) (Commit, error) {
-	body, err := config.Marshal(next)
+func (s *Store) persist(next *config.Config, meta Commit, pc *pendingConfirm) (_ Commit, err error) {
+	body, err := config.Marshal(s.seal(next))
 	if err != nil {
 		return Commit{}, fmt.Errorf("store: %w", err)
 	}
 	s.mu.Lock()
-	meta.Revision = s.newestLocked().Revision + 1
+	meta.Revision = s.lastRev + 1
 	s.mu.Unlock()
 	meta.Time = s.clock.Now().UTC().Truncate(time.Second)
-	entry, err := json.MarshalIndent(archived{Commit: meta, Config: body}, "", "  ")
-	if err != nil {
-		return Commit{}, fmt.Errorf("store: %w", err)
-	}
-	if err := atomicfile.Write(s.archiveFile(meta.Revision), entry, 0o600); err != nil {
+	if err := s.writeEntry(meta, body); err != nil {
 		return Commit{}, err
 	}
+	defer func() {
+		if err != nil {
+			// The entry of a commit that did not happen is no history: remove it, or a later start would take it
+			// for one that was interrupted.
+			_ = atomicfile.Remove(s.archiveFile(meta.Revision))
+		}
+	}()
 	if pc != nil {
 		pc.Revision = meta.Revision
 		data, _ := json.Marshal(pc)
@@ -507,6 +723,7 @@ func (s *Store) persist(next *config.Config, meta Commit, pc *pendingConfirm) (C
 		return Commit{}, err
 	}
 	s.mu.Lock()
+	s.lastRev = meta.Revision
 	s.archive = append(s.archive, meta)
 	for len(s.archive) > s.opts.ArchiveSize {
 		_ = os.Remove(s.archiveFile(s.archive[0].Revision))

@@ -1,10 +1,12 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -387,39 +389,233 @@ func TestRecoveryFromACrashMidCommit(t *testing.T) {
 		t.Fatalf("running after recovery = %q, want one", got)
 	}
 	if c := f.s.Commits(); len(c) != 2 || c[0].Revision != 2 {
-		t.Fatalf("archive after recovery = %+v, want the orphan dropped", c)
+		t.Fatalf("archive after recovery = %+v, want the orphan out of the history", c)
+	}
+	// The orphan is set aside, not deleted; its number is never used again.
+	if aside, _ := filepath.Glob(filepath.Join(f.dir, "archive", "00000003.json.interrupted-*")); len(aside) != 1 {
+		t.Fatalf("the interrupted commit's entry is not kept aside: %v", aside)
+	}
+	if len(f.s.Notices()) != 0 {
+		t.Fatalf("a crash mid-commit is ordinary recovery, not a notice: %q", f.s.Notices())
 	}
 	if _, err := os.Stat(filepath.Join(f.dir, ".config.json.123.tmp")); !os.IsNotExist(err) {
 		t.Fatal("temporary file not removed")
 	}
-	// The next commit reuses revision 3 cleanly.
-	if c := f.mustCommitHost("two", 0); c.Revision != 3 {
-		t.Fatalf("next revision = %d", c.Revision)
+	if c := f.mustCommitHost("two", 0); c.Revision != 4 {
+		t.Fatalf("next revision = %d, want 4", c.Revision)
 	}
 }
 
+// TestHandEditedConfigIsRecorded: a config.json edited while torided was stopped becomes a new revision on top of
+// the history, which stays whole and keeps counting.
 func TestHandEditedConfigIsRecorded(t *testing.T) {
 	f := newFixture(t)
+	for _, h := range []string{"h1", "h2", "h3", "h4"} {
+		f.mustCommitHost(h, 0)
+	}
 	f.s.Close()
 	if err := os.WriteFile(filepath.Join(f.dir, "config.json"), []byte(`{"system":{"host-name":"edited"}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	f.open()
 	c := f.s.Commits()
-	if f.s.Running().System.HostName != "edited" || c[0].Comment != "configuration found on disk" {
-		t.Fatalf("hand-edited config: running %q, newest commit %+v", f.s.Running().System.HostName, c[0])
+	if f.s.Running().System.HostName != "edited" || f.app.last() != "edited" {
+		t.Fatalf("hand-edited config: running %q, booted %q", f.s.Running().System.HostName, f.app.last())
+	}
+	if len(c) != 5 || c[0].Revision != 6 || c[0].Author != "found at start" || !strings.Contains(c[0].Comment, "differs from archive revision 5") {
+		t.Fatalf("archive after a hand edit = %+v; want the 5 entries kept and revision 6 recording it", c)
+	}
+	if old, _, err := f.s.Revision(1); err != nil || old.System.HostName != "h4" {
+		t.Fatalf("revision before the hand edit = %v, %v; want h4", old, err)
 	}
 }
 
-func TestCorruptConfigFailsOpenClearly(t *testing.T) {
+// TestInvalidHandEditBootsAsFound: a config.json that parses but fails validation is the admin's newest intent;
+// it is started as it is (best effort), recorded, and its problems are reported, instead of an older revision
+// silently coming back.
+func TestInvalidHandEditBootsAsFound(t *testing.T) {
 	f := newFixture(t)
+	f.mustCommitHost("good", 0)
 	f.s.Close()
-	if err := os.WriteFile(filepath.Join(f.dir, "config.json"), []byte(`{"system":{"hostname":"x"}}`), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(f.dir, "config.json"), []byte(`{"system":{"host-name":"bad_name"}}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	_, err := Open(Options{Dir: f.dir, Applier: f.app, Clock: f.clock})
-	if err == nil || !strings.Contains(err.Error(), `unknown field "hostname"`) || !strings.Contains(err.Error(), "config.json") {
-		t.Fatalf("Open of a corrupt config = %v; want the file and the field named", err)
+	f.open()
+	if f.s.Running().System.HostName != "bad_name" || f.app.last() != "bad_name" {
+		t.Fatalf("running %q booted %q; want the configuration found", f.s.Running().System.HostName, f.app.last())
+	}
+	n := f.s.Notices()
+	if len(n) != 1 || !strings.Contains(n[0], "system.host-name") || !strings.Contains(n[0], "fix it and commit") {
+		t.Fatalf("notices = %q; want the problem named", n)
+	}
+	if c := f.s.Commits(); len(c) != 3 || c[0].Author != "found at start" {
+		t.Fatalf("archive = %+v", c)
+	}
+	if _, err := f.commitHost("fixed", 0); err != nil {
+		t.Fatalf("the admin cannot fix it: %v", err)
+	}
+}
+
+// TestUnreadableConfigStartsFromTheArchive: a truncated or damaged config.json no longer stops the appliance:
+// the newest archive entry runs, recorded as a new revision, the file is kept for inspection and the notice names
+// it.
+func TestUnreadableConfigStartsFromTheArchive(t *testing.T) {
+	for name, damage := range map[string]func(data []byte) []byte{
+		"truncated":     func(data []byte) []byte { return data[:len(data)/2] },
+		"empty":         func([]byte) []byte { return nil },
+		"unknown field": func([]byte) []byte { return []byte(`{"system":{"hostname":"x"}}`) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := newFixture(t)
+			f.mustCommitHost("one", 0)
+			f.mustCommitHost("two", 0)
+			f.s.Close()
+			path := filepath.Join(f.dir, "config.json")
+			data, _ := os.ReadFile(path)
+			broken := damage(data)
+			if err := os.WriteFile(path, broken, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			f.open()
+			if f.s.Running().System.HostName != "two" || f.app.last() != "two" || f.savedHost() != "two" {
+				t.Fatalf("running %q booted %q saved %q; want the newest archive entry, two", f.s.Running().System.HostName, f.app.last(), f.savedHost())
+			}
+			kept, _ := filepath.Glob(path + ".unreadable-*")
+			if len(kept) != 1 {
+				t.Fatalf("the unreadable file is not kept: %v", kept)
+			}
+			if got, _ := os.ReadFile(kept[0]); !bytes.Equal(got, broken) {
+				t.Fatal("the kept file is not what was found")
+			}
+			n := f.s.Notices()
+			if len(n) != 1 || !strings.Contains(n[0], "config.json cannot be read") || !strings.Contains(n[0], kept[0]) ||
+				!strings.Contains(n[0], "started from archive revision 3") {
+				t.Fatalf("notices = %q; want the file, where it is kept and the revision started from", n)
+			}
+			c := f.s.Commits()
+			if len(c) != 4 || c[0].Revision != 4 || c[0].Author != "found at start" || c[1].Comment != "to two" {
+				t.Fatalf("archive = %+v; want the history whole and the recovery on top", c)
+			}
+			// The next start is clean.
+			f.s.Close()
+			f.open()
+			if len(f.s.Notices()) != 0 || f.s.Running().System.HostName != "two" {
+				t.Fatalf("second start: notices %q, running %q", f.s.Notices(), f.s.Running().System.HostName)
+			}
+		})
+	}
+}
+
+// TestMissingConfigStartsFromTheArchive: config.json gone while the archive is not (removed by hand, or a crash
+// between setting a broken one aside and writing the next) is no first start: the newest entry runs.
+func TestMissingConfigStartsFromTheArchive(t *testing.T) {
+	f := newFixture(t)
+	f.mustCommitHost("one", 0)
+	f.s.Close()
+	if err := os.Remove(filepath.Join(f.dir, "config.json")); err != nil {
+		t.Fatal(err)
+	}
+	f.open()
+	if f.s.Running().System.HostName != "one" || f.savedHost() != "one" {
+		t.Fatalf("running %q, want one", f.s.Running().System.HostName)
+	}
+	if n := f.s.Notices(); len(n) != 1 || !strings.Contains(n[0], "config.json is missing; started from archive revision 2") {
+		t.Fatalf("notices = %q", n)
+	}
+	if c := f.s.Commits(); len(c) != 3 {
+		t.Fatalf("archive = %+v", c)
+	}
+}
+
+// TestNothingReadableStartsFromTheDefault: with config.json and every archive entry unreadable, the appliance
+// still comes up (on the default configuration, so the API answers), and nothing is deleted.
+func TestNothingReadableStartsFromTheDefault(t *testing.T) {
+	f := newFixture(t)
+	f.mustCommitHost("one", 0)
+	f.s.Close()
+	for _, p := range []string{"config.json", "archive/00000001.json", "archive/00000002.json"} {
+		if err := os.WriteFile(filepath.Join(f.dir, p), []byte("{"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.open()
+	if f.s.Running().System.HostName != "default" {
+		t.Fatalf("running %q, want the default", f.s.Running().System.HostName)
+	}
+	if n := f.s.Notices(); len(n) != 3 || !strings.Contains(n[2], "started from the default configuration") {
+		t.Fatalf("notices = %q", n)
+	}
+	kept, _ := filepath.Glob(filepath.Join(f.dir, "*", "*.unreadable-*"))
+	kept2, _ := filepath.Glob(filepath.Join(f.dir, "*.unreadable-*"))
+	if len(kept)+len(kept2) != 3 {
+		t.Fatalf("kept files: %v %v", kept, kept2)
+	}
+	if c := f.s.Commits(); len(c) != 1 || c[0].Revision != 3 {
+		t.Fatalf("archive = %+v; want one new revision numbered after the unreadable ones", c)
+	}
+}
+
+// TestUnreadableArchiveEntryIsKept: an archive entry that cannot be read is renamed aside and reported, never
+// deleted; the rest of the history stays, and its number is not used again.
+func TestUnreadableArchiveEntryIsKept(t *testing.T) {
+	f := newFixture(t)
+	f.mustCommitHost("one", 0)
+	f.mustCommitHost("two", 0)
+	f.mustCommitHost("three", 0)
+	f.s.Close()
+	entry := filepath.Join(f.dir, "archive", "00000002.json")
+	if err := os.WriteFile(entry, []byte(`{"commit":{"revision":2`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.open()
+	if f.s.Running().System.HostName != "three" {
+		t.Fatal("an old damaged entry changed what runs")
+	}
+	kept, _ := filepath.Glob(entry + ".unreadable-*")
+	if len(kept) != 1 {
+		t.Fatalf("the damaged entry was not kept aside: %v", kept)
+	}
+	if n := f.s.Notices(); len(n) != 1 || !strings.Contains(n[0], "archive revision 2 cannot be read") || !strings.Contains(n[0], kept[0]) {
+		t.Fatalf("notices = %q", n)
+	}
+	var revs []int
+	for _, c := range f.s.Commits() {
+		revs = append(revs, c.Revision)
+	}
+	if !slices.Equal(revs, []int{4, 3, 1}) {
+		t.Fatalf("revisions = %v, want 4 3 1", revs)
+	}
+	// Damage the newest entry too: the next commit still gets a new number.
+	f.s.Close()
+	if err := os.WriteFile(filepath.Join(f.dir, "archive", "00000004.json"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.open()
+	if c := f.mustCommitHost("four", 0); c.Revision != 6 {
+		t.Fatalf("next revision = %d, want 6 (4 is kept aside, 5 recorded what was found)", c.Revision)
+	}
+}
+
+// TestRecoveryKeepsAWaitingConfirm: a commit-confirm waiting when config.json was damaged still returns to the
+// configuration before it at its deadline.
+func TestRecoveryKeepsAWaitingConfirm(t *testing.T) {
+	f := newFixture(t)
+	f.mustCommitHost("stable", 0)
+	f.mustCommitHost("risky", 5)
+	f.s.Close()
+	if err := os.WriteFile(filepath.Join(f.dir, "config.json"), []byte("{"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f.open()
+	if f.s.Running().System.HostName != "risky" {
+		t.Fatalf("running %q", f.s.Running().System.HostName)
+	}
+	if _, _, ok := f.s.Pending(); !ok {
+		t.Fatal("the recovery dropped the waiting commit-confirm")
+	}
+	f.clock.Advance(5 * time.Minute)
+	if f.savedHost() != "stable" {
+		t.Fatalf("after the deadline the appliance is at %q, want stable", f.savedHost())
 	}
 }
 

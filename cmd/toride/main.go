@@ -51,7 +51,9 @@ func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(fo
 const usage = `usage: toride [--socket PATH] [COMMAND]
 
 Commands:
-  show configuration [json|commands] [candidate]   the running (or candidate) configuration
+  show configuration [json|commands] [candidate] [--show-secrets]
+                                                   the running (or candidate) configuration; secrets
+                                                   are **** unless --show-secrets (torided logs who asked)
   show system commit                               the commit archive, newest (0) first
   show status                                      the appliance and its components
   show sslvpn [sessions]                           SSL-VPN servers, or their connected sessions
@@ -211,19 +213,21 @@ func (c *cli) show(ctx context.Context, args []string) error {
 	}
 	switch args[0] {
 	case "configuration", "config":
-		format, source := "tree", "running"
+		format, source, secrets := "tree", "running", "hide"
 		for _, a := range args[1:] {
 			switch a {
 			case "json", "commands", "tree":
 				format = a
 			case "candidate", "running":
 				source = a
+			case "--show-secrets":
+				secrets = "show"
 			default:
-				return usagef("show configuration %q: use json, commands, or candidate", a)
+				return usagef("show configuration %q: use json, commands, candidate or --show-secrets", a)
 			}
 		}
 		var raw []byte
-		if err := c.c.Do(ctx, "GET", "/api/v1/config?source="+source+"&format="+format, nil, &raw); err != nil {
+		if err := c.c.Do(ctx, "GET", "/api/v1/config?source="+source+"&format="+format+"&secrets="+secrets, nil, &raw); err != nil {
 			return err
 		}
 		switch format {
