@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -15,6 +16,7 @@ import (
 	"toride/sslvpn/pki"
 	"toride/sslvpn/pki/pkitest"
 	"toride/tests/lab"
+	"toride/tests/occlient"
 	"toride/tests/ovpnclient"
 	"toride/tests/toridetest"
 )
@@ -54,7 +56,8 @@ func crlPEM(t *testing.T, ca *pki.CA, number int64, validity time.Duration, seri
 
 // TestOpenVPNRevokedIntermediateAndCRLOrder, with the stock openvpn client and an external root CA whose
 // intermediate issued the user's certificate (the client sends the intermediate):
-//   - the root's CRL revoking the intermediate cuts the user's live session and refuses the user at the handshake;
+//   - the root's CRL revoking the intermediate cuts the user's live session and refuses the user at the handshake,
+//     and openconnect with the same certificate too;
 //   - a CRL older than the one in force is refused through PUT …/crl and through a commit, naming the field;
 //   - a rollback to a configuration holding the older CRL goes through, and the newer CRL stays in force, also
 //     after a restart (a rollback never un-revokes);
@@ -89,6 +92,25 @@ func TestOpenVPNRevokedIntermediateAndCRLOrder(t *testing.T) {
 	}
 	bc.Stop()
 	v.refusedAtHandshake(bobProfile)
+	// openconnect too (AnyConnect on the same port), with bob's certificate and the intermediate.
+	files := v.acUser("carol")
+	if err := os.WriteFile(files.cert, []byte(bob.CertPEM+pkiChain.IntermediatePEM), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(files.key, []byte(bob.KeyPEM), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mark := len(v.box.Proc.Output())
+	oc := occlient.Start(t, v.client, occlient.Options{Server: "https://192.0.2.1/", CAFile: files.ca, Args: []string{"-c", files.cert, "-k", files.key}})
+	if err := lab.WaitFor(lab.Within(t, 20*time.Second), 50*time.Millisecond, func() error {
+		if !strings.Contains(v.box.Proc.Output()[mark:], "AnyConnect handshake failed") || !strings.Contains(v.box.Proc.Output()[mark:], "is issued under the CA CN=Sales CA") {
+			return errors.New("the server did not refuse openconnect's handshake for the revoked intermediate")
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("%v\nserver log:\n%s", err, v.box.Proc.Output()[mark:])
+	}
+	oc.Stop()
 
 	// An older CRL, through the REST API: refused, and CRL 2 stays in force.
 	err = v.box.API.Do(context.Background(), "PUT", v.conn("/crl"), []byte(crlPEM(t, pkiChain.Root, 1, time.Hour)), nil)

@@ -183,11 +183,11 @@ func (s *Store) Verify(chain []*x509.Certificate) (*x509.Certificate, error) {
 // ServerConfig returns a TLS server configuration presenting cert that verifies client certificates against the
 // CAs as they are at each handshake (their names go into the CertificateRequest). required says whether a
 // certificate is needed. crypto/tls verifies the chain, so an expired certificate or an unknown issuer is refused
-// with the matching TLS alert, which the client logs. Revocation is left to the protocol's admission (Verify or
-// Revoked), so the client is told in words that its certificate is revoked rather than getting a bare "bad
-// certificate" alert. A revoked CA in the chain, though, fails the handshake itself (a bad certificate alert, and
-// the reason in the server's handshake error), so no protocol path can let a whole revoked branch of a PKI in;
-// Revoked still covers it for the live sessions a new CRL cuts.
+// with the matching TLS alert, which the client logs. A revoked client certificate is left to the protocol's
+// admission (Verify or Revoked), so the client is told in words that its certificate is revoked rather than
+// getting a bare "bad certificate" alert. A revoked CA in the chain, though, fails the handshake itself (a bad
+// certificate alert, and the reason in the server's handshake error), so no protocol path can let a whole revoked
+// branch of a PKI in; Revoked still covers it for the live sessions a new CRL cuts.
 func (s *Store) ServerConfig(cert tls.Certificate, required bool) *tls.Config {
 	auth := tls.VerifyClientCertIfGiven
 	if required {
