@@ -35,11 +35,16 @@ import (
 // apiHTTPS is the "api" component: the API on HTTPS for remote management, when api https listen-address is
 // set. Requests must carry `Authorization: Bearer KEY` for a key whose SHA-256 is configured; keys change without
 // restarting the listener.
+//
+// Whoever reaches the port holds a connection before proving anything, so what a client can hold is bounded
+// (httpsLimits): connections per source address and in all, and the time each phase of a request may take. A
+// request without a valid key is answered and its connection closed.
 type apiHTTPS struct {
 	handler  http.Handler
 	stateDir string
 	health   *health.Tracker
 	log      *slog.Logger
+	limits   httpsLimits // zero fields: the defaults
 
 	keys atomic.Pointer[map[string]string] // hex SHA-256 → key name
 
@@ -48,6 +53,43 @@ type apiHTTPS struct {
 	stop    context.CancelFunc
 	done    chan struct{}
 }
+
+// httpsLimits bound the management API's clients.
+type httpsLimits struct {
+	// header bounds the TLS handshake and the request's headers together (net/http applies the shortest of the
+	// timeouts to the handshake): a client that trickles bytes is cut.
+	header time.Duration
+	read   time.Duration // the whole request, body included
+	write  time.Duration // from the end of the headers to the end of the answer
+	idle   time.Duration // a kept-alive connection between requests
+	// conns and perSource cap concurrent connections in all and from one address; one over either is closed at
+	// once, so one source cannot take every slot.
+	conns, perSource int
+}
+
+func (l httpsLimits) withDefaults() httpsLimits {
+	or := func(v, def time.Duration) time.Duration {
+		if v == 0 {
+			return def
+		}
+		return v
+	}
+	l.header = or(l.header, 10*time.Second)
+	l.read = or(l.read, time.Minute) // a body of up to the API's 16 MiB over a slow management link
+	// A commit answers once it is applied (charon started, or every component rolled back): minutes at worst.
+	l.write = or(l.write, 3*time.Minute)
+	l.idle = or(l.idle, time.Minute)
+	if l.conns == 0 {
+		l.conns = 64 // an appliance has a handful of admins and scripts; a slot costs a goroutine and TLS state
+	}
+	if l.perSource == 0 {
+		l.perSource = 8
+	}
+	return l
+}
+
+// apiMaxHeaderBytes bounds a request's headers: a bearer key and the usual few lines fit many times over.
+const apiMaxHeaderBytes = 16 << 10
 
 type listenerSpec struct {
 	addr     netip.AddrPort
@@ -97,8 +139,12 @@ func (a *apiHTTPS) Apply(ctx context.Context, _, new *config.Config) error {
 	if err != nil {
 		return fmt.Errorf("api https: listen on %s: %w", want.addr, err)
 	}
-	tlsLn := tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
-	srv := &http.Server{Handler: a.authenticate(a.handler), ReadHeaderTimeout: 10 * time.Second}
+	lim := a.limits.withDefaults()
+	capped := &connLimiter{Listener: ln, max: lim.conns, perSource: lim.perSource, bySource: map[netip.Addr]int{}}
+	tlsLn := tls.NewListener(capped, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
+	srv := &http.Server{Handler: a.authenticate(a.handler), ReadHeaderTimeout: lim.header, ReadTimeout: lim.read,
+		WriteTimeout: lim.write, IdleTimeout: lim.idle, MaxHeaderBytes: apiMaxHeaderBytes,
+		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug)}
 	sctx, cancel := context.WithCancel(context.Background())
 	a.stop, a.done, a.running = cancel, make(chan struct{}), want
 	done := a.done
@@ -155,6 +201,8 @@ func (a *apiHTTPS) authenticate(next http.Handler) http.Handler {
 			}
 		}
 		if name == "" {
+			// A stranger keeps no kept-alive connection.
+			w.Header().Set("Connection", "close")
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("WWW-Authenticate", `Bearer realm="toride"`)
 			w.WriteHeader(http.StatusUnauthorized)
@@ -224,4 +272,61 @@ func certCovers(c tls.Certificate, addr netip.Addr) bool {
 		}
 	}
 	return false
+}
+
+// connLimiter is a listener that caps concurrent connections in all and per source address: Accept closes a
+// connection over either cap at once and goes on accepting. A connection's slot is freed when it is closed.
+type connLimiter struct {
+	net.Listener
+	max, perSource int
+
+	mu       sync.Mutex
+	total    int
+	bySource map[netip.Addr]int
+}
+
+func (l *connLimiter) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		src := netip.Addr{}
+		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
+			src = ap.Addr().Unmap()
+		}
+		l.mu.Lock()
+		over := l.total >= l.max || l.bySource[src] >= l.perSource
+		if !over {
+			l.total++
+			l.bySource[src]++
+		}
+		l.mu.Unlock()
+		if over {
+			c.Close()
+			continue
+		}
+		return &limitedConn{Conn: c, release: func() { l.release(src) }}, nil
+	}
+}
+
+func (l *connLimiter) release(src netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.total--
+	if l.bySource[src]--; l.bySource[src] == 0 {
+		delete(l.bySource, src)
+	}
+}
+
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -571,16 +572,20 @@ func (f *fjcloud) loadCRL(r *http.Request) (any, error) {
 		return nil, badRequest("%v", err)
 	}
 	caName := ""
+	var caCert *x509.Certificate
 	for _, n := range append([]string{s.CA}, s.TrustedCAs...) {
 		if ca := c.PKI.CAs[n]; ca != nil {
 			if cert, err := pki.ParseCertificate(ca.Certificate); err == nil && crl.CheckSignatureFrom(cert) == nil {
-				caName = n
+				caName, caCert = n, cert
 			}
 		}
 	}
 	if caName == "" {
 		return nil, api.Errorf(http.StatusUnprocessableEntity, "crl_not_trusted",
 			"the CRL of %s is not signed by a CA of this connection; trust its CA first (PUT …/ca)", crl.Issuer)
+	}
+	if older := f.vpn.olderThanInForce(caName, caCert, crl); older != "" {
+		return nil, api.Errorf(http.StatusConflict, "crl_older", "the CRL of %s: %s; load its newest CRL", crl.Issuer, older)
 	}
 	err = f.change(r.Context(), fmt.Sprintf("load the CRL of %s on %s (%d revoked)", caName, name, len(crl.RevokedCertificateEntries)), func(c *config.Config) error {
 		c.PKI.CAs[caName].CRL = text
@@ -590,7 +595,7 @@ func (f *fjcloud) loadCRL(r *http.Request) (any, error) {
 		return nil, err
 	}
 	return map[string]any{"crl": map[string]any{"ca": caName, "issuer": crl.Issuer.String(), "revoked": len(crl.RevokedCertificateEntries),
-		"this_update": crl.ThisUpdate, "next_update": crl.NextUpdate}}, nil
+		"this_update": crl.ThisUpdate, "next_update": crl.NextUpdate, "stale": !crl.NextUpdate.IsZero() && time.Now().After(crl.NextUpdate)}}, nil
 }
 
 // clientConfig: GET …/{id}/client-config?user_id=U[&proto=udp] — the .ovpn with the CA, the user's newest

@@ -41,8 +41,10 @@ type sslvpnComponent struct {
 	health   *health.Tracker
 	log      *slog.Logger
 
-	mu      sync.Mutex
-	applied *config.Config
+	mu       sync.Mutex
+	applied  *config.Config
+	crlTimer *time.Timer // re-applies when the next CRL's next update passes
+	closed   bool
 }
 
 func (c *sslvpnComponent) Name() string { return "sslvpn" }
@@ -63,6 +65,10 @@ func (c *sslvpnComponent) applyLocked(ctx context.Context, cfg *config.Config) e
 		return err
 	}
 	c.applied = cfg
+	for _, w := range warnings {
+		c.log.Warn(w)
+	}
+	c.armCRLTimer(want)
 	switch {
 	case len(want.Servers) == 0:
 		c.health.Remove(c.Name())
@@ -85,8 +91,46 @@ func (c *sslvpnComponent) Refresh(ctx context.Context) error {
 	return c.applyLocked(ctx, c.applied)
 }
 
+// armCRLTimer makes the component apply again when the first CRL in force reaches its next update: the CRLs it
+// makes from the ledger are then made afresh, and a loaded CRL that turned stale is reported (health and log)
+// without waiting for the next commit. c.mu must be held.
+func (c *sslvpnComponent) armCRLTimer(want sslvpn.Config) {
+	if c.crlTimer != nil {
+		c.crlTimer.Stop()
+		c.crlTimer = nil
+	}
+	now := time.Now()
+	var next time.Time
+	for _, sc := range want.Servers {
+		for _, crl := range sc.CRLs {
+			if nu := crl.NextUpdate; nu.After(now) && (next.IsZero() || nu.Before(next)) {
+				next = nu
+			}
+		}
+	}
+	if next.IsZero() {
+		return
+	}
+	c.crlTimer = time.AfterFunc(next.Sub(now)+time.Second, func() {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.closed || c.applied == nil {
+			return
+		}
+		if err := c.applyLocked(context.Background(), c.applied); err != nil {
+			c.log.Error("applying the SSL-VPN again at a CRL's next update failed", "err", err)
+		}
+	})
+}
+
 // Close stops every server.
 func (c *sslvpnComponent) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	if c.crlTimer != nil {
+		c.crlTimer.Stop()
+	}
+	c.mu.Unlock()
 	c.conc.Close()
 	return nil
 }
@@ -148,12 +192,17 @@ func (c *sslvpnComponent) build(cfg *config.Config) (sslvpn.Config, []string, er
 		}
 		caNames := append([]string{s.CA}, s.TrustedCAs...)
 		for _, caName := range caNames {
-			caCert, crls, err := c.trustOf(cfg, caName)
+			caCert, crls, crlWarnings, err := c.trustOf(cfg, caName)
 			if err != nil {
 				return out, nil, fmt.Errorf("sslvpn server %s: %w", name, err)
 			}
 			sc.CAs = append(sc.CAs, caCert)
 			sc.CRLs = append(sc.CRLs, crls...)
+			for _, w := range crlWarnings {
+				if !slices.Contains(warnings, w) { // a CA trusted by several servers is told once
+					warnings = append(warnings, w)
+				}
+			}
 		}
 		cert, err := c.serverCertificate(cfg, name, s, svc)
 		if err != nil {
@@ -207,35 +256,93 @@ func withDNSRoutes(nets []netip.Prefix, dns []netip.Addr) []netip.Prefix {
 	return out
 }
 
-// trustOf returns a CA's certificate and the CRLs that apply to it: the one loaded into the configuration, and,
-// for a CA the appliance issues with, the one made from the ledger's revocations.
-func (c *sslvpnComponent) trustOf(cfg *config.Config, caName string) (*x509.Certificate, []*x509.RevocationList, error) {
+// trustOf returns a CA's certificate and the CRLs that apply to it: the CRL in force for it (the configuration's,
+// or a newer one the appliance had in force before: see certs.Ledger.KeepNewerCRL), and, for a CA the appliance
+// issues with, the one made from the ledger's revocations. Warnings say when the configuration's CRL is not the
+// one in force, and when the one in force is stale.
+func (c *sslvpnComponent) trustOf(cfg *config.Config, caName string) (*x509.Certificate, []*x509.RevocationList, []string, error) {
 	ca := cfg.PKI.CAs[caName]
 	if ca == nil {
-		return nil, nil, fmt.Errorf("no pki ca %q", caName)
+		return nil, nil, nil, fmt.Errorf("no pki ca %q", caName)
 	}
 	cert, err := pki.ParseCertificate(ca.Certificate)
 	if err != nil {
-		return nil, nil, fmt.Errorf("pki ca %s: %w", caName, err)
+		return nil, nil, nil, fmt.Errorf("pki ca %s: %w", caName, err)
 	}
 	var crls []*x509.RevocationList
+	var warnings []string
+	var inForce *x509.RevocationList
 	if ca.CRL != "" {
 		crl, err := pki.ParseCRL([]byte(ca.CRL))
 		if err != nil {
-			return nil, nil, fmt.Errorf("pki ca %s crl: %w", caName, err)
+			return nil, nil, nil, fmt.Errorf("pki ca %s crl: %w", caName, err)
 		}
-		crls = append(crls, crl)
+		if inForce, err = c.ledger.KeepNewerCRL(caName, cert, crl); err != nil {
+			return nil, nil, nil, fmt.Errorf("pki ca %s crl: %w", caName, err)
+		}
+		if inForce != crl {
+			warnings = append(warnings, fmt.Sprintf("pki ca %s: the configuration's CRL (%s) is older than the CRL in force (%s), which stays in force so that nothing it revokes comes back; load %s's newest CRL",
+				caName, pki.DescribeCRL(crl), pki.DescribeCRL(inForce), cert.Subject))
+		}
+	} else {
+		if inForce, err = c.ledger.CRLInForce(caName, cert); err != nil {
+			return nil, nil, nil, fmt.Errorf("pki ca %s crl: %w", caName, err)
+		}
+		if inForce != nil {
+			warnings = append(warnings, fmt.Sprintf("pki ca %s: the configuration holds no CRL; the CRL in force (%s) stays in force so that nothing it revokes comes back; load %s's newest CRL",
+				caName, pki.DescribeCRL(inForce), cert.Subject))
+		}
+	}
+	if inForce != nil {
+		crls = append(crls, inForce)
+		if nu := inForce.NextUpdate; !nu.IsZero() && time.Now().After(nu) {
+			warnings = append(warnings, fmt.Sprintf("pki ca %s: the CRL in force (%s) is stale since %s (its next update): what it revokes stays revoked and certificates it does not list are accepted; load %s's current CRL (PUT …/crl)",
+				caName, pki.DescribeCRL(inForce), nu.UTC().Format(time.RFC3339), cert.Subject))
+		}
 	}
 	if ca.PrivateKey != "" {
 		crl, err := c.ledgerCRL(cfg, caName)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		if crl != nil {
 			crls = append(crls, crl)
 		}
 	}
-	return cert, crls, nil
+	return cert, crls, warnings, nil
+}
+
+// checkCRLs refuses a configuration whose CRL for a CA is older than the one in force, unless the configuration
+// has held that CRL before (seenBefore: a rollback or a commit-confirm's revert brings it back, and the newer one
+// simply stays in force, with a warning). A CRL never goes backwards: an older one would un-revoke certificates.
+func (c *sslvpnComponent) checkCRLs(cfg *config.Config, seenBefore func(caName string, crl *x509.RevocationList) bool) config.Problems {
+	var ps config.Problems
+	for _, name := range slices.Sorted(maps.Keys(cfg.PKI.CAs)) {
+		ca := cfg.PKI.CAs[name]
+		if ca.CRL == "" {
+			continue
+		}
+		cert, err1 := pki.ParseCertificate(ca.Certificate)
+		crl, err2 := pki.ParseCRL([]byte(ca.CRL))
+		if err1 != nil || err2 != nil {
+			continue // config.Validate reports it
+		}
+		if problem := c.olderThanInForce(name, cert, crl); problem != "" && !seenBefore(name, crl) {
+			ps = append(ps, config.Problem{Path: "pki.ca." + name + ".crl", Value: cert.Subject.String() + " CRL " + pki.DescribeCRL(crl),
+				Message: problem, Fix: fmt.Sprintf("load %s's newest CRL", cert.Subject)})
+		}
+	}
+	return ps
+}
+
+// olderThanInForce says how crl is older than the CRL in force for caName, or returns "".
+func (c *sslvpnComponent) olderThanInForce(caName string, ca *x509.Certificate, crl *x509.RevocationList) string {
+	inForce, err := c.ledger.CRLInForce(caName, ca)
+	if err != nil || inForce == nil || pki.CompareCRLs(crl, inForce) >= 0 {
+		return ""
+	}
+	return fmt.Sprintf("this CRL (%s, issued %s) is older than the CRL in force (%s, issued %s); a CRL never goes backwards, it would un-revoke certificates",
+		pki.DescribeCRL(crl), crl.ThisUpdate.UTC().Format(time.RFC3339), pki.DescribeCRL(inForce), inForce.ThisUpdate.UTC().Format(time.RFC3339))
 }
 
 // ledgerCRL makes the CRL of an appliance CA's revocations (nil when there are none).

@@ -14,7 +14,9 @@
 package appliance
 
 import (
+	"bytes"
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +42,7 @@ import (
 	"toride/dataplane/sysctl"
 	"toride/ike"
 	"toride/sslvpn"
+	"toride/sslvpn/pki"
 )
 
 // Options configure a System.
@@ -99,7 +102,11 @@ func New(opts Options) (*System, error) {
 		routes.Close()
 		return nil, err
 	}
-	validate := func(c *config.Config) config.Problems { return append(config.Validate(c), validateIPsec(c)...) }
+	var vpn *sslvpnComponent // made below, before any commit can come
+	validate := func(c *config.Config) config.Problems {
+		ps := append(config.Validate(c), validateIPsec(c)...)
+		return append(ps, vpn.checkCRLs(c, s.committedCRL)...)
+	}
 	s.store, err = store.Open(store.Options{Dir: filepath.Join(opts.StateDir, "config"), Applier: s.orch, Default: config.Default(),
 		Logger: s.log.With("component", "store"), Validate: validate, Secrets: sealedSecrets{sealer}})
 	if err != nil {
@@ -115,7 +122,7 @@ func New(opts Options) (*System, error) {
 	if err != nil {
 		return nil, err
 	}
-	vpn := &sslvpnComponent{
+	vpn = &sslvpnComponent{
 		conc:   sslvpn.New(sslvpn.Options{Links: links, Logger: s.log.With("component", "sslvpn")}),
 		ledger: ledger, stateDir: opts.StateDir, health: s.health, log: s.log.With("component", "sslvpn"),
 	}
@@ -154,6 +161,22 @@ func New(opts Options) (*System, error) {
 		closerFunc(func() error { _ = firewall.Delete(context.Background()); return firewall.Close() }), sys, ts, ipsec, vpn, https}
 	s.sys = sys
 	return s, nil
+}
+
+// committedCRL reports whether crl was caName's CRL in a configuration in the commit archive, the running one
+// included: one the appliance has had in force, which a rollback may bring back.
+func (s *System) committedCRL(caName string, crl *x509.RevocationList) bool {
+	for n := 0; ; n++ {
+		cfg, _, err := s.store.Revision(n)
+		if err != nil {
+			return false
+		}
+		if ca := cfg.PKI.CAs[caName]; ca != nil && ca.CRL != "" {
+			if old, err := pki.ParseCRL([]byte(ca.CRL)); err == nil && bytes.Equal(old.Raw, crl.Raw) {
+				return true
+			}
+		}
+	}
 }
 
 type closerFunc func() error

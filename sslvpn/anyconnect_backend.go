@@ -21,7 +21,7 @@ type loginData struct{ login *Login }
 func (b *anyconnectBackend) Authenticate(ctx context.Context, req *anyconnect.AuthRequest) (*anyconnect.Identity, error) {
 	s := (*Server)(b)
 	l := &Login{Protocol: "anyconnect", Remote: req.Remote, Group: req.Group, User: req.Username, Cert: req.Certificate,
-		Password: req.Password, OTP: req.OTP, HasOTP: req.HasOTP}
+		Chains: req.VerifiedChains, Password: req.Password, OTP: req.OTP, HasOTP: req.HasOTP}
 	user, err := s.authenticate(l)
 	if err != nil {
 		return nil, err
@@ -39,8 +39,10 @@ func (b *anyconnectBackend) Connect(ctx context.Context, req *anyconnect.Connect
 	l := *ld.login
 	l.Remote = req.Remote
 	// A certificate revoked since the login must not get a tunnel.
-	if l.Cert != nil && s.trust.Revoked(l.Cert) {
-		return nil, s.refuse(RefusedRevoked, &l, req.Identity.User, "certificate revoked", nil)
+	if l.Cert != nil {
+		if err := s.trust.Revoked(l.Chains); err != nil {
+			return nil, s.refuse(RefusedRevoked, &l, req.Identity.User, "certificate revoked", err)
+		}
 	}
 	sess, err := s.attach(req.Identity.User, &l, as, peerMeters{bytes: func() (uint64, uint64) { st := as.Stats(); return st.BytesIn, st.BytesOut }, dtls: as.DTLS})
 	if err != nil {

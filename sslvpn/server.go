@@ -51,7 +51,8 @@ type Session struct {
 	Protocol string // "openvpn-tcp", "openvpn-udp", "anyconnect"
 	Group    string // the connection profile
 	User     string
-	Cert     *x509.Certificate // the verified client certificate, nil for a password-only login
+	Cert     *x509.Certificate     // the verified client certificate, nil for a password-only login
+	Chains   [][]*x509.Certificate // Cert's verified chains, leaf first: a new CRL may revoke a CA in them
 	Remote   netip.AddrPort
 	Lease    pool.Lease
 	Cipher   string
@@ -70,11 +71,12 @@ type Session struct {
 type Login struct {
 	Protocol string
 	Remote   netip.AddrPort
-	Group    string            // the connection profile ("" for the server's default)
-	User     string            // as the client gave it; "" to take the certificate's common name
-	Cert     *x509.Certificate // verified by the TLS handshake against the server's trust store
-	Password string            // the password, when the client sent one
-	OTP      string            // the one-time password, when the client sent one
+	Group    string                // the connection profile ("" for the server's default)
+	User     string                // as the client gave it; "" to take the certificate's common name
+	Cert     *x509.Certificate     // verified by the TLS handshake against the server's trust store
+	Chains   [][]*x509.Certificate // Cert's verified chains from the handshake, leaf first
+	Password string                // the password, when the client sent one
+	OTP      string                // the one-time password, when the client sent one
 	HasOTP   bool
 	Cipher   string
 }
@@ -274,14 +276,18 @@ func (s *Server) update(cfg *ServerConfig) error {
 	s.cfg.Store(cfg)
 	if s.ac != nil {
 		// Logins that have not connected yet hold a cookie: a revoked certificate must not use it.
-		if n := s.ac.Revoke(func(id *anyconnect.Identity) bool { return id.Certificate != nil && s.trust.Revoked(id.Certificate) }, "certificate revoked"); n > 0 {
+		if n := s.ac.Revoke(func(id *anyconnect.Identity) bool {
+			ld, ok := id.Data.(loginData)
+			return ok && ld.login.Cert != nil && s.trust.Revoked(ld.login.Chains) != nil
+		}, "certificate revoked"); n > 0 {
 			s.log.Warn("AnyConnect cookies of revoked certificates invalidated", "count", n)
 		}
 	}
 	for _, sess := range s.Sessions() {
 		switch u, known := cfg.Users[sess.User]; {
-		case sess.Cert != nil && s.trust.Revoked(sess.Cert):
-			s.log.Warn("cutting a session: its certificate is revoked", "user", sess.User, "session", sess.ID, "serial", fmt.Sprintf("%X", sess.Cert.SerialNumber))
+		case sess.Cert != nil && s.trust.Revoked(sess.Chains) != nil:
+			s.log.Warn("cutting a session: its certificate is revoked", "user", sess.User, "session", sess.ID, "serial", fmt.Sprintf("%X", sess.Cert.SerialNumber),
+				"why", s.trust.Revoked(sess.Chains))
 			sess.peer.Close("certificate revoked")
 		case known && u.Disabled:
 			s.log.Warn("cutting a session: the user is disabled", "user", sess.User, "session", sess.ID)
@@ -333,9 +339,11 @@ func (s *Server) authenticate(l *Login) (string, error) {
 		return "", s.refuse(RefusedIdentity, l, l.User, fmt.Sprintf("no connection profile %q", l.Group), nil)
 	}
 	user := l.User
-	if l.Cert != nil && s.trust.Revoked(l.Cert) {
-		return "", s.refuse(RefusedRevoked, l, l.Cert.Subject.CommonName,
-			fmt.Sprintf("certificate %X of %s is revoked", l.Cert.SerialNumber, l.Cert.Subject.CommonName), nil)
+	if l.Cert != nil {
+		if err := s.trust.Revoked(l.Chains); err != nil {
+			return "", s.refuse(RefusedRevoked, l, l.Cert.Subject.CommonName,
+				fmt.Sprintf("certificate %X of %s is revoked", l.Cert.SerialNumber, l.Cert.Subject.CommonName), err)
+		}
 	}
 	if l.Cert != nil {
 		cn := l.Cert.Subject.CommonName
@@ -403,7 +411,7 @@ func (s *Server) attach(user string, l *Login, peer Peer, m peerMeters) (*Sessio
 		p.Release(lease)
 		return nil, err
 	}
-	sess := &Session{ID: newID(), Protocol: l.Protocol, Group: g.Name, User: user, Cert: l.Cert, Remote: l.Remote, Lease: lease,
+	sess := &Session{ID: newID(), Protocol: l.Protocol, Group: g.Name, User: user, Cert: l.Cert, Chains: l.Chains, Remote: l.Remote, Lease: lease,
 		Cipher: l.Cipher, Started: time.Now().UTC(), peer: peer, uplink: up, pool: p, stats: m.bytes, dtls: m.dtls}
 	s.sessions[sess.ID] = sess
 	if cfg.SessionTimeout > 0 {
@@ -476,9 +484,9 @@ func (b *openvpnBackend) Connect(ctx context.Context, req *openvpn.ConnectReques
 	s := (*Server)(b)
 	l := &Login{Protocol: "openvpn-" + string(req.Transport), Remote: req.Remote, User: req.Username, Cipher: req.Cipher}
 	if len(req.VerifiedChains) > 0 {
-		l.Cert = req.VerifiedChains[0][0]
+		l.Cert, l.Chains = req.VerifiedChains[0][0], req.VerifiedChains
 	} else if len(req.PeerCertificates) > 0 {
-		l.Cert = req.PeerCertificates[0]
+		l.Cert, l.Chains = req.PeerCertificates[0], [][]*x509.Certificate{req.PeerCertificates}
 	}
 	if _, otp, err := openvpn.ParseStaticChallenge(req.Password); err == nil {
 		l.OTP, l.HasOTP = otp, true

@@ -1,8 +1,8 @@
 // Package certs is the ledger of the certificates the appliance's own CAs issued and revoked, one JSON file per
-// CA in the state directory.
+// CA in the state directory, and of the CRL in force for each CA (crl.go).
 //
 // It lives outside the configuration on purpose: a configuration rollback must never un-revoke a stolen device's
-// certificate, so revocations only ever accumulate. The private keys of issued client certificates are kept
+// certificate, so revocations only ever accumulate, and a CRL is only ever replaced by a newer one. The private keys of issued client certificates are kept
 // sealed, so the client configuration download can inline them (as the cloud's SSL-VPN does).
 //
 // A Ledger is safe for concurrent use.

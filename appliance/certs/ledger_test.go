@@ -1,7 +1,9 @@
 package certs
 
 import (
+	"crypto/x509"
 	"errors"
+	"math/big"
 	"path/filepath"
 	"testing"
 	"time"
@@ -83,4 +85,56 @@ func lower(s string) string {
 	}
 	// big.Int.Text drops leading zeros; so does %X.
 	return string(b)
+}
+
+// TestCRLInForceNeverGoesBack: the CRL in force for a CA is replaced by a newer one only; an older one leaves it in
+// force; a CA re-made under the same name does not inherit its predecessor's CRL.
+func TestCRLInForceNeverGoesBack(t *testing.T) {
+	dir := t.TempDir()
+	sealer, err := secrets.Open(filepath.Join(dir, "seal.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := Open(filepath.Join(dir, "pki"), sealer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _, _, _ := pki.NewCA("Corp CA", 24*time.Hour)
+	crl := func(ca *pki.CA, n int64) *x509.RevocationList {
+		text, err := ca.CRL(nil, big.NewInt(n), time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := pki.ParseCRL([]byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if got, err := l.CRLInForce("corp", ca.Cert); got != nil || err != nil {
+		t.Fatalf("in force before any: %v %v", got, err)
+	}
+	for _, step := range []struct {
+		load, want int64
+	}{{5, 5}, {3, 5}, {6, 6}, {2, 6}} {
+		got, err := l.KeepNewerCRL("corp", ca.Cert, crl(ca, step.load))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Number.Int64() != step.want {
+			t.Fatalf("loading CRL %d: %d in force, want %d", step.load, got.Number, step.want)
+		}
+	}
+	// Reopened (a restart): still 6.
+	l2, _ := Open(filepath.Join(dir, "pki"), sealer)
+	if got, err := l2.CRLInForce("corp", ca.Cert); err != nil || got == nil || got.Number.Int64() != 6 {
+		t.Fatalf("after a restart: %v %v", got, err)
+	}
+	other, _, _, _ := pki.NewCA("Corp CA", 24*time.Hour)
+	if got, err := l2.CRLInForce("corp", other.Cert); got != nil || err != nil {
+		t.Fatalf("a new CA under the same name inherited the old CA's CRL: %v %v", got, err)
+	}
+	if got, err := l2.KeepNewerCRL("corp", other.Cert, crl(other, 1)); err != nil || got.Number.Int64() != 1 {
+		t.Fatalf("the new CA's first CRL: %v %v", got, err)
+	}
 }

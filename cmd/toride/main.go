@@ -308,6 +308,12 @@ func (c *cli) showSSLVPN(ctx context.Context) error {
 			InUse      int            `json:"pool_in_use"`
 			Capacity   int            `json:"pool_capacity"`
 			Refused    map[string]int `json:"refused"`
+			CRLs       []struct {
+				Issuer, Number string
+				NextUpdate     time.Time `json:"next_update"`
+				Revoked        int
+				Stale          bool
+			}
 		}
 	}
 	if err := c.c.Do(ctx, "GET", "/api/v1/sslvpn/status", nil, &out); err != nil {
@@ -325,6 +331,26 @@ func (c *cli) showSSLVPN(ctx context.Context) error {
 			refused = append(refused, fmt.Sprintf("%s=%d", k, s.Refused[k]))
 		}
 		fmt.Fprintf(w, "%s\t%d/%d\t%s\t%d/%d\t%s\n", s.Name, s.S, s.Max, s.Pool, s.InUse, s.Capacity, strings.Join(refused, " "))
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	header := false
+	for _, s := range out.Servers {
+		for _, crl := range s.CRLs {
+			if !header {
+				fmt.Fprintln(w, "\nSERVER\tCRL OF\tNUMBER\tREVOKED\tNEXT UPDATE\tSTATE")
+				header = true
+			}
+			state, next := "current", "-"
+			if !crl.NextUpdate.IsZero() {
+				next = crl.NextUpdate.Local().Format(time.DateTime)
+			}
+			if crl.Stale {
+				state = fmt.Sprintf("STALE for %s: still in force; load a newer CRL", time.Since(crl.NextUpdate).Round(time.Minute))
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", s.Name, crl.Issuer, crl.Number, crl.Revoked, next, state)
+		}
 	}
 	return w.Flush()
 }

@@ -182,6 +182,24 @@ func ParseCRL(data []byte) (*x509.RevocationList, error) {
 	return crl, nil
 }
 
+// CompareCRLs orders two CRLs of one issuer: -1 when a is older than b, 0 when they are the same issue, +1 when a
+// is newer. CRL numbers decide (RFC 5280 §5.2.3: they grow with every CRL an issuer makes); when either has none,
+// the issue times (thisUpdate) do.
+func CompareCRLs(a, b *x509.RevocationList) int {
+	if a.Number != nil && b.Number != nil {
+		return a.Number.Cmp(b.Number)
+	}
+	return a.ThisUpdate.Compare(b.ThisUpdate)
+}
+
+// DescribeCRL names a CRL for messages: its number, or its issue time when it has none.
+func DescribeCRL(crl *x509.RevocationList) string {
+	if crl.Number != nil {
+		return "number " + crl.Number.String()
+	}
+	return "of " + crl.ThisUpdate.UTC().Format(time.RFC3339)
+}
+
 // CRLPEM turns a CRL in PEM or DER into PEM, checking it parses.
 func CRLPEM(data []byte) (string, *x509.RevocationList, error) {
 	crl, err := ParseCRL(data)

@@ -103,3 +103,30 @@ func pool(certs ...*x509.Certificate) *x509.CertPool {
 	}
 	return p
 }
+
+// TestCompareCRLs: CRL numbers order CRLs of one issuer; without numbers, their issue times do.
+func TestCompareCRLs(t *testing.T) {
+	t0 := time.Now()
+	n := func(number int64, this time.Time) *x509.RevocationList {
+		crl := &x509.RevocationList{ThisUpdate: this}
+		if number >= 0 {
+			crl.Number = big.NewInt(number)
+		}
+		return crl
+	}
+	for _, tc := range []struct {
+		name string
+		a, b *x509.RevocationList
+		want int
+	}{
+		{"lower number, later time", n(3, t0.Add(time.Hour)), n(5, t0), -1},
+		{"higher number", n(6, t0), n(5, t0), 1},
+		{"same number", n(5, t0), n(5, t0.Add(time.Hour)), 0},
+		{"no number: times decide", n(-1, t0), n(5, t0.Add(time.Hour)), -1},
+		{"no numbers, later", n(-1, t0.Add(time.Hour)), n(-1, t0), 1},
+	} {
+		if got := CompareCRLs(tc.a, tc.b); got != tc.want {
+			t.Errorf("%s: CompareCRLs = %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}

@@ -1,7 +1,12 @@
 // Package trust decides whether an SSL-VPN client certificate is trusted right now: issued by one of the
-// configured CAs, within its validity, and not on any of their CRLs. The CAs and CRLs are swapped atomically,
-// so a new CRL takes effect on the very next handshake without a restart; Revoked lets the concentrator find the
-// live sessions a new CRL cuts.
+// configured CAs, within its validity, and neither it nor any CA of its chain on a CRL. The CAs and CRLs are
+// swapped atomically, so a new CRL takes effect on the very next handshake without a restart; Revoked lets the
+// concentrator find the live sessions a new CRL cuts.
+//
+// A CRL whose next update has passed is stale. It stays in force: what it revokes stays revoked, and a certificate
+// it does not list is accepted, as strongSwan's default ("relaxed") revocation policy does, rather than refusing
+// every client as OpenSSL-based servers do. A late CRL upload then costs a warning (CRLInfo.Stale, which the
+// appliance shows and logs), not an outage of every user, while nothing it revoked comes back.
 //
 // A Store is safe for concurrent use; its zero value trusts nothing.
 package trust
@@ -11,6 +16,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 )
@@ -42,6 +48,8 @@ type CRLInfo struct {
 	ThisUpdate time.Time `json:"this_update"`
 	NextUpdate time.Time `json:"next_update,omitzero"`
 	Revoked    int       `json:"revoked"`
+	// Stale says the next update has passed: the CRL stays in force, but a newer one is overdue.
+	Stale bool `json:"stale"`
 }
 
 // Set replaces the trusted CAs and CRLs at once. Every CRL must be signed by one of the CAs.
@@ -89,14 +97,61 @@ func (s *Store) snap() *snapshot {
 // client picks a certificate that fits.
 func (s *Store) Pool() *x509.CertPool { return s.snap().pool }
 
-// CRLs describes the loaded CRLs.
-func (s *Store) CRLs() []CRLInfo { return s.snap().crls }
+// CRLs describes the loaded CRLs as they stand now (a CRL turns stale when its next update passes).
+func (s *Store) CRLs() []CRLInfo {
+	now := s.clock()
+	out := slices.Clone(s.snap().crls)
+	for i := range out {
+		out[i].Stale = !out[i].NextUpdate.IsZero() && now.After(out[i].NextUpdate)
+	}
+	return out
+}
 
-// Revoked reports whether cert is on the CRL of the CA that issued it.
-func (s *Store) Revoked(cert *x509.Certificate) bool {
-	set := s.snap().revoked[string(cert.RawIssuer)]
-	_, revoked := set[cert.SerialNumber.String()]
-	return revoked
+func (s *Store) clock() time.Time {
+	if s.now != nil {
+		return s.now()
+	}
+	return time.Now()
+}
+
+// Revoked says why a client certificate is revoked now, or returns nil. chains are its verified chains, leaf
+// first, as crypto/tls gives them (ConnectionState.VerifiedChains): a chain is revoked when the leaf or any CA
+// certificate in it is on its issuer's CRL, and the certificate when every one of its chains is (one clean path
+// to a trusted CA is a valid path, e.g. through a re-issued intermediate). The error wraps ErrRevoked.
+func (s *Store) Revoked(chains [][]*x509.Certificate) error {
+	return s.snap().revokedChains(chains, 0)
+}
+
+// revokedChains is Revoked over the certificates of each chain from index from on (1: the CAs only).
+func (snap *snapshot) revokedChains(chains [][]*x509.Certificate, from int) error {
+	var first error
+	for _, chain := range chains {
+		err := snap.revokedChain(chain, from)
+		if err == nil {
+			return nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (snap *snapshot) revokedChain(chain []*x509.Certificate, from int) error {
+	for i := from; i < len(chain); i++ {
+		c := chain[i]
+		when, ok := snap.revoked[string(c.RawIssuer)][c.SerialNumber.String()]
+		if !ok {
+			continue
+		}
+		at := when.UTC().Format(time.RFC3339)
+		if i == 0 {
+			return fmt.Errorf("%w: %s serial %X, revoked %s", ErrRevoked, c.Subject, c.SerialNumber, at)
+		}
+		return fmt.Errorf("%w: %s is issued under the CA %s (serial %X), revoked %s by %s", ErrRevoked,
+			chain[0].Subject, c.Subject, c.SerialNumber, at, c.Issuer)
+	}
+	return nil
 }
 
 // Verify checks a client's certificate chain (leaf first) as it stands now: a trusted issuer, validity, client
@@ -110,11 +165,7 @@ func (s *Store) Verify(chain []*x509.Certificate) (*x509.Certificate, error) {
 	for _, c := range chain[1:] {
 		inter.AddCert(c)
 	}
-	now := time.Now()
-	if s.now != nil {
-		now = s.now()
-	}
-	verified, err := chain[0].Verify(x509.VerifyOptions{Roots: snap.pool, Intermediates: inter, CurrentTime: now,
+	verified, err := chain[0].Verify(x509.VerifyOptions{Roots: snap.pool, Intermediates: inter, CurrentTime: s.clock(),
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
 	if err != nil {
 		var ua x509.UnknownAuthorityError
@@ -123,12 +174,8 @@ func (s *Store) Verify(chain []*x509.Certificate) (*x509.Certificate, error) {
 		}
 		return nil, fmt.Errorf("trust: certificate %s: %w", chain[0].Subject, err)
 	}
-	for _, c := range verified[0] {
-		if set := snap.revoked[string(c.RawIssuer)]; set != nil {
-			if when, ok := set[c.SerialNumber.String()]; ok {
-				return nil, fmt.Errorf("%w: %s serial %X, revoked %s", ErrRevoked, c.Subject, c.SerialNumber, when.UTC().Format(time.RFC3339))
-			}
-		}
+	if err := snap.revokedChains(verified, 0); err != nil {
+		return nil, err
 	}
 	return chain[0], nil
 }
@@ -136,9 +183,11 @@ func (s *Store) Verify(chain []*x509.Certificate) (*x509.Certificate, error) {
 // ServerConfig returns a TLS server configuration presenting cert that verifies client certificates against the
 // CAs as they are at each handshake (their names go into the CertificateRequest). required says whether a
 // certificate is needed. crypto/tls verifies the chain, so an expired certificate or an unknown issuer is refused
-// with the matching TLS alert, which the client logs. Revocation is left to the protocol's admission (Verify or
-// Revoked), so the client is told in words that its certificate is revoked rather than getting a bare "bad
-// certificate" alert.
+// with the matching TLS alert, which the client logs. A revoked client certificate is left to the protocol's
+// admission (Verify or Revoked), so the client is told in words that its certificate is revoked rather than
+// getting a bare "bad certificate" alert. A revoked CA in the chain, though, fails the handshake itself (a bad
+// certificate alert, and the reason in the server's handshake error), so no protocol path can let a whole revoked
+// branch of a PKI in; Revoked still covers it for the live sessions a new CRL cuts.
 func (s *Store) ServerConfig(cert tls.Certificate, required bool) *tls.Config {
 	auth := tls.VerifyClientCertIfGiven
 	if required {
@@ -156,7 +205,9 @@ func (s *Store) ServerConfig(cert tls.Certificate, required bool) *tls.Config {
 	base.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
 		c := base.Clone()
 		c.GetConfigForClient = nil
-		c.ClientCAs = s.Pool()
+		snap := s.snap()
+		c.ClientCAs = snap.pool
+		c.VerifyConnection = func(cs tls.ConnectionState) error { return snap.revokedChains(cs.VerifiedChains, 1) }
 		return c, nil
 	}
 	return base
