@@ -101,6 +101,7 @@ type Server struct {
 	dp    *datapath.Device
 	ovpn  *openvpn.Server
 	ac    *anyconnect.Server
+	demux *demux.Demux // the TCP listeners'
 	cfg   atomic.Pointer[ServerConfig]
 
 	mu           sync.Mutex
@@ -210,6 +211,11 @@ func startServer(cfg *ServerConfig, tunName string, deps *Options, auth *useraut
 		}
 		tcp[cfg.AnyConnect.Port][demux.TLS] = func(ctx context.Context, c net.Conn) { _ = s.ac.ServeConn(ctx, c) }
 	}
+	// One demultiplexer for all of the server's TCP ports: its bounds on connections awaiting login are the
+	// server's.
+	s.demux = demux.New(demux.Options{Rejected: func(remote net.Addr, err error) {
+		s.log.Debug("connection closed before login", "remote", remote, "err", err)
+	}})
 	for port, handlers := range tcp {
 		ln, err := net.Listen("tcp", cfg.listenAddress(port))
 		if err != nil {
@@ -220,10 +226,7 @@ func startServer(cfg *ServerConfig, tunName string, deps *Options, auth *useraut
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			err := demux.Serve(ctx, ln, handlers, demux.Options{Rejected: func(remote net.Addr, err error) {
-				s.log.Debug("connection closed undecided", "remote", remote, "err", err)
-			}})
-			if err != nil {
+			if err := s.demux.Serve(ctx, ln, handlers); err != nil {
 				s.log.Error("TCP listener failed", "port", port, "err", err)
 			}
 		}()
