@@ -378,3 +378,65 @@ func TestEngineUDPHandshakeBound(t *testing.T) {
 		return nil
 	})
 }
+
+// loginCountingConn is a served connection with the port demultiplexer's Authenticated method.
+type loginCountingConn struct {
+	net.Conn
+	logins chan struct{}
+}
+
+func (c *loginCountingConn) Authenticated() { c.logins <- struct{}{} }
+
+// A TCP connection tells its listener once its client has connected, and not when the login is refused.
+func TestEngineTCPReportsLogin(t *testing.T) {
+	e := newEngine(t, openvpn.Config{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	logins := make(chan struct{}, 4)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); _ = e.srv.ServeConn(e.ctx, &loginCountingConn{Conn: c, logins: logins}) }()
+		}
+	}()
+	dial := func() *testclient.Client {
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := testclient.New(conn, testclient.Config{TLS: e.pki.clientTLS(t)})
+		t.Cleanup(c.Close)
+		return c
+	}
+	e.be.set("refused for the test", "")
+	refused := dial()
+	refused.Connect(lab.Within(t, 0))
+	expectError(t, e.be.failed, openvpn.ErrAuthFailed, "HandshakeFailed", 5*time.Second)
+	select {
+	case <-logins:
+		t.Fatal("a refused client was reported as logged in")
+	default:
+	}
+	e.be.set("", "")
+	connect(t, dial())
+	select {
+	case <-logins:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a connected client was not reported as logged in")
+	}
+	select {
+	case <-logins:
+		t.Fatal("reported twice")
+	case <-time.After(100 * time.Millisecond):
+	}
+}
