@@ -109,6 +109,9 @@ type Server struct {
 	byOVPN       map[uint64]*Session // OpenVPN engine session id → session
 	byAnyConnect map[uint64]*Session // AnyConnect engine session id → session
 	refused      map[string]uint64
+	failed       map[string]uint64 // handshakes that failed, by protocol ("openvpn-udp", "anyconnect"...)
+
+	failureLog throttledLog // the handshake failures' lines
 
 	cancel  context.CancelFunc
 	closers []io.Closer // the listeners, closed by stop so their ports are free at once
@@ -308,6 +311,7 @@ func (s *Server) stop() {
 	}
 	s.wg.Wait()
 	s.dp.Close()
+	s.failureLog.stop()
 	s.log.Info("SSL-VPN server stopped")
 }
 
@@ -518,12 +522,23 @@ func (b *openvpnBackend) Disconnected(os openvpn.Session, reason error) {
 }
 
 // HandshakeFailed implements openvpn.HandshakeObserver: clients refused before Connect (a revoked or expired
-// certificate fails the TLS handshake) are logged with their reason.
+// certificate fails the TLS handshake) are counted and logged with their reason.
 func (b *openvpnBackend) HandshakeFailed(remote netip.AddrPort, transport openvpn.Transport, err error) {
-	s := (*Server)(b)
-	level := slog.LevelWarn
-	if errors.Is(err, context.Canceled) {
-		level = slog.LevelDebug
+	(*Server)(b).handshakeFailed("openvpn-"+string(transport), "OpenVPN handshake failed", remote, err)
+}
+
+// handshakeFailed counts a client that failed before it logged in, by protocol, and logs it; a flood of them
+// is logged a few lines at a time (throttledLog). Handshakes cut by a shutdown are neither.
+func (s *Server) handshakeFailed(protocol, msg string, remote netip.AddrPort, err error) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, openvpn.ErrShutdown) || errors.Is(err, anyconnect.ErrShutdown) {
+		s.log.Debug(msg, "remote", remote, "err", err)
+		return
 	}
-	s.log.Log(context.Background(), level, "OpenVPN handshake failed", "remote", remote, "transport", transport, "err", err)
+	s.mu.Lock()
+	if s.failed == nil {
+		s.failed = map[string]uint64{}
+	}
+	s.failed[protocol]++
+	s.mu.Unlock()
+	s.failureLog.Log(s.log, slog.LevelWarn, "handshake failures", msg, "remote", remote, "protocol", protocol, "err", err)
 }
