@@ -155,6 +155,14 @@ func connectAsync(t *testing.T, c *testclient.Client) <-chan error {
 	return done
 }
 
+// heapInUse is the live heap after a collection.
+func heapInUse() int64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapInuse)
+}
+
 // Thousands of hard resets from as many source ports, the way a spoofer sends them: each is answered once,
 // never with more bytes than it had, never again, and nothing is kept; a real client logs in meanwhile.
 func TestEngineUDPResetFloodKeepsNoState(t *testing.T) {
@@ -165,6 +173,7 @@ func TestEngineUDPResetFloodKeepsNoState(t *testing.T) {
 	for i := range socks {
 		socks[i] = newRawClient(t, dialFrom(t, "udp", "127.0.0.2", e.udp.LocalAddr().String()), nil)
 	}
+	heap := heapInUse()
 	good := e.dial("udp", testclient.Config{}, nil)
 	var login <-chan error
 	start := time.Now()
@@ -185,6 +194,7 @@ func TestEngineUDPResetFloodKeepsNoState(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > base+8 {
 		t.Errorf("%d goroutines during the flood, %d before it", n, base)
 	}
+	t.Logf("heap in use grew by %d KiB during the flood (one client connected)", (heapInUse()-heap)>>10)
 	// Each reset that reached the server (a few may be lost in its socket buffer) is answered once, never with
 	// more bytes than it had.
 	time.Sleep(200 * time.Millisecond)
@@ -223,7 +233,7 @@ func TestEngineUDPResetFloodKeepsNoState(t *testing.T) {
 func TestEngineTCPResetFloodIsBounded(t *testing.T) {
 	const sources, perSource, max = 40, 4, 16
 	e := newEngine(t, openvpn.Config{MaxHandshakes: max, MaxHandshakesPerSource: perSource, HandshakeTimeout: 20 * time.Second})
-	base := runtime.NumGoroutine()
+	base, heap := runtime.NumGoroutine(), heapInUse()
 	var conns []*rawClient
 	for i := 0; i < sources; i++ {
 		for j := 0; j < perSource+1; j++ {
@@ -248,6 +258,7 @@ func TestEngineTCPResetFloodIsBounded(t *testing.T) {
 	if n, bound := runtime.NumGoroutine(), base+len(conns)+3*max+8; n > bound {
 		t.Errorf("%d goroutines, want at most %d", n, bound)
 	}
+	t.Logf("heap in use grew by %d KiB with %d connections holding a reset", (heapInUse()-heap)>>10, len(conns))
 	good := e.dial("tcp", testclient.Config{}, nil)
 	connect(t, good)
 	echo(t, good, 1, 100)
