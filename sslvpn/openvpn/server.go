@@ -309,7 +309,8 @@ type udpTable struct {
 }
 
 // udpPeer is what one client address has: an established session and a new one still authenticating (a
-// restarted client, or someone spoofing its address). The new one replaces the old only once it connects.
+// restarted client: the address echoed our cookie, so it is the client's own). The new one replaces the old
+// only once it connects.
 type udpPeer struct {
 	active, pending *session
 }
