@@ -3,7 +3,6 @@ package sslvpn
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net/netip"
 
 	"toride/sslvpn/anyconnect"
@@ -76,12 +75,7 @@ func (b *anyconnectBackend) Disconnected(as anyconnect.Session, reason error) {
 
 // HandshakeFailed implements anyconnect.HandshakeObserver.
 func (b *anyconnectBackend) HandshakeFailed(remote netip.AddrPort, err error) {
-	s := (*Server)(b)
-	level := slog.LevelWarn
-	if errors.Is(err, context.Canceled) {
-		level = slog.LevelDebug
-	}
-	s.log.Log(context.Background(), level, "AnyConnect handshake failed", "remote", remote, "err", err)
+	(*Server)(b).handshakeFailed("anyconnect", "AnyConnect handshake failed", remote, err)
 }
 
 // SessionEvent implements anyconnect.SessionObserver: transport changes go to the log.

@@ -33,6 +33,7 @@ import (
 
 	"toride/sslvpn/anyconnect"
 	"toride/sslvpn/datapath"
+	"toride/sslvpn/demux"
 	"toride/sslvpn/openvpn"
 	"toride/sslvpn/pool"
 	"toride/sslvpn/trust"
@@ -293,18 +294,23 @@ func (c *Concentrator) tunName(server string) string {
 
 // ServerStatus is one server's state.
 type ServerStatus struct {
-	Name         string                  `json:"name"`
-	TUN          string                  `json:"tun"`
-	Pool         string                  `json:"pool"`
-	PoolInUse    int                     `json:"pool_in_use"`
-	PoolCapacity int                     `json:"pool_capacity"`
-	Sessions     int                     `json:"sessions"`
-	MaxSessions  int                     `json:"max_sessions"`
-	Refused      map[string]uint64       `json:"refused"`
-	Datapath     datapath.Stats          `json:"datapath"`
-	OpenVPN      *openvpn.ServerStats    `json:"openvpn,omitempty"`
-	AnyConnect   *anyconnect.ServerStats `json:"anyconnect,omitempty"`
-	CRLs         []trust.CRLInfo         `json:"crls"`
+	Name         string            `json:"name"`
+	TUN          string            `json:"tun"`
+	Pool         string            `json:"pool"`
+	PoolInUse    int               `json:"pool_in_use"`
+	PoolCapacity int               `json:"pool_capacity"`
+	Sessions     int               `json:"sessions"`
+	MaxSessions  int               `json:"max_sessions"`
+	Refused      map[string]uint64 `json:"refused"`
+	// FailedHandshakes counts the clients that failed before they logged in, by protocol: "openvpn-tcp",
+	// "openvpn-udp", "anyconnect".
+	FailedHandshakes map[string]uint64 `json:"failed_handshakes"`
+	// TCP is the TCP listeners' demultiplexer: connections awaiting login, and those it shed.
+	TCP        *demux.Stats            `json:"tcp,omitempty"`
+	Datapath   datapath.Stats          `json:"datapath"`
+	OpenVPN    *openvpn.ServerStats    `json:"openvpn,omitempty"`
+	AnyConnect *anyconnect.ServerStats `json:"anyconnect,omitempty"`
+	CRLs       []trust.CRLInfo         `json:"crls"`
 }
 
 // SessionInfo describes one session.
@@ -338,8 +344,16 @@ func (c *Concentrator) Status() []ServerStatus {
 			inUse, capacity = inUse+p.InUse(), capacity+p.Capacity()
 		}
 		st := ServerStatus{Name: name, TUN: s.tun, Pool: cfg.Pool.String(), PoolInUse: inUse, PoolCapacity: capacity,
-			Sessions: len(s.sessions), MaxSessions: cfg.MaxSessions, Refused: maps.Clone(s.refused), Datapath: s.dp.Stats(), CRLs: s.trust.CRLs()}
+			Sessions: len(s.sessions), MaxSessions: cfg.MaxSessions, Refused: maps.Clone(s.refused), Datapath: s.dp.Stats(), CRLs: s.trust.CRLs(),
+			FailedHandshakes: maps.Clone(s.failed)}
 		s.mu.Unlock()
+		if st.FailedHandshakes == nil {
+			st.FailedHandshakes = map[string]uint64{}
+		}
+		if s.demux != nil {
+			ds := s.demux.Stats()
+			st.TCP = &ds
+		}
 		if s.ovpn != nil {
 			os := s.ovpn.Stats()
 			st.OpenVPN = &os

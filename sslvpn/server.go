@@ -103,6 +103,7 @@ type Server struct {
 	dp    *datapath.Device
 	ovpn  *openvpn.Server
 	ac    *anyconnect.Server
+	demux *demux.Demux // the TCP listeners'
 	cfg   atomic.Pointer[ServerConfig]
 
 	mu           sync.Mutex
@@ -110,6 +111,9 @@ type Server struct {
 	byOVPN       map[uint64]*Session // OpenVPN engine session id → session
 	byAnyConnect map[uint64]*Session // AnyConnect engine session id → session
 	refused      map[string]uint64
+	failed       map[string]uint64 // handshakes that failed, by protocol ("openvpn-udp", "anyconnect"...)
+
+	failureLog throttledLog // the handshake failures' lines
 
 	cancel  context.CancelFunc
 	closers []io.Closer // the listeners, closed by stop so their ports are free at once
@@ -212,6 +216,11 @@ func startServer(cfg *ServerConfig, tunName string, deps *Options, auth *useraut
 		}
 		tcp[cfg.AnyConnect.Port][demux.TLS] = func(ctx context.Context, c net.Conn) { _ = s.ac.ServeConn(ctx, c) }
 	}
+	// One demultiplexer for all of the server's TCP ports: its bounds on connections awaiting login are the
+	// server's.
+	s.demux = demux.New(demux.Options{Rejected: func(remote net.Addr, err error) {
+		s.log.Debug("connection closed before login", "remote", remote, "err", err)
+	}})
 	for port, handlers := range tcp {
 		ln, err := net.Listen("tcp", cfg.listenAddress(port))
 		if err != nil {
@@ -222,10 +231,7 @@ func startServer(cfg *ServerConfig, tunName string, deps *Options, auth *useraut
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			err := demux.Serve(ctx, ln, handlers, demux.Options{Rejected: func(remote net.Addr, err error) {
-				s.log.Debug("connection closed undecided", "remote", remote, "err", err)
-			}})
-			if err != nil {
+			if err := s.demux.Serve(ctx, ln, handlers); err != nil {
 				s.log.Error("TCP listener failed", "port", port, "err", err)
 			}
 		}()
@@ -311,6 +317,7 @@ func (s *Server) stop() {
 	}
 	s.wg.Wait()
 	s.dp.Close()
+	s.failureLog.stop()
 	s.log.Info("SSL-VPN server stopped")
 }
 
@@ -523,12 +530,23 @@ func (b *openvpnBackend) Disconnected(os openvpn.Session, reason error) {
 }
 
 // HandshakeFailed implements openvpn.HandshakeObserver: clients refused before Connect (a revoked or expired
-// certificate fails the TLS handshake) are logged with their reason.
+// certificate fails the TLS handshake) are counted and logged with their reason.
 func (b *openvpnBackend) HandshakeFailed(remote netip.AddrPort, transport openvpn.Transport, err error) {
-	s := (*Server)(b)
-	level := slog.LevelWarn
-	if errors.Is(err, context.Canceled) {
-		level = slog.LevelDebug
+	(*Server)(b).handshakeFailed("openvpn-"+string(transport), "OpenVPN handshake failed", remote, err)
+}
+
+// handshakeFailed counts a client that failed before it logged in, by protocol, and logs it; a flood of them
+// is logged a few lines at a time (throttledLog). Handshakes cut by a shutdown are neither.
+func (s *Server) handshakeFailed(protocol, msg string, remote netip.AddrPort, err error) {
+	if errors.Is(err, context.Canceled) || errors.Is(err, openvpn.ErrShutdown) || errors.Is(err, anyconnect.ErrShutdown) {
+		s.log.Debug(msg, "remote", remote, "err", err)
+		return
 	}
-	s.log.Log(context.Background(), level, "OpenVPN handshake failed", "remote", remote, "transport", transport, "err", err)
+	s.mu.Lock()
+	if s.failed == nil {
+		s.failed = map[string]uint64{}
+	}
+	s.failed[protocol]++
+	s.mu.Unlock()
+	s.failureLog.Log(s.log, slog.LevelWarn, "handshake failures", msg, "remote", remote, "protocol", protocol, "err", err)
 }

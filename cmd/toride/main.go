@@ -308,6 +308,7 @@ func (c *cli) showSSLVPN(ctx context.Context) error {
 			InUse      int            `json:"pool_in_use"`
 			Capacity   int            `json:"pool_capacity"`
 			Refused    map[string]int `json:"refused"`
+			Failed     map[string]int `json:"failed_handshakes"`
 			CRLs       []struct {
 				Issuer, Number string
 				NextUpdate     time.Time `json:"next_update"`
@@ -323,14 +324,17 @@ func (c *cli) showSSLVPN(ctx context.Context) error {
 		fmt.Fprintln(c.out, "No SSL-VPN server is running.")
 		return nil
 	}
-	w := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "SERVER\tSESSIONS\tPOOL\tADDRESSES IN USE\tREFUSED")
-	for _, s := range out.Servers {
-		var refused []string
-		for _, k := range slices.Sorted(maps.Keys(s.Refused)) {
-			refused = append(refused, fmt.Sprintf("%s=%d", k, s.Refused[k]))
+	counts := func(m map[string]int) string {
+		var f []string
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			f = append(f, fmt.Sprintf("%s=%d", k, m[k]))
 		}
-		fmt.Fprintf(w, "%s\t%d/%d\t%s\t%d/%d\t%s\n", s.Name, s.S, s.Max, s.Pool, s.InUse, s.Capacity, strings.Join(refused, " "))
+		return strings.Join(f, " ")
+	}
+	w := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "SERVER\tSESSIONS\tPOOL\tADDRESSES IN USE\tREFUSED\tFAILED HANDSHAKES")
+	for _, s := range out.Servers {
+		fmt.Fprintf(w, "%s\t%d/%d\t%s\t%d/%d\t%s\t%s\n", s.Name, s.S, s.Max, s.Pool, s.InUse, s.Capacity, counts(s.Refused), counts(s.Failed))
 	}
 	if err := w.Flush(); err != nil {
 		return err

@@ -3,6 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"net"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -32,6 +35,37 @@ func TestShellExitStatus(t *testing.T) {
 		got := c.shell(context.Background(), strings.NewReader(tt.input), &out, tt.interactive)
 		if got != tt.want {
 			t.Errorf("%s: status %d, want %d; output:\n%s", tt.name, got, tt.want, out.String())
+		}
+	}
+}
+
+// TestShowSSLVPN: the table shows each server's refusals and failed handshakes by protocol, as the status API
+// gives them.
+func TestShowSSLVPN(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "api.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/v1/sslvpn/status" {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, `{"servers": [{"name": "main", "pool": "10.8.0.0/24", "sessions": 1, "max_sessions": 20,
+			"pool_in_use": 1, "pool_capacity": 253, "refused": {"otp": 2},
+			"failed_handshakes": {"openvpn-udp": 1000, "anyconnect": 5}}]}`)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	var out bytes.Buffer
+	c := &cli{c: api.NewClient(sock), out: &out, errOut: &out}
+	if err := c.showSSLVPN(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"FAILED HANDSHAKES", "otp=2", "anyconnect=5 openvpn-udp=1000"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("show sslvpn lacks %q:\n%s", want, out.String())
 		}
 	}
 }

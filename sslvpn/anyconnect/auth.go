@@ -301,6 +301,7 @@ func (s *Server) finishLogin(ctx context.Context, cn *conn, p *pendingLogin, otp
 		return &httpwire.Response{Status: 503, Header: []httpwire.Field{{Name: "X-Reason", Value: err.Error()}}}
 	}
 	s.st.loginsOK.Add(1)
+	cn.loggedIn()
 	doc := &authxml.Success{SessionID: fmt.Sprint(ck.serial), SessionToken: token, TunnelGroup: g.Name,
 		ServerCertHash: s.certHash, Message: "Success"}
 	hdr := append(xmlHeader(),

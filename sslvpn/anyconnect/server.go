@@ -277,6 +277,16 @@ type conn struct {
 	// inTunnel is set once a CONNECT made this connection a session's transport: its end is then the
 	// session's business, not a failed handshake.
 	inTunnel bool
+	// authenticated is the served connection's Authenticated method, if it has one.
+	authenticated func()
+}
+
+// loggedIn tells a listener that bounds the connections awaiting login (the port demultiplexer) that this one
+// has logged in: a login succeeded on it, or its cookie opened a tunnel.
+func (c *conn) loggedIn() {
+	if c.authenticated != nil {
+		c.authenticated()
+	}
 }
 
 // verifiedCert is the client certificate the TLS handshake verified, or nil.
@@ -291,7 +301,8 @@ func (c *conn) verifiedCert() *tlsCert {
 // what it read): the TLS handshake, HTTP requests (login, profile download) and, after a CONNECT, the CSTP
 // tunnel of a session until the connection ends. It closes c and returns when the client leaves, the
 // connection fails, ctx ends or the server is closed. The error says why the connection ended; a client that
-// simply closed between requests returns nil.
+// simply closed between requests returns nil. If c has a method Authenticated(), ServeConn calls it when a login
+// succeeds on the connection or its CONNECT opens a tunnel.
 func (s *Server) ServeConn(ctx context.Context, c net.Conn) (err error) {
 	if !s.track(c) {
 		c.Close()
@@ -307,6 +318,9 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) (err error) {
 	defer closeOnCancel()
 
 	cn := &conn{remote: addrPortOf(c.RemoteAddr()), local: addrPortOf(c.LocalAddr())}
+	if a, ok := c.(interface{ Authenticated() }); ok {
+		cn.authenticated = a.Authenticated
+	}
 	defer func() {
 		if err != nil && s.hsObs != nil && !cn.inTunnel {
 			s.hsObs.HandshakeFailed(cn.remote, err)

@@ -158,6 +158,7 @@ func (s *Server) serveTunnel(ctx context.Context, cn *conn, cork *corkConn, req 
 	release()
 	locked = false
 	cn.inTunnel = true
+	cn.loggedIn()
 	err := sess.readCSTP(t)
 	sess.transportEnded(t, err)
 	return err

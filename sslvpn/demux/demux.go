@@ -6,16 +6,39 @@
 //
 // Anything else, or nothing within the first-bytes timeout, is closed. The bytes read to decide are handed on:
 // the protocol reads the connection from its very first byte.
+//
+// # Connections awaiting login
+//
+// Everything a stranger can open costs memory before anyone knows who it is: a goroutine, TLS state, a
+// protocol's session. A Demux bounds the connections that have not logged in yet, over all its listeners
+// together and per source (an IPv4 address or an IPv6 /64). A connection counts from its accept until its
+// handler calls Authenticated on it (the client has logged in) or returns. Under pressure the stranger is shed,
+// not the user:
+//
+//   - a source at its own bound gets its newest connection closed at once; its older ones, and everyone else's,
+//     go on;
+//   - at the global bound, the oldest waiting connection is closed to make room, one still undecided first. A
+//     real client sends its first bytes at once and logs in within seconds, so the oldest waiting connection is
+//     the likeliest to be an attacker's idle one; refusing the newest instead would let whoever filled the table
+//     first lock every later user out for as long as it keeps its connections open.
+//
+// Locking: mu guards the waiting lists and the per-source counts and is held briefly; connections are closed
+// outside it. A Demux is safe for concurrent use, and Serve may run for several listeners at once.
 package demux
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"toride/sslvpn/internal/sourceaddr"
 )
 
 // Protocol is what a connection speaks.
@@ -62,25 +85,103 @@ func Classify(b []byte) Protocol {
 	return Unknown
 }
 
-// ErrUnknownProtocol is a connection that is neither protocol.
-var ErrUnknownProtocol = errors.New("demux: unknown protocol")
+// Errors of connections closed before a handler took them, as Options.Rejected hears them.
+var (
+	// ErrUnknownProtocol is a connection that is neither protocol.
+	ErrUnknownProtocol = errors.New("demux: unknown protocol")
+	// ErrSourceBusy is a connection closed at once: its source already had MaxPendingPerSource waiting.
+	ErrSourceBusy = errors.New("demux: too many connections awaiting login from this source")
+	// ErrEvicted is a waiting connection closed to make room for a newer one at MaxPending.
+	ErrEvicted = errors.New("demux: closed to make room for a newer connection")
+)
 
-// Handler serves one connection of a protocol; it owns the connection.
+// Handler serves one connection of a protocol; it owns the connection. The connection implements Authenticator:
+// the handler calls Authenticated once its client has logged in.
 type Handler func(ctx context.Context, c net.Conn)
 
-// Options configure Serve.
+// Authenticator is implemented by the connections a Demux hands to its handlers.
+type Authenticator interface {
+	// Authenticated says the client has logged in: the connection no longer counts against MaxPending and
+	// MaxPendingPerSource and is never evicted. It is idempotent and safe to call from any goroutine.
+	Authenticated()
+}
+
+// Options configure a Demux. The zero value of each field means its default.
 type Options struct {
 	FirstBytesTimeout time.Duration // (0: 10 s)
-	// Rejected, if not nil, hears about connections closed undecided.
+	// MaxPending bounds the connections of all listeners that have not logged in yet. (0: 512)
+	MaxPending int
+	// MaxPendingPerSource bounds them per source: an IPv4 address or an IPv6 /64. (0: 32)
+	MaxPendingPerSource int
+	// Rejected, if not nil, hears about connections closed before a handler took them: undecided, refused for
+	// their source, or evicted while undecided.
 	Rejected func(remote net.Addr, err error)
+}
+
+// Defaults of Options.
+const (
+	DefaultFirstBytesTimeout   = 10 * time.Second
+	DefaultMaxPending          = 512
+	DefaultMaxPendingPerSource = 32
+)
+
+// Stats are a Demux's counters.
+type Stats struct {
+	Pending       int    `json:"pending"`        // connections not logged in yet
+	Undecided     int    `json:"undecided"`      // of which still to send their first bytes
+	Evicted       uint64 `json:"evicted"`        // closed, oldest first, to make room at MaxPending
+	SourceRefused uint64 `json:"source_refused"` // closed at once: their source was at MaxPendingPerSource
+	Unknown       uint64 `json:"unknown"`        // closed undecided: junk, no first bytes in time, a protocol not served
+}
+
+// Demux hands the connections of its listeners to the handler of their protocol, within its bounds on
+// connections awaiting login. The zero value is not usable; use New.
+type Demux struct {
+	opts Options
+
+	mu        sync.Mutex
+	undecided list.List // of *waiting, oldest first
+	decided   list.List // of *waiting, oldest first: handed to a handler, not logged in yet
+	bySource  map[netip.Prefix]int
+
+	evicted, sourceRefused, unknown atomic.Uint64
+}
+
+// waiting is one connection that has not logged in yet.
+type waiting struct {
+	conn    net.Conn
+	source  netip.Prefix
+	in      *list.List // the list it is on; nil once released or evicted
+	elem    *list.Element
+	evicted bool
+}
+
+// New returns a Demux with opts' bounds.
+func New(opts Options) *Demux {
+	if opts.FirstBytesTimeout <= 0 {
+		opts.FirstBytesTimeout = DefaultFirstBytesTimeout
+	}
+	if opts.MaxPending <= 0 {
+		opts.MaxPending = DefaultMaxPending
+	}
+	if opts.MaxPendingPerSource <= 0 {
+		opts.MaxPendingPerSource = DefaultMaxPendingPerSource
+	}
+	return &Demux{opts: opts, bySource: map[netip.Prefix]int{}}
+}
+
+// Stats returns the Demux's counters.
+func (d *Demux) Stats() Stats {
+	d.mu.Lock()
+	st := Stats{Pending: d.undecided.Len() + d.decided.Len(), Undecided: d.undecided.Len()}
+	d.mu.Unlock()
+	st.Evicted, st.SourceRefused, st.Unknown = d.evicted.Load(), d.sourceRefused.Load(), d.unknown.Load()
+	return st
 }
 
 // Serve accepts connections on ln until ctx ends or ln fails, and hands each to the handler of its protocol, in
 // a goroutine of its own. It closes ln and waits for its handlers to return before returning.
-func Serve(ctx context.Context, ln net.Listener, handlers map[Protocol]Handler, opts Options) error {
-	if opts.FirstBytesTimeout == 0 {
-		opts.FirstBytesTimeout = 10 * time.Second
-	}
+func (d *Demux) Serve(ctx context.Context, ln net.Listener, handlers map[Protocol]Handler) error {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
@@ -97,24 +198,121 @@ func Serve(ctx context.Context, ln net.Listener, handlers map[Protocol]Handler, 
 			}
 			return fmt.Errorf("demux: accept: %w", err)
 		}
+		w := d.admit(c, sourceOf(c.RemoteAddr()))
+		if w == nil {
+			c.Close()
+			d.reject(c.RemoteAddr(), ErrSourceBusy)
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			p, pc, err := Sniff(c, opts.FirstBytesTimeout)
+			defer d.release(w)
+			p, pc, err := Sniff(c, d.opts.FirstBytesTimeout)
 			h := handlers[p]
 			if err == nil && h == nil {
 				err = fmt.Errorf("%w: %s is not served on this port", ErrUnknownProtocol, p)
 			}
+			if err == nil && !d.decide(w) {
+				err = ErrEvicted // between its first bytes and now
+			}
 			if err != nil {
 				c.Close()
-				if opts.Rejected != nil {
-					opts.Rejected(c.RemoteAddr(), err)
+				if d.wasEvicted(w) {
+					err = ErrEvicted
+				} else {
+					d.unknown.Add(1)
 				}
+				d.reject(c.RemoteAddr(), err)
 				return
 			}
+			pc.(*replayConn).login = func() { d.release(w) }
 			h(ctx, pc)
 		}()
 	}
+}
+
+func (d *Demux) reject(remote net.Addr, err error) {
+	if d.opts.Rejected != nil {
+		d.opts.Rejected(remote, err)
+	}
+}
+
+// admit counts a new connection as waiting, evicting the oldest waiting one at MaxPending. It returns nil, and
+// counts nothing, when the connection's source is at MaxPendingPerSource.
+func (d *Demux) admit(c net.Conn, source netip.Prefix) *waiting {
+	d.mu.Lock()
+	if d.bySource[source] >= d.opts.MaxPendingPerSource {
+		d.mu.Unlock()
+		d.sourceRefused.Add(1)
+		return nil
+	}
+	var victim *waiting
+	if d.undecided.Len()+d.decided.Len() >= d.opts.MaxPending {
+		oldest := d.undecided.Front()
+		if oldest == nil {
+			oldest = d.decided.Front()
+		}
+		victim = oldest.Value.(*waiting)
+		d.removeLocked(victim)
+		victim.evicted = true
+	}
+	w := &waiting{conn: c, source: source, in: &d.undecided}
+	w.elem = d.undecided.PushBack(w)
+	d.bySource[source]++
+	d.mu.Unlock()
+	if victim != nil {
+		d.evicted.Add(1)
+		victim.conn.Close() // its handler (or Sniff) fails and returns
+	}
+	return w
+}
+
+// decide moves a connection to the decided list; false if it was evicted meanwhile.
+func (d *Demux) decide(w *waiting) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if w.in != &d.undecided {
+		return false
+	}
+	d.undecided.Remove(w.elem)
+	w.in, w.elem = &d.decided, d.decided.PushBack(w)
+	return true
+}
+
+// release stops counting a connection: it logged in, or its handler returned. Idempotent.
+func (d *Demux) release(w *waiting) {
+	d.mu.Lock()
+	d.removeLocked(w)
+	d.mu.Unlock()
+}
+
+func (d *Demux) removeLocked(w *waiting) {
+	if w.in == nil {
+		return
+	}
+	w.in.Remove(w.elem)
+	w.in, w.elem = nil, nil
+	if n := d.bySource[w.source] - 1; n > 0 {
+		d.bySource[w.source] = n
+	} else {
+		delete(d.bySource, w.source)
+	}
+}
+
+func (d *Demux) wasEvicted(w *waiting) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return w.evicted
+}
+
+// sourceOf is the per-source key of a remote address; connections of other networks (unix sockets, pipes in
+// tests) share one key.
+func sourceOf(a net.Addr) netip.Prefix {
+	if ta, ok := a.(*net.TCPAddr); ok {
+		return sourceaddr.Of(ta.AddrPort().Addr())
+	}
+	return netip.Prefix{}
 }
 
 // Sniff reads a connection's first bytes (waiting at most timeout), classifies them, and returns a connection
@@ -134,10 +332,12 @@ func Sniff(c net.Conn, timeout time.Duration) (Protocol, net.Conn, error) {
 	return p, &replayConn{Conn: c, head: buf[:n]}, nil
 }
 
-// replayConn returns the sniffed bytes before reading on.
+// replayConn returns the sniffed bytes before reading on. Its Authenticated releases the connection's place
+// among those awaiting login.
 type replayConn struct {
 	net.Conn
-	head []byte
+	head  []byte
+	login func() // nil outside Serve
 }
 
 func (r *replayConn) Read(p []byte) (int, error) {
@@ -147,4 +347,11 @@ func (r *replayConn) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	return r.Conn.Read(p)
+}
+
+// Authenticated implements Authenticator.
+func (r *replayConn) Authenticated() {
+	if r.login != nil {
+		r.login()
+	}
 }

@@ -57,7 +57,7 @@ func TestServeSharesThePort(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
 	go func() {
-		served <- Serve(ctx, ln, map[Protocol]Handler{
+		served <- New(Options{FirstBytesTimeout: time.Second, Rejected: func(net.Addr, error) { rejected.Done() }}).Serve(ctx, ln, map[Protocol]Handler{
 			TLS: func(_ context.Context, c net.Conn) {
 				defer c.Close()
 				s := tls.Server(c, &tls.Config{Certificates: []tls.Certificate{cert}})
@@ -76,7 +76,7 @@ func TestServeSharesThePort(t *testing.T) {
 				}
 				got <- "openvpn " + string(b[3:])
 			},
-		}, Options{FirstBytesTimeout: time.Second, Rejected: func(net.Addr, error) { rejected.Done() }})
+		})
 	}()
 
 	c1, _ := net.Dial("tcp", ln.Addr().String())

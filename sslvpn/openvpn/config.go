@@ -52,8 +52,12 @@ type Config struct {
 	QueueLen int
 	// MaxBuffers bounds the packet buffers of all queues together. Default 8192 (16 MiB).
 	MaxBuffers int
-	// MaxHandshakes bounds UDP clients that have not finished their handshake; more are ignored. Default 256.
+	// MaxHandshakes bounds the clients, over TCP and UDP together, that have a session but have not connected
+	// yet; at the bound the oldest of them is ended to make room for a new one. Default 256.
 	MaxHandshakes int
+	// MaxHandshakesPerSource bounds them per source, an IPv4 address or an IPv6 /64; a new client over the bound
+	// is refused. Default 16.
+	MaxHandshakesPerSource int
 }
 
 // resolved is a Config with defaults applied and names looked up.
@@ -144,6 +148,9 @@ func (c Config) resolve() (*resolved, error) {
 	}
 	if r.MaxHandshakes <= 0 {
 		r.MaxHandshakes = 256
+	}
+	if r.MaxHandshakesPerSource <= 0 {
+		r.MaxHandshakesPerSource = 16
 	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %s", ErrConfig, strings.Join(errs, "; "))

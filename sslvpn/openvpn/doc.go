@@ -19,6 +19,15 @@
 // with comp-lzo or compress are refused with AUTH_FAILED saying so), fragment, IPv6 ifconfig push, epoch data
 // keys (2.7), floating clients (a UDP client that changes address must reconnect).
 //
+// # Before a session
+//
+// A UDP client's hard reset is answered statelessly, once, with a session id the client must echo (OpenVPN 2.6's
+// HMAC session id): a session exists only for an address that proved it receives, and nothing is retransmitted
+// to one that has not. With tls-crypt, a first packet must be authentic, within five minutes of our clock, and
+// not a replay before it gets an answer or a session, over UDP and TCP alike. Sessions that have not connected
+// are bounded by MaxHandshakes over both transports (the oldest is ended for a newcomer) and by
+// MaxHandshakesPerSource (a newcomer over it is refused). See prelogin.go.
+//
 // # Data flow
 //
 //	client ──UDP datagram / TCP frame──▶ receive goroutine (UDP: ServeUDP's caller, one per socket;

@@ -386,15 +386,10 @@ func TestEnginePingTimeout(t *testing.T) {
 	}
 }
 
+// A client that proved its address but never speaks TLS is dropped at the handshake timeout.
 func TestEngineHandshakeTimeout(t *testing.T) {
 	e := newEngine(t, openvpn.Config{HandshakeTimeout: 500 * time.Millisecond})
-	conn, err := net.Dial("udp", e.udp.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	p := wire.ControlPacket{Opcode: wire.ControlHardResetClientV2, SessionID: wire.SessionID{1, 2, 3}}
-	conn.Write(p.Append(nil))
+	newRawClient(t, dialFrom(t, "udp", "127.0.0.2", e.udp.LocalAddr().String()), nil).prove()
 	expectError(t, e.be.failed, openvpn.ErrHandshakeTimeout, "HandshakeFailed", 5*time.Second)
 }
 
@@ -597,27 +592,6 @@ func (p *pausableConn) Close() error {
 	}
 	p.mu.Unlock()
 	return p.Conn.Close()
-}
-
-func TestEngineMaxHandshakes(t *testing.T) {
-	e := newEngine(t, openvpn.Config{MaxHandshakes: 3, HandshakeTimeout: time.Second})
-	for i := 0; i < 10; i++ {
-		conn, err := net.Dial("udp", e.udp.LocalAddr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		p := wire.ControlPacket{Opcode: wire.ControlHardResetClientV2, SessionID: wire.SessionID{byte(i + 1)}}
-		conn.Write(p.Append(nil))
-	}
-	if err := lab.WaitFor(lab.Within(t, 2*time.Second), 10*time.Millisecond, func() error {
-		if st := e.srv.Stats(); st.Handshakes != 3 || st.Busy != 7 {
-			return fmt.Errorf("stats %+v, want 3 handshakes and 7 busy", st)
-		}
-		return nil
-	}); err != nil {
-		t.Error(err)
-	}
 }
 
 // A restarted UDP client (same address, new session id) replaces its old session.

@@ -165,6 +165,7 @@ type discardLink struct{ last []byte }
 
 func (d *discardLink) writeFrame(f []byte) error { d.last = append(d.last[:0], f...); return nil }
 func (d *discardLink) close()                    {}
+func (d *discardLink) connected()                {}
 func (d *discardLink) addr() net.Addr            { return &net.UDPAddr{} }
 
 // The per-packet path through a session, both ways, allocates nothing.

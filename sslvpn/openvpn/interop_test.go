@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"toride/sslvpn/openvpn"
+	"toride/sslvpn/openvpn/internal/wire"
 	"toride/tests/lab"
 )
 
@@ -558,5 +559,65 @@ func TestInteropCertificateRefused(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A flood of hard resets from thousands of source ports of the client's host, the way a spoofer fills a server's
+// handshake table, while the stock client connects over UDP: it gets in at once, and the flood leaves no state.
+func TestInteropUDPDuringResetFlood(t *testing.T) {
+	const ports = 2000
+	e := newInterop(t, openvpn.Config{})
+	e.serveUDP()
+	var socks []net.Conn
+	if err := e.cliNS.Do(func() error {
+		for range ports {
+			c, err := net.Dial("udp4", net.JoinHostPort(labServerIP, fmt.Sprint(labPort)))
+			if err != nil {
+				return err
+			}
+			socks = append(socks, c)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, c := range socks {
+			c.Close()
+		}
+	})
+	stop := make(chan struct{})
+	flooded := make(chan int)
+	go func() {
+		sent := 0
+		defer func() { flooded <- sent }()
+		for round := 0; ; round++ {
+			for i, c := range socks {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				p := wire.ControlPacket{Opcode: wire.ControlHardResetClientV2, SessionID: wire.SessionID{0xf1, byte(round), byte(i >> 8), byte(i)}}
+				if _, err := c.Write(p.Append(nil)); err == nil {
+					sent++
+				}
+				if i%100 == 99 {
+					time.Sleep(time.Millisecond)
+				}
+			}
+		}
+	}()
+	// The table is full by now on a server that keeps state for resets.
+	time.Sleep(500 * time.Millisecond)
+	c := e.startClient("flood", clientConf("udp"), "", "")
+	t.Logf("stock client connected in %v during the flood", c.waitConnected())
+	close(stop)
+	sent := <-flooded
+	c.ping(3)
+	st := e.srv.Stats()
+	t.Logf("%d resets sent; stats %+v", sent, st)
+	if st.Handshakes != 1 || st.PendingHandshakes != 0 || st.ResetAnswers < ports {
+		t.Errorf("stats %+v: want one handshake (the real client's) and the flood answered statelessly", st)
 	}
 }

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"toride/sslvpn/internal/bufpool"
-	"toride/sslvpn/openvpn/internal/tlscrypt"
 	"toride/sslvpn/openvpn/internal/wire"
 )
 
@@ -29,6 +28,9 @@ type Server struct {
 	observer HandshakeObserver
 	pool     *bufpool.Pool
 	epoch    time.Time
+
+	first      *firstPackets   // checks before a client has a session
+	handshakes *handshakeTable // sessions not connected yet
 
 	nextSessionID atomic.Uint64
 	nextPeerID    atomic.Uint32
@@ -45,19 +47,23 @@ type Server struct {
 }
 
 type serverCounters struct {
-	handshakes, failedHandshakes, malformed, controlDropped, busy atomic.Uint64
-	active                                                        atomic.Int64
+	handshakes, failedHandshakes, malformed, controlDropped, busy, sourceBusy, resetAnswers, replayed atomic.Uint64
+	active                                                                                            atomic.Int64
 }
 
 // ServerStats are a server's counters.
 type ServerStats struct {
-	ActiveSessions   int64  // sessions admitted by Connect and not yet disconnected
-	Handshakes       uint64 // sessions started
-	FailedHandshakes uint64 // sessions that ended before Connect succeeded
-	Malformed        uint64 // packets dropped as malformed or unauthenticated
-	ControlDropped   uint64 // control packets dropped on full queues (the peer retransmits)
-	Busy             uint64 // new UDP clients ignored because MaxHandshakes were in progress
-	BuffersInUse     int
+	ActiveSessions    int64  `json:"active_sessions"`    // sessions admitted by Connect and not yet disconnected
+	Handshakes        uint64 `json:"handshakes"`         // sessions started
+	PendingHandshakes int    `json:"pending_handshakes"` // sessions started and not connected yet
+	FailedHandshakes  uint64 `json:"failed_handshakes"`  // sessions that ended before Connect succeeded
+	Malformed         uint64 `json:"malformed"`          // packets dropped as malformed or unauthenticated
+	Replayed          uint64 `json:"replayed"`           // tls-crypt first packets replayed or outside the time window
+	ResetAnswers      uint64 `json:"reset_answers"`      // UDP hard resets answered statelessly
+	ControlDropped    uint64 `json:"control_dropped"`    // control packets dropped on full queues (the peer retransmits)
+	Busy              uint64 `json:"busy"`               // handshakes ended to make room at MaxHandshakes, the oldest first
+	SourceBusy        uint64 `json:"source_busy"`        // new clients refused: their source had MaxHandshakesPerSource
+	BuffersInUse      int    `json:"buffers_in_use"`
 }
 
 // NewServer validates cfg and returns a server that admits clients through b.
@@ -69,7 +75,8 @@ func NewServer(cfg Config, b Backend) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: r, backend: b, pool: bufpool.New(r.MaxBuffers), epoch: time.Now(), shutdown: make(chan struct{})}
+	s := &Server{cfg: r, backend: b, pool: bufpool.New(r.MaxBuffers), epoch: time.Now(), shutdown: make(chan struct{}),
+		first: newFirstPackets(r.tlsCrypt), handshakes: newHandshakeTable(r.MaxHandshakes, r.MaxHandshakesPerSource)}
 	s.shutdownCtx, s.cancelCtx = context.WithCancel(context.Background())
 	s.observer, _ = b.(HandshakeObserver)
 	return s, nil
@@ -82,8 +89,9 @@ func (s *Server) Ciphers() []string { return append([]string(nil), s.cfg.DataCip
 func (s *Server) Stats() ServerStats {
 	return ServerStats{
 		ActiveSessions: s.stats.active.Load(), Handshakes: s.stats.handshakes.Load(),
-		FailedHandshakes: s.stats.failedHandshakes.Load(), Malformed: s.stats.malformed.Load(),
-		ControlDropped: s.stats.controlDropped.Load(), Busy: s.stats.busy.Load(),
+		PendingHandshakes: s.handshakes.len(), FailedHandshakes: s.stats.failedHandshakes.Load(),
+		Malformed: s.stats.malformed.Load(), Replayed: s.stats.replayed.Load(), ResetAnswers: s.stats.resetAnswers.Load(),
+		ControlDropped: s.stats.controlDropped.Load(), Busy: s.stats.busy.Load(), SourceBusy: s.stats.sourceBusy.Load(),
 		BuffersInUse: s.pool.Outstanding(),
 	}
 }
@@ -130,6 +138,11 @@ func SniffTCP(first []byte) bool {
 // demultiplexer that peeked must hand over a conn that replays them). It takes ownership of c and closes it. It
 // returns when the session ends: nil after a shutdown (ctx done or Close), otherwise the reason, wrapping one of
 // the package's errors.
+//
+// A session is made only for a first packet that is a client's hard reset (with tls-crypt: authentic, within
+// the time window and not a replay) and within MaxHandshakes and MaxHandshakesPerSource. If c has a method
+// Authenticated(), ServeConn calls it once the client has connected, so that a listener bounding the
+// connections awaiting login stops counting this one.
 func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 	if !s.enter() {
 		c.Close()
@@ -168,8 +181,20 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 	case op != wire.ControlHardResetClientV2 || keyID != 0:
 		return fmt.Errorf("%w: first packet is %v, not a client hard reset", ErrProtocol, op)
 	}
+	// With tls-crypt nobody without the key gets a session, nor anyone replaying a client's first packet.
+	if _, err := s.first.open(nil, pkt); err != nil {
+		s.countRefused(err)
+		return fmt.Errorf("%w: first packet: %v", ErrProtocol, err)
+	}
+	if !s.first.fresh(pkt) {
+		s.stats.replayed.Add(1)
+		return errReplayed
+	}
 	sess, err := newSession(s, TCP, remote, l, sid, s.nextPeerID.Add(1)&0xFFFFFF)
 	if err != nil {
+		return err
+	}
+	if err := s.admit(sess); err != nil {
 		return err
 	}
 	sess.start(ctx)
@@ -191,6 +216,30 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 		return nil
 	}
 	return sess.reason
+}
+
+// countRefused counts a first packet that firstPackets.open refused.
+func (s *Server) countRefused(err error) {
+	if errors.Is(err, errStale) {
+		s.stats.replayed.Add(1)
+	} else {
+		s.stats.malformed.Add(1)
+	}
+}
+
+// admit enters a new session into the handshake table, ending the oldest handshake at MaxHandshakes; it
+// refuses the session when its source is at MaxHandshakesPerSource.
+func (s *Server) admit(sess *session) error {
+	victim, err := s.handshakes.admit(sess)
+	if err != nil {
+		s.stats.sourceBusy.Add(1)
+		return err
+	}
+	if victim != nil {
+		s.stats.busy.Add(1)
+		victim.requestClose(errEvicted)
+	}
+	return nil
 }
 
 func readTCPPacket(r *bufio.Reader, buf []byte) ([]byte, error) {
@@ -230,6 +279,14 @@ func (l *tcpLink) writeFrame(f []byte) error {
 
 func (l *tcpLink) close() { l.once.Do(func() { l.conn.Close() }) }
 
+// connected tells a listener that counts connections awaiting login (the port demultiplexer) that this one has
+// logged in.
+func (l *tcpLink) connected() {
+	if a, ok := l.conn.(interface{ Authenticated() }); ok {
+		a.Authenticated()
+	}
+}
+
 func (l *tcpLink) addr() net.Addr { return l.conn.RemoteAddr() }
 
 func addrPortOf(a net.Addr) netip.AddrPort {
@@ -252,7 +309,8 @@ type udpTable struct {
 }
 
 // udpPeer is what one client address has: an established session and a new one still authenticating (a
-// restarted client, or someone spoofing its address). The new one replaces the old only once it connects.
+// restarted client: the address echoed our cookie, so it is the client's own). The new one replaces the old
+// only once it connects.
 type udpPeer struct {
 	active, pending *session
 }
@@ -278,10 +336,11 @@ type udpServer struct {
 	mu       sync.Mutex // serializes table changes
 	table    atomic.Pointer[udpTable]
 	sessions sync.WaitGroup
-	pending  atomic.Int32 // sessions not yet connected
 	closing  atomic.Bool
-	verifier *tlscrypt.Context // tls-crypt check before a session exists; reader goroutine only
-	scratch  []byte
+	// Reader goroutine only:
+	cookies *resetCookies
+	scratch []byte // plain bodies of first packets
+	answer  []byte // stateless answers
 }
 
 // ServeUDP serves all OpenVPN clients on one UDP socket until ctx ends or the server is closed; it then tells
@@ -295,9 +354,7 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 	u := &udpServer{srv: s, pc: pc}
 	u.uc, _ = pc.(*net.UDPConn)
 	u.table.Store(&udpTable{byAddr: map[netip.AddrPort]udpPeer{}, byPeer: map[uint32]*session{}})
-	if s.cfg.tlsCrypt != nil {
-		u.verifier = tlscrypt.New(s.cfg.tlsCrypt, true)
-	}
+	u.cookies = newResetCookies(s.cfg.HandshakeTimeout)
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// On shutdown the sessions say goodbye while the reader still receives their acks; then reading stops.
@@ -404,27 +461,81 @@ func (u *udpServer) dispatch(ctx context.Context, pkt []byte, from netip.AddrPor
 			return
 		}
 	}
-	if op != wire.ControlHardResetClientV2 || keyID != 0 || u.closing.Load() {
+	if keyID != 0 || u.closing.Load() {
 		u.srv.stats.malformed.Add(1)
 		return
 	}
-	if u.verifier != nil {
-		// With tls-crypt, nobody without the key gets any state or answer.
-		if u.scratch, _, err = u.verifier.Open(u.scratch[:0], pkt); err != nil {
-			u.srv.stats.malformed.Add(1)
-			return
+	switch op {
+	case wire.ControlHardResetClientV2:
+		u.answerReset(pkt, from, sid, time.Now())
+	case wire.ControlV1, wire.AckV1:
+		if cookie, ok := u.checkEcho(pkt, op, from, sid, time.Now()); ok {
+			u.newSession(ctx, pkt, from, sid, cookie)
 		}
+	default:
+		u.srv.stats.malformed.Add(1)
 	}
-	if int(u.pending.Load()) >= u.srv.cfg.MaxHandshakes {
-		u.srv.stats.busy.Add(1)
-		return
-	}
-	u.newSession(ctx, pkt, from, sid)
 }
 
-// newSession starts a session for a client's hard reset. If the address already has one authenticating, that
-// one is dropped; an established one stays until the new one connects.
-func (u *udpServer) newSession(ctx context.Context, pkt []byte, from netip.AddrPort, sid wire.SessionID) {
+// answerReset answers a client's hard reset without keeping anything: our own hard reset, once, whose session
+// id is the cookie the client must echo. With tls-crypt, nobody without the key gets an answer.
+func (u *udpServer) answerReset(pkt []byte, from netip.AddrPort, sid wire.SessionID, now time.Time) {
+	body, err := u.srv.first.open(u.scratch[:0], pkt)
+	if err != nil {
+		u.srv.countRefused(err)
+		return
+	}
+	u.scratch = body[:0]
+	p := wire.ControlPacket{Opcode: wire.ControlHardResetClientV2}
+	if err := p.ParseBody(body); err != nil || p.MessageID != 0 {
+		u.srv.stats.malformed.Add(1)
+		return
+	}
+	ans := wire.ControlPacket{Opcode: wire.ControlHardResetServerV2, SessionID: u.cookies.make(from, sid, now)}
+	out, err := u.srv.first.answer(u.answer[:0], &ans)
+	if err != nil || len(out) > len(pkt) {
+		return // never more to an unproven address than it sent
+	}
+	u.answer = out[:0]
+	u.srv.stats.resetAnswers.Add(1)
+	if u.uc != nil {
+		_, _ = u.uc.WriteToUDPAddrPort(out, from)
+	} else {
+		_, _ = u.pc.WriteTo(out, net.UDPAddrFromAddrPort(from))
+	}
+}
+
+// checkEcho accepts a client's acknowledgement or first control message that echoes a cookie we gave that
+// address for that client session id, as OpenVPN 2.6 does: it acknowledges at most our reset and its own (ids
+// 0 and 1), and carries at most message id 1. It returns the cookie, the new session's own id.
+func (u *udpServer) checkEcho(pkt []byte, op wire.Opcode, from netip.AddrPort, sid wire.SessionID, now time.Time) (wire.SessionID, bool) {
+	body, err := u.srv.first.open(u.scratch[:0], pkt)
+	if err != nil {
+		u.srv.countRefused(err)
+		return wire.SessionID{}, false
+	}
+	u.scratch = body[:0]
+	p := wire.ControlPacket{Opcode: op}
+	ok := p.ParseBody(body) == nil && p.NumAcks > 0 && p.MessageID <= 1 &&
+		u.cookies.valid(p.RemoteSessionID, from, sid, now)
+	for _, id := range p.AckList() {
+		ok = ok && id <= 1
+	}
+	if !ok {
+		u.srv.stats.malformed.Add(1)
+		return wire.SessionID{}, false
+	}
+	if !u.srv.first.fresh(pkt) {
+		u.srv.stats.replayed.Add(1)
+		return wire.SessionID{}, false
+	}
+	return p.RemoteSessionID, true
+}
+
+// newSession starts a session for a client that echoed our cookie: its hard reset and ours count as exchanged,
+// and the session's id is the cookie. If the address already has one authenticating, that one is dropped; an
+// established one stays until the new one connects.
+func (u *udpServer) newSession(ctx context.Context, pkt []byte, from netip.AddrPort, sid, cookie wire.SessionID) {
 	u.mu.Lock()
 	if u.closing.Load() {
 		u.mu.Unlock()
@@ -441,6 +552,11 @@ func (u *udpServer) newSession(ctx context.Context, pkt []byte, from netip.AddrP
 		u.mu.Unlock()
 		return
 	}
+	sess.resumeAfterCookie(cookie)
+	if err := u.srv.admit(sess); err != nil {
+		u.mu.Unlock()
+		return
+	}
 	l.sess = sess
 	peer := t.byAddr[from]
 	old := peer.pending
@@ -454,17 +570,14 @@ func (u *udpServer) newSession(ctx context.Context, pkt []byte, from netip.AddrP
 		old.requestClose(ErrReplaced)
 	}
 
-	u.pending.Add(1)
 	sess.start(ctx)
 	go func() {
-		// Owner of the session's bookkeeping: it counts as pending until it connects or ends.
+		// Owner of the session's place in the table: it becomes the address's active session once connected.
 		defer u.sessions.Done()
 		select {
 		case <-sess.connectedCh:
-			u.pending.Add(-1)
 			u.promote(sess)
 		case <-sess.finished:
-			u.pending.Add(-1)
 		}
 		sess.wait()
 	}()
@@ -540,5 +653,7 @@ func (l *udpLink) writeFrame(f []byte) error {
 }
 
 func (l *udpLink) close() { l.once.Do(func() { l.u.remove(l.sess) }) }
+
+func (l *udpLink) connected() {}
 
 func (l *udpLink) addr() net.Addr { return net.UDPAddrFromAddrPort(l.to) }

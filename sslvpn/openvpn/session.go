@@ -45,6 +45,8 @@ type link interface {
 	writeFrame(frame []byte) error
 	// close stops the transport for this session; idempotent.
 	close()
+	// connected is called once when the client has connected (its PUSH_REPLY was sent).
+	connected()
 	addr() net.Addr
 }
 
@@ -60,6 +62,9 @@ type session struct {
 	link      link
 	localSID  wire.SessionID
 	remoteSID wire.SessionID
+	// afterCookie: the client echoed a stateless answer's session id (localSID), so both hard resets count as
+	// exchanged when the session starts.
+	afterCookie bool
 
 	ctrlIn      chan []byte       // control packets from the receive goroutine (copies the loop owns)
 	events      chan event        // from TLS goroutines and the writer
@@ -193,6 +198,15 @@ func newSession(srv *Server, tr Transport, remote netip.AddrPort, l link, remote
 	return s, nil
 }
 
+// resumeAfterCookie makes a session not yet started continue where a stateless answer left off: cookie was our
+// session id in it, and with tls-crypt its packet id was 1.
+func (s *session) resumeAfterCookie(cookie wire.SessionID) {
+	s.localSID, s.afterCookie = cookie, true
+	if s.tc != nil {
+		s.tc.SetSendPacketID(1)
+	}
+}
+
 // start launches the control loop and the writer. ctx ending shuts the session down gracefully.
 func (s *session) start(ctx context.Context) {
 	s.ctx, s.cancel = context.WithCancel(context.Background())
@@ -279,6 +293,14 @@ func (s *session) run(ctx context.Context) {
 	defer timer.Stop()
 	shutdown := ctx.Done()
 	srvShutdown := s.srv.shutdown
+	if s.afterCookie {
+		// The client has our hard reset (it echoed its session id) and we had its own: message 0 each way is done,
+		// and the client still waits for our acknowledgement of its reset (the stateless answer carried none).
+		ks := s.newKeyState(0, true, time.Now())
+		ks.send.Ack(0)
+		ks.recv.Receive(0, wire.ControlHardResetClientV2, nil)
+		ks.recv.Next()
+	}
 	for !s.terminated {
 		select {
 		case raw := <-s.ctrlIn:
@@ -313,6 +335,7 @@ func (s *session) run(ctx context.Context) {
 	}
 	s.wg.Wait()
 	s.drainTx()
+	s.srv.handshakes.leave(s)
 	if s.grant != nil {
 		s.srv.stats.active.Add(-1)
 		s.srv.backend.Disconnected(s, s.reason)
@@ -661,6 +684,8 @@ func (s *session) sendPushReply(now time.Time) {
 		s.connected = true
 		close(s.connectedCh)
 		s.activate(ks, now)
+		s.srv.handshakes.leave(s)
+		s.link.connected()
 	}
 }
 

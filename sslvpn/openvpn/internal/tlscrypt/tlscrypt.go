@@ -172,6 +172,19 @@ func (c *Context) Wrap(dst, hdr, plain []byte, now time.Time) ([]byte, error) {
 	return dst, nil
 }
 
+// SetSendPacketID makes id the last packet id sent: the next Wrap uses id+1. A server that answered a client's
+// first packet statelessly with packet id 1 continues the session at 2, as the client's replay window expects.
+func (c *Context) SetSendPacketID(id uint32) { c.sendPID = id }
+
+// PacketID returns a wrapped packet's clear packet id and the time it carries (the sender's clock when its
+// session began, in whole seconds). Trust them only after Open succeeded.
+func PacketID(pkt []byte) (id uint32, sent time.Time, err error) {
+	if len(pkt) < offCT {
+		return 0, time.Time{}, ErrShort
+	}
+	return binary.BigEndian.Uint32(pkt[offPID:]), time.Unix(int64(binary.BigEndian.Uint32(pkt[offPID+4:])), 0), nil
+}
+
 // Open authenticates and decrypts a wrapped packet, appending the plain body (ack count onwards) to dst. It
 // does not check for replay; Unwrap does. pid is the packet's tls-crypt packet id.
 func (c *Context) Open(dst, pkt []byte) (plain []byte, pid uint32, err error) {

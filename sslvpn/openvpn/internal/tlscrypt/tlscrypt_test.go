@@ -74,3 +74,24 @@ func TestWrapUnwrap(t *testing.T) {
 		t.Errorf("short: %v", err)
 	}
 }
+
+func TestPacketIDAndSendPacketID(t *testing.T) {
+	client, server := New(testKey(), false), New(testKey(), true)
+	client.SetSendPacketID(41)
+	p := wire.ControlPacket{Opcode: wire.AckV1, SessionID: wire.SessionID{1}}
+	at := time.Unix(1700000000, 0)
+	pkt, err := client.Wrap(nil, p.AppendHeader(nil), p.AppendBody(nil), at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, sent, err := PacketID(pkt)
+	if err != nil || id != 42 || !sent.Equal(at) {
+		t.Fatalf("PacketID = %d, %v, %v; want 42, %v", id, sent, err, at)
+	}
+	if _, err := server.Unwrap(nil, pkt); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := PacketID(pkt[:20]); !errors.Is(err, ErrShort) {
+		t.Errorf("PacketID of a short packet: %v", err)
+	}
+}
