@@ -22,7 +22,7 @@ func (b *anyconnectBackend) Authenticate(ctx context.Context, req *anyconnect.Au
 	s := (*Server)(b)
 	l := &Login{Protocol: "anyconnect", Remote: req.Remote, Group: req.Group, User: req.Username, Cert: req.Certificate,
 		Password: req.Password, OTP: req.OTP, HasOTP: req.HasOTP}
-	user, err := s.authenticate(l)
+	user, _, err := s.authenticate(ctx, l)
 	if err != nil {
 		return nil, err
 	}

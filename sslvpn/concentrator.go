@@ -6,9 +6,10 @@
 //	                    (AnyConnect joins here)   ┘  user, OTP, limit,   └─ the session's uplink
 //	                                                 pool, route
 //
-// Sessions of every protocol of a server count against one limit and draw from one pool. A login is refused with
-// a message the client logs (limit reached, pool exhausted, wrong or replayed OTP, identity mismatch), and every
-// refusal is counted by reason and logged.
+// Sessions of every protocol of a server count against one limit and draw from one pool. A login is refused with a message the client logs (limit reached, pool exhausted, identity
+// mismatch), and every refusal is counted by reason and logged. A failed login (a wrong password or OTP, an
+// unknown or disabled user, a lockout) tells the client one and the same thing, userauth.ErrLoginFailed, so the
+// answer shows no one which user names exist: the reason is in the count and the log only.
 //
 // Locking: the Concentrator's mu guards its server map and is held across Set; each Server's mu guards its
 // session table and is held briefly. A Concentrator is safe for concurrent use.
@@ -207,7 +208,7 @@ func New(opts Options) *Concentrator {
 	return &Concentrator{opts: opts, auth: userauth.New(opts.Auth), servers: map[string]*Server{}}
 }
 
-// Auth is the login checker shared by every server and protocol (its lockout is per user, appliance-wide).
+// Auth is the login checker shared by every server and protocol: its lockouts and replay state are appliance-wide.
 func (c *Concentrator) Auth() *userauth.Checker { return c.auth }
 
 // Set makes the running servers match cfg: servers gone are stopped, new ones started, changed ones updated in

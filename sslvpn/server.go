@@ -28,7 +28,9 @@ import (
 	"toride/sslvpn/userauth"
 )
 
-// Refusal reasons, as counted in ServerStatus.Refused.
+// Refusal reasons, as counted in ServerStatus.Refused. The client of a failed login (password, otp,
+// user_disabled, locked_out, auth_busy) is told userauth.ErrLoginFailed whatever the reason: only the count and
+// the log say which.
 const (
 	RefusedLimit    = "session_limit"
 	RefusedPool     = "pool_exhausted"
@@ -37,6 +39,14 @@ const (
 	RefusedDisabled = "user_disabled"
 	RefusedRevoked  = "certificate_revoked"
 	RefusedPassword = "password"
+	RefusedLocked   = "locked_out" // a lockout, a blocked source or a slowed-down user: refused unchecked
+	RefusedBusy     = "auth_busy"  // no password check could start in time
+)
+
+// Reasons the core refuses a login, for the logs (the client is told userauth.ErrLoginFailed).
+var (
+	errNoSuchUser   = errors.New("no such user")
+	errUserDisabled = errors.New("the user is disabled")
 )
 
 // Peer is a protocol session as the core sees it.
@@ -308,10 +318,23 @@ func (s *Server) stop() {
 	s.log.Info("SSL-VPN server stopped")
 }
 
+// userGone says why a user who logged in may no longer have a session: disabled, or, when they were a configured
+// user at login (known), deleted since. A user known by their certificate alone is never gone.
+func userGone(cfg *ServerConfig, user string, known bool) error {
+	u, ok := cfg.Users[user]
+	switch {
+	case ok && u.Disabled:
+		return errUserDisabled
+	case known && !ok:
+		return errNoSuchUser
+	}
+	return nil
+}
+
 // admit authenticates a client and attaches it in one step, as OpenVPN does (its login and tunnel are one
 // exchange). peer receives the client's LAN traffic from then on.
-func (s *Server) admit(l *Login, peer Peer, m peerMeters) (*Session, error) {
-	user, err := s.authenticate(l)
+func (s *Server) admit(ctx context.Context, l *Login, peer Peer, m peerMeters) (*Session, error) {
+	user, _, err := s.authenticate(ctx, l)
 	if err != nil {
 		return nil, err
 	}
@@ -325,16 +348,18 @@ type peerMeters struct {
 }
 
 // authenticate checks who a client is, with the factors its group asks for: the certificate (not revoked, issued
-// to the user), the user (not disabled), the password and the one-time password. It returns the user's name.
-func (s *Server) authenticate(l *Login) (string, error) {
+// to the user), the user (known, not disabled), the password and the one-time password. It returns the user's
+// name, and whether they are a configured user. Every check of a password or a one-time password goes through
+// the userauth.Checker, for a known user or not, so a failure looks and lasts the same whoever it is.
+func (s *Server) authenticate(ctx context.Context, l *Login) (user string, known bool, err error) {
 	cfg := s.cfg.Load()
 	g := cfg.group(l.Group)
 	if g == nil {
-		return "", s.refuse(RefusedIdentity, l, l.User, fmt.Sprintf("no connection profile %q", l.Group), nil)
+		return "", false, s.refuse(RefusedIdentity, l, l.User, fmt.Sprintf("no connection profile %q", l.Group), nil)
 	}
-	user := l.User
+	user = l.User
 	if l.Cert != nil && s.trust.Revoked(l.Cert) {
-		return "", s.refuse(RefusedRevoked, l, l.Cert.Subject.CommonName,
+		return "", false, s.refuse(RefusedRevoked, l, l.Cert.Subject.CommonName,
 			fmt.Sprintf("certificate %X of %s is revoked", l.Cert.SerialNumber, l.Cert.Subject.CommonName), nil)
 	}
 	if l.Cert != nil {
@@ -343,38 +368,46 @@ func (s *Server) authenticate(l *Login) (string, error) {
 		case user == "":
 			user = cn
 		case cn != user:
-			return "", s.refuse(RefusedIdentity, l, user, fmt.Sprintf("the certificate is issued to %q, not to user %q", cn, user), nil)
+			return "", false, s.refuse(RefusedIdentity, l, user, fmt.Sprintf("the certificate is issued to %q, not to user %q", cn, user), nil)
 		}
 	} else if g.Certificate {
-		return "", s.refuse(RefusedIdentity, l, user, "this profile requires a client certificate", nil)
+		return "", false, s.refuse(RefusedIdentity, l, user, "this profile requires a client certificate", nil)
 	}
 	if user == "" {
-		return "", s.refuse(RefusedIdentity, l, user, "no user name and no certificate", nil)
+		return "", false, s.refuse(RefusedIdentity, l, user, "no user name and no certificate", nil)
+	}
+	if g.OTP && !l.HasOTP {
+		// The client's profile, not the user, is wrong: this says nothing about the user.
+		return "", false, s.refuse(RefusedOTP, l, user, "this server requires a one-time password (static-challenge in the client configuration)", nil)
 	}
 	u, known := cfg.Users[user]
-	if known && u.Disabled {
-		return "", s.refuse(RefusedDisabled, l, user, "user "+user+" is disabled", nil)
+	why := userGone(cfg, user, true)
+	if !g.Password && !g.OTP {
+		// A certificate alone: nothing to guess, and a user it names need not be configured.
+		if errors.Is(why, errUserDisabled) {
+			return "", false, s.refuseLogin(RefusedDisabled, l, user, why)
+		}
+		return user, known, nil
 	}
-	if g.Password {
-		if !known || u.PasswordHash == "" {
-			// The same words as a wrong password: a login form must not tell which user names exist. It still
-			// counts toward the lockout.
-			_ = s.auth.CheckPassword(user, "", l.Password)
-			return "", s.refuse(RefusedPassword, l, user, "wrong user name or password", nil)
+	err = s.auth.Check(ctx, userauth.Attempt{User: user, Source: l.Remote.Addr(),
+		CheckPassword: g.Password, Hash: u.PasswordHash, Password: l.Password,
+		CheckCode: g.OTP, Secret: u.OTPSecret, Code: l.OTP, Refuse: why})
+	if err != nil {
+		reason := RefusedPassword
+		switch {
+		case errors.Is(err, errUserDisabled):
+			reason = RefusedDisabled
+		case errors.Is(err, userauth.ErrLocked) || errors.Is(err, userauth.ErrSourceBlocked) || errors.Is(err, userauth.ErrSlowedDown):
+			reason = RefusedLocked
+		case errors.Is(err, userauth.ErrBusy):
+			reason = RefusedBusy
+		case errors.Is(err, userauth.ErrWrongCode) || errors.Is(err, userauth.ErrReplayedCode) || errors.Is(err, userauth.ErrNoOTP) ||
+			errors.Is(err, userauth.ErrReplayState) || (!g.Password && errors.Is(err, errNoSuchUser)):
+			reason = RefusedOTP
 		}
-		if err := s.auth.CheckPassword(user, u.PasswordHash, l.Password); err != nil {
-			return "", s.refuse(RefusedPassword, l, user, err.Error(), err)
-		}
+		return "", false, s.refuseLogin(reason, l, user, err)
 	}
-	if g.OTP {
-		if !l.HasOTP {
-			return "", s.refuse(RefusedOTP, l, user, "this server requires a one-time password (static-challenge in the client configuration)", nil)
-		}
-		if err := s.auth.CheckCode(user, u.OTPSecret, l.OTP); err != nil {
-			return "", s.refuse(RefusedOTP, l, user, err.Error(), err)
-		}
-	}
-	return user, nil
+	return user, known, nil
 }
 
 // attach gives an authenticated user's session an address from its group's pool and a route, within the
@@ -414,6 +447,7 @@ func (s *Server) attach(user string, l *Login, peer Peer, m peerMeters) (*Sessio
 	return sess, nil
 }
 
+// refuse counts and logs a refusal whose message the client may read.
 func (s *Server) refuse(reason string, l *Login, user, msg string, err error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -424,6 +458,15 @@ func (s *Server) refuseLocked(reason string, l *Login, user, msg string, err err
 	s.refused[reason]++
 	s.log.Warn("client refused", "reason", reason, "user", user, "protocol", l.Protocol, "remote", l.Remote, "why", msg)
 	return &Refusal{Reason: reason, Msg: msg, Err: err}
+}
+
+// refuseLogin counts and logs a failed login: the log says why, the client is told userauth.ErrLoginFailed.
+func (s *Server) refuseLogin(reason string, l *Login, user string, why error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refused[reason]++
+	s.log.Warn("client refused", "reason", reason, "user", user, "protocol", l.Protocol, "remote", l.Remote, "why", why.Error())
+	return &Refusal{Reason: reason, Msg: userauth.ErrLoginFailed.Error(), Err: why}
 }
 
 // release ends a session's claim on its address and route.
@@ -483,7 +526,7 @@ func (b *openvpnBackend) Connect(ctx context.Context, req *openvpn.ConnectReques
 	if _, otp, err := openvpn.ParseStaticChallenge(req.Password); err == nil {
 		l.OTP, l.HasOTP = otp, true
 	}
-	sess, err := s.admit(l, os, peerMeters{bytes: func() (uint64, uint64) { st := os.Stats(); return st.BytesIn, st.BytesOut }})
+	sess, err := s.admit(ctx, l, os, peerMeters{bytes: func() (uint64, uint64) { st := os.Stats(); return st.BytesIn, st.BytesOut }})
 	if err != nil {
 		return nil, err
 	}

@@ -127,10 +127,10 @@ func TestAnyConnectLoginsAndGroups(t *testing.T) {
 	v.pingLAN()
 	c.Stop()
 
-	// A wrong password is refused with the form's message, and counted.
+	// A wrong password is refused with the form's message, the same as for any failed login, and counted.
 	bad := occlient.Start(t, v.client, occlient.Options{Server: "https://192.0.2.1/", CAFile: aliceFiles.ca,
 		Stdin: "wrong\n" + code(t, alice, 1) + "\n", Args: []string{"--authgroup=partners", "-u", "alice", "--passwd-on-stdin"}})
-	if err := bad.Proc.WaitOutput(lab.Within(t, 20*time.Second), "wrong user name or password"); err != nil {
+	if err := bad.Proc.WaitOutput(lab.Within(t, 20*time.Second), "login failed: wrong user name, password or one-time password"); err != nil {
 		t.Fatalf("the client never showed the refusal: %v", err)
 	}
 	bad.Stop()

@@ -1,0 +1,143 @@
+package sslvpn
+
+import (
+	"context"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/big"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/pquerna/otp"
+	"github.com/pquerna/otp/hotp"
+	"golang.org/x/crypto/bcrypt"
+	"golang.zx2c4.com/wireguard/tun/tuntest"
+
+	"toride/sslvpn/datapath"
+	"toride/sslvpn/pool"
+	"toride/sslvpn/trust"
+	"toride/sslvpn/userauth"
+)
+
+// newTestServer is a Server without listeners or engines: its datapath runs over an in-memory TUN.
+func newTestServer(t *testing.T, cfg *ServerConfig) *Server {
+	t.Helper()
+	if !cfg.Pool.IsValid() {
+		cfg.Pool = netip.MustParsePrefix("10.8.0.0/24")
+	}
+	p, err := pool.New(cfg.Pool, pool.Subnet, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dp, err := datapath.New(tuntest.NewChannelTUN().TUN(), datapath.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dp.Close() })
+	s := &Server{name: "main", log: slog.New(slog.NewTextHandler(io.Discard, nil)), auth: userauth.New(userauth.Options{}), trust: &trust.Store{},
+		pool: p, pools: map[netip.Prefix]*pool.Pool{cfg.Pool: p}, dp: dp,
+		sessions: map[string]*Session{}, byOVPN: map[uint64]*Session{}, byAnyConnect: map[uint64]*Session{}, refused: map[string]uint64{}}
+	s.cfg.Store(cfg)
+	return s
+}
+
+func certOf(cn string) *x509.Certificate {
+	return &x509.Certificate{Subject: pkix.Name{CommonName: cn}, SerialNumber: big.NewInt(1)}
+}
+
+func totp(t *testing.T, key []byte, skew int) string {
+	t.Helper()
+	c, err := hotp.GenerateCodeCustom(userauth.Base32(key), uint64(time.Now().Unix()/30+int64(skew)),
+		hotp.ValidateOpts{Digits: otp.DigitsSix, Algorithm: otp.AlgorithmSHA1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// TestFailedLoginsLookTheSame: a wrong or replayed code, an unknown user, a user without a key, a disabled user, a
+// lockout, a wrong password: the client is told the same words, whatever the protocol; the server counts each
+// by its reason.
+func TestFailedLoginsLookTheSame(t *testing.T) {
+	alice, carol := []byte("alice's 20-byte key!"), []byte("carol's 20-byte key!")
+	hash, err := bcrypt.GenerateFromPassword([]byte("erin-pw"), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &ServerConfig{OTP: true, MaxSessions: 10, Users: map[string]User{
+		"alice": {OTPSecret: alice},
+		"carol": {OTPSecret: carol, Disabled: true},
+		"dave":  {},
+		"erin":  {PasswordHash: string(hash)},
+		"fred":  {PasswordHash: string(hash), Disabled: true},
+	}, Groups: []*GroupConfig{{Name: "pw", Password: true}}}
+	s := newTestServer(t, cfg)
+	wrong := fmt.Sprintf("%06d", (atoi(totp(t, alice, 0))+1)%1000000)
+	src := 0
+	ovpn := func(user, code string) *Login {
+		src++
+		return &Login{Protocol: "openvpn-udp", Remote: netip.AddrPortFrom(netip.AddrFrom4([4]byte{192, 0, 2, byte(src)}), 40000),
+			Cert: certOf(user), OTP: code, HasOTP: true}
+	}
+	ac := func(user, password string) *Login {
+		src++
+		return &Login{Protocol: "anyconnect", Remote: netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(src)}), 40000),
+			Group: "pw", User: user, Password: password}
+	}
+	ctx := context.Background()
+	used := totp(t, alice, 0)
+	if _, _, err := s.authenticate(ctx, ovpn("alice", used)); err != nil {
+		t.Fatalf("alice's code: %v", err)
+	}
+	locked := ovpn("alice", wrong)
+	for range 5 {
+		if _, _, err := s.authenticate(ctx, locked); err == nil {
+			t.Fatal("a wrong code was accepted")
+		}
+	}
+	for _, tc := range []struct {
+		name, reason string
+		login        *Login
+	}{
+		{"wrong code", RefusedOTP, ovpn("alice", wrong)},
+		{"replayed code", RefusedOTP, ovpn("alice", used)},
+		{"unknown user", RefusedOTP, ovpn("mallory", totp(t, alice, 0))},
+		{"no key issued", RefusedOTP, ovpn("dave", totp(t, alice, 0))},
+		{"disabled user, right code", RefusedDisabled, ovpn("carol", totp(t, carol, 0))},
+		{"locked out, right code", RefusedLocked, locked},
+		{"wrong password", RefusedPassword, ac("erin", "guess")},
+		{"unknown user, password", RefusedPassword, ac("nobody", "erin-pw")},
+		{"disabled user, right password", RefusedDisabled, ac("fred", "erin-pw")},
+	} {
+		if tc.name == "locked out, right code" {
+			tc.login.OTP = totp(t, alice, 1)
+		}
+		before := s.refused[tc.reason]
+		_, _, err := s.authenticate(ctx, tc.login)
+		var r *Refusal
+		if !errors.As(err, &r) {
+			t.Fatalf("%s: %v, want a refusal", tc.name, err)
+		}
+		if r.Msg != userauth.ErrLoginFailed.Error() || r.Reason != tc.reason || s.refused[tc.reason] != before+1 {
+			t.Errorf("%s: told the client %q, counted as %q (%d → %d); want %q counted as %q",
+				tc.name, r.Msg, r.Reason, before, s.refused[tc.reason], userauth.ErrLoginFailed, tc.reason)
+		}
+	}
+	// Every failure counted for the lockouts, the key-less user's too.
+	if got := s.auth.Counters(); got.Failures != 13 {
+		t.Errorf("failures counted: %+v", got)
+	}
+}
+
+func atoi(s string) int {
+	n := 0
+	for _, c := range s {
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
