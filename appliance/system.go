@@ -39,6 +39,7 @@ import (
 	"toride/dataplane/sysctl"
 	"toride/ike"
 	"toride/sslvpn"
+	"toride/sslvpn/userauth"
 )
 
 // Options configure a System.
@@ -108,8 +109,9 @@ func New(opts Options) (*System, error) {
 	if err != nil {
 		return nil, err
 	}
+	totp := &totpSteps{path: filepath.Join(opts.StateDir, "sslvpn", "totp-steps.json"), log: s.log.With("component", "sslvpn")}
 	vpn := &sslvpnComponent{
-		conc:   sslvpn.New(sslvpn.Options{Links: links, Logger: s.log.With("component", "sslvpn")}),
+		conc:   sslvpn.New(sslvpn.Options{Links: links, Logger: s.log.With("component", "sslvpn"), Auth: userauth.Options{Replay: totp}}),
 		ledger: ledger, sealer: sealer, stateDir: opts.StateDir, health: s.health, log: s.log.With("component", "sslvpn"),
 	}
 	firewall, err := nft.New(nft.Options{})

@@ -291,6 +291,20 @@ func TestOpenVPNRefusals(t *testing.T) {
 	}
 }
 
+// TestOpenVPNCodeRefusedAfterRestart: a code accepted before torided restarts is refused after it, within the
+// code's window.
+func TestOpenVPNCodeRefusedAfterRestart(t *testing.T) {
+	v := newVPNLab(t, true)
+	alice := v.enroll("alice")
+	profile := v.profile("alice", "")
+	used := code(t, alice, 1) // valid for the next minute and a half
+	c := v.connect("alice", profile, fixed(used))
+	c.Stop()
+	v.box.Proc.Stop()
+	v.box = toridetest.Start(t, v.box.NS, v.box.StateDir)
+	v.refused("alice", profile, fixed(used), loginFailed, "one-time password already used")
+}
+
 // TestOpenVPNPoolExhaustedAndAddressHold: with one address, a user who left keeps it for the hold time; another
 // user is refused meanwhile, and the first gets the same address back.
 func TestOpenVPNPoolExhaustedAndAddressHold(t *testing.T) {
