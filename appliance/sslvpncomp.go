@@ -131,7 +131,7 @@ func (c *sslvpnComponent) build(cfg *config.Config) (sslvpn.Config, []string, er
 		svc := cfg.SSLVPN.Services[s.Service]
 		sc := &sslvpn.ServerConfig{
 			Name: name, Pool: s.Pool, Topology: pool.Topology(s.Topology), AddressHold: time.Duration(s.AddressGrace) * time.Second,
-			MaxSessions: s.MaxSessions, DNS: s.DNS, RedirectGateway: s.RedirectAll, OTP: s.OTP, Users: users,
+			MaxSessions: s.MaxSessions, MaxSessionsPerUser: s.MaxPerUser, DNS: s.DNS, RedirectGateway: s.RedirectAll, OTP: s.OTP, Users: users,
 			SessionTimeout: time.Duration(s.SessionTimeout) * time.Second,
 			IdleTimeout:    time.Duration(s.IdleTimeout) * time.Second,
 		}

@@ -6,7 +6,8 @@
 //	                    (AnyConnect joins here)   ┘  user, OTP, limit,   └─ the session's uplink
 //	                                                 pool, route
 //
-// Sessions of every protocol of a server count against one limit and draw from one pool. A login is refused with a message the client logs (limit reached, pool exhausted, identity
+// Sessions of every protocol of a server count against one limit, and a user's against a limit per user; they
+// draw from one pool. A login is refused with a message the client logs (limit reached, pool exhausted, identity
 // mismatch), and every refusal is counted by reason and logged. A failed login (a wrong password or OTP, an
 // unknown or disabled user, a lockout) tells the client one and the same thing, userauth.ErrLoginFailed, so the
 // answer shows no one which user names exist: the reason is in the count and the log only.
@@ -69,6 +70,9 @@ type ServerConfig struct {
 	AddressHold time.Duration
 	MaxSessions int
 	LimitName   string // how the limit is named to a refused client, e.g. "flavor small"
+	// MaxSessionsPerUser is how many sessions one user may hold at once, all protocols together (0: no limit). An
+	// AnyConnect client that reconnects with its cookie is the same session.
+	MaxSessionsPerUser int
 	// SessionTimeout ends a session after this long, whatever it does (0: never); the client reconnects.
 	SessionTimeout time.Duration
 	// IdleTimeout ends a session that carried no tunnel traffic in either direction for this long (0: never).

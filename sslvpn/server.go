@@ -32,15 +32,16 @@ import (
 // user_disabled, locked_out, auth_busy) is told userauth.ErrLoginFailed whatever the reason: only the count and
 // the log say which.
 const (
-	RefusedLimit    = "session_limit"
-	RefusedPool     = "pool_exhausted"
-	RefusedOTP      = "otp"
-	RefusedIdentity = "identity"
-	RefusedDisabled = "user_disabled"
-	RefusedRevoked  = "certificate_revoked"
-	RefusedPassword = "password"
-	RefusedLocked   = "locked_out" // a lockout, a blocked source or a slowed-down user: refused unchecked
-	RefusedBusy     = "auth_busy"  // no password check could start in time
+	RefusedLimit     = "session_limit"
+	RefusedUserLimit = "user_session_limit"
+	RefusedPool      = "pool_exhausted"
+	RefusedOTP       = "otp"
+	RefusedIdentity  = "identity"
+	RefusedDisabled  = "user_disabled"
+	RefusedRevoked   = "certificate_revoked"
+	RefusedPassword  = "password"
+	RefusedLocked    = "locked_out" // a lockout, a blocked source or a slowed-down user: refused unchecked
+	RefusedBusy      = "auth_busy"  // no password check could start in time
 )
 
 // Reasons the core refuses a login, for the logs (the client is told userauth.ErrLoginFailed).
@@ -411,7 +412,7 @@ func (s *Server) authenticate(ctx context.Context, l *Login) (user string, known
 }
 
 // attach gives an authenticated user's session an address from its group's pool and a route, within the
-// server's session limit (all protocols and groups together).
+// server's session limit (all protocols and groups together) and its limit per user.
 func (s *Server) attach(user string, l *Login, peer Peer, m peerMeters) (*Session, error) {
 	cfg := s.cfg.Load()
 	g := cfg.group(l.Group)
@@ -426,6 +427,17 @@ func (s *Server) attach(user string, l *Login, peer Peer, m peerMeters) (*Sessio
 	defer s.mu.Unlock()
 	if len(s.sessions) >= cfg.MaxSessions {
 		return nil, s.refuseLocked(RefusedLimit, l, user, fmt.Sprintf("connection limit reached: %d sessions (%s); try again later", cfg.MaxSessions, cfg.LimitName), nil)
+	}
+	if limit := cfg.MaxSessionsPerUser; limit > 0 {
+		n := 0
+		for _, other := range s.sessions {
+			if other.User == user {
+				n++
+			}
+		}
+		if n >= limit {
+			return nil, s.refuseLocked(RefusedUserLimit, l, user, fmt.Sprintf("user %s already has %d sessions, the most one user may hold (max-sessions-per-user %d); end one first", user, n, limit), nil)
+		}
 	}
 	lease, err := p.Acquire(user)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -140,4 +141,33 @@ func atoi(s string) int {
 		n = n*10 + int(c-'0')
 	}
 	return n
+}
+
+// TestSessionsPerUser: a user may hold MaxSessionsPerUser sessions; the next is refused with its own reason and a
+// message naming the limit; other users are not affected, and a session's end frees its place.
+func TestSessionsPerUser(t *testing.T) {
+	s := newTestServer(t, &ServerConfig{MaxSessions: 10, MaxSessionsPerUser: 2})
+	attach := func(user string) (*Session, error) {
+		return s.attach(user, &Login{Protocol: "openvpn-udp", Cert: certOf(user)}, &recordingPeer{}, peerMeters{})
+	}
+	var alice []*Session
+	for i := range 2 {
+		sess, err := attach("alice")
+		if err != nil {
+			t.Fatalf("alice's session %d: %v", i+1, err)
+		}
+		alice = append(alice, sess)
+	}
+	_, err := attach("alice")
+	var r *Refusal
+	if !errors.As(err, &r) || r.Reason != RefusedUserLimit || !strings.Contains(r.Msg, "max-sessions-per-user 2") || s.refused[RefusedUserLimit] != 1 {
+		t.Fatalf("alice's third session: %v", err)
+	}
+	if _, err := attach("bob"); err != nil {
+		t.Fatalf("bob: %v", err)
+	}
+	s.release(alice[0], errors.New("left"))
+	if _, err := attach("alice"); err != nil {
+		t.Fatalf("alice after one of hers ended: %v", err)
+	}
 }

@@ -443,23 +443,40 @@ func TestOpenVPNTLSCrypt(t *testing.T) {
 	}
 }
 
-// TestOpenVPNFlavorLimit: flavor small admits 20 sessions; the 21st stock client is refused with the limit named,
-// and the refusal is counted.
+// TestOpenVPNFlavorLimit: one user may hold 2 sessions, the third is refused with that limit named; flavor small
+// admits 20 sessions (of 20 users here); the 21st stock client is refused with the limit named, and both refusals
+// are counted.
 func TestOpenVPNFlavorLimit(t *testing.T) {
 	v := newVPNLab(t, false)
-	profile := v.profile("crowd", "&proto=udp")
 	var clients []*ovpnclient.Client
-	for range 20 {
-		clients = append(clients, ovpnclient.Start(t, v.client, ovpnclient.Options{Config: profile, User: "crowd"}))
+	profiles := map[string]string{}
+	profile := func(user string) string {
+		if profiles[user] == "" {
+			profiles[user] = v.profile(user, "&proto=udp")
+		}
+		return profiles[user]
 	}
-	for i, c := range clients {
-		// The clients share one namespace, so all but the first fail to add the pushed route again: a warning
-		// ("Completed With Errors"), not a failed connection.
-		if err := c.WaitConnected(lab.Within(t, 60*time.Second)); err != nil {
-			t.Fatalf("client %d of 20 did not connect: %v", i+1, err)
+	start := func(user string) {
+		clients = append(clients, ovpnclient.Start(t, v.client, ovpnclient.Options{Config: profile(user), User: user}))
+	}
+	waitAll := func() {
+		for i, c := range clients {
+			// The clients share one namespace, so all but the first fail to add the pushed route again: a warning
+			// ("Completed With Errors"), not a failed connection.
+			if err := c.WaitConnected(lab.Within(t, 60*time.Second)); err != nil {
+				t.Fatalf("client %d of %d did not connect: %v", i+1, len(clients), err)
+			}
 		}
 	}
-	v.refused("crowd", profile, nil, "AUTH_FAILED,connection limit reached: 20 sessions (flavor small)", "reason=session_limit")
+	start("crowd-0")
+	start("crowd-0")
+	waitAll()
+	v.refused("crowd-0", profile("crowd-0"), nil, "AUTH_FAILED,user crowd-0 already has 2 sessions, the most one user may hold (max-sessions-per-user 2)", "reason=user_session_limit")
+	for i := 1; i < 19; i++ {
+		start(fmt.Sprint("crowd-", i))
+	}
+	waitAll()
+	v.refused("crowd-19", profile("crowd-19"), nil, "AUTH_FAILED,connection limit reached: 20 sessions (flavor small)", "reason=session_limit")
 	var sessions struct{ Sessions []struct{ Address string } }
 	v.rest("GET", v.conn("/sessions"), nil, &sessions, 0)
 	seen := map[string]bool{}
@@ -468,6 +485,13 @@ func TestOpenVPNFlavorLimit(t *testing.T) {
 	}
 	if len(sessions.Sessions) != 20 || len(seen) != 20 {
 		t.Fatalf("%d sessions on %d addresses, want 20 on 20", len(sessions.Sessions), len(seen))
+	}
+	var st struct {
+		Servers []struct{ Refused map[string]int }
+	}
+	v.rest("GET", "/api/v1/sslvpn/status", nil, &st, 0)
+	if r := st.Servers[0].Refused; r["session_limit"] != 1 || r["user_session_limit"] != 1 {
+		t.Fatalf("refusals counted %+v", r)
 	}
 }
 
