@@ -12,6 +12,10 @@
 // unknown or disabled user, a lockout) tells the client one and the same thing, userauth.ErrLoginFailed, so the
 // answer shows no one which user names exist: the reason is in the count and the log only.
 //
+// An AnyConnect login and its tunnel are two steps: at every CONNECT with the login's cookie, the first and every
+// reconnect, the user is checked again (not disabled, not deleted since), and a commit that disables or deletes
+// a user invalidates their cookies and cuts their sessions.
+//
 // Locking: the Concentrator's mu guards its server map and is held across Set; each Server's mu guards its
 // session table and is held briefly. A Concentrator is safe for concurrent use.
 package sslvpn

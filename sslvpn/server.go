@@ -68,6 +68,7 @@ type Session struct {
 	Cipher   string
 	Started  time.Time
 
+	known   bool // the user was in the configuration at login: deleting them ends the session
 	peer    Peer
 	pool    *pool.Pool // where Lease came from
 	uplink  *datapath.Uplink
@@ -289,14 +290,30 @@ func (s *Server) update(cfg *ServerConfig) error {
 			s.log.Warn("AnyConnect cookies of revoked certificates invalidated", "count", n)
 		}
 	}
+	if s.ac != nil {
+		// Nor may a user disabled or deleted since their login.
+		for why, reason := range map[error]string{errUserDisabled: "user disabled", errNoSuchUser: "user deleted"} {
+			if n := s.ac.Revoke(func(id *anyconnect.Identity) bool {
+				ld, ok := id.Data.(loginData)
+				return ok && errors.Is(userGone(cfg, id.User, ld.known), why)
+			}, reason); n > 0 {
+				s.log.Warn("AnyConnect cookies invalidated", "why", reason, "count", n)
+			}
+		}
+	}
 	for _, sess := range s.Sessions() {
-		switch u, known := cfg.Users[sess.User]; {
-		case sess.Cert != nil && s.trust.Revoked(sess.Cert):
+		if sess.Cert != nil && s.trust.Revoked(sess.Cert) {
 			s.log.Warn("cutting a session: its certificate is revoked", "user", sess.User, "session", sess.ID, "serial", fmt.Sprintf("%X", sess.Cert.SerialNumber))
 			sess.peer.Close("certificate revoked")
-		case known && u.Disabled:
+			continue
+		}
+		switch err := userGone(cfg, sess.User, sess.known); {
+		case errors.Is(err, errUserDisabled):
 			s.log.Warn("cutting a session: the user is disabled", "user", sess.User, "session", sess.ID)
 			sess.peer.Close("user disabled")
+		case err != nil:
+			s.log.Warn("cutting a session: the user was deleted", "user", sess.User, "session", sess.ID)
+			sess.peer.Close("user deleted")
 		}
 	}
 	return nil
@@ -335,11 +352,11 @@ func userGone(cfg *ServerConfig, user string, known bool) error {
 // admit authenticates a client and attaches it in one step, as OpenVPN does (its login and tunnel are one
 // exchange). peer receives the client's LAN traffic from then on.
 func (s *Server) admit(ctx context.Context, l *Login, peer Peer, m peerMeters) (*Session, error) {
-	user, _, err := s.authenticate(ctx, l)
+	user, known, err := s.authenticate(ctx, l)
 	if err != nil {
 		return nil, err
 	}
-	return s.attach(user, l, peer, m)
+	return s.attach(user, known, l, peer, m)
 }
 
 // peerMeters read a protocol session's counters for status; either may be nil.
@@ -412,8 +429,9 @@ func (s *Server) authenticate(ctx context.Context, l *Login) (user string, known
 }
 
 // attach gives an authenticated user's session an address from its group's pool and a route, within the
-// server's session limit (all protocols and groups together) and its limit per user.
-func (s *Server) attach(user string, l *Login, peer Peer, m peerMeters) (*Session, error) {
+// server's session limit (all protocols and groups together) and its limit per user. known says the user was a
+// configured one at login.
+func (s *Server) attach(user string, known bool, l *Login, peer Peer, m peerMeters) (*Session, error) {
 	cfg := s.cfg.Load()
 	g := cfg.group(l.Group)
 	if g == nil {
@@ -449,7 +467,7 @@ func (s *Server) attach(user string, l *Login, peer Peer, m peerMeters) (*Sessio
 		return nil, err
 	}
 	sess := &Session{ID: newID(), Protocol: l.Protocol, Group: g.Name, User: user, Cert: l.Cert, Remote: l.Remote, Lease: lease,
-		Cipher: l.Cipher, Started: time.Now().UTC(), peer: peer, uplink: up, pool: p, stats: m.bytes, dtls: m.dtls}
+		Cipher: l.Cipher, Started: time.Now().UTC(), known: known, peer: peer, uplink: up, pool: p, stats: m.bytes, dtls: m.dtls}
 	s.sessions[sess.ID] = sess
 	if cfg.SessionTimeout > 0 {
 		sess.timeout = time.AfterFunc(cfg.SessionTimeout, func() { peer.Close("session time limit reached") })

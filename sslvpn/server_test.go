@@ -19,6 +19,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"golang.zx2c4.com/wireguard/tun/tuntest"
 
+	"toride/sslvpn/anyconnect"
 	"toride/sslvpn/datapath"
 	"toride/sslvpn/pool"
 	"toride/sslvpn/trust"
@@ -148,7 +149,7 @@ func atoi(s string) int {
 func TestSessionsPerUser(t *testing.T) {
 	s := newTestServer(t, &ServerConfig{MaxSessions: 10, MaxSessionsPerUser: 2})
 	attach := func(user string) (*Session, error) {
-		return s.attach(user, &Login{Protocol: "openvpn-udp", Cert: certOf(user)}, &recordingPeer{}, peerMeters{})
+		return s.attach(user, false, &Login{Protocol: "openvpn-udp", Cert: certOf(user)}, &recordingPeer{}, peerMeters{})
 	}
 	var alice []*Session
 	for i := range 2 {
@@ -169,5 +170,113 @@ func TestSessionsPerUser(t *testing.T) {
 	s.release(alice[0], errors.New("left"))
 	if _, err := attach("alice"); err != nil {
 		t.Fatalf("alice after one of hers ended: %v", err)
+	}
+}
+
+// fakeACSession is an AnyConnect engine session as the core sees it.
+type fakeACSession struct {
+	recordingPeer
+	id    uint64
+	ident *anyconnect.Identity
+}
+
+func (f *fakeACSession) ID() uint64                     { return f.id }
+func (f *fakeACSession) Group() string                  { return "pw" }
+func (f *fakeACSession) Identity() *anyconnect.Identity { return f.ident }
+func (f *fakeACSession) Remote() netip.AddrPort         { return netip.AddrPort{} }
+func (f *fakeACSession) Stats() anyconnect.SessionStats { return anyconnect.SessionStats{} }
+func (f *fakeACSession) DTLS() bool                     { return false }
+
+// TestAnyConnectCookieChecksTheUserAgain: a login's cookie opens a tunnel, first or again, only while its user is
+// neither disabled nor deleted; a user known by a certificate alone is not a configured user to delete.
+func TestAnyConnectCookieChecksTheUserAgain(t *testing.T) {
+	hash, _ := bcrypt.GenerateFromPassword([]byte("pw"), bcrypt.MinCost)
+	users := func(disabled bool, present ...string) map[string]User {
+		m := map[string]User{}
+		for _, u := range present {
+			m[u] = User{PasswordHash: string(hash), Disabled: disabled}
+		}
+		return m
+	}
+	cfg := &ServerConfig{MaxSessions: 10, Users: users(false, "alice"), Groups: []*GroupConfig{{Name: "pw", Password: true}, {Name: "certs", Certificate: true}}}
+	s := newTestServer(t, cfg)
+	b := (*anyconnectBackend)(s)
+	ctx := context.Background()
+	login := func(group, user string, cert bool) *anyconnect.Identity {
+		t.Helper()
+		req := &anyconnect.AuthRequest{Remote: netip.MustParseAddrPort("192.0.2.2:40000"), Group: group, Username: user, Password: "pw"}
+		if cert {
+			req.Username, req.Certificate = "", certOf(user)
+		}
+		id, err := b.Authenticate(ctx, req)
+		if err != nil {
+			t.Fatalf("%s logs in: %v", user, err)
+		}
+		return id
+	}
+	n := uint64(0)
+	connect := func(id *anyconnect.Identity) error {
+		n++
+		_, err := b.Connect(ctx, &anyconnect.ConnectRequest{Remote: netip.MustParseAddrPort("192.0.2.2:40001"), Group: "pw", Identity: id},
+			&fakeACSession{id: n, ident: id})
+		return err
+	}
+	reconnect := func(id *anyconnect.Identity) error {
+		return b.CheckReconnect(ctx, &anyconnect.ConnectRequest{Identity: id}, &fakeACSession{ident: id})
+	}
+	alice, aliceLater, erin := login("pw", "alice", false), login("pw", "alice", false), login("certs", "erin", true)
+	if err := connect(alice); err != nil {
+		t.Fatalf("alice's first CONNECT: %v", err)
+	}
+	for _, step := range []struct {
+		what  string
+		users map[string]User
+		ok    bool
+	}{
+		{"alice disabled", users(true, "alice"), false},
+		{"alice deleted", users(false), false},
+		{"alice back", users(false, "alice"), true},
+	} {
+		c := *cfg
+		c.Users = step.users
+		s.cfg.Store(&c)
+		for name, err := range map[string]error{"waiting cookie": connect(aliceLater), "reconnect": reconnect(alice)} {
+			var r *Refusal
+			switch {
+			case step.ok && err != nil:
+				t.Errorf("%s: %s refused: %v", step.what, name, err)
+			case !step.ok && (!errors.As(err, &r) || r.Reason != RefusedDisabled):
+				t.Errorf("%s: %s: %v, want refused as %s", step.what, name, err, RefusedDisabled)
+			}
+		}
+		if err := connect(erin); err != nil || reconnect(erin) != nil {
+			t.Errorf("%s: erin, known by her certificate only, refused: %v", step.what, err)
+		}
+	}
+}
+
+// TestUpdateCutsDisabledAndDeletedUsers: a commit that disables a user, or deletes one who logged in as a
+// configured user, cuts their sessions; a user known by a certificate alone keeps theirs.
+func TestUpdateCutsDisabledAndDeletedUsers(t *testing.T) {
+	s := newTestServer(t, &ServerConfig{MaxSessions: 10, Users: map[string]User{"alice": {}, "bob": {}, "dave": {}}})
+	peers := map[string]*recordingPeer{}
+	for _, u := range []struct {
+		name  string
+		known bool
+	}{{"alice", true}, {"bob", true}, {"carol", false}, {"dave", true}} {
+		peers[u.name] = &recordingPeer{}
+		if _, err := s.attach(u.name, u.known, &Login{Protocol: "openvpn-udp", Cert: certOf(u.name)}, peers[u.name], peerMeters{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.update(&ServerConfig{MaxSessions: 10, Users: map[string]User{"alice": {Disabled: true}, "dave": {}}}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"alice": "user disabled", "bob": "user deleted", "carol": "", "dave": ""}
+	for name, p := range peers {
+		got := strings.Join(p.reasons(), ",")
+		if got != want[name] {
+			t.Errorf("%s's session closed with %q, want %q", name, got, want[name])
+		}
 	}
 }
