@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"encoding/base32"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -174,7 +175,7 @@ func (c *sslvpnComponent) build(cfg *config.Config) (sslvpn.Config, []string, er
 		svc := cfg.SSLVPN.Services[s.Service]
 		sc := &sslvpn.ServerConfig{
 			Name: name, Pool: s.Pool, Topology: pool.Topology(s.Topology), AddressHold: time.Duration(s.AddressGrace) * time.Second,
-			MaxSessions: s.MaxSessions, DNS: s.DNS, RedirectGateway: s.RedirectAll, OTP: s.OTP, Users: users,
+			MaxSessions: s.MaxSessions, MaxSessionsPerUser: s.MaxPerUser, DNS: s.DNS, RedirectGateway: s.RedirectAll, OTP: s.OTP, Users: users,
 			SessionTimeout: time.Duration(s.SessionTimeout) * time.Second,
 			IdleTimeout:    time.Duration(s.IdleTimeout) * time.Second,
 		}
@@ -254,6 +255,50 @@ func withDNSRoutes(nets []netip.Prefix, dns []netip.Addr) []netip.Prefix {
 		}
 	}
 	return out
+}
+
+// totpSteps is the file that keeps the newest accepted TOTP time step of each user across restarts, so a code
+// accepted before a restart is refused after it (userauth.ReplayStore). It holds only the steps of the last
+// minute or so, and is replaced whole, durably, before each login with a code is accepted.
+type totpSteps struct {
+	path string
+	log  *slog.Logger
+}
+
+type totpStepsFile struct {
+	Steps map[string]uint64 `json:"steps"`
+}
+
+// Load implements userauth.ReplayStore. No file is no step yet.
+func (f *totpSteps) Load() (map[string]uint64, error) {
+	b, err := os.ReadFile(f.path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	var doc totpStepsFile
+	if err == nil {
+		err = json.Unmarshal(b, &doc)
+	}
+	if err != nil {
+		f.log.Error("the accepted TOTP steps cannot be read: every code of the current minute is refused as used", "path", f.path, "err", err)
+		return nil, fmt.Errorf("TOTP steps %s: %w", f.path, err)
+	}
+	return doc.Steps, nil
+}
+
+// Save implements userauth.ReplayStore.
+func (f *totpSteps) Save(steps map[string]uint64) error {
+	b, err := json.Marshal(totpStepsFile{Steps: steps})
+	if err == nil {
+		if err = os.MkdirAll(filepath.Dir(f.path), 0o700); err == nil {
+			err = atomicfile.Write(f.path, b, 0o600)
+		}
+	}
+	if err != nil {
+		f.log.Error("the accepted TOTP step cannot be saved: the login is refused", "path", f.path, "err", err)
+		return fmt.Errorf("TOTP steps %s: %w", f.path, err)
+	}
+	return nil
 }
 
 // trustOf returns a CA's certificate and the CRLs that apply to it: the CRL in force for it (the configuration's,

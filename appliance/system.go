@@ -43,6 +43,7 @@ import (
 	"toride/ike"
 	"toride/sslvpn"
 	"toride/sslvpn/pki"
+	"toride/sslvpn/userauth"
 )
 
 // Options configure a System.
@@ -122,8 +123,9 @@ func New(opts Options) (*System, error) {
 	if err != nil {
 		return nil, err
 	}
+	totp := &totpSteps{path: filepath.Join(opts.StateDir, "sslvpn", "totp-steps.json"), log: s.log.With("component", "sslvpn")}
 	vpn = &sslvpnComponent{
-		conc:   sslvpn.New(sslvpn.Options{Links: links, Logger: s.log.With("component", "sslvpn")}),
+		conc:   sslvpn.New(sslvpn.Options{Links: links, Logger: s.log.With("component", "sslvpn"), Auth: userauth.Options{Replay: totp}}),
 		ledger: ledger, stateDir: opts.StateDir, health: s.health, log: s.log.With("component", "sslvpn"),
 	}
 	firewall, err := nft.New(nft.Options{})

@@ -10,22 +10,40 @@ import (
 
 // anyconnectBackend is the Server as the AnyConnect engine's Backend. The engine logs a client in
 // (Authenticate, every factor at once) before its tunnel exists, and admits the tunnel later (Connect); a client
-// that reconnects with its cookie is the same session and is not admitted again.
+// that reconnects with its cookie is the same session and is not admitted again, but is checked again
+// (CheckReconnect): the user may have been disabled or deleted, the certificate revoked, since the login.
 type anyconnectBackend Server
 
 // loginData travels from Authenticate to Connect inside the engine's Identity.
-type loginData struct{ login *Login }
+type loginData struct {
+	login *Login
+	known bool // the user was a configured one at login
+}
 
 // Authenticate implements anyconnect.Backend.
 func (b *anyconnectBackend) Authenticate(ctx context.Context, req *anyconnect.AuthRequest) (*anyconnect.Identity, error) {
 	s := (*Server)(b)
 	l := &Login{Protocol: "anyconnect", Remote: req.Remote, Group: req.Group, User: req.Username, Cert: req.Certificate,
 		Chains: req.VerifiedChains, Password: req.Password, OTP: req.OTP, HasOTP: req.HasOTP}
-	user, err := s.authenticate(l)
+	user, known, err := s.authenticate(ctx, l)
 	if err != nil {
 		return nil, err
 	}
-	return &anyconnect.Identity{User: user, Certificate: req.Certificate, Data: loginData{l}}, nil
+	return &anyconnect.Identity{User: user, Certificate: req.Certificate, Data: loginData{login: l, known: known}}, nil
+}
+
+// recheck checks again, at a CONNECT, what a login established: the certificate is not revoked, and the user is
+// neither disabled nor (if configured at login) deleted since.
+func (s *Server) recheck(l *Login, user string, known bool) error {
+	if l.Cert != nil {
+		if err := s.trust.Revoked(l.Chains); err != nil {
+			return s.refuse(RefusedRevoked, l, user, "certificate revoked", err)
+		}
+	}
+	if err := userGone(s.cfg.Load(), user, known); err != nil {
+		return s.refuse(RefusedDisabled, l, user, "the user is disabled or was deleted since the login; the session cookie is no longer valid", err)
+	}
+	return nil
 }
 
 // Connect implements anyconnect.Backend.
@@ -37,13 +55,10 @@ func (b *anyconnectBackend) Connect(ctx context.Context, req *anyconnect.Connect
 	}
 	l := *ld.login
 	l.Remote = req.Remote
-	// A certificate revoked since the login must not get a tunnel.
-	if l.Cert != nil {
-		if err := s.trust.Revoked(l.Chains); err != nil {
-			return nil, s.refuse(RefusedRevoked, &l, req.Identity.User, "certificate revoked", err)
-		}
+	if err := s.recheck(&l, req.Identity.User, ld.known); err != nil {
+		return nil, err
 	}
-	sess, err := s.attach(req.Identity.User, &l, as, peerMeters{bytes: func() (uint64, uint64) { st := as.Stats(); return st.BytesIn, st.BytesOut }, dtls: as.DTLS})
+	sess, err := s.attach(req.Identity.User, ld.known, &l, as, peerMeters{bytes: func() (uint64, uint64) { st := as.Stats(); return st.BytesIn, st.BytesOut }, dtls: as.DTLS})
 	if err != nil {
 		return nil, err
 	}
@@ -59,6 +74,18 @@ func (b *anyconnectBackend) Connect(ctx context.Context, req *anyconnect.Connect
 		FullTunnel: g.RedirectGateway,
 		DNS:        cfg.DNS,
 	}, nil
+}
+
+// CheckReconnect implements anyconnect.ReconnectChecker.
+func (b *anyconnectBackend) CheckReconnect(ctx context.Context, req *anyconnect.ConnectRequest, as anyconnect.Session) error {
+	s := (*Server)(b)
+	ld, ok := req.Identity.Data.(loginData)
+	if !ok {
+		return errors.New("sslvpn: an AnyConnect identity this server did not make")
+	}
+	l := *ld.login
+	l.Remote = req.Remote
+	return s.recheck(&l, req.Identity.User, ld.known)
 }
 
 // Disconnected implements anyconnect.Backend.
@@ -93,3 +120,5 @@ func (b *anyconnectBackend) SessionEvent(as anyconnect.Session, ev anyconnect.Ev
 	}
 	s.log.Info("AnyConnect transport", attrs...)
 }
+
+var _ anyconnect.ReconnectChecker = (*anyconnectBackend)(nil)

@@ -6,9 +6,15 @@
 //	                    (AnyConnect joins here)   ┘  user, OTP, limit,   └─ the session's uplink
 //	                                                 pool, route
 //
-// Sessions of every protocol of a server count against one limit and draw from one pool. A login is refused with
-// a message the client logs (limit reached, pool exhausted, wrong or replayed OTP, identity mismatch), and every
-// refusal is counted by reason and logged.
+// Sessions of every protocol of a server count against one limit, and a user's against a limit per user; they
+// draw from one pool. A login is refused with a message the client logs (limit reached, pool exhausted, identity
+// mismatch), and every refusal is counted by reason and logged. A failed login (a wrong password or OTP, an
+// unknown or disabled user, a lockout) tells the client one and the same thing, userauth.ErrLoginFailed, so the
+// answer shows no one which user names exist: the reason is in the count and the log only.
+//
+// An AnyConnect login and its tunnel are two steps: at every CONNECT with the login's cookie, the first and every
+// reconnect, the user is checked again (not disabled, not deleted since), and a commit that disables or deletes
+// a user invalidates their cookies and cuts their sessions.
 //
 // Locking: the Concentrator's mu guards its server map and is held across Set; each Server's mu guards its
 // session table and is held briefly. A Concentrator is safe for concurrent use.
@@ -71,6 +77,9 @@ type ServerConfig struct {
 	AddressHold time.Duration
 	MaxSessions int
 	LimitName   string // how the limit is named to a refused client, e.g. "flavor small"
+	// MaxSessionsPerUser is how many sessions one user may hold at once, all protocols together (0: no limit). An
+	// AnyConnect client that reconnects with its cookie is the same session.
+	MaxSessionsPerUser int
 	// SessionTimeout ends a session after this long, whatever it does (0: never); the client reconnects.
 	SessionTimeout time.Duration
 	// IdleTimeout ends a session that carried no tunnel traffic in either direction for this long (0: never).
@@ -219,7 +228,7 @@ func New(opts Options) *Concentrator {
 	return &Concentrator{opts: opts, auth: userauth.New(opts.Auth), servers: map[string]*Server{}}
 }
 
-// Auth is the login checker shared by every server and protocol (its lockout is per user, appliance-wide).
+// Auth is the login checker shared by every server and protocol: its lockouts and replay state are appliance-wide.
 func (c *Concentrator) Auth() *userauth.Checker { return c.auth }
 
 // Set makes the running servers match cfg: servers gone are stopped, new ones started, changed ones updated in

@@ -28,15 +28,26 @@ import (
 	"toride/sslvpn/userauth"
 )
 
-// Refusal reasons, as counted in ServerStatus.Refused.
+// Refusal reasons, as counted in ServerStatus.Refused. The client of a failed login (password, otp,
+// user_disabled, locked_out, auth_busy) is told userauth.ErrLoginFailed whatever the reason: only the count and
+// the log say which.
 const (
-	RefusedLimit    = "session_limit"
-	RefusedPool     = "pool_exhausted"
-	RefusedOTP      = "otp"
-	RefusedIdentity = "identity"
-	RefusedDisabled = "user_disabled"
-	RefusedRevoked  = "certificate_revoked"
-	RefusedPassword = "password"
+	RefusedLimit     = "session_limit"
+	RefusedUserLimit = "user_session_limit"
+	RefusedPool      = "pool_exhausted"
+	RefusedOTP       = "otp"
+	RefusedIdentity  = "identity"
+	RefusedDisabled  = "user_disabled"
+	RefusedRevoked   = "certificate_revoked"
+	RefusedPassword  = "password"
+	RefusedLocked    = "locked_out" // a lockout, a blocked source or a slowed-down user: refused unchecked
+	RefusedBusy      = "auth_busy"  // no password check could start in time
+)
+
+// Reasons the core refuses a login, for the logs (the client is told userauth.ErrLoginFailed).
+var (
+	errNoSuchUser   = errors.New("no such user")
+	errUserDisabled = errors.New("the user is disabled")
 )
 
 // Peer is a protocol session as the core sees it.
@@ -58,6 +69,7 @@ type Session struct {
 	Cipher   string
 	Started  time.Time
 
+	known   bool // the user was in the configuration at login: deleting them ends the session
 	peer    Peer
 	pool    *pool.Pool // where Lease came from
 	uplink  *datapath.Uplink
@@ -289,15 +301,30 @@ func (s *Server) update(cfg *ServerConfig) error {
 			s.log.Warn("AnyConnect cookies of revoked certificates invalidated", "count", n)
 		}
 	}
+	if s.ac != nil {
+		// Nor may a user disabled or deleted since their login.
+		for why, reason := range map[error]string{errUserDisabled: "user disabled", errNoSuchUser: "user deleted"} {
+			if n := s.ac.Revoke(func(id *anyconnect.Identity) bool {
+				ld, ok := id.Data.(loginData)
+				return ok && errors.Is(userGone(cfg, id.User, ld.known), why)
+			}, reason); n > 0 {
+				s.log.Warn("AnyConnect cookies invalidated", "why", reason, "count", n)
+			}
+		}
+	}
 	for _, sess := range s.Sessions() {
-		switch u, known := cfg.Users[sess.User]; {
-		case sess.Cert != nil && s.trust.Revoked(sess.Chains) != nil:
-			s.log.Warn("cutting a session: its certificate is revoked", "user", sess.User, "session", sess.ID, "serial", fmt.Sprintf("%X", sess.Cert.SerialNumber),
-				"why", s.trust.Revoked(sess.Chains))
+		if err := s.trust.Revoked(sess.Chains); sess.Cert != nil && err != nil {
+			s.log.Warn("cutting a session: its certificate is revoked", "user", sess.User, "session", sess.ID, "serial", fmt.Sprintf("%X", sess.Cert.SerialNumber), "why", err)
 			sess.peer.Close("certificate revoked")
-		case known && u.Disabled:
+			continue
+		}
+		switch err := userGone(cfg, sess.User, sess.known); {
+		case errors.Is(err, errUserDisabled):
 			s.log.Warn("cutting a session: the user is disabled", "user", sess.User, "session", sess.ID)
 			sess.peer.Close("user disabled")
+		case err != nil:
+			s.log.Warn("cutting a session: the user was deleted", "user", sess.User, "session", sess.ID)
+			sess.peer.Close("user deleted")
 		}
 	}
 	return nil
@@ -321,14 +348,27 @@ func (s *Server) stop() {
 	s.log.Info("SSL-VPN server stopped")
 }
 
+// userGone says why a user who logged in may no longer have a session: disabled, or, when they were a configured
+// user at login (known), deleted since. A user known by their certificate alone is never gone.
+func userGone(cfg *ServerConfig, user string, known bool) error {
+	u, ok := cfg.Users[user]
+	switch {
+	case ok && u.Disabled:
+		return errUserDisabled
+	case known && !ok:
+		return errNoSuchUser
+	}
+	return nil
+}
+
 // admit authenticates a client and attaches it in one step, as OpenVPN does (its login and tunnel are one
 // exchange). peer receives the client's LAN traffic from then on.
-func (s *Server) admit(l *Login, peer Peer, m peerMeters) (*Session, error) {
-	user, err := s.authenticate(l)
+func (s *Server) admit(ctx context.Context, l *Login, peer Peer, m peerMeters) (*Session, error) {
+	user, known, err := s.authenticate(ctx, l)
 	if err != nil {
 		return nil, err
 	}
-	return s.attach(user, l, peer, m)
+	return s.attach(user, known, l, peer, m)
 }
 
 // peerMeters read a protocol session's counters for status; either may be nil.
@@ -338,17 +378,19 @@ type peerMeters struct {
 }
 
 // authenticate checks who a client is, with the factors its group asks for: the certificate (not revoked, issued
-// to the user), the user (not disabled), the password and the one-time password. It returns the user's name.
-func (s *Server) authenticate(l *Login) (string, error) {
+// to the user), the user (known, not disabled), the password and the one-time password. It returns the user's
+// name, and whether they are a configured user. Every check of a password or a one-time password goes through
+// the userauth.Checker, for a known user or not, so a failure looks and lasts the same whoever it is.
+func (s *Server) authenticate(ctx context.Context, l *Login) (user string, known bool, err error) {
 	cfg := s.cfg.Load()
 	g := cfg.group(l.Group)
 	if g == nil {
-		return "", s.refuse(RefusedIdentity, l, l.User, fmt.Sprintf("no connection profile %q", l.Group), nil)
+		return "", false, s.refuse(RefusedIdentity, l, l.User, fmt.Sprintf("no connection profile %q", l.Group), nil)
 	}
-	user := l.User
+	user = l.User
 	if l.Cert != nil {
 		if err := s.trust.Revoked(l.Chains); err != nil {
-			return "", s.refuse(RefusedRevoked, l, l.Cert.Subject.CommonName,
+			return "", false, s.refuse(RefusedRevoked, l, l.Cert.Subject.CommonName,
 				fmt.Sprintf("certificate %X of %s is revoked", l.Cert.SerialNumber, l.Cert.Subject.CommonName), err)
 		}
 	}
@@ -358,43 +400,52 @@ func (s *Server) authenticate(l *Login) (string, error) {
 		case user == "":
 			user = cn
 		case cn != user:
-			return "", s.refuse(RefusedIdentity, l, user, fmt.Sprintf("the certificate is issued to %q, not to user %q", cn, user), nil)
+			return "", false, s.refuse(RefusedIdentity, l, user, fmt.Sprintf("the certificate is issued to %q, not to user %q", cn, user), nil)
 		}
 	} else if g.Certificate {
-		return "", s.refuse(RefusedIdentity, l, user, "this profile requires a client certificate", nil)
+		return "", false, s.refuse(RefusedIdentity, l, user, "this profile requires a client certificate", nil)
 	}
 	if user == "" {
-		return "", s.refuse(RefusedIdentity, l, user, "no user name and no certificate", nil)
+		return "", false, s.refuse(RefusedIdentity, l, user, "no user name and no certificate", nil)
+	}
+	if g.OTP && !l.HasOTP {
+		// The client's profile, not the user, is wrong: this says nothing about the user.
+		return "", false, s.refuse(RefusedOTP, l, user, "this server requires a one-time password (static-challenge in the client configuration)", nil)
 	}
 	u, known := cfg.Users[user]
-	if known && u.Disabled {
-		return "", s.refuse(RefusedDisabled, l, user, "user "+user+" is disabled", nil)
+	why := userGone(cfg, user, true)
+	if !g.Password && !g.OTP {
+		// A certificate alone: nothing to guess, and a user it names need not be configured.
+		if errors.Is(why, errUserDisabled) {
+			return "", false, s.refuseLogin(RefusedDisabled, l, user, why)
+		}
+		return user, known, nil
 	}
-	if g.Password {
-		if !known || u.PasswordHash == "" {
-			// The same words as a wrong password: a login form must not tell which user names exist. It still
-			// counts toward the lockout.
-			_ = s.auth.CheckPassword(user, "", l.Password)
-			return "", s.refuse(RefusedPassword, l, user, "wrong user name or password", nil)
+	err = s.auth.Check(ctx, userauth.Attempt{User: user, Source: l.Remote.Addr(),
+		CheckPassword: g.Password, Hash: u.PasswordHash, Password: l.Password,
+		CheckCode: g.OTP, Secret: u.OTPSecret, Code: l.OTP, Refuse: why})
+	if err != nil {
+		reason := RefusedPassword
+		switch {
+		case errors.Is(err, errUserDisabled):
+			reason = RefusedDisabled
+		case errors.Is(err, userauth.ErrLocked) || errors.Is(err, userauth.ErrSourceBlocked) || errors.Is(err, userauth.ErrSlowedDown):
+			reason = RefusedLocked
+		case errors.Is(err, userauth.ErrBusy):
+			reason = RefusedBusy
+		case errors.Is(err, userauth.ErrWrongCode) || errors.Is(err, userauth.ErrReplayedCode) || errors.Is(err, userauth.ErrNoOTP) ||
+			errors.Is(err, userauth.ErrReplayState) || (!g.Password && errors.Is(err, errNoSuchUser)):
+			reason = RefusedOTP
 		}
-		if err := s.auth.CheckPassword(user, u.PasswordHash, l.Password); err != nil {
-			return "", s.refuse(RefusedPassword, l, user, err.Error(), err)
-		}
+		return "", false, s.refuseLogin(reason, l, user, err)
 	}
-	if g.OTP {
-		if !l.HasOTP {
-			return "", s.refuse(RefusedOTP, l, user, "this server requires a one-time password (static-challenge in the client configuration)", nil)
-		}
-		if err := s.auth.CheckCode(user, u.OTPSecret, l.OTP); err != nil {
-			return "", s.refuse(RefusedOTP, l, user, err.Error(), err)
-		}
-	}
-	return user, nil
+	return user, known, nil
 }
 
 // attach gives an authenticated user's session an address from its group's pool and a route, within the
-// server's session limit (all protocols and groups together).
-func (s *Server) attach(user string, l *Login, peer Peer, m peerMeters) (*Session, error) {
+// server's session limit (all protocols and groups together) and its limit per user. known says the user was a
+// configured one at login.
+func (s *Server) attach(user string, known bool, l *Login, peer Peer, m peerMeters) (*Session, error) {
 	cfg := s.cfg.Load()
 	g := cfg.group(l.Group)
 	if g == nil {
@@ -409,6 +460,17 @@ func (s *Server) attach(user string, l *Login, peer Peer, m peerMeters) (*Sessio
 	if len(s.sessions) >= cfg.MaxSessions {
 		return nil, s.refuseLocked(RefusedLimit, l, user, fmt.Sprintf("connection limit reached: %d sessions (%s); try again later", cfg.MaxSessions, cfg.LimitName), nil)
 	}
+	if limit := cfg.MaxSessionsPerUser; limit > 0 {
+		n := 0
+		for _, other := range s.sessions {
+			if other.User == user {
+				n++
+			}
+		}
+		if n >= limit {
+			return nil, s.refuseLocked(RefusedUserLimit, l, user, fmt.Sprintf("user %s already has %d sessions, the most one user may hold (max-sessions-per-user %d); end one first", user, n, limit), nil)
+		}
+	}
 	lease, err := p.Acquire(user)
 	if err != nil {
 		return nil, s.refuseLocked(RefusedPool, l, user, "no free client address: "+err.Error(), err)
@@ -419,7 +481,7 @@ func (s *Server) attach(user string, l *Login, peer Peer, m peerMeters) (*Sessio
 		return nil, err
 	}
 	sess := &Session{ID: newID(), Protocol: l.Protocol, Group: g.Name, User: user, Cert: l.Cert, Chains: l.Chains, Remote: l.Remote, Lease: lease,
-		Cipher: l.Cipher, Started: time.Now().UTC(), peer: peer, uplink: up, pool: p, stats: m.bytes, dtls: m.dtls}
+		Cipher: l.Cipher, Started: time.Now().UTC(), known: known, peer: peer, uplink: up, pool: p, stats: m.bytes, dtls: m.dtls}
 	s.sessions[sess.ID] = sess
 	if cfg.SessionTimeout > 0 {
 		sess.timeout = time.AfterFunc(cfg.SessionTimeout, func() { peer.Close("session time limit reached") })
@@ -429,6 +491,7 @@ func (s *Server) attach(user string, l *Login, peer Peer, m peerMeters) (*Sessio
 	return sess, nil
 }
 
+// refuse counts and logs a refusal whose message the client may read.
 func (s *Server) refuse(reason string, l *Login, user, msg string, err error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -439,6 +502,15 @@ func (s *Server) refuseLocked(reason string, l *Login, user, msg string, err err
 	s.refused[reason]++
 	s.log.Warn("client refused", "reason", reason, "user", user, "protocol", l.Protocol, "remote", l.Remote, "why", msg)
 	return &Refusal{Reason: reason, Msg: msg, Err: err}
+}
+
+// refuseLogin counts and logs a failed login: the log says why, the client is told userauth.ErrLoginFailed.
+func (s *Server) refuseLogin(reason string, l *Login, user string, why error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.refused[reason]++
+	s.log.Warn("client refused", "reason", reason, "user", user, "protocol", l.Protocol, "remote", l.Remote, "why", why.Error())
+	return &Refusal{Reason: reason, Msg: userauth.ErrLoginFailed.Error(), Err: why}
 }
 
 // release ends a session's claim on its address and route.
@@ -498,7 +570,7 @@ func (b *openvpnBackend) Connect(ctx context.Context, req *openvpn.ConnectReques
 	if _, otp, err := openvpn.ParseStaticChallenge(req.Password); err == nil {
 		l.OTP, l.HasOTP = otp, true
 	}
-	sess, err := s.admit(l, os, peerMeters{bytes: func() (uint64, uint64) { st := os.Stats(); return st.BytesIn, st.BytesOut }})
+	sess, err := s.admit(ctx, l, os, peerMeters{bytes: func() (uint64, uint64) { st := os.Stats(); return st.BytesIn, st.BytesOut }})
 	if err != nil {
 		return nil, err
 	}

@@ -127,10 +127,10 @@ func TestAnyConnectLoginsAndGroups(t *testing.T) {
 	v.pingLAN()
 	c.Stop()
 
-	// A wrong password is refused with the form's message, and counted.
+	// A wrong password is refused with the form's message, the same as for any failed login, and counted.
 	bad := occlient.Start(t, v.client, occlient.Options{Server: "https://192.0.2.1/", CAFile: aliceFiles.ca,
 		Stdin: "wrong\n" + code(t, alice, 1) + "\n", Args: []string{"--authgroup=partners", "-u", "alice", "--passwd-on-stdin"}})
-	if err := bad.Proc.WaitOutput(lab.Within(t, 20*time.Second), "wrong user name or password"); err != nil {
+	if err := bad.Proc.WaitOutput(lab.Within(t, 20*time.Second), "login failed: wrong user name, password or one-time password"); err != nil {
 		t.Fatalf("the client never showed the refusal: %v", err)
 	}
 	bad.Stop()
@@ -226,4 +226,55 @@ func TestAnyConnectAndOpenVPNShareThePortAndTheLimit(t *testing.T) {
 		t.Fatalf("the third client was not refused with the limit: %v", err)
 	}
 
+}
+
+// TestAnyConnectDisabledAndDeletedUsers: a commit that disables a user makes the cookie of their finished login
+// useless to the stock client, and one that deletes a user cuts their live session, telling the client why.
+func TestAnyConnectDisabledAndDeletedUsers(t *testing.T) {
+	v := newVPNLab(t, false)
+	v.setPassword("alice", "alice-password")
+	v.setPassword("bob", "bob-password")
+	v.commands("set sslvpn servers main anyconnect groups staff password")
+	v.commit()
+	f := v.acUser("carol") // for the CA file only
+
+	login := occlient.Start(t, v.client, occlient.Options{Server: "https://192.0.2.1/", CAFile: f.ca, Stdin: "alice-password\n",
+		Args: []string{"--authgroup=staff", "-u", "alice", "--passwd-on-stdin", "--authenticate"}})
+	select {
+	case <-login.Proc.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatalf("openconnect --authenticate did not finish:\n%s", login.Proc.Output())
+	}
+	var cookie string
+	for _, line := range strings.Split(login.Proc.Output(), "\n") {
+		if v, ok := strings.CutPrefix(line, "COOKIE="); ok {
+			cookie = strings.Trim(v, "'")
+		}
+	}
+	if cookie == "" {
+		t.Fatalf("no cookie from --authenticate:\n%s", login.Proc.Output())
+	}
+	bob, _ := v.openconnect(f, "bob-password\n", "--authgroup=staff", "-u", "bob", "--passwd-on-stdin")
+	defer bob.Stop()
+	v.pingLAN()
+
+	v.commands("set users alice disable", "delete users bob")
+	v.commit()
+	if err := bob.Proc.WaitOutput(lab.Within(t, 10*time.Second), "user deleted"); err != nil {
+		t.Fatalf("the deleted user's session was not cut: %v", err)
+	}
+	alice := occlient.Start(t, v.client, occlient.Options{Server: "https://192.0.2.1/", CAFile: f.ca, Stdin: cookie + "\n",
+		Args: []string{"--cookie-on-stdin"}})
+	defer alice.Stop()
+	if _, err := alice.WaitConnected(lab.Within(t, 15*time.Second)); err == nil {
+		t.Fatal("the disabled user's cookie opened a tunnel")
+	}
+	if !strings.Contains(alice.Proc.Output(), "401") {
+		t.Errorf("the cookie was not refused with 401:\n%s", alice.Proc.Output())
+	}
+	var sessions struct{ Sessions []struct{ User string } }
+	v.rest("GET", "/api/v1/sslvpn/sessions", nil, &sessions, 0)
+	if len(sessions.Sessions) != 0 {
+		t.Fatalf("sessions left: %+v", sessions.Sessions)
+	}
 }

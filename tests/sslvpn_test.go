@@ -254,7 +254,11 @@ func TestOpenVPNDownloadedProfileOverUDP(t *testing.T) {
 	}
 }
 
-// TestOpenVPNRefusals: every refusal reaches the client's log and the server's.
+// loginFailed is what the client of every failed login reads, whatever the reason: the reason is the server's.
+const loginFailed = "AUTH_FAILED,login failed: wrong user name, password or one-time password"
+
+// TestOpenVPNRefusals: every refusal reaches the client's log and the server's; a failed login says the same to
+// the client whatever went wrong, and its reason to the server's log only.
 func TestOpenVPNRefusals(t *testing.T) {
 	v := newVPNLab(t, true)
 	alice := v.enroll("alice")
@@ -262,16 +266,16 @@ func TestOpenVPNRefusals(t *testing.T) {
 
 	// A wrong code.
 	wrong := fmt.Sprintf("%06d", (atoi(code(t, alice, 0))+1)%1000000)
-	v.refused("alice", aliceProfile, fixed(wrong), "AUTH_FAILED,wrong one-time password", `why="wrong one-time password"`)
+	v.refused("alice", aliceProfile, fixed(wrong), loginFailed, `why="wrong one-time password"`)
 
 	// A replayed code: the next step's code is accepted once, then refused for the rest of its window.
 	used := code(t, alice, 1)
 	c := v.connect("alice", aliceProfile, fixed(used))
 	c.Stop()
-	v.refused("alice", aliceProfile, fixed(used), "AUTH_FAILED,one-time password already used", "already used")
+	v.refused("alice", aliceProfile, fixed(used), loginFailed, "already used")
 
 	// A user who was never given a key.
-	v.refused("mallory", v.profile("mallory", ""), fixed("123456"), "AUTH_FAILED,no one-time password key is issued", "user=mallory")
+	v.refused("mallory", v.profile("mallory", ""), fixed("123456"), loginFailed, `user=mallory`)
 
 	// A profile without the static challenge.
 	noChallenge := strings.Replace(aliceProfile, "static-challenge \"pin otp\" 1\n", "", 1)
@@ -291,6 +295,20 @@ func TestOpenVPNRefusals(t *testing.T) {
 	if st.Servers[0].Refused["session_limit"] != 1 || st.Servers[0].Refused["otp"] < 4 {
 		t.Fatalf("refusals counted %+v", st.Servers[0].Refused)
 	}
+}
+
+// TestOpenVPNCodeRefusedAfterRestart: a code accepted before torided restarts is refused after it, within the
+// code's window.
+func TestOpenVPNCodeRefusedAfterRestart(t *testing.T) {
+	v := newVPNLab(t, true)
+	alice := v.enroll("alice")
+	profile := v.profile("alice", "")
+	used := code(t, alice, 1) // valid for the next minute and a half
+	c := v.connect("alice", profile, fixed(used))
+	c.Stop()
+	v.box.Proc.Stop()
+	v.box = toridetest.Start(t, v.box.NS, v.box.StateDir)
+	v.refused("alice", profile, fixed(used), loginFailed, "one-time password already used")
 }
 
 // TestOpenVPNPoolExhaustedAndAddressHold: with one address, a user who left keeps it for the hold time; another
@@ -431,23 +449,40 @@ func TestOpenVPNTLSCrypt(t *testing.T) {
 	}
 }
 
-// TestOpenVPNFlavorLimit: flavor small admits 20 sessions; the 21st stock client is refused with the limit named,
-// and the refusal is counted.
+// TestOpenVPNFlavorLimit: one user may hold 2 sessions, the third is refused with that limit named; flavor small
+// admits 20 sessions (of 20 users here); the 21st stock client is refused with the limit named, and both refusals
+// are counted.
 func TestOpenVPNFlavorLimit(t *testing.T) {
 	v := newVPNLab(t, false)
-	profile := v.profile("crowd", "&proto=udp")
 	var clients []*ovpnclient.Client
-	for range 20 {
-		clients = append(clients, ovpnclient.Start(t, v.client, ovpnclient.Options{Config: profile, User: "crowd"}))
+	profiles := map[string]string{}
+	profile := func(user string) string {
+		if profiles[user] == "" {
+			profiles[user] = v.profile(user, "&proto=udp")
+		}
+		return profiles[user]
 	}
-	for i, c := range clients {
-		// The clients share one namespace, so all but the first fail to add the pushed route again: a warning
-		// ("Completed With Errors"), not a failed connection.
-		if err := c.WaitConnected(lab.Within(t, 60*time.Second)); err != nil {
-			t.Fatalf("client %d of 20 did not connect: %v", i+1, err)
+	start := func(user string) {
+		clients = append(clients, ovpnclient.Start(t, v.client, ovpnclient.Options{Config: profile(user), User: user}))
+	}
+	waitAll := func() {
+		for i, c := range clients {
+			// The clients share one namespace, so all but the first fail to add the pushed route again: a warning
+			// ("Completed With Errors"), not a failed connection.
+			if err := c.WaitConnected(lab.Within(t, 60*time.Second)); err != nil {
+				t.Fatalf("client %d of %d did not connect: %v", i+1, len(clients), err)
+			}
 		}
 	}
-	v.refused("crowd", profile, nil, "AUTH_FAILED,connection limit reached: 20 sessions (flavor small)", "reason=session_limit")
+	start("crowd-0")
+	start("crowd-0")
+	waitAll()
+	v.refused("crowd-0", profile("crowd-0"), nil, "AUTH_FAILED,user crowd-0 already has 2 sessions, the most one user may hold (max-sessions-per-user 2)", "reason=user_session_limit")
+	for i := 1; i < 19; i++ {
+		start(fmt.Sprint("crowd-", i))
+	}
+	waitAll()
+	v.refused("crowd-19", profile("crowd-19"), nil, "AUTH_FAILED,connection limit reached: 20 sessions (flavor small)", "reason=session_limit")
 	var sessions struct{ Sessions []struct{ Address string } }
 	v.rest("GET", v.conn("/sessions"), nil, &sessions, 0)
 	seen := map[string]bool{}
@@ -456,6 +491,13 @@ func TestOpenVPNFlavorLimit(t *testing.T) {
 	}
 	if len(sessions.Sessions) != 20 || len(seen) != 20 {
 		t.Fatalf("%d sessions on %d addresses, want 20 on 20", len(sessions.Sessions), len(seen))
+	}
+	var st struct {
+		Servers []struct{ Refused map[string]int }
+	}
+	v.rest("GET", "/api/v1/sslvpn/status", nil, &st, 0)
+	if r := st.Servers[0].Refused; r["session_limit"] != 1 || r["user_session_limit"] != 1 {
+		t.Fatalf("refusals counted %+v", r)
 	}
 }
 

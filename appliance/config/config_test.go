@@ -227,6 +227,7 @@ func TestWithDefaults(t *testing.T) {
 		{"probe interval", e.IPsec.Connections["aws"].Keepalive.Interval, 5},
 		{"replay window", tun.ReplayWindow, 1024},
 		{"max sessions from flavor", e.SSLVPN.Servers["main"].MaxSessions, 20},
+		{"sessions per user", e.SSLVPN.Servers["main"].MaxPerUser, DefaultUserSessions},
 		{"openvpn tcp port", e.SSLVPN.Servers["main"].OpenVPN.TCPPort, 443},
 	}
 	for _, ck := range checks {
@@ -260,6 +261,24 @@ set sslvpn servers main ca users
 set sslvpn servers main pool 10.8.0.0/25
 set sslvpn servers main flavor large`,
 			want: []string{"sslvpn.servers.main.pool: 10.8.0.0/25 holds 125 clients in subnet topology (one address each), fewer than max-sessions 255; use a /23 or larger"},
+		},
+		{
+			name: "sessions per user above the server's",
+			lines: ca + `set sslvpn services office local-network 10.50.0.0/24
+set sslvpn servers main service office
+set sslvpn servers main ca users
+set sslvpn servers main pool 10.8.0.0/24
+set sslvpn servers main max-sessions 3
+set sslvpn servers main max-sessions-per-user 5`,
+			want: []string{"sslvpn.servers.main.max-sessions-per-user: 5 sessions for one user exceed the server's max-sessions 3; set it to 3 or less, or raise max-sessions"},
+		},
+		{
+			name: "the default per user follows a lower max-sessions",
+			lines: ca + `set sslvpn services office local-network 10.50.0.0/24
+set sslvpn servers main service office
+set sslvpn servers main ca users
+set sslvpn servers main pool 10.8.0.0/24
+set sslvpn servers main max-sessions 1`,
 		},
 		{
 			name: "pool overlaps local network and ipsec remote network",

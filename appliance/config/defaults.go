@@ -29,12 +29,19 @@ func (c *Config) WithDefaults() *Config {
 		if s.MaxSessions == 0 {
 			s.MaxSessions = FlavorSessions(s.Flavor)
 		}
+		if s.MaxPerUser == 0 {
+			s.MaxPerUser = min(DefaultUserSessions, s.MaxSessions)
+		}
 		if len(s.Ciphers) == 0 {
 			s.Ciphers = []string{"aes256gcm", "aes128gcm", "chacha20poly1305", "aes256cbc", "aes128cbc"}
 		}
 	}
 	return e
 }
+
+// DefaultUserSessions is how many sessions one user may hold when the server does not say (as ocserv's
+// max-same-clients): a laptop and a phone, not a whole team on one account.
+const DefaultUserSessions = 2
 
 // FlavorSessions is the session limit a flavor stands for.
 func FlavorSessions(flavor string) int {

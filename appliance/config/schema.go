@@ -162,6 +162,7 @@ type SSLVPNServer struct {
 	Topology       string          `json:"topology,omitempty" default:"subnet" enum:"subnet|net30" help:"subnet: one address per client; net30: a /30 per client"`
 	Flavor         string          `json:"flavor,omitempty" default:"small" enum:"small|large" help:"small: 20 sessions, large: 255"`
 	MaxSessions    int             `json:"max-sessions,omitempty" range:"1-65535" help:"Concurrent session limit (overrides the flavor)"`
+	MaxPerUser     int             `json:"max-sessions-per-user,omitempty" range:"1-65535" help:"Sessions one user may hold at once, all protocols together (default 2, or max-sessions when lower)"`
 	RedirectAll    bool            `json:"redirect-gateway,omitempty" help:"Full tunnel: send all client traffic through the VPN"`
 	DNS            []netip.Addr    `json:"dns,omitempty" help:"DNS server pushed to clients (a route to it is pushed too)"`
 	OTP            bool            `json:"otp,omitempty" help:"Require a TOTP code as a second factor"`

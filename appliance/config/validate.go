@@ -341,6 +341,10 @@ func (v *validator) sslvpn(c *Config) {
 			}
 			nets = append(nets, usedNet{strings.Join(at("pool"), ".") + " " + s.Pool.String(), s.Pool})
 		}
+		if s.MaxPerUser > s.MaxSessions {
+			v.add(at("max-sessions-per-user"), s.MaxPerUser, fmt.Sprintf("set it to %d or less, or raise max-sessions", s.MaxSessions),
+				"%d sessions for one user exceed the server's max-sessions %d", s.MaxPerUser, s.MaxSessions)
+		}
 		if s.CA == "" {
 			v.add(at("ca"), "", "set "+strings.Join(base, " ")+" ca NAME (a pki ca entry)", "a server needs the CA that issues its client certificates")
 		} else if c.PKI.CAs[s.CA] == nil {

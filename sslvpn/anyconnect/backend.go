@@ -27,6 +27,14 @@ type Backend interface {
 	Disconnected(s Session, reason error)
 }
 
+// ReconnectChecker may be implemented by a Backend to check a client again each time it comes back with its
+// cookie on a new TLS connection, where Connect is not called: the user may have been disabled or deleted since
+// the login. An error refuses the CONNECT (401, its text as X-Reason) and ends the session; it must return when
+// ctx ends.
+type ReconnectChecker interface {
+	CheckReconnect(ctx context.Context, req *ConnectRequest, s Session) error
+}
+
 // HandshakeObserver may be implemented by a Backend to hear about clients that fail before a login or a
 // CONNECT completes (TLS failures, timeouts, malformed requests, bad cookies); the caller logs them. It is
 // called from connection goroutines and must not block.

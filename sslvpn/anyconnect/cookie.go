@@ -3,6 +3,7 @@ package anyconnect
 import (
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
 	"strings"
@@ -23,11 +24,16 @@ import (
 //
 // A session's end always deletes its cookie, so a client cut by the server, timed out or logged out cannot
 // come back with it.
+//
+// In a group that requires a client certificate the cookie alone is not enough: every CONNECT with it, the first
+// and each reconnect, must come over a TLS connection whose verified certificate is the one the login used (the
+// same SHA-256 of the DER), so a cookie that leaked is no use without the certificate's key.
 type cookie struct {
 	hash    [32]byte
 	serial  uint64
 	ident   *Identity
 	group   *group
+	certSum [32]byte  // SHA-256 of the login's certificate, for a group that requires one
 	expires time.Time // for a cookie not yet bound to a session
 
 	// sem serializes CONNECTs with this cookie, so one login never makes two sessions.
@@ -43,6 +49,9 @@ func (s *Server) issueCookie(ident *Identity, g *group) (string, *cookie, error)
 	_, _ = rand.Read(raw[:])
 	token := strings.ToUpper(hex.EncodeToString(raw[:]))
 	ck := &cookie{sem: make(chan struct{}, 1), hash: sha256.Sum256([]byte(token)), ident: ident, group: g, expires: s.now().Add(s.cfg.CookieLifetime)}
+	if g.Certificate && ident.Certificate != nil {
+		ck.certSum = sha256.Sum256(ident.Certificate.Raw)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweepLocked(s.now())
@@ -62,6 +71,20 @@ func (s *Server) issueCookie(ident *Identity, g *group) (string, *cookie, error)
 }
 
 func (ck *cookie) connectSem() chan struct{} { return ck.sem }
+
+// presentedWith reports whether a CONNECT over cn may use the cookie: in a group that requires a certificate, cn
+// must carry the verified certificate of the login.
+func (ck *cookie) presentedWith(cn *conn) bool {
+	if !ck.group.Certificate {
+		return true
+	}
+	c := cn.verifiedCert()
+	if c == nil || ck.ident.Certificate == nil {
+		return false
+	}
+	sum := sha256.Sum256(c.leaf.Raw)
+	return subtle.ConstantTimeCompare(sum[:], ck.certSum[:]) == 1
+}
 
 // lookupCookie returns the valid cookie for token, or nil.
 func (s *Server) lookupCookie(token string) *cookie {

@@ -25,8 +25,10 @@
 //     or the client sends over TLS again, without touching the session.
 //   - Cookie reconnect: a session that loses its TLS connection waits CookieLifetime for the client to come
 //     back with its cookie (a reconnect, or a new openconnect with --cookie); it is the same session, same
-//     Grant, same address, and Backend.Connect is not called again. A session's end, whatever its reason,
-//     invalidates its cookie; Session.Close and Server.Revoke are how the core cuts one.
+//     Grant, same address, and Backend.Connect is not called again (a ReconnectChecker backend checks the client
+//     again instead). In a group that requires a certificate, every CONNECT must present the login's certificate.
+//     A session's end, whatever its reason, invalidates its cookie; Session.Close and Server.Revoke are how the
+//     core cuts one.
 //
 // Not supported: the legacy DTLS of Cisco's clients (X-DTLS-Master-Secret resumption, X-DTLS12-CipherSuite):
 // they run over TLS only; DTLS over TLS 1.2 without extended master secret (the exporter would be open to the

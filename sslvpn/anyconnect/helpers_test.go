@@ -143,6 +143,8 @@ type testBackend struct {
 	otp          string
 	nets         map[string]groupNet
 	refuse       string
+	refuseAgain  string // CheckReconnect refuses with this
+	rechecks     int    // CheckReconnect calls
 	fullTunnel   bool
 	failures     []error
 	next         map[string]byte
@@ -224,6 +226,16 @@ func (b *testBackend) Connect(ctx context.Context, req *anyconnect.ConnectReques
 		DNS: []netip.Addr{gw}, DefaultDomain: "corp.test", Banner: "Welcome to the test VPN", FullTunnel: full}
 	b.connected <- s
 	return g, nil
+}
+
+func (b *testBackend) CheckReconnect(ctx context.Context, req *anyconnect.ConnectRequest, s anyconnect.Session) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.rechecks++
+	if b.refuseAgain != "" {
+		return errors.New(b.refuseAgain)
+	}
+	return nil
 }
 
 func (b *testBackend) Disconnected(s anyconnect.Session, reason error) {

@@ -84,6 +84,13 @@ func (s *Server) serveTunnel(ctx context.Context, cn *conn, cork *corkConn, req 
 		refuse(401, "the session cookie is invalid or has expired; log in again")
 		return fmt.Errorf("%w: CONNECT from %s", ErrBadCookie, cn.remote)
 	}
+	if !ck.presentedWith(cn) {
+		// Someone else's cookie, or the right one without the certificate it belongs to: refused, and the
+		// cookie stays valid for its holder.
+		s.st.badCookies.Add(1)
+		refuse(401, "this profile requires the client certificate the login used")
+		return fmt.Errorf("%w: CONNECT from %s without the login's certificate", ErrBadCookie, cn.remote)
+	}
 	// One CONNECT per cookie at a time: a login never makes two sessions.
 	select {
 	case ck.connectSem() <- struct{}{}:
@@ -125,15 +132,18 @@ func (s *Server) serveTunnel(ctx context.Context, cn *conn, cork *corkConn, req 
 		return fmt.Errorf("%w: revoked during CONNECT", ErrBadCookie)
 	}
 	reconnect := sess != nil
-	if !reconnect {
-		var err error
-		if sess, err = s.admit(ctx, ck, cn, cp, useDTLS); err != nil {
-			var refusal *refusalError
-			if errors.As(err, &refusal) {
-				refuse(refusal.status, refusal.reason)
-			}
-			return err
+	var err error
+	if reconnect {
+		err = s.recheck(ctx, ck, sess, cn, cp, useDTLS)
+	} else {
+		sess, err = s.admit(ctx, ck, cn, cp, useDTLS)
+	}
+	if err != nil {
+		var refusal *refusalError
+		if errors.As(err, &refusal) {
+			refuse(refusal.status, refusal.reason)
 		}
+		return err
 	}
 	base, mtu := s.tunnelMTU(cp)
 	resp := &httpwire.Response{Status: 200, Reason: "CONNECTED", NoBody: true,
@@ -159,7 +169,7 @@ func (s *Server) serveTunnel(ctx context.Context, cn *conn, cork *corkConn, req 
 	locked = false
 	cn.inTunnel = true
 	cn.loggedIn()
-	err := sess.readCSTP(t)
+	err = sess.readCSTP(t)
 	sess.transportEnded(t, err)
 	return err
 }
@@ -174,12 +184,35 @@ type refusalError struct {
 func (r *refusalError) Error() string { return r.err.Error() }
 func (r *refusalError) Unwrap() error { return r.err }
 
+// connectRequest describes a CONNECT with a cookie to the backend.
+func (s *Server) connectRequest(ck *cookie, cn *conn, cp connectParams, useDTLS bool) *ConnectRequest {
+	return &ConnectRequest{Remote: cn.remote, Group: ck.group.Name, Identity: ck.ident, TLSVersion: cn.state.Version,
+		CipherSuite: cn.state.CipherSuite, Hostname: cp.hostname, UserAgent: cp.userAgent, RequestedAddress: cp.address,
+		BaseMTU: cp.baseMTU, DTLS: useDTLS}
+}
+
+// recheck asks a ReconnectChecker backend whether a session's client may come back; when it may not, the cookie
+// is invalidated and the session ended.
+func (s *Server) recheck(ctx context.Context, ck *cookie, sess *session, cn *conn, cp connectParams, useDTLS bool) error {
+	rc, ok := s.be.(ReconnectChecker)
+	if !ok {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.HandshakeTimeout)
+	err := rc.CheckReconnect(cctx, s.connectRequest(ck, cn, cp, useDTLS), sess)
+	cancel()
+	if err == nil {
+		return nil
+	}
+	s.st.refused.Add(1)
+	s.dropCookie(ck, fmt.Errorf("%w: reconnect refused: %v", ErrKilled, err), formMessage(err.Error()))
+	return &refusalError{401, formMessage(err.Error()), fmt.Errorf("%w: reconnect: %v", ErrRefused, err)}
+}
+
 // admit makes a new session for a cookie's first CONNECT: Backend.Connect, then the session's goroutines.
 func (s *Server) admit(ctx context.Context, ck *cookie, cn *conn, cp connectParams, useDTLS bool) (*session, error) {
 	sess := s.newSession(ck, cn)
-	creq := &ConnectRequest{Remote: cn.remote, Group: ck.group.Name, Identity: ck.ident, TLSVersion: cn.state.Version,
-		CipherSuite: cn.state.CipherSuite, Hostname: cp.hostname, UserAgent: cp.userAgent, RequestedAddress: cp.address,
-		BaseMTU: cp.baseMTU, DTLS: useDTLS}
+	creq := s.connectRequest(ck, cn, cp, useDTLS)
 	cctx, cancel := context.WithTimeout(ctx, s.cfg.HandshakeTimeout)
 	grant, err := s.be.Connect(cctx, creq, sess)
 	cancel()
