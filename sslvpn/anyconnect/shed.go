@@ -79,15 +79,18 @@ func (q *shedQueue[T]) push(src netip.Prefix, item T, shed func(T)) *shedEntry[T
 			q.shedOldest(se, shed)
 		}
 	}
-	if q.n >= q.max {
-		// Gone entries still count until come across: look for them all before shedding a live one. For a
-		// table whose entries are removed explicitly (gone is nil) there are none.
-		if q.gone != nil {
-			q.prune()
+	// Over the total, the biggest source gives way: its gone entries first, then its oldest. Gone entries of
+	// other sources still count until come across or pruned (the caller prunes now and then): looking for
+	// them all here would cost the whole queue at every push once the bound is reached.
+	for q.n >= q.max {
+		se := q.biggest()
+		if se == nil {
+			break
 		}
-		for se := q.biggest(); q.n >= q.max && se != nil; se = q.biggest() {
-			q.shedOldest(se, shed)
+		if was := q.n; q.dropGone(se) < was {
+			continue
 		}
+		q.shedOldest(se, shed)
 	}
 	se := q.sources[src]
 	if se == nil {
@@ -123,9 +126,10 @@ func (q *shedQueue[T]) prune() {
 	}
 }
 
-func (q *shedQueue[T]) dropGone(se *sourceEntries[T]) {
+// dropGone takes se's gone entries out of the queue and returns how many entries the queue has left.
+func (q *shedQueue[T]) dropGone(se *sourceEntries[T]) int {
 	if q.gone == nil {
-		return
+		return q.n
 	}
 	for el := se.items.Front(); el != nil; {
 		next := el.Next()
@@ -134,6 +138,7 @@ func (q *shedQueue[T]) dropGone(se *sourceEntries[T]) {
 		}
 		el = next
 	}
+	return q.n
 }
 
 func (q *shedQueue[T]) shedOldest(se *sourceEntries[T], shed func(T)) {

@@ -100,3 +100,20 @@ func TestShedQueueGoneAndRemoved(t *testing.T) {
 		t.Fatalf("after prune: %d entries", q.len())
 	}
 }
+
+// At the total bound a push looks at the biggest source's entries only, not the whole queue: it runs under the
+// server's mutex at every login once a flood has filled the table.
+func TestShedQueuePushAtBoundIsCheap(t *testing.T) {
+	looked := 0
+	q := newShedQueue(4096, 8, func(int) bool { looked++; return false })
+	for i := 0; i < 20000; i++ {
+		looked = 0
+		q.push(sourceOf(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})), i, func(int) {})
+		if looked > 2*8 {
+			t.Fatalf("push %d looked at %d entries", i, looked)
+		}
+	}
+	if q.len() != 4096 {
+		t.Fatalf("%d entries", q.len())
+	}
+}
