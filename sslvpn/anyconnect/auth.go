@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -32,8 +33,11 @@ import (
 // lockout counts a login the way the OpenVPN side (password and OTP in one message) does, and a failure never
 // tells which factor was wrong.
 //
-// Between forms the login's state stays on the server, under a random handle the client copies back in
-// <opaque> (and in the webvpncontext cookie): openconnect may open a new TLS connection between two forms.
+// The main form's handle is a form token that holds no state (formtoken.go). Between the main form and the
+// challenge the login's state (user name, password) stays on the server, under a random handle the client
+// copies back in <opaque> (and in the webvpncontext cookie): openconnect may open a new TLS connection between
+// two forms. Those pending logins are bounded per connection (loginsPerConn), per source (loginsPerSource)
+// and in total (Config.MaxPendingLogins); a new one always gets its place and the oldest makes room (shed.go).
 
 type stage int
 
@@ -42,14 +46,27 @@ const (
 	stageChallenge
 )
 
-// pendingLogin is a login between two forms.
+// Bounds of the pending logins beside Config.MaxPendingLogins. One client has one login in progress; a few
+// per connection leave room for a client that starts over. Per source, room for the users of one NAT typing
+// their one-time passwords at the same time.
+const (
+	loginsPerConn   = 4
+	loginsPerSource = 64
+	// maxPasswordLen bounds what a pending login keeps of a password (a document may be 64 KiB).
+	maxPasswordLen = 1024
+)
+
+// pendingLogin is a login between two forms: on the main form (not kept anywhere: its handle is a form
+// token) or waiting for the answer to the challenge (kept in Server.pending under its random handle).
 type pendingLogin struct {
-	handle   string
+	handle   string // the random handle once kept, "" before
 	group    *group
 	stage    stage
 	user     string
 	password string
 	expires  time.Time
+	conn     uint64 // the connection that kept it
+	order    *shedEntry[*pendingLogin]
 }
 
 type tlsCert struct {
@@ -68,7 +85,9 @@ func (s *Server) handleAuth(ctx context.Context, cn *conn, req *httpwire.Request
 	case authxml.TypeInit:
 		// A new start (openconnect restarts with init after choosing a group) supersedes the login in progress.
 		if h, ok := req.Cookie("webvpncontext"); ok {
-			s.takePending(h)
+			if p := s.takePending(h); p != nil {
+				p.password = ""
+			}
 		}
 		g, explicit := s.selectGroup(ax.GroupSelect, ax.GroupAccess, req.Path)
 		return s.startLogin(ctx, cn, g, explicit, "", req, ax)
@@ -138,49 +157,74 @@ func (s *Server) defaultGroup() *group {
 }
 
 // startLogin begins a login to g: the main form, or, for a certificate group the client chose (or the only
-// group), straight to the challenge or to the end.
+// group), straight to the challenge or to the end. It keeps nothing unless a challenge follows.
 func (s *Server) startLogin(ctx context.Context, cn *conn, g *group, explicit bool, errMsg string, req *httpwire.Request, ax ...*authxml.Request) *httpwire.Response {
 	if g == nil {
 		g = s.defaultGroup()
-	}
-	p, resp := s.newPending(g)
-	if resp != nil {
-		return resp
 	}
 	if !g.asksUser() && (explicit || len(s.groups) == 1) && errMsg == "" {
 		var a *authxml.Request
 		if len(ax) > 0 {
 			a = ax[0]
 		}
-		return s.afterMain(ctx, cn, p, req, a)
+		return s.afterMain(ctx, cn, &pendingLogin{group: g}, req, a)
 	}
-	return s.mainForm(p, errMsg)
+	return s.mainForm(g, errMsg)
 }
 
-func (s *Server) newPending(g *group) (*pendingLogin, *httpwire.Response) {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	p := &pendingLogin{handle: hex.EncodeToString(b[:]), group: g, expires: s.now().Add(s.cfg.AuthTimeout)}
+// keepPending keeps p, whose next form is the challenge, until its answer: under a new random handle if it
+// has none. It never refuses; over a bound the oldest pending login of the connection, of the source or of
+// the biggest source gives way.
+func (s *Server) keepPending(cn *conn, p *pendingLogin) {
+	if p.handle == "" {
+		var b [16]byte
+		_, _ = rand.Read(b[:])
+		p.handle = hex.EncodeToString(b[:])
+	}
+	now := s.now()
+	p.expires, p.conn = now.Add(s.cfg.AuthTimeout), cn.id
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.sweepLocked(s.now())
-	if len(s.pending) >= s.cfg.MaxPendingLogins {
-		now := s.now()
-		for h, q := range s.pending {
-			if now.After(q.expires) {
-				delete(s.pending, h)
-			}
-		}
-		if len(s.pending) >= s.cfg.MaxPendingLogins {
-			s.st.busy.Add(1)
-			return nil, &httpwire.Response{Status: 503, Header: []httpwire.Field{{Name: "X-Reason", Value: "too many logins in progress; try again shortly"}}}
-		}
+	s.sweepLocked(now)
+	// The connection's own list: what it still holds, oldest first.
+	cn.logins = slices.DeleteFunc(cn.logins, func(h string) bool {
+		q := s.pending[h]
+		return q == nil || q.conn != cn.id || h == p.handle
+	})
+	for len(cn.logins) >= loginsPerConn {
+		q := s.pending[cn.logins[0]]
+		s.removePendingLocked(q)
+		s.evictPending(q)
+		cn.logins = cn.logins[1:]
 	}
 	s.pending[p.handle] = p
-	return p, nil
+	p.order = s.pendingOrder.push(sourceOf(cn.remote.Addr()), p, func(q *pendingLogin) {
+		delete(s.pending, q.handle)
+		s.evictPending(q)
+	})
+	cn.logins = append(cn.logins, p.handle)
 }
 
-// takePending removes and returns the login a client continues, if it has not expired.
+// evictPending counts a pending login dropped to make room, and forgets its password at once.
+func (s *Server) evictPending(p *pendingLogin) {
+	if p != nil {
+		p.password = ""
+		s.st.loginsEvicted.Add(1)
+	}
+}
+
+// removePendingLocked takes p out of the table; s.mu must be held.
+func (s *Server) removePendingLocked(p *pendingLogin) {
+	if p == nil {
+		return
+	}
+	if s.pending[p.handle] == p {
+		delete(s.pending, p.handle)
+	}
+	s.pendingOrder.remove(p.order)
+}
+
+// takePending removes and returns the pending login a client continues, if it has not expired.
 func (s *Server) takePending(handle string) *pendingLogin {
 	if handle == "" {
 		return nil
@@ -188,18 +232,27 @@ func (s *Server) takePending(handle string) *pendingLogin {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := s.pending[handle]
-	delete(s.pending, handle)
-	if p == nil || s.now().After(p.expires) {
+	if p == nil {
+		return nil
+	}
+	s.removePendingLocked(p)
+	if s.now().After(p.expires) {
+		p.password = ""
 		return nil
 	}
 	return p
 }
 
-func (s *Server) putPending(p *pendingLogin) {
-	p.expires = s.now().Add(s.cfg.AuthTimeout)
-	s.mu.Lock()
-	s.pending[p.handle] = p
-	s.mu.Unlock()
+// resumeLogin returns the login an answered form continues: a new one for a main form's token still welcome,
+// the pending one for a challenge's handle, else nil.
+func (s *Server) resumeLogin(handle string) *pendingLogin {
+	if g, expires, ok := s.openFormToken(handle); ok {
+		if s.now().After(expires) {
+			return nil
+		}
+		return &pendingLogin{group: g}
+	}
+	return s.takePending(handle)
 }
 
 // continueLogin takes an answered form further.
@@ -208,7 +261,7 @@ func (s *Server) continueLogin(ctx context.Context, cn *conn, req *httpwire.Requ
 	if handle == "" {
 		handle, _ = req.Cookie("webvpncontext")
 	}
-	p := s.takePending(handle)
+	p := s.resumeLogin(handle)
 	if p == nil {
 		s.st.loginsExpired.Add(1)
 		g, explicit := s.selectGroup(ax.GroupSelect, ax.GroupAccess, req.Path)
@@ -216,6 +269,7 @@ func (s *Server) continueLogin(ctx context.Context, cn *conn, req *httpwire.Requ
 	}
 	if g := s.groupByNameOrLabel(ax.GroupSelect); g != nil && g != p.group {
 		// The user picked another profile in the list: its own form.
+		p.password = ""
 		return s.startLogin(ctx, cn, g, true, "", req, ax)
 	}
 	switch p.stage {
@@ -225,15 +279,16 @@ func (s *Server) continueLogin(ctx context.Context, cn *conn, req *httpwire.Requ
 			user, _ := ax.AuthValue("username")
 			p.user = strings.TrimSpace(user)
 			if p.user == "" || !printable(p.user) {
-				s.putPending(p)
-				return s.mainForm(p, "Enter your user name.")
+				return s.mainForm(g, "Enter your user name.")
 			}
 		}
 		if g.Password {
 			pass, ok := ax.AuthValue("password")
 			if !ok || pass == "" {
-				s.putPending(p)
-				return s.mainForm(p, "Enter your password.")
+				return s.mainForm(g, "Enter your password.")
+			}
+			if len(pass) > maxPasswordLen {
+				return s.mainForm(g, fmt.Sprintf("The password is longer than %d characters.", maxPasswordLen))
 			}
 			p.password = pass
 		}
@@ -242,7 +297,7 @@ func (s *Server) continueLogin(ctx context.Context, cn *conn, req *httpwire.Requ
 		otp, ok := ax.AuthValue("answer", "secondary_password", "password", "otp")
 		otp = strings.TrimSpace(otp)
 		if !ok || otp == "" {
-			s.putPending(p)
+			s.keepPending(cn, p)
 			return s.challengeForm(p, "Enter the one-time password.")
 		}
 		return s.finishLogin(ctx, cn, p, otp, true, req, ax)
@@ -257,7 +312,7 @@ func (s *Server) afterMain(ctx context.Context, cn *conn, p *pendingLogin, req *
 	}
 	if p.group.OTP {
 		p.stage = stageChallenge
-		s.putPending(p)
+		s.keepPending(cn, p)
 		return s.challengeForm(p, "")
 	}
 	return s.finishLogin(ctx, cn, p, "", false, req, ax)
@@ -266,9 +321,6 @@ func (s *Server) afterMain(ctx context.Context, cn *conn, p *pendingLogin, req *
 // finishLogin asks the backend and answers with a cookie or the login form again.
 func (s *Server) finishLogin(ctx context.Context, cn *conn, p *pendingLogin, otp string, hasOTP bool, req *httpwire.Request, ax *authxml.Request) *httpwire.Response {
 	g := p.group
-	s.mu.Lock()
-	delete(s.pending, p.handle)
-	s.mu.Unlock()
 	ar := &AuthRequest{Remote: cn.remote, Group: g.Name, Username: p.user, Password: p.password, OTP: otp, HasOTP: hasOTP,
 		UserAgent: req.Get("User-Agent")}
 	p.password = ""
@@ -295,11 +347,7 @@ func (s *Server) finishLogin(ctx context.Context, cn *conn, p *pendingLogin, otp
 	if ident.Certificate == nil {
 		ident.Certificate = ar.Certificate
 	}
-	token, ck, err := s.issueCookie(ident, g)
-	if err != nil {
-		s.st.busy.Add(1)
-		return &httpwire.Response{Status: 503, Header: []httpwire.Field{{Name: "X-Reason", Value: err.Error()}}}
-	}
+	token, ck := s.issueCookie(ident, g, cn.remote)
 	s.st.loginsOK.Add(1)
 	cn.loggedIn()
 	doc := &authxml.Success{SessionID: fmt.Sprint(ck.serial), SessionToken: token, TunnelGroup: g.Name,
@@ -317,18 +365,13 @@ func (s *Server) finishLogin(ctx context.Context, cn *conn, p *pendingLogin, otp
 }
 
 // restart begins a new login to g whose form carries msg.
-func (s *Server) restart(g *group, msg string) *httpwire.Response {
-	p, resp := s.newPending(g)
-	if resp != nil {
-		return resp
-	}
-	return s.mainForm(p, msg)
-}
+func (s *Server) restart(g *group, msg string) *httpwire.Response { return s.mainForm(g, msg) }
 
-func (s *Server) mainForm(p *pendingLogin, errMsg string) *httpwire.Response {
-	g := p.group
+// mainForm is g's first form, under a form token: it keeps nothing on the server.
+func (s *Server) mainForm(g *group, errMsg string) *httpwire.Response {
+	handle := s.formToken(g, s.now().Add(s.cfg.AuthTimeout))
 	f := &authxml.Form{ID: "main", Title: s.cfg.ServerName, Banner: s.cfg.LoginBanner, Error: errMsg, Action: "/",
-		Opaque: authxml.Opaque{TunnelGroup: g.Name, GroupAlias: g.Label, AuthHandle: p.handle}}
+		Opaque: authxml.Opaque{TunnelGroup: g.Name, GroupAlias: g.Label, AuthHandle: handle}}
 	switch {
 	case g.Password:
 		f.Message = "Please enter your username and password."
@@ -352,7 +395,7 @@ func (s *Server) mainForm(p *pendingLogin, errMsg string) *httpwire.Response {
 			}
 		}
 	}
-	return s.formResponse(p, f)
+	return s.formResponse(handle, f)
 }
 
 func (s *Server) challengeForm(p *pendingLogin, errMsg string) *httpwire.Response {
@@ -360,12 +403,12 @@ func (s *Server) challengeForm(p *pendingLogin, errMsg string) *httpwire.Respons
 		Message: "Enter the one-time password from your authenticator.",
 		Inputs:  []authxml.Input{{Type: "password", Name: "answer", Label: "One-time password:"}},
 		Opaque:  authxml.Opaque{TunnelGroup: p.group.Name, GroupAlias: p.group.Label, AuthHandle: p.handle}}
-	return s.formResponse(p, f)
+	return s.formResponse(p.handle, f)
 }
 
-func (s *Server) formResponse(p *pendingLogin, f *authxml.Form) *httpwire.Response {
+func (s *Server) formResponse(handle string, f *authxml.Form) *httpwire.Response {
 	hdr := append(xmlHeader(), httpwire.Field{Name: "Set-Cookie",
-		Value: fmt.Sprintf("webvpncontext=%s; Max-Age=%d; path=/; Secure; HttpOnly", p.handle, int(s.cfg.AuthTimeout/time.Second))})
+		Value: fmt.Sprintf("webvpncontext=%s; Max-Age=%d; path=/; Secure; HttpOnly", handle, int(s.cfg.AuthTimeout/time.Second))})
 	return &httpwire.Response{Status: 200, Header: hdr, Body: f.Render()}
 }
 

@@ -59,7 +59,10 @@ type Config struct {
 	QueueLen int
 	// MaxBuffers bounds the packet buffers of the whole server (default 32768, 64 MiB).
 	MaxBuffers int
-	// MaxPendingLogins bounds logins in progress (default 4096); more are refused until some finish.
+	// MaxPendingLogins bounds the logins waiting for the answer to their challenge (default 4096), and four
+	// times it the cookies waiting for their first CONNECT. A login's first form keeps nothing; past a bound
+	// the oldest gives way, the newest is never refused (per connection 4 logins, per source 64 logins and 64
+	// cookies, an IPv6 source being its /64).
 	MaxPendingLogins int
 	// MaxDTLSHandshakes bounds concurrent DTLS handshakes (default 128).
 	MaxDTLSHandshakes int
@@ -90,6 +93,7 @@ var groupName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 // group is a validated Group with what the engine derives from it.
 type group struct {
 	Group
+	index       int // in the server's list
 	profileURI  string
 	profileSHA1 string
 }
@@ -124,7 +128,7 @@ func (c *Config) withDefaults() (Config, []*group, error) {
 		if g.Label == "" {
 			g.Label = g.Name
 		}
-		gg := &group{Group: g}
+		gg := &group{Group: g, index: len(groups)}
 		if len(g.ProfileXML) > 0 {
 			sum := sha1.Sum(g.ProfileXML)
 			gg.profileURI = "/profiles/" + g.Name + ".xml"

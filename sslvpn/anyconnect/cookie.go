@@ -5,7 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -43,8 +43,12 @@ type cookie struct {
 
 const tokenLen = 32
 
-// issueCookie makes a cookie for a completed login.
-func (s *Server) issueCookie(ident *Identity, g *group) (string, *cookie, error) {
+// cookiesPerSource bounds the cookies of one source waiting for their first CONNECT (the total bound is
+// 4 × Config.MaxPendingLogins). A client connects at once after its login; the room is for a NAT's users.
+const cookiesPerSource = 64
+
+// issueCookie makes a cookie for a completed login from remote.
+func (s *Server) issueCookie(ident *Identity, g *group, remote netip.AddrPort) (string, *cookie) {
 	var raw [tokenLen]byte
 	_, _ = rand.Read(raw[:])
 	token := strings.ToUpper(hex.EncodeToString(raw[:]))
@@ -55,20 +59,22 @@ func (s *Server) issueCookie(ident *Identity, g *group) (string, *cookie, error)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweepLocked(s.now())
-	// Cookies waiting for their first CONNECT are bounded like logins in progress: each costs a successful
-	// login, but a client looping on logins must not grow the table without limit.
-	if len(s.cookies)-len(s.sessions) >= 4*s.cfg.MaxPendingLogins {
-		s.lastSweep = time.Time{}
-		s.sweepLocked(s.now())
-		if len(s.cookies)-len(s.sessions) >= 4*s.cfg.MaxPendingLogins {
-			return "", nil, fmt.Errorf("%w: too many logins waiting to connect; try again shortly", ErrBusy)
-		}
-	}
 	s.nextID++
 	ck.serial = s.nextID
 	s.cookies[ck.hash] = ck
-	return token, ck, nil
+	// Cookies waiting for their first CONNECT are bounded like pending logins: each costs a successful login,
+	// but a client looping on logins must not grow the table, nor shut out the logins of others. The newest
+	// is never refused; an old unused cookie gives way (shed.go).
+	s.unusedCookies.push(sourceOf(remote.Addr()), ck, func(old *cookie) {
+		delete(s.cookies, old.hash)
+		s.st.cookiesEvicted.Add(1)
+	})
+	return token, ck
 }
+
+// unusedCookieGone tells the order of unused cookies that ck was used (bound to a session) or is gone
+// (revoked, logged out, expired and swept); s.mu must be held.
+func (s *Server) unusedCookieGone(ck *cookie) bool { return ck.sess != nil || s.cookies[ck.hash] != ck }
 
 func (ck *cookie) connectSem() chan struct{} { return ck.sem }
 

@@ -16,6 +16,10 @@
 //     certificate-only groups skip both. Backend.Authenticate sees one attempt with every factor. A failed
 //     login shows the main form again with the backend's message. Success answers with the session token
 //     (webvpn cookie, Max-Age), the server certificate's SHA-1 and the profile manifest with its SHA-1.
+//     Asking for a form keeps nothing on the server (the main form's handle is a sealed token); a login keeps
+//     state only between the main form and the challenge. Those pending logins and the cookies not used yet
+//     are bounded per connection, per source (an IPv6 source is its /64) and in total; past a bound the
+//     oldest gives way and the newest is never refused, so a stranger's flood sheds its own (shed.go).
 //   - CSTP (internal/cstp): the 8-byte STF framing with DATA, DPD-REQ/RESP, KEEPALIVE, DISCONNECT, TERMINATE;
 //     the CONNECT answer carries X-CSTP-Address/-Netmask/-Split-Include (or none: full tunnel)/-DNS/-MTU/-DPD/
 //     -Keepalive/-Idle-Timeout/-Session-Timeout and the X-DTLS set.

@@ -174,22 +174,6 @@ func TestLoginExpires(t *testing.T) {
 	}
 }
 
-func TestPendingLoginLimit(t *testing.T) {
-	e := newEngine(t, anyconnect.Config{Groups: []anyconnect.Group{pwGroup}, MaxPendingLogins: 2})
-	// A client that starts over replaces its own login in progress: it does not count twice.
-	a := e.client(nil)
-	a.init("")
-	a.init("")
-	e.client(nil).init("")
-	resp, _ := e.client(nil).post(&authxml.Request{Type: authxml.TypeInit})
-	if resp.StatusCode != 503 || resp.Header.Get("X-Reason") == "" {
-		t.Fatalf("third login in progress: %s", resp.Status)
-	}
-	if e.srv.Stats().Busy != 1 {
-		t.Errorf("stats: %+v", e.srv.Stats())
-	}
-}
-
 func TestProfileDownload(t *testing.T) {
 	profile := []byte(`<?xml version="1.0"?><AnyConnectProfile><ServerList/></AnyConnectProfile>`)
 	e := newEngine(t, anyconnect.Config{Groups: []anyconnect.Group{{Name: "staff", Password: true, ProfileXML: profile}, otpGroup}})

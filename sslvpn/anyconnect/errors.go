@@ -21,7 +21,8 @@ var (
 	ErrBadCookie = errors.New("anyconnect: invalid session cookie")
 	// ErrRefused: the backend refused to admit a client on CONNECT (limit, pool, revoked...).
 	ErrRefused = errors.New("anyconnect: connection refused")
-	// ErrBusy: too many logins or DTLS handshakes are in progress; the request was turned away.
+	// ErrBusy: too many DTLS handshakes are in progress; the handshake was turned away (logins are never
+	// turned away: past a bound the oldest pending one gives way).
 	ErrBusy = errors.New("anyconnect: busy")
 	// ErrDPDTimeout: nothing came from the client over its TLS connection for too long; the session waits for
 	// it to reconnect.

@@ -52,7 +52,7 @@ var handleRE = regexp.MustCompile(`<aggauth-handle>([0-9a-f]+)</aggauth-handle>`
 // FuzzHTTPHandling feeds a stream of requests to the gateway's HTTP handling (login state machine, profile
 // download, CONNECT parsing), as one connection would. "@@" in a request body stands for the login handle of
 // the last answer, so seeds can walk through multi-form logins. Every answer must be a well-formed HTTP
-// response; nothing may panic.
+// response, the pre-login tables must stay within their bounds, and nothing may panic.
 func FuzzHTTPHandling(f *testing.F) {
 	init := `<?xml version="1.0"?><config-auth client="vpn" type="init"><group-select>%s</group-select></config-auth>`
 	reply := `<config-auth client="vpn" type="auth-reply"><opaque is-for="sg"><aggauth-handle>@@</aggauth-handle></opaque><auth><username>alice</username><password>pw</password><answer>123456</answer></auth></config-auth>`
@@ -102,6 +102,12 @@ func FuzzHTTPHandling(f *testing.F) {
 			hr.Body.Close()
 			if m := handleRE.FindSubmatch(resp.Body); m != nil {
 				handle = string(m[1])
+			}
+			s.mu.Lock()
+			pending, order, unused := len(s.pending), s.pendingOrder.len(), s.unusedCookies.len()
+			s.mu.Unlock()
+			if pending != order || pending > 8 || unused > 4*8 {
+				t.Fatalf("pending logins %d (in order %d), unused cookies %d: over the bounds or out of step", pending, order, unused)
 			}
 		}
 	})

@@ -3,6 +3,7 @@ package anyconnect
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"crypto/sha1"
 	"crypto/tls"
 	"encoding/hex"
@@ -39,14 +40,20 @@ type Server struct {
 	wg     sync.WaitGroup // ServeConn and ServeDTLS calls, sessions
 	closed atomic.Bool
 
+	formKey [32]byte // seals the main form's handle (formtoken.go)
+
 	mu        sync.Mutex
-	pending   map[string]*pendingLogin
+	pending   map[string]*pendingLogin // logins waiting for the answer to their challenge, by handle
 	cookies   map[[32]byte]*cookie
 	sessions  map[uint64]*session
 	byAppID   map[[appIDLen]byte]*session
 	conns     map[net.Conn]struct{} // live ServeConn connections, closed by Close
 	nextID    uint64
 	lastSweep time.Time
+
+	// Under mu: the order in which pre-login state gives way (shed.go).
+	pendingOrder  *shedQueue[*pendingLogin]
+	unusedCookies *shedQueue[*cookie] // cookies in the order they were issued, to bound those not used yet
 
 	dtls dtlsState
 
@@ -55,6 +62,7 @@ type Server struct {
 	// TLS connections.
 	tap     func(conn uint64, kind string, b []byte)
 	tapConn atomic.Uint64
+	connIDs atomic.Uint64
 	// dtlsSuites, when set (tests only), replaces the DTLS suites offered: to make a client use each suite.
 	dtlsSuites []uint16
 
@@ -64,6 +72,7 @@ type Server struct {
 type serverCounters struct {
 	tlsHandshakes, tlsFailures                      atomic.Uint64
 	loginsOK, loginsFailed, loginsExpired, busy     atomic.Uint64
+	loginsEvicted, cookiesEvicted                   atomic.Uint64
 	connects, refused, badCookies, reconnects       atomic.Uint64
 	dtlsHandshakes, dtlsFailures, dtlsUnknown       atomic.Uint64
 	dtlsNoPeer, dtlsQueueFull, httpErrors, profiles atomic.Uint64
@@ -75,14 +84,16 @@ type ServerStats struct {
 	Sessions        int    `json:"sessions"`         // sessions, connected or waiting for a reconnect
 	Detached        int    `json:"detached"`         // of Sessions, those waiting for a reconnect
 	DTLSSessions    int    `json:"dtls_sessions"`    // of Sessions, those with DTLS up
-	PendingLogins   int    `json:"pending_logins"`   // logins between two forms
+	PendingLogins   int    `json:"pending_logins"`   // logins waiting for the answer to their challenge
 	Cookies         int    `json:"cookies"`          // valid session cookies
 	TLSHandshakes   uint64 `json:"tls_handshakes"`   // completed
 	TLSFailures     uint64 `json:"tls_failures"`     // failed or timed out
 	LoginsOK        uint64 `json:"logins_ok"`        // cookies issued
 	LoginsFailed    uint64 `json:"logins_failed"`    // refused by the backend or missing a factor
-	LoginsExpired   uint64 `json:"logins_expired"`   // answers to a form that had timed out
-	Busy            uint64 `json:"busy"`             // logins or DTLS handshakes turned away by a limit
+	LoginsExpired   uint64 `json:"logins_expired"`   // answers to a form that had timed out (or had been evicted)
+	LoginsEvicted   uint64 `json:"logins_evicted"`   // pending logins dropped, oldest first, to make room under a bound
+	CookiesEvicted  uint64 `json:"cookies_evicted"`  // cookies not used yet dropped, oldest first, to make room under a bound
+	Busy            uint64 `json:"busy"`             // DTLS handshakes turned away by a limit
 	Connects        uint64 `json:"connects"`         // sessions admitted
 	Refused         uint64 `json:"refused"`          // CONNECTs the backend refused
 	BadCookies      uint64 `json:"bad_cookies"`      // CONNECTs or downloads with an invalid cookie
@@ -116,6 +127,9 @@ func NewServer(cfg Config, b Backend) (*Server, error) {
 	for _, g := range groups {
 		s.byName[strings.ToLower(g.Name)] = g
 	}
+	_, _ = rand.Read(s.formKey[:])
+	s.pendingOrder = newShedQueue[*pendingLogin](c.MaxPendingLogins, loginsPerSource, nil)
+	s.unusedCookies = newShedQueue(4*c.MaxPendingLogins, cookiesPerSource, s.unusedCookieGone)
 	s.hsObs, _ = b.(HandshakeObserver)
 	s.evObs, _ = b.(SessionObserver)
 	s.tls = recordPerWrite(c.TLS)
@@ -195,6 +209,7 @@ func (s *Server) Stats() ServerStats {
 	c := &s.st
 	st.TLSHandshakes, st.TLSFailures = c.tlsHandshakes.Load(), c.tlsFailures.Load()
 	st.LoginsOK, st.LoginsFailed, st.LoginsExpired, st.Busy = c.loginsOK.Load(), c.loginsFailed.Load(), c.loginsExpired.Load(), c.busy.Load()
+	st.LoginsEvicted, st.CookiesEvicted = c.loginsEvicted.Load(), c.cookiesEvicted.Load()
 	st.Connects, st.Refused, st.BadCookies, st.Reconnects = c.connects.Load(), c.refused.Load(), c.badCookies.Load(), c.reconnects.Load()
 	st.DTLSHandshakes, st.DTLSFailures, st.DTLSUnknownID = c.dtlsHandshakes.Load(), c.dtlsFailures.Load(), c.dtlsUnknown.Load()
 	st.DTLSNoPeer, st.DTLSQueueFull, st.HTTPErrors, st.ProfilesServed = c.dtlsNoPeer.Load(), c.dtlsQueueFull.Load(), c.httpErrors.Load(), c.profiles.Load()
@@ -230,15 +245,16 @@ func (s *Server) Revoke(match func(*Identity) bool, reason string) int {
 func (s *Server) now() time.Time { return s.cfg.Now() }
 
 // sweepLocked drops expired logins and cookies, at most every 15 s, so abandoned ones do not pile up. It runs
-// when logins start and cookies are issued: no goroutine of its own. s.mu must be held.
+// when logins are kept and cookies are issued: no goroutine of its own. s.mu must be held.
 func (s *Server) sweepLocked(now time.Time) {
 	if now.Sub(s.lastSweep) < 15*time.Second {
 		return
 	}
 	s.lastSweep = now
-	for h, p := range s.pending {
+	for _, p := range s.pending {
 		if now.After(p.expires) {
-			delete(s.pending, h)
+			s.removePendingLocked(p)
+			p.password = ""
 		}
 	}
 	for k, ck := range s.cookies {
@@ -246,6 +262,7 @@ func (s *Server) sweepLocked(now time.Time) {
 			delete(s.cookies, k)
 		}
 	}
+	s.unusedCookies.prune()
 }
 
 // track registers a connection being served, so Close can close it; false when the server is closed.
@@ -279,6 +296,10 @@ type conn struct {
 	inTunnel bool
 	// authenticated is the served connection's Authenticated method, if it has one.
 	authenticated func()
+	// id tells pending logins which connection kept them; logins are the handles of those it keeps, oldest
+	// first (at most loginsPerConn).
+	id     uint64
+	logins []string
 }
 
 // loggedIn tells a listener that bounds the connections awaiting login (the port demultiplexer) that this one
@@ -317,7 +338,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) (err error) {
 	closeOnCancel := context.AfterFunc(ctx, func() { c.Close() })
 	defer closeOnCancel()
 
-	cn := &conn{remote: addrPortOf(c.RemoteAddr()), local: addrPortOf(c.LocalAddr())}
+	cn := &conn{remote: addrPortOf(c.RemoteAddr()), local: addrPortOf(c.LocalAddr()), id: s.connIDs.Add(1)}
 	if a, ok := c.(interface{ Authenticated() }); ok {
 		cn.authenticated = a.Authenticated
 	}

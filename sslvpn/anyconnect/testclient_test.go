@@ -137,6 +137,7 @@ func (e *engine) cutAll() {
 type goClient struct {
 	t       testing.TB
 	e       *engine
+	src     net.IP // the source address, nil for the kernel's choice
 	cfg     *tls.Config
 	conn    *tls.Conn
 	br      *bufio.Reader
@@ -153,9 +154,21 @@ func (e *engine) client(cert *tls.Certificate) *goClient {
 	return c
 }
 
+// clientFrom is a client whose connections come from src, an address of the loopback's 127.0.0.0/8 (every
+// one of them is local): a test can play many sources.
+func (e *engine) clientFrom(src string) *goClient {
+	c := &goClient{t: e.t, e: e, src: net.ParseIP(src), cfg: &tls.Config{InsecureSkipVerify: true}, cookies: map[string]string{}}
+	c.dial()
+	return c
+}
+
 func (c *goClient) dial() {
 	c.t.Helper()
-	conn, err := tls.Dial("tcp", c.e.addr, c.cfg)
+	d := &net.Dialer{Timeout: 10 * time.Second}
+	if c.src != nil {
+		d.LocalAddr = &net.TCPAddr{IP: c.src}
+	}
+	conn, err := tls.DialWithDialer(d, "tcp", c.e.addr, c.cfg)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -206,6 +219,69 @@ func (c *goClient) do(method, path string, body []byte, hdr ...string) (*http.Re
 		}
 	}
 	return resp, data
+}
+
+// rawRequest is one HTTP request as openconnect sends it.
+func rawRequest(method, path string, body []byte) []byte {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "%s %s HTTP/1.1\r\nHost: vpn\r\nUser-Agent: Open AnyConnect VPN Agent v9.01-test\r\n", method, path)
+	if body != nil {
+		fmt.Fprintf(&b, "Content-Type: application/xml\r\nContent-Length: %d\r\n", len(body))
+	}
+	b.WriteString("\r\n")
+	b.Write(body)
+	return b.Bytes()
+}
+
+// pipeline sends req n times on the client's connection without waiting for the answers (a kept-alive
+// connection used as fast as the server reads it), reads the answers and returns how many were 200 with want
+// in their body. It stops at the first answer it cannot read (the server closed the connection).
+func (c *goClient) pipeline(n int, req []byte, want string) int {
+	c.t.Helper()
+	ok, _, _ := pipeline(c.conn, c.br, n, req, want, time.Now().Add(60*time.Second))
+	return ok
+}
+
+// pipeline sends req n times on conn from a goroutine while it reads the answers from br, until deadline. It
+// returns how many answers were 200 with want in their body, how many were read, and the last body. Unless
+// every answer was read, conn is closed.
+func pipeline(conn net.Conn, br *bufio.Reader, n int, req []byte, want string, deadline time.Time) (ok, read int, last []byte) {
+	_ = conn.SetDeadline(deadline)
+	defer conn.SetDeadline(time.Time{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		batch := bytes.Repeat(req, 64)
+		for sent := 0; sent < n; sent += 64 {
+			b := batch
+			if n-sent < 64 {
+				b = batch[:(n-sent)*len(req)]
+			}
+			if _, err := conn.Write(b); err != nil {
+				return
+			}
+		}
+	}()
+	for read < n {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			break
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			break
+		}
+		read++
+		if resp.StatusCode == 200 && bytes.Contains(body, []byte(want)) {
+			ok++
+		}
+		last = body
+	}
+	if read < n {
+		conn.Close() // ends the writer
+	}
+	<-done
+	return ok, read, last
 }
 
 // doc is a gateway answer, parsed.
