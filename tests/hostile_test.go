@@ -145,7 +145,7 @@ func TestHostileFloodsDoNotStopLogins(t *testing.T) {
 			}
 			var st struct {
 				Sent, Connections, Refused, Closed, Received, Errors int64
-				Answers                                           map[string]int64
+				Answers                                              map[string]int64
 			}
 			out := flood.Output()
 			if i := strings.LastIndex(out, `{"kind"`); i >= 0 {
