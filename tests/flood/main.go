@@ -241,10 +241,10 @@ func authReply(user, password string) string {
 		user + `</username><password>` + password + `</password></auth></config-auth>`
 }
 
-// anyconnectGet sends GET / over and over on kept-alive connections, as fast as the answers come.
-func anyconnectGet(ctx context.Context, o *options, st *stats) {
+// anyconnectLoop keeps o.conns TLS connections busy with exchange, called over and over on each until it fails
+// (the box closed the connection) and then on a new one.
+func anyconnectLoop(ctx context.Context, o *options, st *stats, exchange func(host string, c net.Conn, r *bufio.Reader) error) {
 	host, _, _ := net.SplitHostPort(o.target)
-	req := "GET / HTTP/1.1\r\nHost: " + host + "\r\n" + agent + "\r\n"
 	workers(ctx, o.conns, func(ctx context.Context, _ int) {
 		c, r, err := tlsClient(ctx, o, st)
 		if err != nil {
@@ -253,68 +253,56 @@ func anyconnectGet(ctx context.Context, o *options, st *stats) {
 		}
 		defer c.Close()
 		for ctx.Err() == nil {
-			status, _, err := httpExchange(c, r, req)
-			if err != nil {
+			if err := exchange(host, c, r); err != nil {
 				st.closed.Add(1)
 				return
 			}
+		}
+	})
+}
+
+// anyconnectGet sends GET / over and over on kept-alive connections, as fast as the answers come.
+func anyconnectGet(ctx context.Context, o *options, st *stats) {
+	anyconnectLoop(ctx, o, st, func(host string, c net.Conn, r *bufio.Reader) error {
+		status, _, err := httpExchange(c, r, "GET / HTTP/1.1\r\nHost: "+host+"\r\n"+agent+"\r\n")
+		if err == nil {
 			st.answer(strconv.Itoa(status))
 		}
+		return err
 	})
 }
 
 // anyconnectInit starts logins (POST init) and never finishes them.
 func anyconnectInit(ctx context.Context, o *options, st *stats) {
-	host, _, _ := net.SplitHostPort(o.target)
-	workers(ctx, o.conns, func(ctx context.Context, _ int) {
-		c, r, err := tlsClient(ctx, o, st)
-		if err != nil {
-			pause(ctx)
-			return
-		}
-		defer c.Close()
-		for ctx.Err() == nil {
-			status, _, err := httpExchange(c, r, post(host, "", initBody))
-			if err != nil {
-				st.closed.Add(1)
-				return
-			}
+	anyconnectLoop(ctx, o, st, func(host string, c net.Conn, r *bufio.Reader) error {
+		status, _, err := httpExchange(c, r, post(host, "", initBody))
+		if err == nil {
 			st.answer(strconv.Itoa(status))
 		}
+		return err
 	})
 }
 
 // anyconnectGuess guesses passwords: of one user (-user), or of made-up user names (names).
 func anyconnectGuess(ctx context.Context, o *options, st *stats, names bool) {
-	host, _, _ := net.SplitHostPort(o.target)
-	workers(ctx, o.conns, func(ctx context.Context, _ int) {
-		c, r, err := tlsClient(ctx, o, st)
+	anyconnectLoop(ctx, o, st, func(host string, c net.Conn, r *bufio.Reader) error {
+		status, cookies, err := httpExchange(c, r, post(host, "", initBody))
 		if err != nil {
-			pause(ctx)
-			return
+			return err
 		}
-		defer c.Close()
-		for ctx.Err() == nil {
-			status, cookies, err := httpExchange(c, r, post(host, "", initBody))
-			if err != nil {
-				st.closed.Add(1)
-				return
-			}
-			if status != 200 {
-				st.answer("init-" + strconv.Itoa(status))
-				continue
-			}
-			user := o.user
-			if names {
-				user = "u" + randHex(6)
-			}
-			status, _, err = httpExchange(c, r, post(host, cookies["webvpncontext"], authReply(user, "guess-"+randHex(4))))
-			if err != nil {
-				st.closed.Add(1)
-				return
-			}
+		if status != 200 {
+			st.answer("init-" + strconv.Itoa(status))
+			return nil
+		}
+		user := o.user
+		if names {
+			user = "u" + randHex(6)
+		}
+		status, _, err = httpExchange(c, r, post(host, cookies["webvpncontext"], authReply(user, "guess-"+randHex(4))))
+		if err == nil {
 			st.answer("reply-" + strconv.Itoa(status))
 		}
+		return err
 	})
 }
 
