@@ -84,7 +84,10 @@ func (l httpsLimits) withDefaults() httpsLimits {
 	l.write = or(l.write, 3*time.Minute)
 	l.idle = or(l.idle, time.Minute)
 	if l.conns == 0 {
-		l.conns = 64 // an appliance has a handful of admins and scripts; a slot costs a goroutine and TLS state
+		// Not sized by the handful of admins and scripts, who hold few connections, but by the floods it must
+		// outlast: an admin's connection is shed only by a flood from about as many sources as this bound, and
+		// dozens of addresses are cheap to come by. A slot costs a goroutine and TLS state, a few tens of KiB.
+		l.conns = 256
 	}
 	if l.perSource == 0 {
 		l.perSource = 8

@@ -172,12 +172,39 @@ func TestAPIHTTPSCapsConnections(t *testing.T) {
 
 // TestAPIHTTPSFloodFromManySourcesSparesTheAdmin: connections that never start TLS, from more sources than the
 // total bound holds at the per-source bound, each reconnecting as soon as it is closed, keep the bound full and
-// churning; an admin from another address still gets every answer, on new connections and on a kept-alive one.
+// churning; an admin from another address still gets every answer, on new connections, each slow to start its
+// TLS handshake as over a long path, and on a kept-alive one. With the default bounds, against as many sources as
+// the hostile-input suite floods from.
 func TestAPIHTTPSFloodFromManySourcesSparesTheAdmin(t *testing.T) {
-	const conns, perSource, sources = 16, 4, 8
-	addr := startAPIHTTPS(t, httpsLimits{header: 10 * time.Second, conns: conns, perSource: perSource})
+	for _, tc := range []struct {
+		name    string
+		limits  httpsLimits
+		sources int
+	}{
+		{"small bounds", httpsLimits{header: 10 * time.Second, conns: 16, perSource: 4}, 8},
+		{"the defaults", httpsLimits{}, 64},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lim := tc.limits.withDefaults()
+			if lim.perSource*tc.sources <= lim.conns {
+				t.Fatalf("%d sources of %d connections do not reach the bound of %d", tc.sources, lim.perSource, lim.conns)
+			}
+			floodAPI(t, startAPIHTTPS(t, tc.limits), lim.conns, lim.perSource, tc.sources)
+		})
+	}
+}
+
+func floodAPI(t *testing.T, addr string, conns, perSource, sources int) {
+	var slow atomic.Bool
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
 	admin := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DialContext:     (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).DialContext,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err == nil && slow.Load() {
+				time.Sleep(300 * time.Millisecond)
+			}
+			return c, err
+		},
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
 	}}
 	defer admin.CloseIdleConnections()
@@ -227,7 +254,7 @@ func TestAPIHTTPSFloodFromManySourcesSparesTheAdmin(t *testing.T) {
 	}
 	defer func() { close(stop); wg.Wait() }()
 	if err := lab.WaitFor(lab.Within(t, 5*time.Second), 10*time.Millisecond, func() error {
-		if n := dials.Load(); n < 4*conns {
+		if n := dials.Load(); n < int64(4*conns) {
 			return fmt.Errorf("%d flood connections", n)
 		}
 		return nil
@@ -238,7 +265,8 @@ func TestAPIHTTPSFloodFromManySourcesSparesTheAdmin(t *testing.T) {
 	if reused, err := get(); err != nil || !reused {
 		t.Fatalf("on the kept-alive connection during the flood: reused=%v %v", reused, err)
 	}
-	for i := range 5 {
+	slow.Store(true)
+	for i := range 3 {
 		admin.CloseIdleConnections()
 		if _, err := get(); err != nil {
 			t.Fatalf("request %d on a new connection during the flood (%d flood connections so far): %v", i, dials.Load(), err)
