@@ -30,6 +30,7 @@ import (
 	"toride/appliance/atomicfile"
 	"toride/appliance/config"
 	"toride/appliance/health"
+	"toride/sslvpn/shed"
 )
 
 // apiHTTPS is the "api" component: the API on HTTPS for remote management, when api https listen-address is
@@ -37,8 +38,8 @@ import (
 // restarting the listener.
 //
 // Whoever reaches the port holds a connection before proving anything, so what a client can hold is bounded
-// (httpsLimits): connections per source address and in all, and the time each phase of a request may take. A
-// request without a valid key is answered and its connection closed.
+// (httpsLimits): the connections that have not made an authenticated request yet, per source and in all, and the
+// time each phase of a request may take. A request without a valid key is answered and its connection closed.
 type apiHTTPS struct {
 	handler  http.Handler
 	stateDir string
@@ -62,8 +63,11 @@ type httpsLimits struct {
 	read   time.Duration // the whole request, body included
 	write  time.Duration // from the end of the headers to the end of the answer
 	idle   time.Duration // a kept-alive connection between requests
-	// conns and perSource cap concurrent connections in all and from one address; one over either is closed at
-	// once, so one source cannot take every slot.
+	// conns and perSource bound the connections that have not made an authenticated request yet, in all and
+	// per source (an IPv4 address or an IPv6 /64). A new connection is always taken; to make room, the oldest
+	// of its own source at perSource, or of the source holding the most at conns, is closed (package shed). An
+	// admin's connection, one among a flood's many per source, is not the one closed; once it has made an
+	// authenticated request it no longer counts.
 	conns, perSource int
 }
 
@@ -80,7 +84,10 @@ func (l httpsLimits) withDefaults() httpsLimits {
 	l.write = or(l.write, 3*time.Minute)
 	l.idle = or(l.idle, time.Minute)
 	if l.conns == 0 {
-		l.conns = 64 // an appliance has a handful of admins and scripts; a slot costs a goroutine and TLS state
+		// Not sized by the handful of admins and scripts, who hold few connections, but by the floods it must
+		// outlast: an admin's connection is shed only by a flood from about as many sources as this bound, and
+		// dozens of addresses are cheap to come by. A slot costs a goroutine and TLS state, a few tens of KiB.
+		l.conns = 256
 	}
 	if l.perSource == 0 {
 		l.perSource = 8
@@ -140,11 +147,11 @@ func (a *apiHTTPS) Apply(ctx context.Context, _, new *config.Config) error {
 		return fmt.Errorf("api https: listen on %s: %w", want.addr, err)
 	}
 	lim := a.limits.withDefaults()
-	capped := &connLimiter{Listener: ln, max: lim.conns, perSource: lim.perSource, bySource: map[netip.Addr]int{}}
+	capped := newConnLimiter(ln, lim.conns, lim.perSource)
 	tlsLn := tls.NewListener(capped, &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12})
 	srv := &http.Server{Handler: a.authenticate(a.handler), ReadHeaderTimeout: lim.header, ReadTimeout: lim.read,
 		WriteTimeout: lim.write, IdleTimeout: lim.idle, MaxHeaderBytes: apiMaxHeaderBytes,
-		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug)}
+		ErrorLog: slog.NewLogLogger(a.log.Handler(), slog.LevelDebug), ConnContext: withLimitedConn}
 	sctx, cancel := context.WithCancel(context.Background())
 	a.stop, a.done, a.running = cancel, make(chan struct{}), want
 	done := a.done
@@ -208,6 +215,9 @@ func (a *apiHTTPS) authenticate(next http.Handler) http.Handler {
 			w.WriteHeader(http.StatusUnauthorized)
 			_, _ = w.Write([]byte(`{"code":"unauthorized","message":"send Authorization: Bearer KEY with a key configured under api keys"}` + "\n"))
 			return
+		}
+		if c, ok := r.Context().Value(limitedConnKey{}).(*limitedConn); ok {
+			c.authenticated()
 		}
 		next.ServeHTTP(w, r.WithContext(api.WithAuthor(r.Context(), "api-key:"+name)))
 	})
@@ -274,59 +284,77 @@ func certCovers(c tls.Certificate, addr netip.Addr) bool {
 	return false
 }
 
-// connLimiter is a listener that caps concurrent connections in all and per source address: Accept closes a
-// connection over either cap at once and goes on accepting. A connection's slot is freed when it is closed.
+// connLimiter is a listener that bounds the connections that have not made an authenticated request yet, in all
+// and per source, by shedding (package shed): Accept always returns the new connection, and closes the ones that
+// make room for it. A connection stops counting at its first authenticated request, or when it is closed.
 type connLimiter struct {
 	net.Listener
-	max, perSource int
 
-	mu       sync.Mutex
-	total    int
-	bySource map[netip.Addr]int
+	mu      sync.Mutex
+	waiting *shed.Queue[*limitedConn]
+}
+
+func newConnLimiter(ln net.Listener, total, perSource int) *connLimiter {
+	return &connLimiter{Listener: ln, waiting: shed.NewQueue[*limitedConn](total, perSource, nil)}
 }
 
 func (l *connLimiter) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
-		}
-		src := netip.Addr{}
-		if ap, err := netip.ParseAddrPort(c.RemoteAddr().String()); err == nil {
-			src = ap.Addr().Unmap()
-		}
-		l.mu.Lock()
-		over := l.total >= l.max || l.bySource[src] >= l.perSource
-		if !over {
-			l.total++
-			l.bySource[src]++
-		}
-		l.mu.Unlock()
-		if over {
-			c.Close()
-			continue
-		}
-		return &limitedConn{Conn: c, release: func() { l.release(src) }}, nil
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
 	}
+	from := netip.Addr{}
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		from = ta.AddrPort().Addr()
+	}
+	lc := &limitedConn{Conn: c, l: l}
+	var victims []*limitedConn
+	l.mu.Lock()
+	lc.entry = l.waiting.Push(from, lc, func(v *limitedConn) {
+		v.entry = nil
+		victims = append(victims, v)
+	})
+	l.mu.Unlock()
+	for _, v := range victims {
+		v.Conn.Close() // its server goroutine fails and returns
+	}
+	return lc, nil
 }
 
-func (l *connLimiter) release(src netip.Addr) {
+// release stops counting c; idempotent.
+func (l *connLimiter) release(c *limitedConn) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.total--
-	if l.bySource[src]--; l.bySource[src] == 0 {
-		delete(l.bySource, src)
-	}
+	l.waiting.Remove(c.entry)
+	c.entry = nil
 }
 
+// limitedConn is a connection a connLimiter counts until it is closed or has made an authenticated request.
 type limitedConn struct {
 	net.Conn
-	once    sync.Once
-	release func()
+	l     *connLimiter
+	entry *shed.Entry[*limitedConn] // guarded by l.mu; nil once not counted
 }
 
 func (c *limitedConn) Close() error {
 	err := c.Conn.Close()
-	c.once.Do(c.release)
+	c.l.release(c)
 	return err
+}
+
+// authenticated takes c out of the bound: its client holds an API key.
+func (c *limitedConn) authenticated() { c.l.release(c) }
+
+// limitedConnKey is the request context's key of the connection the request came on.
+type limitedConnKey struct{}
+
+// withLimitedConn is the API server's ConnContext: it puts the connection's limitedConn in its requests'
+// context, for authenticate to release.
+func withLimitedConn(ctx context.Context, c net.Conn) context.Context {
+	if tc, ok := c.(*tls.Conn); ok {
+		if lc, ok := tc.NetConn().(*limitedConn); ok {
+			return context.WithValue(ctx, limitedConnKey{}, lc)
+		}
+	}
+	return ctx
 }

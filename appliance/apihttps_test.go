@@ -5,15 +5,21 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"toride/appliance/config"
 	"toride/appliance/health"
+	"toride/tests/lab"
 )
 
 // startAPIHTTPS runs the HTTPS API component on a free loopback port with limits, answering 200 to a request
@@ -137,32 +143,134 @@ trickle:
 	}
 }
 
-// TestAPIHTTPSCapsConnections: connections from one source beyond its cap are closed at once and do not take
-// the server's slots: an authenticated request from another address still gets its answer.
+// TestAPIHTTPSCapsConnections: a source over its bound has its oldest connections closed, keeping its newest,
+// and cannot take the server's slots: an authenticated request from another address still gets its answer.
+// (Until the shedding policy was shared, its newest were closed at once and its oldest kept.)
 func TestAPIHTTPSCapsConnections(t *testing.T) {
 	addr := startAPIHTTPS(t, httpsLimits{header: 10 * time.Second, conns: 6, perSource: 2})
 	var held []net.Conn
 	for range 50 {
 		held = append(held, dialFrom(t, "127.0.0.1", addr))
 	}
-	open := 0
-	for _, c := range held {
+	var open []int
+	for i, c := range held {
 		if _, closed := closedWithin(c, 200*time.Millisecond); !closed {
-			open++
+			open = append(open, i)
 		}
 	}
-	if open != 2 {
-		t.Fatalf("%d of 50 connections from one source stayed open, want its cap of 2", open)
+	if !slices.Equal(open, []int{48, 49}) {
+		t.Fatalf("connections %v of 50 from one source stayed open, want its newest 2", open)
 	}
 	if code, err := authorized(t, "127.0.0.2", addr); err != nil || code != http.StatusOK {
 		t.Fatalf("an authenticated request while a source floods: %d %v", code, err)
 	}
-	// The flooding source itself gets in again once its connections are gone.
-	for _, c := range held {
-		c.Close()
-	}
-	time.Sleep(100 * time.Millisecond)
+	// The flooding source itself gets in too.
 	if code, err := authorized(t, "127.0.0.1", addr); err != nil || code != http.StatusOK {
-		t.Fatalf("a request from the source after its connections closed: %d %v", code, err)
+		t.Fatalf("a request from the flooding source: %d %v", code, err)
 	}
+}
+
+// TestAPIHTTPSFloodFromManySourcesSparesTheAdmin: connections that never start TLS, from more sources than the
+// total bound holds at the per-source bound, each reconnecting as soon as it is closed, keep the bound full and
+// churning; an admin from another address still gets every answer, on new connections, each slow to start its
+// TLS handshake as over a long path, and on a kept-alive one. With the default bounds, against as many sources as
+// the hostile-input suite floods from.
+func TestAPIHTTPSFloodFromManySourcesSparesTheAdmin(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		limits  httpsLimits
+		sources int
+	}{
+		{"small bounds", httpsLimits{header: 10 * time.Second, conns: 16, perSource: 4}, 8},
+		{"the defaults", httpsLimits{}, 64},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lim := tc.limits.withDefaults()
+			if lim.perSource*tc.sources <= lim.conns {
+				t.Fatalf("%d sources of %d connections do not reach the bound of %d", tc.sources, lim.perSource, lim.conns)
+			}
+			floodAPI(t, startAPIHTTPS(t, tc.limits), lim.conns, lim.perSource, tc.sources)
+		})
+	}
+}
+
+func floodAPI(t *testing.T, addr string, conns, perSource, sources int) {
+	var slow atomic.Bool
+	dialer := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
+	admin := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := dialer.DialContext(ctx, network, addr)
+			if err == nil && slow.Load() {
+				time.Sleep(300 * time.Millisecond)
+			}
+			return c, err
+		},
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true},
+	}}
+	defer admin.CloseIdleConnections()
+	get := func() (reused bool, err error) {
+		ctx := httptrace.WithClientTrace(context.Background(), &httptrace.ClientTrace{
+			GotConn: func(i httptrace.GotConnInfo) { reused = i.Reused }})
+		req, _ := http.NewRequestWithContext(ctx, "GET", "https://"+addr+"/api/v1/status", nil)
+		req.Header.Set("Authorization", "Bearer secret")
+		resp, err := admin.Do(req)
+		if err != nil {
+			return false, err
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return reused, fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return reused, nil
+	}
+	if _, err := get(); err != nil {
+		t.Fatalf("before the flood: %v", err)
+	}
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var dials atomic.Int64
+	for i := range sources * perSource {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 2, byte(1+i%sources))}, Timeout: 2 * time.Second}
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c, err := d.Dial("tcp", addr)
+				if err != nil {
+					continue
+				}
+				dials.Add(1)
+				closedWithin(c, 200*time.Millisecond) // held until closed, or let go to come back
+				c.Close()
+			}
+		}()
+	}
+	defer func() { close(stop); wg.Wait() }()
+	if err := lab.WaitFor(lab.Within(t, 5*time.Second), 10*time.Millisecond, func() error {
+		if n := dials.Load(); n < int64(4*conns) {
+			return fmt.Errorf("%d flood connections", n)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	// The kept-alive connection made an authenticated request: it no longer counts, and stays.
+	if reused, err := get(); err != nil || !reused {
+		t.Fatalf("on the kept-alive connection during the flood: reused=%v %v", reused, err)
+	}
+	slow.Store(true)
+	for i := range 3 {
+		admin.CloseIdleConnections()
+		if _, err := get(); err != nil {
+			t.Fatalf("request %d on a new connection during the flood (%d flood connections so far): %v", i, dials.Load(), err)
+		}
+	}
+	t.Logf("%d flood connections from %d sources", dials.Load(), sources)
 }

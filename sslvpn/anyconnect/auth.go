@@ -14,6 +14,7 @@ import (
 
 	"toride/sslvpn/anyconnect/internal/authxml"
 	"toride/sslvpn/anyconnect/internal/httpwire"
+	"toride/sslvpn/shed"
 )
 
 // The login takes one or two forms:
@@ -37,7 +38,7 @@ import (
 // challenge the login's state (user name, password) stays on the server, under a random handle the client
 // copies back in <opaque> (and in the webvpncontext cookie): openconnect may open a new TLS connection between
 // two forms. Those pending logins are bounded per connection (loginsPerConn), per source (loginsPerSource)
-// and in total (Config.MaxPendingLogins); a new one always gets its place and the oldest makes room (shed.go).
+// and in total (Config.MaxPendingLogins); a new one always gets its place and the oldest makes room (package shed).
 
 type stage int
 
@@ -66,7 +67,7 @@ type pendingLogin struct {
 	password string
 	expires  time.Time
 	conn     uint64 // the connection that kept it
-	order    *shedEntry[*pendingLogin]
+	order    *shed.Entry[*pendingLogin]
 }
 
 type tlsCert struct {
@@ -198,7 +199,7 @@ func (s *Server) keepPending(cn *conn, p *pendingLogin) {
 		cn.logins = cn.logins[1:]
 	}
 	s.pending[p.handle] = p
-	p.order = s.pendingOrder.push(sourceOf(cn.remote.Addr()), p, func(q *pendingLogin) {
+	p.order = s.pendingOrder.Push(cn.remote.Addr(), p, func(q *pendingLogin) {
 		delete(s.pending, q.handle)
 		s.evictPending(q)
 	})
@@ -221,7 +222,7 @@ func (s *Server) removePendingLocked(p *pendingLogin) {
 	if s.pending[p.handle] == p {
 		delete(s.pending, p.handle)
 	}
-	s.pendingOrder.remove(p.order)
+	s.pendingOrder.Remove(p.order)
 }
 
 // takePending removes and returns the pending login a client continues, if it has not expired.

@@ -64,8 +64,8 @@ func (s *Server) issueCookie(ident *Identity, g *group, remote netip.AddrPort) (
 	s.cookies[ck.hash] = ck
 	// Cookies waiting for their first CONNECT are bounded like pending logins: each costs a successful login,
 	// but a client looping on logins must not grow the table, nor shut out the logins of others. The newest
-	// is never refused; an old unused cookie gives way (shed.go).
-	s.unusedCookies.push(sourceOf(remote.Addr()), ck, func(old *cookie) {
+	// is never refused; an old unused cookie gives way (package shed).
+	s.unusedCookies.Push(remote.Addr(), ck, func(old *cookie) {
 		delete(s.cookies, old.hash)
 		s.st.cookiesEvicted.Add(1)
 	})

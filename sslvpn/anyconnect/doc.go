@@ -19,7 +19,7 @@
 //     Asking for a form keeps nothing on the server (the main form's handle is a sealed token); a login keeps
 //     state only between the main form and the challenge. Those pending logins and the cookies not used yet
 //     are bounded per connection, per source (an IPv6 source is its /64) and in total; past a bound the
-//     oldest gives way and the newest is never refused, so a stranger's flood sheds its own (shed.go).
+//     oldest gives way and the newest is never refused, so a stranger's flood sheds its own (package shed).
 //   - CSTP (internal/cstp): the 8-byte STF framing with DATA, DPD-REQ/RESP, KEEPALIVE, DISCONNECT, TERMINATE;
 //     the CONNECT answer carries X-CSTP-Address/-Netmask/-Split-Include (or none: full tunnel)/-DNS/-MTU/-DPD/
 //     -Keepalive/-Idle-Timeout/-Session-Timeout and the X-DTLS set.

@@ -21,7 +21,7 @@ import (
 //
 // State begins with the answer to the main form, and only when a second form follows (the one-time password):
 // the user name and password wait for it in the table of pending logins, bounded per connection, per source and
-// in total (see shed.go). A new key at each start makes a form answered across a restart "expired", as the
+// in total (see package shed). A new key at each start makes a form answered across a restart "expired", as the
 // table lost at a restart did before.
 //
 // Layout, sent as lower-case hex (54 digits; a pending login's handle has 32):

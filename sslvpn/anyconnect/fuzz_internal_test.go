@@ -104,7 +104,7 @@ func FuzzHTTPHandling(f *testing.F) {
 				handle = string(m[1])
 			}
 			s.mu.Lock()
-			pending, order, unused := len(s.pending), s.pendingOrder.len(), s.unusedCookies.len()
+			pending, order, unused := len(s.pending), s.pendingOrder.Len(), s.unusedCookies.Len()
 			s.mu.Unlock()
 			if pending != order || pending > 8 || unused > 4*8 {
 				t.Fatalf("pending logins %d (in order %d), unused cookies %d: over the bounds or out of step", pending, order, unused)

@@ -20,6 +20,7 @@ import (
 
 	"toride/sslvpn/anyconnect/internal/httpwire"
 	"toride/sslvpn/internal/bufpool"
+	"toride/sslvpn/shed"
 )
 
 // Server is the AnyConnect gateway: it serves TCP connections (TLS, HTTP login, CSTP tunnels) handed to
@@ -51,9 +52,9 @@ type Server struct {
 	nextID    uint64
 	lastSweep time.Time
 
-	// Under mu: the order in which pre-login state gives way (shed.go).
-	pendingOrder  *shedQueue[*pendingLogin]
-	unusedCookies *shedQueue[*cookie] // cookies in the order they were issued, to bound those not used yet
+	// Under mu: the order in which pre-login state gives way (package shed).
+	pendingOrder  *shed.Queue[*pendingLogin]
+	unusedCookies *shed.Queue[*cookie] // cookies in the order they were issued, to bound those not used yet
 
 	dtls dtlsState
 
@@ -128,8 +129,8 @@ func NewServer(cfg Config, b Backend) (*Server, error) {
 		s.byName[strings.ToLower(g.Name)] = g
 	}
 	_, _ = rand.Read(s.formKey[:])
-	s.pendingOrder = newShedQueue[*pendingLogin](c.MaxPendingLogins, loginsPerSource, nil)
-	s.unusedCookies = newShedQueue(4*c.MaxPendingLogins, cookiesPerSource, s.unusedCookieGone)
+	s.pendingOrder = shed.NewQueue[*pendingLogin](c.MaxPendingLogins, loginsPerSource, nil)
+	s.unusedCookies = shed.NewQueue(4*c.MaxPendingLogins, cookiesPerSource, s.unusedCookieGone)
 	s.hsObs, _ = b.(HandshakeObserver)
 	s.evObs, _ = b.(SessionObserver)
 	s.tls = recordPerWrite(c.TLS)
@@ -262,7 +263,7 @@ func (s *Server) sweepLocked(now time.Time) {
 			delete(s.cookies, k)
 		}
 	}
-	s.unusedCookies.prune()
+	s.unusedCookies.Prune()
 }
 
 // track registers a connection being served, so Close can close it; false when the server is closed.

@@ -13,21 +13,17 @@
 // protocol's session. A Demux bounds the connections that have not logged in yet, over all its listeners
 // together and per source (an IPv4 address or an IPv6 /64). A connection counts from its accept until its
 // handler calls Authenticated on it (the client has logged in) or returns. Under pressure the stranger is shed,
-// not the user:
+// not the user (package shed): a newcomer is always taken, and to make room the oldest waiting connection of its
+// own source is closed when that source is at its bound, else, at the global bound, the oldest of the source
+// holding the most. A flood from many addresses churns through its own connections, each of its sources holding
+// several; a user's one connection, still in its TLS handshake or typing a password, is not among the biggest
+// and stays.
 //
-//   - a source at its own bound gets its newest connection closed at once; its older ones, and everyone else's,
-//     go on;
-//   - at the global bound, the oldest waiting connection is closed to make room, one still undecided first. A
-//     real client sends its first bytes at once and logs in within seconds, so the oldest waiting connection is
-//     the likeliest to be an attacker's idle one; refusing the newest instead would let whoever filled the table
-//     first lock every later user out for as long as it keeps its connections open.
-//
-// Locking: mu guards the waiting lists and the per-source counts and is held briefly; connections are closed
-// outside it. A Demux is safe for concurrent use, and Serve may run for several listeners at once.
+// Locking: mu guards the table of waiting connections and is held briefly; connections are closed outside it. A
+// Demux is safe for concurrent use, and Serve may run for several listeners at once.
 package demux
 
 import (
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -38,7 +34,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"toride/sslvpn/internal/sourceaddr"
+	"toride/sslvpn/shed"
 )
 
 // Protocol is what a connection speaks.
@@ -89,9 +85,8 @@ func Classify(b []byte) Protocol {
 var (
 	// ErrUnknownProtocol is a connection that is neither protocol.
 	ErrUnknownProtocol = errors.New("demux: unknown protocol")
-	// ErrSourceBusy is a connection closed at once: its source already had MaxPendingPerSource waiting.
-	ErrSourceBusy = errors.New("demux: too many connections awaiting login from this source")
-	// ErrEvicted is a waiting connection closed to make room for a newer one at MaxPending.
+	// ErrEvicted is a waiting connection closed to make room for a newer one, at MaxPendingPerSource or at
+	// MaxPending.
 	ErrEvicted = errors.New("demux: closed to make room for a newer connection")
 )
 
@@ -109,12 +104,14 @@ type Authenticator interface {
 // Options configure a Demux. The zero value of each field means its default.
 type Options struct {
 	FirstBytesTimeout time.Duration // (0: 10 s)
-	// MaxPending bounds the connections of all listeners that have not logged in yet. (0: 512)
+	// MaxPending bounds the connections of all listeners that have not logged in yet; at the bound the oldest
+	// of the source holding the most is closed for a newcomer. (0: 512)
 	MaxPending int
-	// MaxPendingPerSource bounds them per source: an IPv4 address or an IPv6 /64. (0: 32)
+	// MaxPendingPerSource bounds them per source, an IPv4 address or an IPv6 /64; at the bound the source's own
+	// oldest is closed for its newcomer. (0: 32)
 	MaxPendingPerSource int
-	// Rejected, if not nil, hears about connections closed before a handler took them: undecided, refused for
-	// their source, or evicted while undecided.
+	// Rejected, if not nil, hears about connections closed before a handler took them: undecided, or evicted
+	// while undecided.
 	Rejected func(remote net.Addr, err error)
 }
 
@@ -127,11 +124,10 @@ const (
 
 // Stats are a Demux's counters.
 type Stats struct {
-	Pending       int    `json:"pending"`        // connections not logged in yet
-	Undecided     int    `json:"undecided"`      // of which still to send their first bytes
-	Evicted       uint64 `json:"evicted"`        // closed, oldest first, to make room at MaxPending
-	SourceRefused uint64 `json:"source_refused"` // closed at once: their source was at MaxPendingPerSource
-	Unknown       uint64 `json:"unknown"`        // closed undecided: junk, no first bytes in time, a protocol not served
+	Pending   int    `json:"pending"`   // connections not logged in yet
+	Undecided int    `json:"undecided"` // of which still to send their first bytes
+	Evicted   uint64 `json:"evicted"`   // closed to make room for a newer one at a bound
+	Unknown   uint64 `json:"unknown"`   // closed undecided: junk, no first bytes in time, a protocol not served
 }
 
 // Demux hands the connections of its listeners to the handler of their protocol, within its bounds on
@@ -140,19 +136,17 @@ type Demux struct {
 	opts Options
 
 	mu        sync.Mutex
-	undecided list.List // of *waiting, oldest first
-	decided   list.List // of *waiting, oldest first: handed to a handler, not logged in yet
-	bySource  map[netip.Prefix]int
+	waiting   *shed.Queue[*waiting] // connections not logged in yet
+	undecided int                   // of which still to send their first bytes
 
-	evicted, sourceRefused, unknown atomic.Uint64
+	evicted, unknown atomic.Uint64
 }
 
-// waiting is one connection that has not logged in yet.
+// waiting is one connection that has not logged in yet; mu guards its fields but conn.
 type waiting struct {
 	conn    net.Conn
-	source  netip.Prefix
-	in      *list.List // the list it is on; nil once released or evicted
-	elem    *list.Element
+	entry   *shed.Entry[*waiting] // nil once released or evicted
+	decided bool                  // handed to a handler
 	evicted bool
 }
 
@@ -167,15 +161,15 @@ func New(opts Options) *Demux {
 	if opts.MaxPendingPerSource <= 0 {
 		opts.MaxPendingPerSource = DefaultMaxPendingPerSource
 	}
-	return &Demux{opts: opts, bySource: map[netip.Prefix]int{}}
+	return &Demux{opts: opts, waiting: shed.NewQueue[*waiting](opts.MaxPending, opts.MaxPendingPerSource, nil)}
 }
 
 // Stats returns the Demux's counters.
 func (d *Demux) Stats() Stats {
 	d.mu.Lock()
-	st := Stats{Pending: d.undecided.Len() + d.decided.Len(), Undecided: d.undecided.Len()}
+	st := Stats{Pending: d.waiting.Len(), Undecided: d.undecided}
 	d.mu.Unlock()
-	st.Evicted, st.SourceRefused, st.Unknown = d.evicted.Load(), d.sourceRefused.Load(), d.unknown.Load()
+	st.Evicted, st.Unknown = d.evicted.Load(), d.unknown.Load()
 	return st
 }
 
@@ -198,12 +192,7 @@ func (d *Demux) Serve(ctx context.Context, ln net.Listener, handlers map[Protoco
 			}
 			return fmt.Errorf("demux: accept: %w", err)
 		}
-		w := d.admit(c, sourceOf(c.RemoteAddr()))
-		if w == nil {
-			c.Close()
-			d.reject(c.RemoteAddr(), ErrSourceBusy)
-			continue
-		}
+		w := d.admit(c, addrOf(c.RemoteAddr()))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -238,65 +227,53 @@ func (d *Demux) reject(remote net.Addr, err error) {
 	}
 }
 
-// admit counts a new connection as waiting, evicting the oldest waiting one at MaxPending. It returns nil, and
-// counts nothing, when the connection's source is at MaxPendingPerSource.
-func (d *Demux) admit(c net.Conn, source netip.Prefix) *waiting {
+// admit counts a new connection as waiting; to keep the bounds it evicts, and closes, the waiting connections
+// the shedding policy picks.
+func (d *Demux) admit(c net.Conn, from netip.Addr) *waiting {
+	w := &waiting{conn: c}
+	var victims []*waiting
 	d.mu.Lock()
-	if d.bySource[source] >= d.opts.MaxPendingPerSource {
-		d.mu.Unlock()
-		d.sourceRefused.Add(1)
-		return nil
-	}
-	var victim *waiting
-	if d.undecided.Len()+d.decided.Len() >= d.opts.MaxPending {
-		oldest := d.undecided.Front()
-		if oldest == nil {
-			oldest = d.decided.Front()
+	w.entry = d.waiting.Push(from, w, func(v *waiting) {
+		v.entry, v.evicted = nil, true
+		if !v.decided {
+			d.undecided--
 		}
-		victim = oldest.Value.(*waiting)
-		d.removeLocked(victim)
-		victim.evicted = true
-	}
-	w := &waiting{conn: c, source: source, in: &d.undecided}
-	w.elem = d.undecided.PushBack(w)
-	d.bySource[source]++
+		victims = append(victims, v)
+	})
+	d.undecided++
 	d.mu.Unlock()
-	if victim != nil {
+	for _, v := range victims {
 		d.evicted.Add(1)
-		victim.conn.Close() // its handler (or Sniff) fails and returns
+		v.conn.Close() // its handler (or Sniff) fails and returns
 	}
 	return w
 }
 
-// decide moves a connection to the decided list; false if it was evicted meanwhile.
+// decide marks a connection handed to its handler; false if it was evicted meanwhile.
 func (d *Demux) decide(w *waiting) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if w.in != &d.undecided {
+	if w.entry == nil {
 		return false
 	}
-	d.undecided.Remove(w.elem)
-	w.in, w.elem = &d.decided, d.decided.PushBack(w)
+	if !w.decided {
+		w.decided = true
+		d.undecided--
+	}
 	return true
 }
 
 // release stops counting a connection: it logged in, or its handler returned. Idempotent.
 func (d *Demux) release(w *waiting) {
 	d.mu.Lock()
-	d.removeLocked(w)
-	d.mu.Unlock()
-}
-
-func (d *Demux) removeLocked(w *waiting) {
-	if w.in == nil {
+	defer d.mu.Unlock()
+	if w.entry == nil {
 		return
 	}
-	w.in.Remove(w.elem)
-	w.in, w.elem = nil, nil
-	if n := d.bySource[w.source] - 1; n > 0 {
-		d.bySource[w.source] = n
-	} else {
-		delete(d.bySource, w.source)
+	d.waiting.Remove(w.entry)
+	w.entry = nil
+	if !w.decided {
+		d.undecided--
 	}
 }
 
@@ -306,13 +283,13 @@ func (d *Demux) wasEvicted(w *waiting) bool {
 	return w.evicted
 }
 
-// sourceOf is the per-source key of a remote address; connections of other networks (unix sockets, pipes in
-// tests) share one key.
-func sourceOf(a net.Addr) netip.Prefix {
+// addrOf is the address of a remote end; connections of other networks (unix sockets, pipes in tests) have the
+// zero address, one source for all of them.
+func addrOf(a net.Addr) netip.Addr {
 	if ta, ok := a.(*net.TCPAddr); ok {
-		return sourceaddr.Of(ta.AddrPort().Addr())
+		return ta.AddrPort().Addr()
 	}
-	return netip.Prefix{}
+	return netip.Addr{}
 }
 
 // Sniff reads a connection's first bytes (waiting at most timeout), classifies them, and returns a connection

@@ -53,10 +53,11 @@ type Config struct {
 	// MaxBuffers bounds the packet buffers of all queues together. Default 8192 (16 MiB).
 	MaxBuffers int
 	// MaxHandshakes bounds the clients, over TCP and UDP together, that have a session but have not connected
-	// yet; at the bound the oldest of them is ended to make room for a new one. Default 256.
+	// yet; at the bound the oldest of the source holding the most is ended to make room for a new one. Default
+	// 256.
 	MaxHandshakes int
-	// MaxHandshakesPerSource bounds them per source, an IPv4 address or an IPv6 /64; a new client over the bound
-	// is refused. Default 16.
+	// MaxHandshakesPerSource bounds them per source, an IPv4 address or an IPv6 /64; at the bound the source's
+	// oldest is ended to make room for its new one. Default 16.
 	MaxHandshakesPerSource int
 }
 

@@ -25,8 +25,9 @@
 // HMAC session id): a session exists only for an address that proved it receives, and nothing is retransmitted
 // to one that has not. With tls-crypt, a first packet must be authentic, within five minutes of our clock, and
 // not a replay before it gets an answer or a session, over UDP and TCP alike. Sessions that have not connected
-// are bounded by MaxHandshakes over both transports (the oldest is ended for a newcomer) and by
-// MaxHandshakesPerSource (a newcomer over it is refused). See prelogin.go.
+// are bounded by MaxHandshakes over both transports and by MaxHandshakesPerSource; a newcomer always gets its
+// session, and an older handshake ends to make room: its source's oldest, or the oldest of the source holding
+// the most (package shed). See prelogin.go.
 //
 // # Data flow
 //

@@ -33,7 +33,7 @@ var (
 	ErrReplaced = errors.New("openvpn: replaced by a new connection from the same address")
 	// ErrUnsupported: the client asked for something this engine does not do (tls-crypt-v2, a cipher...).
 	ErrUnsupported = errors.New("openvpn: unsupported by this server")
-	// ErrBusy: too many handshakes are in progress: the oldest was ended to make room for a new client, or the
-	// new client's source had too many already.
+	// ErrBusy: too many handshakes are in progress: this one was ended to make room for a new client (of its
+	// own source, or of any when its source held the most).
 	ErrBusy = errors.New("openvpn: too many handshakes in progress")
 )

@@ -1,7 +1,6 @@
 package openvpn
 
 import (
-	"container/list"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -12,9 +11,9 @@ import (
 	"sync"
 	"time"
 
-	"toride/sslvpn/internal/sourceaddr"
 	"toride/sslvpn/openvpn/internal/tlscrypt"
 	"toride/sslvpn/openvpn/internal/wire"
+	"toride/sslvpn/shed"
 )
 
 // What a client costs before it has a session, and until it connects:
@@ -203,71 +202,43 @@ func (c *resetCookies) valid(id wire.SessionID, from netip.AddrPort, client wire
 	return false
 }
 
-// handshakeTable holds the sessions of both transports that have not connected yet, oldest first, and counts
-// them per source (an IPv4 address or an IPv6 /64). It is safe for concurrent use.
-//
-// At MaxHandshakes the oldest handshake is ended to make room, rather than the new client refused: a real client
-// connects within a second or two, so the oldest handshake is the likeliest to be an attacker's that will never
-// finish, and refusing newcomers would let whoever filled the table first keep every user out until the
-// handshake timeout. A source at MaxHandshakesPerSource has its new client refused instead: that source is the
-// one pushing.
+// handshakeTable holds the sessions of both transports that have not connected yet, bounded in total and per
+// source by the shedding policy of package shed: a new client always gets its session, and the handshake ended
+// to make room is its own source's oldest at MaxHandshakesPerSource, else the oldest of the source holding the
+// most. A real client connects within a second or two holding one handshake; a flood, even from many
+// addresses, holds several per address and churns through its own. Refusing newcomers instead would let whoever
+// filled the table first keep every user out until the handshake timeout. It is safe for concurrent use.
 type handshakeTable struct {
-	max, perSource int
-
-	mu       sync.Mutex
-	order    list.List // of *session, oldest first
-	elems    map[*session]*list.Element
-	bySource map[netip.Prefix]int
+	mu      sync.Mutex
+	order   *shed.Queue[*session]
+	entries map[*session]*shed.Entry[*session]
 }
 
 func newHandshakeTable(max, perSource int) *handshakeTable {
-	return &handshakeTable{max: max, perSource: perSource, elems: map[*session]*list.Element{}, bySource: map[netip.Prefix]int{}}
+	return &handshakeTable{order: shed.NewQueue[*session](max, perSource, nil), entries: map[*session]*shed.Entry[*session]{}}
 }
 
-// errSourceBusy is a client refused because its source has MaxHandshakesPerSource in progress; errEvicted a
-// handshake ended to make room for a newer one.
-var (
-	errSourceBusy = fmt.Errorf("%w from this source", ErrBusy)
-	errEvicted    = fmt.Errorf("%w: ended the oldest to make room", ErrBusy)
-)
+// errEvicted is a handshake ended to make room for a newer one.
+var errEvicted = fmt.Errorf("%w: ended to make room for a newer one", ErrBusy)
 
-// admit adds s, unless its source is at the per-source bound (errSourceBusy). At the global bound it removes
-// the oldest session and returns it for the caller to end.
-func (h *handshakeTable) admit(s *session) (victim *session, err error) {
-	src := sourceaddr.Of(s.remote.Addr())
+// admit adds s, and takes out and returns the handshakes that make room for it, for the caller to end.
+func (h *handshakeTable) admit(s *session) (victims []*session) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.bySource[src] >= h.perSource {
-		return nil, errSourceBusy
-	}
-	if h.order.Len() >= h.max {
-		victim = h.order.Front().Value.(*session)
-		h.removeLocked(victim)
-	}
-	h.elems[s] = h.order.PushBack(s)
-	h.bySource[src]++
-	return victim, nil
+	h.entries[s] = h.order.Push(s.remote.Addr(), s, func(v *session) {
+		delete(h.entries, v)
+		victims = append(victims, v)
+	})
+	return victims
 }
 
 // leave removes s (it connected or ended); idempotent.
 func (h *handshakeTable) leave(s *session) {
 	h.mu.Lock()
-	h.removeLocked(s)
-	h.mu.Unlock()
-}
-
-func (h *handshakeTable) removeLocked(s *session) {
-	e := h.elems[s]
-	if e == nil {
-		return
-	}
-	h.order.Remove(e)
-	delete(h.elems, s)
-	src := sourceaddr.Of(s.remote.Addr())
-	if n := h.bySource[src] - 1; n > 0 {
-		h.bySource[src] = n
-	} else {
-		delete(h.bySource, src)
+	defer h.mu.Unlock()
+	if e := h.entries[s]; e != nil {
+		h.order.Remove(e)
+		delete(h.entries, s)
 	}
 }
 

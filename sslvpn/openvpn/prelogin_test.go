@@ -8,6 +8,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -235,8 +236,9 @@ func TestEngineUDPResetFloodKeepsNoState(t *testing.T) {
 }
 
 // TCP connections that send nothing but a hard reset each cost a session, within MaxHandshakes and
-// MaxHandshakesPerSource: the oldest make room for newer ones, a source over its bound is refused, and a real
-// client logs in through the flood.
+// MaxHandshakesPerSource: older ones make room for newer ones, and a real client logs in through the flood.
+// (Until the shedding policy was shared, a source over its bound had its newcomer refused: every connection now
+// gets a session, and one of the source's own ends.)
 func TestEngineTCPResetFloodIsBounded(t *testing.T) {
 	const sources, perSource, max = 40, 4, 16
 	e := newEngine(t, openvpn.Config{MaxHandshakes: max, MaxHandshakesPerSource: perSource, HandshakeTimeout: 20 * time.Second})
@@ -251,14 +253,14 @@ func TestEngineTCPResetFloodIsBounded(t *testing.T) {
 	}
 	// Which connections a source loses depends on the order they are served in; the totals do not.
 	waitStats(t, e.srv, 5*time.Second, func(st openvpn.ServerStats) error {
-		if st.SourceBusy+st.Handshakes != uint64(len(conns)) {
-			return fmt.Errorf("want each of %d connections given a session or refused for its source", len(conns))
+		if st.Handshakes != uint64(len(conns)) {
+			return fmt.Errorf("want each of %d connections given a session", len(conns))
 		}
 		return nil
 	})
 	st := e.srv.Stats()
-	if st.PendingHandshakes != max || st.Busy != st.Handshakes-max || st.SourceBusy == 0 {
-		t.Errorf("stats %+v: want %d handshakes in progress, every older one ended, and some refused for their source", st, max)
+	if st.PendingHandshakes != max || st.Busy != st.Handshakes-max {
+		t.Errorf("stats %+v: want %d handshakes in progress, and every other one ended", st, max)
 	}
 	// The engine's goroutines: three per session in progress, one per connection (the accept loop's), and a
 	// few of its own; a session per connection would be three more each.
@@ -384,17 +386,67 @@ func TestEngineUDPHandshakeBound(t *testing.T) {
 	good := e.dial("udp", testclient.Config{}, nil)
 	connect(t, good)
 	echo(t, good, 1, 100)
-	// A source at its own bound has its new client refused instead.
+	// A source at its own bound gives its own oldest handshake for its new client, well within the total.
+	// (Until the shedding policy was shared, the new client was refused.)
 	e2 := newEngine(t, openvpn.Config{MaxHandshakesPerSource: 2, HandshakeTimeout: 10 * time.Second})
 	for i := 0; i < 3; i++ {
 		newRawClient(t, dialFrom(t, "udp", "127.0.0.4", e2.udp.LocalAddr().String()), nil).prove()
 	}
+	expectError(t, e2.be.failed, openvpn.ErrBusy, "HandshakeFailed", 2*time.Second)
 	waitStats(t, e2.srv, 2*time.Second, func(st openvpn.ServerStats) error {
-		if st.Handshakes != 2 || st.SourceBusy != 1 || st.Busy != 0 {
-			return errors.New("want 2 handshakes and the third refused for its source")
+		if st.Handshakes != 3 || st.Busy != 1 || st.PendingHandshakes != 2 {
+			return errors.New("want 3 handshakes, the first ended for the third, 2 in progress")
 		}
 		return nil
 	})
+}
+
+// gatedConn passes a client's first write, its hard reset, and holds the others until open is closed: a client
+// slow to go on with its handshake, over a long path or from a loaded machine.
+type gatedConn struct {
+	net.Conn
+	open   chan struct{}
+	writes atomic.Int32
+}
+
+func (g *gatedConn) Write(p []byte) (int, error) {
+	if g.writes.Add(1) > 1 {
+		<-g.open
+	}
+	return g.Conn.Write(p)
+}
+
+// A flood from more sources than MaxHandshakes holds at MaxHandshakesPerSource keeps the table full; a real
+// client from another source, its handshake under way all the while, is not the one ended to make room, and
+// connects. With the oldest handshake ended overall, it would be the first to go.
+func TestEngineManySourcesFloodSparesAHandshake(t *testing.T) {
+	const sources, perSource, max = 8, 4, 16
+	e := newEngine(t, openvpn.Config{MaxHandshakes: max, MaxHandshakesPerSource: perSource, HandshakeTimeout: 20 * time.Second})
+	gate := make(chan struct{})
+	good := e.dial("tcp", testclient.Config{}, func(c net.Conn) net.Conn { return &gatedConn{Conn: c, open: gate} })
+	login := connectAsync(t, good)
+	waitStats(t, e.srv, 2*time.Second, func(st openvpn.ServerStats) error {
+		if st.Handshakes != 1 {
+			return errors.New("want the real client's session")
+		}
+		return nil
+	})
+	for i := range sources * perSource {
+		r := newRawClient(t, dialFrom(t, "tcp", fmt.Sprintf("127.0.1.%d", 1+i%sources), e.tcp.Addr().String()), nil)
+		r.send(r.reset())
+	}
+	const flood = sources * perSource
+	waitStats(t, e.srv, 5*time.Second, func(st openvpn.ServerStats) error {
+		if st.Handshakes != 1+flood || st.Busy != 1+flood-max || st.PendingHandshakes != max {
+			return fmt.Errorf("want %d sessions, %d ended to make room", 1+flood, 1+flood-max)
+		}
+		return nil
+	})
+	close(gate)
+	if err := <-login; err != nil {
+		t.Fatalf("the real client, its handshake under way during the flood: %v", err)
+	}
+	echo(t, good, 1, 100)
 }
 
 // loginCountingConn is a served connection with the port demultiplexer's Authenticated method.

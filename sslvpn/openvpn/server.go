@@ -47,8 +47,8 @@ type Server struct {
 }
 
 type serverCounters struct {
-	handshakes, failedHandshakes, malformed, controlDropped, busy, sourceBusy, resetAnswers, replayed atomic.Uint64
-	active                                                                                            atomic.Int64
+	handshakes, failedHandshakes, malformed, controlDropped, busy, resetAnswers, replayed atomic.Uint64
+	active                                                                                atomic.Int64
 }
 
 // ServerStats are a server's counters.
@@ -61,8 +61,7 @@ type ServerStats struct {
 	Replayed          uint64 `json:"replayed"`           // tls-crypt first packets replayed or outside the time window
 	ResetAnswers      uint64 `json:"reset_answers"`      // UDP hard resets answered statelessly
 	ControlDropped    uint64 `json:"control_dropped"`    // control packets dropped on full queues (the peer retransmits)
-	Busy              uint64 `json:"busy"`               // handshakes ended to make room at MaxHandshakes, the oldest first
-	SourceBusy        uint64 `json:"source_busy"`        // new clients refused: their source had MaxHandshakesPerSource
+	Busy              uint64 `json:"busy"`               // handshakes ended to make room for newer ones (handshakeTable)
 	BuffersInUse      int    `json:"buffers_in_use"`
 }
 
@@ -91,7 +90,7 @@ func (s *Server) Stats() ServerStats {
 		ActiveSessions: s.stats.active.Load(), Handshakes: s.stats.handshakes.Load(),
 		PendingHandshakes: s.handshakes.len(), FailedHandshakes: s.stats.failedHandshakes.Load(),
 		Malformed: s.stats.malformed.Load(), Replayed: s.stats.replayed.Load(), ResetAnswers: s.stats.resetAnswers.Load(),
-		ControlDropped: s.stats.controlDropped.Load(), Busy: s.stats.busy.Load(), SourceBusy: s.stats.sourceBusy.Load(),
+		ControlDropped: s.stats.controlDropped.Load(), Busy: s.stats.busy.Load(),
 		BuffersInUse: s.pool.Outstanding(),
 	}
 }
@@ -140,9 +139,9 @@ func SniffTCP(first []byte) bool {
 // the package's errors.
 //
 // A session is made only for a first packet that is a client's hard reset (with tls-crypt: authentic, within
-// the time window and not a replay) and within MaxHandshakes and MaxHandshakesPerSource. If c has a method
-// Authenticated(), ServeConn calls it once the client has connected, so that a listener bounding the
-// connections awaiting login stops counting this one.
+// the time window and not a replay); to keep MaxHandshakes and MaxHandshakesPerSource an older handshake may end
+// for it. If c has a method Authenticated(), ServeConn calls it once the client has connected, so that a
+// listener bounding the connections awaiting login stops counting this one.
 func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 	if !s.enter() {
 		c.Close()
@@ -194,9 +193,7 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 	if err != nil {
 		return err
 	}
-	if err := s.admit(sess); err != nil {
-		return err
-	}
+	s.admit(sess)
 	sess.start(ctx)
 	sess.handleIncoming(pkt)
 	for {
@@ -227,19 +224,12 @@ func (s *Server) countRefused(err error) {
 	}
 }
 
-// admit enters a new session into the handshake table, ending the oldest handshake at MaxHandshakes; it
-// refuses the session when its source is at MaxHandshakesPerSource.
-func (s *Server) admit(sess *session) error {
-	victim, err := s.handshakes.admit(sess)
-	if err != nil {
-		s.stats.sourceBusy.Add(1)
-		return err
-	}
-	if victim != nil {
+// admit enters a new session into the handshake table, and ends the handshakes that make room for it.
+func (s *Server) admit(sess *session) {
+	for _, v := range s.handshakes.admit(sess) {
 		s.stats.busy.Add(1)
-		victim.requestClose(errEvicted)
+		v.requestClose(errEvicted)
 	}
-	return nil
 }
 
 func readTCPPacket(r *bufio.Reader, buf []byte) ([]byte, error) {
@@ -553,10 +543,7 @@ func (u *udpServer) newSession(ctx context.Context, pkt []byte, from netip.AddrP
 		return
 	}
 	sess.resumeAfterCookie(cookie)
-	if err := u.srv.admit(sess); err != nil {
-		u.mu.Unlock()
-		return
-	}
+	u.srv.admit(sess)
 	l.sess = sess
 	peer := t.byAddr[from]
 	old := peer.pending
