@@ -58,6 +58,8 @@ import (
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/hotp"
 	"golang.org/x/crypto/bcrypt"
+
+	"toride/sslvpn/shed"
 )
 
 // ErrLoginFailed is what every failed check shows the client, whatever its reason.
@@ -159,7 +161,7 @@ type Checker struct {
 	cost     atomic.Int32 // the cost of the last real hash checked
 
 	mu       sync.Mutex
-	sources  *lru[netip.Addr, sourceState]
+	sources  *lru[netip.Prefix, sourceState]
 	users    *lru[uint64, userState]
 	pairs    *lru[pairKey, pairState]
 	trusted  *lru[pairKey, int64] // until when (unix ns) the pair's source is not slowed
@@ -172,8 +174,8 @@ type Checker struct {
 }
 
 type pairKey struct {
-	user uint64 // maphash of the user name
-	src  netip.Addr
+	user uint64       // maphash of the user name
+	src  netip.Prefix // shed.SourceOf the client's address
 }
 
 // window counts failures in a window of time that opens with the first of them, and the attempts in flight.
@@ -244,7 +246,7 @@ func New(opts Options) *Checker {
 		opts.Now = time.Now
 	}
 	c := &Checker{opts: opts, seed: maphash.MakeSeed(), hashSem: make(chan struct{}, opts.HashConcurrency),
-		sources: newLRU[netip.Addr, sourceState](opts.MaxTracked), users: newLRU[uint64, userState](opts.MaxTracked),
+		sources: newLRU[netip.Prefix, sourceState](opts.MaxTracked), users: newLRU[uint64, userState](opts.MaxTracked),
 		pairs: newLRU[pairKey, pairState](opts.MaxTracked), trusted: newLRU[pairKey, int64](opts.MaxTracked),
 		steps: map[string]uint64{}}
 	c.decoyKey = make([]byte, 20)
@@ -270,23 +272,13 @@ func New(opts Options) *Checker {
 	return c
 }
 
-// sourceOf is the key of a client's address: an IPv4 address, or the /64 of an IPv6 one.
-func sourceOf(a netip.Addr) netip.Addr {
-	a = a.Unmap()
-	if a.Is6() {
-		p, _ := a.WithZone("").Prefix(64)
-		return p.Addr()
-	}
-	return a
-}
-
 func (c *Checker) step(t time.Time) uint64 { return uint64(t.Unix()) / uint64(Period/time.Second) }
 
 // Check checks one login. It returns nil, or an error for which errors.Is(err, ErrLoginFailed) holds, that wraps
 // the reason (ErrWrongPassword, ErrLocked, the attempt's Refuse...) and whose text is the reason's: show the client
 // ErrLoginFailed's text, never this one. ctx bounds the wait for a bcrypt slot.
 func (c *Checker) Check(ctx context.Context, a Attempt) error {
-	pk := pairKey{user: maphash.String(c.seed, a.User), src: sourceOf(a.Source)}
+	pk := pairKey{user: maphash.String(c.seed, a.User), src: shed.SourceOf(a.Source)}
 	if err := c.reserve(pk); err != nil {
 		return &failure{err}
 	}
