@@ -17,7 +17,7 @@ import (
 // hostileMemoryBound is the most resident memory torided may reach while every surface of the box is flooded in
 // turn. A flood must be shed by torided itself, long before the service's memory limit or the kernel's OOM
 // killer would step in.
-const hostileMemoryBound = 256 << 20
+const hostileMemoryBound = 192 << 20
 
 // TestHostileFloodsDoNotStopLogins runs the real torided (built without the race detector, so its memory is the
 // product's) with an SSL-VPN made through the REST API, and floods each surface a stranger on the outside can
