@@ -145,6 +145,9 @@ func (s *Server) serveTunnel(ctx context.Context, cn *conn, cork *corkConn, req 
 		}
 		return err
 	}
+	// Logged in from here on: said before the answer goes out, so that the listener stops counting this
+	// connection among those awaiting login by the time the client sees it is in.
+	cn.loggedIn()
 	base, mtu := s.tunnelMTU(cp)
 	resp := &httpwire.Response{Status: 200, Reason: "CONNECTED", NoBody: true,
 		Header: sess.connectHeaders(cn, base, mtu, useDTLS, appID)}
@@ -168,7 +171,6 @@ func (s *Server) serveTunnel(ctx context.Context, cn *conn, cork *corkConn, req 
 	release()
 	locked = false
 	cn.inTunnel = true
-	cn.loggedIn()
 	err = sess.readCSTP(t)
 	sess.transportEnded(t, err)
 	return err
