@@ -3,9 +3,7 @@ package certs
 import (
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"toride/appliance/atomicfile"
@@ -37,11 +35,8 @@ func (l *Ledger) crlInForce(caName string, ca *x509.Certificate) (*x509.Revocati
 	if err != nil {
 		return nil, err
 	}
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
+	data, err := readIfExists(path)
+	if data == nil || err != nil {
 		return nil, err
 	}
 	crl, err := pki.ParseCRL(data)

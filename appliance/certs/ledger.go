@@ -81,11 +81,8 @@ func (l *Ledger) load(ca string) ([]Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
+	data, err := readIfExists(path)
+	if data == nil || err != nil {
 		return nil, err
 	}
 	var out []Entry
@@ -225,4 +222,13 @@ func (l *Ledger) Subjects(caName, kind string) ([]string, error) {
 // String describes an entry for logs.
 func (e Entry) String() string {
 	return strings.Join([]string{e.Kind, e.Subject, "serial " + e.Serial}, " ")
+}
+
+// readIfExists reads a file of the ledger; a file that does not exist yet reads as nil, with no error.
+func readIfExists(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	return data, err
 }
