@@ -108,6 +108,15 @@ func bothTunnelsUp(st ipsecStatus) error {
 // the time from commit to both tunnels up and to the first LAN-to-LAN answer.
 func importAndCommit(t *testing.T, d *toridetest.Daemon, tp *cloudlab.Topo, file string) (up, traffic time.Duration) {
 	t.Helper()
+	start := time.Now()
+	up = importAndCommitTunnels(t, d, tp, file)
+	tp.WaitPing(lab.Within(t, 30*time.Second), t)
+	return up, time.Since(start)
+}
+
+// importAndCommitTunnels is importAndCommit up to both tunnels up, with no traffic yet.
+func importAndCommitTunnels(t *testing.T, d *toridetest.Daemon, tp *cloudlab.Topo, file string) (up time.Duration) {
+	t.Helper()
 	out := d.MustToride("import", "aws-vpn", file, "--local-networks", "10.1.0.0/24", "--remote-networks", "10.2.0.0/24", "--name", "aws")
 	if !strings.Contains(out, "Imported 2 tunnel(s) as connection aws") || !strings.Contains(out, "pre-shared-key '****'") || strings.Contains(out, cloudlab.PSK1) {
 		t.Fatalf("import said:\n%s", out)
@@ -124,9 +133,7 @@ func importAndCommit(t *testing.T, d *toridetest.Daemon, tp *cloudlab.Topo, file
 	start := time.Now()
 	d.MustToride("commit", "import", "the", "cloud's", "file")
 	waitTunnels(t, d, tp, "both tunnels up", bothTunnelsUp)
-	up = time.Since(start)
-	tp.WaitPing(lab.Within(t, 30*time.Second), t)
-	return up, time.Since(start)
+	return time.Since(start)
 }
 
 // TestIPsecImportGenericIKEv2: the cloud's Generic file, imported through the console, brings up both tunnels to

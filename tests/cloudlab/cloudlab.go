@@ -150,6 +150,7 @@ func (tp *Topo) Diagnose(t testing.TB) {
 		for _, args := range [][]string{
 			{"ip", "-br", "addr"}, {"ip", "route"}, {"ip", "route", "show", "table", "220"}, {"ip", "rule"},
 			{"sysctl", "net.ipv4.ip_forward"}, {"nft", "list", "ruleset"},
+			{"ip", "-s", "xfrm", "state"}, {"ip", "-s", "xfrm", "policy"}, {"cat", "/proc/net/xfrm_stat"},
 		} {
 			out, err := n.Run(args[0], args[1:]...)
 			fmt.Fprintf(&b, "$ %s (%v)\n%s", strings.Join(args, " "), err, out)
