@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"toride/tests/lab"
@@ -54,6 +55,7 @@ func TestCPIOUnpacks(t *testing.T) {
 func TestParseGuest(t *testing.T) {
 	console := `[    1.0] booting
 TORIDE-VM: BOOTED 6.1.0
+TORIDE-VM: SUITE tests
 === RUN   TestA
     a_test.go:1: hello
 --- PASS: TestA (1.00s)
@@ -64,19 +66,26 @@ TORIDE-VM: BOOTED 6.1.0
 --- FAIL: TestB (0.20s)
 FAIL
 TORIDE-VM: EXIT 1
+TORIDE-VM: SUITE dataplane/xfrm
+=== RUN   TestC
+--- PASS: TestC (0.20s)
+TORIDE-VM: EXIT 0
 [    9.0] reboot: Power down`
-	results, exit := parseGuest(console)
-	if exit != 1 || len(results) != 2 {
-		t.Fatalf("exit %d, results %+v", exit, results)
+	results, exits := parseGuest(console)
+	if len(exits) != 2 || exits["tests"] != 1 || exits["dataplane/xfrm"] != 0 || len(results) != 3 {
+		t.Fatalf("exits %v, results %+v", exits, results)
 	}
-	if r := results[0]; r.name != "TestA" || !r.passed || !bytes.Contains([]byte(r.output), []byte("hello")) {
+	if r := results[0]; r.name != "tests/TestA" || !r.passed || !strings.Contains(r.output, "hello") {
 		t.Errorf("TestA: %+v", r)
 	}
-	if r := results[1]; r.name != "TestB" || r.passed || !bytes.Contains([]byte(r.output), []byte("broken")) {
+	if r := results[1]; r.name != "tests/TestB" || r.passed || !strings.Contains(r.output, "broken") {
 		t.Errorf("TestB: %+v", r)
 	}
-	if _, exit := parseGuest("TORIDE-VM: BOOTED\n[ 3.0] Kernel panic"); exit != -1 {
-		t.Errorf("no exit line read as exit %d", exit)
+	if r := results[2]; r.name != "dataplane/xfrm/TestC" || !r.passed {
+		t.Errorf("TestC: %+v", r)
+	}
+	if _, exits := parseGuest("TORIDE-VM: SUITE tests\n[ 3.0] Kernel panic"); len(exits) != 0 {
+		t.Errorf("a suite with no exit line read as ended: %v", exits)
 	}
 }
 

@@ -46,14 +46,19 @@ var labModules = []string{"esp4", "xfrm_user", "xfrm_interface", "xfrm_algo", "a
 
 var kernelDirs = []string{"kernel/net", "kernel/crypto", "kernel/arch/x86/crypto", "kernel/lib"}
 
-// Guest is what a lab VM runs: a test binary (built with `go test -c`) started in the directory Dir of a copy of
-// the repository's files Files, with the project's binaries in Bin, matching Run.
+// Guest is what a lab VM runs: test binaries (built with `go test -c`), each in its package's directory of a copy
+// of the repository's files Files, with the project's binaries in Bin.
 type Guest struct {
+	Suites []Suite
+	Bin    map[string]string // name → the binary on this machine; the guest finds them through TORIDE_BIN_DIR
+	Files  map[string]string // a path relative to the repository → the file on this machine
+}
+
+// Suite is one package's test binary and the tests of it the VM runs.
+type Suite struct {
+	Package    string // relative to the repository: "tests"
 	TestBinary string
-	Run        string            // the -test.run pattern
-	Bin        map[string]string // name → the binary on this machine; the guest finds them through TORIDE_BIN_DIR
-	Files      map[string]string // a path relative to the repository → the file on this machine
-	Dir        string            // relative to the repository: where the test binary runs ("tests")
+	Run        string // the -test.run pattern
 }
 
 // LabImage makes the initramfs of a lab VM: busybox, kmod and the lab's tools with their libraries, charon with
@@ -97,7 +102,6 @@ func LabImage(k Kernel, g Guest) (*Initramfs, error) {
 	r.Modules(k.Root, k.Release, kernelDirs, []string{"veth", "tun", "dummy"})
 	r.Data("toride/modules", 0o644, []byte(strings.Join(labModules, "\n")+"\n"))
 
-	r.File("toride/tests.test", g.TestBinary)
 	env := []string{"TORIDE_LAB_REQUIRED=1", "TORIDE_VM=1", "TORIDE_BIN_DIR=/toride/bin"}
 	for name, src := range g.Bin {
 		r.File("toride/bin/"+name, src)
@@ -105,9 +109,13 @@ func LabImage(k Kernel, g Guest) (*Initramfs, error) {
 	for rel, src := range g.Files {
 		r.File("toride/src/"+rel, src)
 	}
-	r.Data("toride/src/"+g.Dir+"/.keep", 0o644, nil)
-	r.Data("toride/dir", 0o644, []byte(g.Dir))
-	r.Data("toride/run", 0o644, []byte(g.Run))
+	for i, s := range g.Suites {
+		dir := fmt.Sprintf("toride/suites/%02d/", i)
+		r.File(dir+"test", s.TestBinary)
+		r.Data(dir+"name", 0o644, []byte(s.Package))
+		r.Data(dir+"run", 0o644, []byte(s.Run))
+		r.Data("toride/src/"+s.Package+"/.keep", 0o644, nil)
+	}
 	r.Data("toride/env", 0o644, []byte(strings.Join(env, " ")))
 	return r, r.err
 }

@@ -1,6 +1,7 @@
 #!/bin/busybox sh
-# The VM's first process: mounts what the lab needs, loads the kernel's IPsec modules, runs the test binary the
-# host put in /toride with the pattern it chose, prints the result for the host and powers off.
+# The VM's first process: mounts what the lab needs, loads the kernel's IPsec modules, runs each test binary the
+# host put in /toride/suites (in its package's directory, with the pattern the host chose), prints each one's exit
+# status for the host and powers off.
 /bin/busybox mkdir -p /bin /proc /sys /dev /run /tmp /var /root
 /bin/busybox --install -s /bin
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TMPDIR=/tmp
@@ -19,8 +20,11 @@ for m in $(cat /toride/modules); do modprobe "$m" || echo "TORIDE-VM: modprobe $
 ip link set lo up
 hostname toride-vm
 echo "TORIDE-VM: BOOTED $(uname -r)"
-cd "/toride/src/$(cat /toride/dir)"
-env $(cat /toride/env) /toride/tests.test -test.v -test.timeout 20m -test.run "$(cat /toride/run)" </dev/null 2>&1
-echo "TORIDE-VM: EXIT $?"
+for suite in /toride/suites/*; do
+	name=$(cat "$suite/name")
+	echo "TORIDE-VM: SUITE $name"
+	(cd "/toride/src/$name" && env $(cat /toride/env) "$suite/test" -test.v -test.timeout 20m -test.run "$(cat "$suite/run")" </dev/null 2>&1)
+	echo "TORIDE-VM: EXIT $?"
+done
 sync
 poweroff -f

@@ -15,9 +15,11 @@ import (
 	"toride/tests/lab"
 )
 
-// guestTests are the end-to-end tests of package tests that the VM runs on the kernel's ESP (kernel-netlink),
-// where the host runs them on strongSwan's userspace ESP.
-const guestTests = "^(TestIPsecKernelESP)$"
+// guestSuites are the tests the VM runs on the kernel's ESP and xfrm interfaces, which the host's kernel may lack
+// (there the end-to-end tests run on strongSwan's userspace ESP): per package, a -test.run pattern.
+var guestSuites = []struct{ pkg, run string }{
+	{"tests", "^(TestIPsecKernelESP)$"},
+}
 
 func repoRoot() string {
 	_, here, _, _ := runtime.Caller(0)
@@ -54,14 +56,17 @@ func TestKernelESP(t *testing.T) {
 		bin[name] = filepath.Join(dir, name)
 		build(t, "build", "-o", bin[name], "./cmd/"+name)
 	}
-	testBin := filepath.Join(dir, "tests.test")
-	build(t, "test", "-c", "-o", testBin, "./tests")
-	files := map[string]string{}
+	guest := Guest{Bin: bin, Files: map[string]string{}}
+	for _, gs := range guestSuites {
+		testBin := filepath.Join(dir, strings.ReplaceAll(gs.pkg, "/", "_")+".test")
+		build(t, "test", "-c", "-o", testBin, "./"+gs.pkg)
+		guest.Suites = append(guest.Suites, Suite{Package: gs.pkg, TestBinary: testBin, Run: gs.run})
+	}
 	testdata, _ := filepath.Glob(filepath.Join(repoRoot(), "ike", "awsconf", "testdata", "*.txt"))
 	for _, f := range testdata {
-		files["ike/awsconf/testdata/"+filepath.Base(f)] = f
+		guest.Files["ike/awsconf/testdata/"+filepath.Base(f)] = f
 	}
-	img, err := LabImage(k, Guest{TestBinary: testBin, Run: guestTests, Bin: bin, Files: files, Dir: "tests"})
+	img, err := LabImage(k, guest)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,9 +85,9 @@ func TestKernelESP(t *testing.T) {
 		}
 	})
 	t.Logf("VM: booted in %v, ran for %v (%s)", booted.Round(100*time.Millisecond), time.Since(start).Round(time.Second), strings.Join(accelArgs, " "))
-	results, exit := parseGuest(console)
-	if err != nil || exit != 0 || len(results) == 0 {
-		t.Fatalf("the VM's tests did not pass (err %v, exit status %d):\n%s", err, exit, console)
+	results, exits := parseGuest(console)
+	if err != nil || len(exits) != len(guestSuites) || len(results) == 0 {
+		t.Fatalf("the VM did not run its tests to the end (err %v, %d of %d suites ended):\n%s", err, len(exits), len(guestSuites), console)
 	}
 	for _, r := range results {
 		t.Run(r.name, func(t *testing.T) {
@@ -92,33 +97,45 @@ func TestKernelESP(t *testing.T) {
 			}
 		})
 	}
+	for suite, code := range exits {
+		if code != 0 {
+			t.Errorf("the VM's %s tests exited with status %d", suite, code)
+		}
+	}
 }
 
 type guestResult struct {
-	name   string
+	name   string // the package, then the test: "tests/TestIPsecKernelESP"
 	passed bool
 	output string
 }
 
 var resultLine = regexp.MustCompile(`^--- (PASS|FAIL|SKIP): (\S+)`)
 
-// parseGuest reads `go test -v` output from the console: the top-level tests' results, each with the output
-// since its `=== RUN`, and the exit status the init script printed (-1 when it printed none).
-func parseGuest(console string) ([]guestResult, int) {
+// parseGuest reads the suites' `go test -v` output from the console: the top-level tests' results, each with its
+// output since its `=== RUN`, and each suite's exit status as the init script printed it.
+func parseGuest(console string) ([]guestResult, map[string]int) {
 	var results []guestResult
-	exit := -1
+	exits := map[string]int{}
+	suite := ""
 	var cur strings.Builder
 	for _, l := range strings.Split(console, "\n") {
+		if name, ok := strings.CutPrefix(l, "TORIDE-VM: SUITE "); ok {
+			suite = name
+			continue
+		}
 		if strings.HasPrefix(l, "=== RUN   ") && !strings.Contains(l, "/") {
 			cur.Reset()
 		}
 		cur.WriteString(l + "\n")
 		if m := resultLine.FindStringSubmatch(l); m != nil {
-			results = append(results, guestResult{name: m[2], passed: m[1] != "FAIL", output: cur.String()})
+			results = append(results, guestResult{name: suite + "/" + m[2], passed: m[1] != "FAIL", output: cur.String()})
 		}
 		if n, ok := strings.CutPrefix(l, "TORIDE-VM: EXIT "); ok {
-			fmt.Sscan(n, &exit)
+			code := -1
+			fmt.Sscan(n, &code)
+			exits[suite] = code
 		}
 	}
-	return results, exit
+	return results, exits
 }
