@@ -19,6 +19,7 @@ import (
 // (there the end-to-end tests run on strongSwan's userspace ESP): per package, a -test.run pattern.
 var guestSuites = []struct{ pkg, run string }{
 	{"tests", "^(TestIPsecKernelESP)$"},
+	{"dataplane/xfrm", "^TestTunnelsOnTheKernel$"},
 }
 
 func repoRoot() string {
@@ -37,9 +38,9 @@ func build(t *testing.T, args ...string) {
 	}
 }
 
-// TestKernelESP boots the appliance kernel and runs the end-to-end IPsec tests in it: both tunnels up over the
-// kernel's ESP, LAN-to-LAN traffic, failover when the active gateway dies.
-func TestKernelESP(t *testing.T) {
+// TestOnTheAppliancesKernel boots the appliance's kernel once and runs every guest suite in it; each guest test
+// becomes a subtest here.
+func TestOnTheAppliancesKernel(t *testing.T) {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		if lab.Required() {
 			t.Fatal("qemu-system-x86_64 is not installed (tests/deps.sh test installs it)")

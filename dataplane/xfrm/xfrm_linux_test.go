@@ -1,0 +1,136 @@
+package xfrm
+
+import (
+	"context"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+
+	"toride/dataplane/probe"
+	"toride/tests/lab"
+)
+
+// kernelWithXFRMInterfaces skips off a kernel without xfrm interfaces, except in the VM tier (tests/vm), whose
+// kernel has them: there their absence fails.
+func kernelWithXFRMInterfaces(t *testing.T) {
+	t.Helper()
+	lab.Require(t)
+	caps, err := probe.Detect(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !caps.XFRMInterfaces {
+		if os.Getenv("TORIDE_VM") != "" {
+			t.Fatalf("the VM's kernel has no xfrm interfaces: %v", caps.Notes)
+		}
+		t.Skip("this kernel has no xfrm interfaces: the VM tier (tests/vm) runs this test on the appliance's kernel")
+	}
+}
+
+// On the real kernel: Set makes the interfaces, a second Set changes nothing, an SA with the interface's if_id
+// carries what is routed into the interface (and Stats counts it), and Set(nil) removes only its own interfaces.
+func TestTunnelsOnTheKernel(t *testing.T) {
+	kernelWithXFRMInterfaces(t)
+	l := lab.New(t)
+	ns := l.Namespace("xfrm")
+	peer := l.Namespace("peer")
+	l.Link(ns, "wan0", "198.51.100.2/24", peer, "wan0", "198.51.100.1/24")
+	tn, err := Open("/var/run/netns/" + ns.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tn.Close()
+	if err := tn.Set([]Interface{tun1, tun2}); err != nil {
+		t.Fatal(err)
+	}
+	h := ns.Handle()
+	index := map[string]int{}
+	for _, want := range []Interface{tun1, tun2} {
+		lk, err := h.LinkByName(want.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x, ok := lk.(*netlink.Xfrmi)
+		if !ok || x.Ifid != want.IfID || x.MTU != want.MTU || x.Alias != Owner || x.Flags&net.FlagUp == 0 {
+			t.Fatalf("%s: %T %+v", want.Name, lk, lk.Attrs())
+		}
+		index[want.Name] = x.Index
+		addrs, _ := h.AddrList(lk, netlink.FAMILY_V4)
+		if len(addrs) != 1 || addrs[0].IPNet.String() != want.Address.String() {
+			t.Errorf("%s addresses: %v", want.Name, addrs)
+		}
+		if rp := strings.TrimSpace(ns.MustRun("sysctl", "-n", "net.ipv4.conf."+want.Name+".rp_filter")); rp != "2" {
+			t.Errorf("%s rp_filter = %s, want 2 (loose)", want.Name, rp)
+		}
+	}
+	if err := tn.Set([]Interface{tun1, tun2}); err != nil {
+		t.Fatal(err)
+	}
+	for name, i := range index {
+		if lk, err := h.LinkByName(name); err != nil || lk.Attrs().Index != i {
+			t.Errorf("a second Set re-made %s", name)
+		}
+	}
+
+	// An outbound SA and policy bound to tunnel 1's if_id, as charon installs them for a route-based tunnel.
+	sa := &netlink.XfrmState{Src: net.ParseIP("198.51.100.2"), Dst: net.ParseIP("198.51.100.1"), Proto: netlink.XFRM_PROTO_ESP,
+		Mode: netlink.XFRM_MODE_TUNNEL, Spi: 0x1001, Reqid: 1, Ifid: int(tun1.IfID),
+		Aead: &netlink.XfrmStateAlgo{Name: "rfc4106(gcm(aes))", Key: make([]byte, 20), ICVLen: 128}}
+	if err := h.XfrmStateAdd(sa); err != nil {
+		t.Fatal(err)
+	}
+	_, any4, _ := net.ParseCIDR("0.0.0.0/0")
+	pol := &netlink.XfrmPolicy{Src: any4, Dst: any4, Dir: netlink.XFRM_DIR_OUT, Ifid: int(tun1.IfID),
+		Tmpls: []netlink.XfrmPolicyTmpl{{Src: sa.Src, Dst: sa.Dst, Proto: netlink.XFRM_PROTO_ESP, Mode: netlink.XFRM_MODE_TUNNEL, Reqid: 1}}}
+	if err := h.XfrmPolicyAdd(pol); err != nil {
+		t.Fatal(err)
+	}
+	ns.MustRun("ip", "route", "add", "10.99.0.0/24", "dev", tun1.Name)
+	_ = ns.Ping("10.99.0.1", 3) // no answer: the peer has no SA; what counts is what left through the tunnel
+	var counted uint64
+	err = lab.WaitFor(lab.Within(t, 5*time.Second), 100*time.Millisecond, func() error {
+		stats, err := tn.Stats()
+		if err != nil {
+			return lab.Permanent(err)
+		}
+		for _, s := range stats {
+			if s.SPI == 0x1001 && s.IfID == tun1.IfID && s.Dst.String() == "198.51.100.1" {
+				counted = s.Packets
+			}
+		}
+		if counted < 3 {
+			return os.ErrDeadlineExceeded
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("the SA of if_id %d counted %d packets for 3 pings routed into %s: %v", tun1.IfID, counted, tun1.Name, err)
+	}
+
+	// Someone else's xfrm interface stays; Set(nil) removes ours, and never the SA or the policy.
+	other := &netlink.Xfrmi{LinkAttrs: netlink.LinkAttrs{Name: "xfrm-admin"}, Ifid: 77}
+	if err := h.LinkAdd(other); err != nil {
+		t.Fatal(err)
+	}
+	if err := tn.Set(nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{tun1.Name, tun2.Name} {
+		if _, err := h.LinkByName(name); err == nil {
+			t.Errorf("%s is still there after Set(nil)", name)
+		}
+	}
+	if _, err := h.LinkByName("xfrm-admin"); err != nil {
+		t.Error("Set(nil) removed an interface the appliance did not make")
+	}
+	if sas, _ := h.XfrmStateList(netlink.FAMILY_V4); len(sas) != 1 {
+		t.Errorf("SAs after Set(nil): %d, want charon's 1 untouched", len(sas))
+	}
+	if pols, _ := h.XfrmPolicyList(netlink.FAMILY_V4); len(pols) != 1 {
+		t.Errorf("policies after Set(nil): %d, want charon's 1 untouched", len(pols))
+	}
+}

@@ -1,0 +1,189 @@
+package xfrm
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// fakeKernel is the kernel's links in memory, recording every change Set asks for.
+type fakeKernel struct {
+	ifs  map[string]*link
+	rp      map[string]bool
+	calls   []string
+	failAdd error
+}
+
+func newFake(ls ...link) *fakeKernel {
+	f := &fakeKernel{ifs: map[string]*link{}, rp: map[string]bool{}}
+	for _, l := range ls {
+		f.ifs[l.Name] = &l
+	}
+	return f
+}
+
+func (f *fakeKernel) call(format string, args ...any) { f.calls = append(f.calls, fmt.Sprintf(format, args...)) }
+
+func (f *fakeKernel) links() ([]link, error) {
+	var out []link
+	for _, name := range sortedKeys(f.ifs) {
+		l := *f.ifs[name]
+		l.Addresses = slices.Clone(l.Addresses)
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+func sortedKeys(m map[string]*link) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+func (f *fakeKernel) add(i Interface) error {
+	if f.failAdd != nil {
+		return f.failAdd
+	}
+	f.call("add %s %d", i.Name, i.IfID)
+	f.ifs[i.Name] = &link{Name: i.Name, Kind: "xfrm", IfID: i.IfID, MTU: max(i.MTU, 1500), Alias: Owner}
+	return nil
+}
+
+func (f *fakeKernel) remove(name string) error {
+	f.call("remove %s", name)
+	delete(f.ifs, name)
+	return nil
+}
+
+func (f *fakeKernel) setMTU(name string, mtu int) error {
+	f.call("mtu %s %d", name, mtu)
+	f.ifs[name].MTU = mtu
+	return nil
+}
+
+func (f *fakeKernel) addAddress(name string, p netip.Prefix) error {
+	f.call("addr+ %s %s", name, p)
+	f.ifs[name].Addresses = append(f.ifs[name].Addresses, p)
+	return nil
+}
+
+func (f *fakeKernel) removeAddress(name string, p netip.Prefix) error {
+	f.call("addr- %s %s", name, p)
+	l := f.ifs[name]
+	l.Addresses = slices.DeleteFunc(l.Addresses, func(a netip.Prefix) bool { return a == p })
+	return nil
+}
+
+func (f *fakeKernel) setUp(name string) error {
+	f.call("up %s", name)
+	f.ifs[name].Up = true
+	return nil
+}
+
+func (f *fakeKernel) looseRPFilter(name string) error { f.rp[name] = true; return nil }
+func (f *fakeKernel) states() ([]SAStats, error)     { return nil, nil }
+func (f *fakeKernel) close()                         {}
+
+var (
+	tun1 = Interface{Name: "xfrm-aws-1", IfID: 11, MTU: 1436, Address: netip.MustParsePrefix("169.254.10.2/30")}
+	tun2 = Interface{Name: "xfrm-aws-2", IfID: 12, MTU: 1436, Address: netip.MustParsePrefix("169.254.11.2/30")}
+)
+
+func TestSetCreatesThenChangesNothing(t *testing.T) {
+	f := newFake(link{Name: "wan0", Kind: "veth", MTU: 1500, Up: true})
+	tn := &Tunnels{k: f}
+	if err := tn.Set([]Interface{tun1, tun2}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"add xfrm-aws-1 11", "mtu xfrm-aws-1 1436", "addr+ xfrm-aws-1 169.254.10.2/30", "up xfrm-aws-1",
+		"add xfrm-aws-2 12", "mtu xfrm-aws-2 1436", "addr+ xfrm-aws-2 169.254.11.2/30", "up xfrm-aws-2"}
+	if !slices.Equal(f.calls, want) {
+		t.Fatalf("calls:\n%s\nwant:\n%s", strings.Join(f.calls, "\n"), strings.Join(want, "\n"))
+	}
+	if !f.rp["xfrm-aws-1"] || !f.rp["xfrm-aws-2"] {
+		t.Errorf("reverse-path filtering not loosened: %v", f.rp)
+	}
+	f.calls = nil
+	if err := tn.Set([]Interface{tun1, tun2}); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.calls) != 0 {
+		t.Errorf("a second Set with the same interfaces changed: %q", f.calls)
+	}
+}
+
+func TestSetCorrectsDriftAndRemovesOnlyItsOwn(t *testing.T) {
+	f := newFake(
+		// Ours, but changed behind our back: another MTU, a stray address, down.
+		link{Name: "xfrm-aws-1", Kind: "xfrm", IfID: 11, MTU: 1400, Alias: Owner, Addresses: []netip.Prefix{netip.MustParsePrefix("10.9.9.9/32")}},
+		// Ours, with the wrong if_id: the kernel cannot change it, so it is made again.
+		link{Name: "xfrm-aws-2", Kind: "xfrm", IfID: 99, MTU: 1436, Alias: Owner, Up: true, Addresses: []netip.Prefix{tun2.Address}},
+		// Ours and no longer wanted.
+		link{Name: "xfrm-old-1", Kind: "xfrm", IfID: 5, Alias: Owner, Up: true},
+		// Someone else's xfrm interface: never touched.
+		link{Name: "xfrm-admin", Kind: "xfrm", IfID: 7, Up: true},
+	)
+	tn := &Tunnels{k: f}
+	if err := tn.Set([]Interface{tun1, tun2}); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"remove xfrm-old-1", "mtu xfrm-aws-1 1436", "addr- xfrm-aws-1 10.9.9.9/32", "addr+ xfrm-aws-1 169.254.10.2/30",
+		"up xfrm-aws-1", "remove xfrm-aws-2", "add xfrm-aws-2 12", "mtu xfrm-aws-2 1436", "addr+ xfrm-aws-2 169.254.11.2/30", "up xfrm-aws-2"}
+	if !slices.Equal(f.calls, want) {
+		t.Fatalf("calls:\n%s\nwant:\n%s", strings.Join(f.calls, "\n"), strings.Join(want, "\n"))
+	}
+	if _, ok := f.ifs["xfrm-admin"]; !ok {
+		t.Error("an interface the appliance did not make was removed")
+	}
+	f.calls = nil
+	if err := tn.Set(nil); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"remove xfrm-aws-1", "remove xfrm-aws-2"}; !slices.Equal(f.calls, want) {
+		t.Errorf("Set(nil): %q, want %q", f.calls, want)
+	}
+}
+
+func TestSetRefusesANameItDoesNotOwn(t *testing.T) {
+	f := newFake(link{Name: "xfrm-aws-1", Kind: "veth", Up: true})
+	tn := &Tunnels{k: f}
+	err := tn.Set([]Interface{tun1, tun2})
+	if err == nil || !errors.Is(err, ErrXFRM) || !strings.Contains(err.Error(), "xfrm-aws-1 exists and is not an xfrm interface this appliance made") {
+		t.Fatalf("err = %v", err)
+	}
+	if f.ifs["xfrm-aws-1"].Kind != "veth" || f.ifs["xfrm-aws-2"] == nil {
+		t.Errorf("the other's link was changed, or the second tunnel was not made: %+v", f.ifs)
+	}
+}
+
+func TestSetValidates(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   []Interface
+		want string
+	}{
+		{"empty name", []Interface{{IfID: 1}}, "interface name"},
+		{"long name", []Interface{{Name: "xfrm-a-very-long-name", IfID: 1}}, "1 to 15 bytes"},
+		{"dot", []Interface{{Name: "xfrm.1", IfID: 1}}, "'.'"},
+		{"if_id 0", []Interface{{Name: "x1"}}, "if_id 0 is reserved"},
+		{"MTU", []Interface{{Name: "x1", IfID: 1, MTU: 100}}, "MTU 100"},
+		{"twice", []Interface{{Name: "x1", IfID: 1}, {Name: "x1", IfID: 2}}, "wanted twice"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFake()
+			err := (&Tunnels{k: f}).Set(tc.in)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+			if len(f.calls) != 0 {
+				t.Errorf("an invalid list changed the kernel: %q", f.calls)
+			}
+		})
+	}
+}
