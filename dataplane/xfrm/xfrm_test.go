@@ -11,7 +11,7 @@ import (
 
 // fakeKernel is the kernel's links in memory, recording every change Set asks for.
 type fakeKernel struct {
-	ifs  map[string]*link
+	ifs     map[string]*link
 	rp      map[string]bool
 	calls   []string
 	failAdd error
@@ -25,7 +25,9 @@ func newFake(ls ...link) *fakeKernel {
 	return f
 }
 
-func (f *fakeKernel) call(format string, args ...any) { f.calls = append(f.calls, fmt.Sprintf(format, args...)) }
+func (f *fakeKernel) call(format string, args ...any) {
+	f.calls = append(f.calls, fmt.Sprintf(format, args...))
+}
 
 func (f *fakeKernel) links() ([]link, error) {
 	var out []link
@@ -87,8 +89,8 @@ func (f *fakeKernel) setUp(name string) error {
 }
 
 func (f *fakeKernel) looseRPFilter(name string) error { f.rp[name] = true; return nil }
-func (f *fakeKernel) states() ([]SAStats, error)     { return nil, nil }
-func (f *fakeKernel) close()                         {}
+func (f *fakeKernel) states() ([]SAStats, error)      { return nil, nil }
+func (f *fakeKernel) close()                          {}
 
 var (
 	tun1 = Interface{Name: "xfrm-aws-1", IfID: 11, MTU: 1436, Address: netip.MustParsePrefix("169.254.10.2/30")}
