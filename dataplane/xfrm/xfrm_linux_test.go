@@ -3,6 +3,7 @@ package xfrm
 import (
 	"context"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"testing"
@@ -132,5 +133,73 @@ func TestTunnelsOnTheKernel(t *testing.T) {
 	}
 	if pols, _ := h.XfrmPolicyList(netlink.FAMILY_V4); len(pols) != 1 {
 		t.Errorf("policies after Set(nil): %d, want charon's 1 untouched", len(pols))
+	}
+}
+
+// On the real kernel: Watch reports an SA's soft and hard expiry with its SPI and if_id, and an acquire when
+// traffic is routed into a tunnel whose policy has no SA.
+func TestWatchOnTheKernel(t *testing.T) {
+	kernelWithXFRMInterfaces(t)
+	l := lab.New(t)
+	ns := l.Namespace("xfrm")
+	peer := l.Namespace("peer")
+	l.Link(ns, "wan0", "198.51.100.2/24", peer, "wan0", "198.51.100.1/24")
+	tn, err := Open("/var/run/netns/" + ns.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tn.Close()
+	if err := tn.Set([]Interface{tun1}); err != nil {
+		t.Fatal(err)
+	}
+	events := make(chan Event, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	watched := make(chan error, 1)
+	go func() { watched <- tn.Watch(ctx, func(ev Event) { events <- ev }) }()
+	defer func() {
+		cancel()
+		if err := <-watched; err != nil {
+			t.Errorf("Watch: %v", err)
+		}
+	}()
+	time.Sleep(200 * time.Millisecond) // let the monitor subscribe before the kernel speaks
+
+	h := ns.Handle()
+	sa := &netlink.XfrmState{Src: net.ParseIP("198.51.100.2"), Dst: net.ParseIP("198.51.100.1"), Proto: netlink.XFRM_PROTO_ESP,
+		Mode: netlink.XFRM_MODE_TUNNEL, Spi: 0x2002, Reqid: 4, Ifid: int(tun1.IfID),
+		Aead:   &netlink.XfrmStateAlgo{Name: "rfc4106(gcm(aes))", Key: make([]byte, 20), ICVLen: 128},
+		Limits: netlink.XfrmStateLimits{TimeSoft: 1, TimeHard: 2}}
+	if err := h.XfrmStateAdd(sa); err != nil {
+		t.Fatal(err)
+	}
+	next := func(what string) Event {
+		t.Helper()
+		select {
+		case ev := <-events:
+			return ev
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no %s event within 10 s", what)
+		}
+		return Event{}
+	}
+	src, dst := netip.MustParseAddr("198.51.100.2"), netip.MustParseAddr("198.51.100.1")
+	if ev := next("soft expire"); ev != (Event{Kind: SoftExpired, Src: src, Dst: dst, SPI: 0x2002, Reqid: 4, IfID: tun1.IfID}) {
+		t.Fatalf("first event %+v, want the soft expiry", ev)
+	}
+	if ev := next("hard expire"); ev.Kind != Expired || ev.SPI != 0x2002 || ev.IfID != tun1.IfID {
+		t.Fatalf("second event %+v, want the hard expiry", ev)
+	}
+
+	// A policy of the tunnel with no SA: traffic routed into the interface makes the kernel ask for one.
+	_, any4, _ := net.ParseCIDR("0.0.0.0/0")
+	pol := &netlink.XfrmPolicy{Src: any4, Dst: any4, Dir: netlink.XFRM_DIR_OUT, Ifid: int(tun1.IfID),
+		Tmpls: []netlink.XfrmPolicyTmpl{{Src: sa.Src, Dst: sa.Dst, Proto: netlink.XFRM_PROTO_ESP, Mode: netlink.XFRM_MODE_TUNNEL, Reqid: 4}}}
+	if err := h.XfrmPolicyAdd(pol); err != nil {
+		t.Fatal(err)
+	}
+	ns.MustRun("ip", "route", "add", "10.99.0.0/24", "dev", tun1.Name)
+	_ = ns.Ping("10.99.0.1", 1)
+	if ev := next("acquire"); ev.Kind != Acquire || ev.Dst != dst || ev.IfID != tun1.IfID {
+		t.Fatalf("event %+v, want an acquire for %s on if_id %d", ev, dst, tun1.IfID)
 	}
 }

@@ -19,7 +19,7 @@ import (
 // (there the end-to-end tests run on strongSwan's userspace ESP): per package, a -test.run pattern.
 var guestSuites = []struct{ pkg, run string }{
 	{"tests", "^(TestIPsecKernelESP)$"},
-	{"dataplane/xfrm", "^TestTunnelsOnTheKernel$"},
+	{"dataplane/xfrm", "^(TestTunnelsOnTheKernel|TestWatchOnTheKernel)$"},
 }
 
 func repoRoot() string {
