@@ -40,7 +40,7 @@ type probeEvent struct {
 // engine is the state owned by Service's goroutine. Nothing here is touched by any other goroutine.
 type engine struct {
 	s     *Service
-	addrs *addrManager
+	addrs insideAddrs
 	log   *slog.Logger
 
 	client *vici.Client
@@ -112,7 +112,7 @@ type connState struct {
 	failbacks uint64
 }
 
-func newEngine(s *Service, addrs *addrManager) *engine {
+func newEngine(s *Service, addrs insideAddrs) *engine {
 	return &engine{
 		s:         s,
 		addrs:     addrs,

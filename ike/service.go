@@ -122,7 +122,7 @@ func New(ctx context.Context, opts Opts) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ike: %w", err)
 	}
-	addrs, err := newAddrManager(opts.NetnsPath)
+	addrs, err := openLoopbackAddrs(opts.NetnsPath)
 	if err != nil {
 		sup.Close()
 		return nil, fmt.Errorf("ike: %w", err)
