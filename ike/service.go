@@ -68,17 +68,15 @@ type Opts struct {
 
 // Service is the IPsec engine. Create it with New; its zero value is not usable.
 type Service struct {
-	opts    Opts
-	caps    probe.Capabilities
-	backend charon.Backend
-	sup     *charon.Supervisor
-	reqs    chan setRequest
-	probes  chan probeEvent
-	ready   chan struct{} // receives (coalesced) when the engine (re)connects to charon
-	status  atomic.Pointer[Status]
-	cancel  context.CancelFunc
-	done    chan struct{}
-	once    sync.Once
+	opts   Opts
+	sup    *charon.Supervisor
+	reqs   chan setRequest
+	probes chan probeEvent
+	ready  chan struct{} // receives (coalesced) when the engine (re)connects to charon
+	status atomic.Pointer[Status]
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
 }
 
 type setRequest struct {
@@ -127,22 +125,36 @@ func New(ctx context.Context, opts Opts) (*Service, error) {
 		sup.Close()
 		return nil, fmt.Errorf("ike: %w", err)
 	}
+	s, e := newService(opts, engineDeps{
+		backend:     backend,
+		caps:        caps,
+		charon:      sup,
+		dial:        dialVICI,
+		addrs:       addrs,
+		firewall:    opts.Firewall,
+		startProber: startICMPProber,
+		netnsPath:   opts.NetnsPath,
+		log:         opts.Logger,
+	})
+	s.sup = sup
 	ectx, cancel := context.WithCancel(context.Background())
-	s := &Service{
-		opts:    opts,
-		caps:    caps,
-		backend: backend,
-		sup:     sup,
-		reqs:    make(chan setRequest),
-		probes:  make(chan probeEvent, 256),
-		ready:   make(chan struct{}, 1),
-		cancel:  cancel,
-		done:    make(chan struct{}),
-	}
-	e := newEngine(s, addrs)
-	e.publish()
+	s.cancel = cancel
 	go e.run(ectx)
 	return s, nil
+}
+
+// newService makes a Service and its engine, which has published its first Status but is not running yet.
+func newService(opts Opts, deps engineDeps) (*Service, *engine) {
+	s := &Service{
+		opts:   opts,
+		reqs:   make(chan setRequest),
+		probes: make(chan probeEvent, 256),
+		ready:  make(chan struct{}, 1),
+		done:   make(chan struct{}),
+	}
+	e := newEngine(s, deps)
+	e.publish()
+	return s, e
 }
 
 // Set makes cfg the desired state and applies it: it validates cfg (returning every problem as a
