@@ -11,10 +11,10 @@
 // reads a snapshot it publishes after every step, so neither ever blocks on charon for long and both are safe for
 // concurrent use. The engine is declarative: it diffs the desired configuration against what the running charon
 // has loaded (by a hash of the rendered connection and secret), reloads only what changed, and re-initiates what
-// is down. Steering between tunnels is described in failover.go.
+// is down. Steering between tunnels is described in failover.go; how the engine's work is split, in engine.go.
 //
 // Subpackages: charon (process supervision), awsconf (the cloud's configuration files); internal/vici (typed
-// VICI client), internal/icmpprobe (keepalive prober), internal/nsutil (network namespace threads).
+// VICI client), internal/icmpprobe (keepalive prober).
 package ike
 
 import (
