@@ -37,6 +37,7 @@ type harness struct {
 	addrs   *fakeAddrs
 	fw      *fakeFirewall
 	probers []*fakeProber
+	backend charon.Backend
 }
 
 type testLog struct{ t *testing.T }
@@ -46,10 +47,13 @@ func (w testLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T) *harness { return newHarnessOn(t, charon.BackendLibipsec) }
+
+func newHarnessOn(t *testing.T, backend charon.Backend) *harness {
 	h := &harness{t: t, ctx: context.Background(), now: time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC),
-		addrs: &fakeAddrs{}, fw: &fakeFirewall{}}
+		addrs: &fakeAddrs{}, fw: &fakeFirewall{}, backend: backend}
 	h.f = newFakeCharon(h.clock)
+	h.f.kernel = backend == charon.BackendKernel
 	h.startEngine()
 	return h
 }
@@ -60,7 +64,7 @@ func (h *harness) clock() time.Time { return h.now }
 // configuration.
 func (h *harness) startEngine() {
 	h.s, h.e = newService(Opts{ResyncInterval: 2 * time.Second}, engineDeps{
-		backend:     charon.BackendLibipsec,
+		backend:     h.backend,
 		charon:      h.f,
 		dial:        h.f.dial,
 		addrs:       h.addrs,
@@ -107,7 +111,7 @@ func (h *harness) settle() {
 	h.t.Fatal("the engine never settled")
 }
 
-// checkCarrier fails the test when the status calls a tunnel active that libipsec does not send the traffic over.
+// checkCarrier fails the test when the status calls a tunnel active that the traffic does not leave by.
 func (h *harness) checkCarrier() {
 	h.t.Helper()
 	for _, c := range h.s.Status().Connections {
@@ -116,7 +120,7 @@ func (h *harness) checkCarrier() {
 			names = append(names, ts.Name)
 		}
 		if want := h.f.carrier(names); c.ActiveTunnel >= 0 && c.ActiveTunnel != want {
-			h.t.Fatalf("%s: the status calls tunnel %d active, but libipsec sends the traffic over tunnel %d",
+			h.t.Fatalf("%s: the status calls tunnel %d active, but the traffic leaves by tunnel %d",
 				c.Name, c.ActiveTunnel, want)
 		}
 	}
@@ -603,3 +607,69 @@ func TestEngineStartsWithSAsAlreadyUp(t *testing.T) {
 }
 
 func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
+
+// IKEv1: the probes have a CHILD_SA of their own, initiated with the IKE_SA, and the net CHILD_SA follows on the
+// established IKE_SA. A promotion deletes the old net CHILD_SA before it initiates the new one (charon would take
+// a second identical quick mode for a rekey of the first).
+func TestEngineBringUpIKEv1(t *testing.T) {
+	h := newHarness(t)
+	cfg := testConfig()
+	for i := range cfg.Connections[0].Tunnels {
+		cfg.Connections[0].Tunnels[i].IKEVersion = 1
+	}
+	mark := h.mark()
+	h.set(cfg)
+	h.wantCalls(mark, "initiate", "initiate "+t1+"/"+t1+"-probe", "initiate "+t2+"/"+t2+"-probe")
+	mark = h.mark()
+	h.complete()
+	h.wantStates("down", "down")
+	h.wantCalls(mark, "initiate", "initiate "+t1net, "initiate "+t2net)
+	p1 := h.f.pendingFor(t, t1, t1+"-net")
+	// Both net CHILD_SAs install at once: the order is unknown, so tunnel 1 is promoted, deleting first.
+	mark = h.mark()
+	h.complete()
+	var got []string
+	for _, c := range h.f.calls[mark:] {
+		if strings.HasPrefix(c, "initiate") || strings.HasPrefix(c, "terminate") {
+			got = append(got, c)
+		}
+	}
+	if want := []string{"terminate-child " + itoa(p1.uniqueID), "initiate " + t1net}; !slices.Equal(got, want) {
+		t.Errorf("promotion calls %v, want %v", got, want)
+	}
+	h.wantStates("down", "up")
+	h.wantActive(1)
+	h.complete()
+	h.wantStates("up", "up")
+	h.wantActive(0)
+}
+
+// kernel-netlink: the kernel's policy stays with the first SA that installed it, so the engine cannot promote a
+// tunnel; it can only evict an unhealthy carrier (tear its IKE_SA down), which hands the policy to the other
+// tunnel's SA.
+func TestEngineKernelEvictsADeadCarrier(t *testing.T) {
+	h := newHarnessOn(t, charon.BackendKernel)
+	h.set(testConfig())
+	h.f.announce(h.f.install(h.f.pendingFor(t, t2, t2+"-net"))...)
+	h.settle()
+	h.advance(2 * time.Second)
+	mark := h.mark()
+	h.f.announce(h.f.install(h.f.pendingFor(t, t1, t1+"-net"))...)
+	h.settle()
+	h.wantStates("up", "up")
+	h.wantActive(1) // installed first; no controlled fail-back on this backend
+	h.wantCalls(mark, "initiate")
+	h.wantCalls(mark, "terminate")
+	h.probe(t2, true)
+	h.advance(10 * time.Second)
+	ike2 := h.f.ikeByName(t2).uniqueID
+	for range 3 {
+		h.advance(time.Second)
+		h.probe(t2, false)
+	}
+	h.wantCalls(mark, "terminate-ike", "terminate-ike "+itoa(ike2))
+	h.wantActive(0)
+	h.complete() // tunnel 2 re-established: the policy stays with tunnel 1
+	h.wantStates("up", "up")
+	h.wantActive(0)
+}

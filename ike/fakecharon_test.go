@@ -22,11 +22,13 @@ import (
 // installs), and the events it raises. Nothing happens by itself: the test decides when a negotiation completes,
 // in which order installs are announced, when an SA dies, when the VICI socket drops and when charon restarts.
 //
-// It also knows what kernel-libipsec does with the traffic: of the net CHILD_SAs with equal selectors, the one
-// installed last carries it (carrier), whatever order the events came in. A rekey keeps its predecessor's place.
+// It also knows which tunnel the traffic leaves by (carrier), whatever order the events came in: on
+// kernel-libipsec, of the net CHILD_SAs with equal selectors the one installed last; on kernel-netlink the one
+// installed first. A rekey keeps its predecessor's place.
 //
 // Not safe for concurrent use: the engine under test runs on the test's goroutine.
 type fakeCharon struct {
+	kernel  bool // kernel-netlink instead of kernel-libipsec
 	now     func() time.Time
 	health  charon.Health
 	changes chan struct{}
@@ -258,13 +260,15 @@ func (f *fakeCharon) nets(tunnel string) []*fakeChild {
 	return out
 }
 
-// carrier returns the index among tunnels of the one whose net CHILD_SA libipsec puts first (the one installed
-// last), or -1 when none has one.
+// carrier returns the index among tunnels of the one whose net CHILD_SA carries the traffic, or -1 when none has
+// one: on libipsec the one installed last (its policies come first), on kernel-netlink the one installed first
+// (the kernel's policy stays bound to the first SA that installed it).
 func (f *fakeCharon) carrier(tunnels []string) int {
-	best, idx := uint64(0), -1
+	var best uint64
+	idx := -1
 	for i, name := range tunnels {
 		for _, c := range f.nets(name) {
-			if c.installSeq > best {
+			if idx < 0 || (!f.kernel && c.installSeq > best) || (f.kernel && c.installSeq < best) {
 				best, idx = c.installSeq, i
 			}
 		}
