@@ -64,7 +64,7 @@ func TestDecide(t *testing.T) {
 // The install order comes from the order of the child-updown events, not from charon's unique ids: a
 // negotiation that started first (lower unique id) may install last, and then it carries the traffic.
 func TestLineageFollowsEventOrder(t *testing.T) {
-	e := &engine{lineage: map[uint64]uint64{}, lineageAt: map[uint64]time.Time{}, tunnels: map[string]*tunnelState{
+	e := &engine{engineDeps: engineDeps{now: time.Now}, lineages: newLineages(), tunnels: map[string]*tunnelState{
 		"aws-t1": {plan: &tunnelPlan{name: "aws-t1", netChild: "aws-t1-net"}},
 		"aws-t2": {plan: &tunnelPlan{name: "aws-t2", netChild: "aws-t2-net"}},
 	}}
@@ -75,25 +75,25 @@ func TestLineageFollowsEventOrder(t *testing.T) {
 	// Tunnel 1's CHILD_SA got unique id 2 but was installed first; tunnel 2's (id 1) second.
 	e.onEvent(up("aws-t1", 2))
 	e.onEvent(up("aws-t2", 1))
-	views := []tunnelView{{netOrder: []uint64{e.lineage[2]}, netInstalled: []int64{0}}, {netOrder: []uint64{e.lineage[1]}, netInstalled: []int64{0}}}
+	views := []tunnelView{{netOrder: []uint64{e.lineages.order[2]}, netInstalled: []int64{0}}, {netOrder: []uint64{e.lineages.order[1]}, netInstalled: []int64{0}}}
 	if got := carrier(charon.BackendLibipsec, views); got != 1 {
-		t.Fatalf("carrier %d, want tunnel 2 (installed last); lineages %v", got, e.lineage)
+		t.Fatalf("carrier %d, want tunnel 2 (installed last); lineages %v", got, e.lineages.order)
 	}
 	// A rekey of tunnel 1's SA continues its lineage: it does not move the traffic.
 	e.onEvent(vici.Event{Name: "child-rekey", Rekeys: []vici.ChildRekey{{IKE: "aws-t1", Old: vici.ChildSA{UniqueID: 2}, New: vici.ChildSA{UniqueID: 3}}}})
-	if e.lineage[3] != e.lineage[2] || e.lineage[3] >= e.lineage[1] {
-		t.Errorf("rekeyed SA lineage %d, want tunnel 1's %d (older than tunnel 2's %d)", e.lineage[3], e.lineage[2], e.lineage[1])
+	if e.lineages.order[3] != e.lineages.order[2] || e.lineages.order[3] >= e.lineages.order[1] {
+		t.Errorf("rekeyed SA lineage %d, want tunnel 1's %d (older than tunnel 2's %d)", e.lineages.order[3], e.lineages.order[2], e.lineages.order[1])
 	}
 	// A repeated event for a known SA keeps its place.
-	before := e.lineage[1]
+	before := e.lineages.order[1]
 	e.onEvent(up("aws-t2", 1))
-	if e.lineage[1] != before {
-		t.Errorf("a repeated event moved tunnel 2's lineage from %d to %d", before, e.lineage[1])
+	if e.lineages.order[1] != before {
+		t.Errorf("a repeated event moved tunnel 2's lineage from %d to %d", before, e.lineages.order[1])
 	}
 	// A fresh install on tunnel 1 (a steering move) makes it the newest.
 	e.onEvent(up("aws-t1", 4))
-	if e.lineage[4] <= e.lineage[1] {
-		t.Errorf("fresh install %d not newer than %d", e.lineage[4], e.lineage[1])
+	if e.lineages.order[4] <= e.lineages.order[1] {
+		t.Errorf("fresh install %d not newer than %d", e.lineages.order[4], e.lineages.order[1])
 	}
 }
 
@@ -101,11 +101,11 @@ func TestLineageFollowsEventOrder(t *testing.T) {
 // losses on the new SA condemn the tunnel without waiting for a first answer over it. A forced restart makes
 // the target earn it again.
 func TestAnsweredOutlivesTheSA(t *testing.T) {
-	e := &engine{log: slog.New(slog.DiscardHandler)}
+	e := &engine{engineDeps: engineDeps{log: slog.New(slog.DiscardHandler)}}
 	st := &tunnelState{
-		plan: &tunnelPlan{name: "aws-t1", netChild: "aws-t1-net", probeChild: "aws-t1-net"},
-		conn: &connPlan{keepalive: Keepalive{Interval: time.Second, DownAfter: 3}},
-		ike:  &vici.IKESA{State: "ESTABLISHED"},
+		plan:      &tunnelPlan{name: "aws-t1", netChild: "aws-t1-net", probeChild: "aws-t1-net"},
+		conn:      &connPlan{keepalive: Keepalive{Interval: time.Second, DownAfter: 3}},
+		tunnelSAs: tunnelSAs{ike: &vici.IKESA{State: "ESTABLISHED"}},
 	}
 	ctx, now := context.Background(), time.Now()
 	st.lastRestart = now // no forced restart in this test: the engine has no charon to talk to
@@ -145,12 +145,12 @@ func TestAnsweredOutlivesTheSA(t *testing.T) {
 
 // A promotion holds back the next one to the same tunnel only while its CHILD_SA has not been installed.
 func TestPromotionDone(t *testing.T) {
-	e := &engine{lineage: map[uint64]uint64{}, lineageAt: map[uint64]time.Time{}, tunnels: map[string]*tunnelState{}}
+	e := &engine{engineDeps: engineDeps{now: time.Now}, lineages: newLineages(), tunnels: map[string]*tunnelState{}}
 	st := &tunnelState{plan: &tunnelPlan{name: "aws-t2", netChild: "aws-t2-net"}}
 	e.tunnels["aws-t2"] = st
-	e.freshLineage(10)
+	e.lineages.fresh(10, time.Now())
 	st.nets = []vici.ChildSA{{UniqueID: 10}}
-	st.promotedSeq = e.lineageSeq // promotion issued
+	st.promotedSeq = e.lineages.seq // promotion issued
 	if e.promotionDone(st) {
 		t.Fatal("done before the new CHILD_SA was installed")
 	}
@@ -166,12 +166,12 @@ func TestPromotionDone(t *testing.T) {
 // installs on several threads and announces afterwards); a promotion issued after both were known, or a second
 // between them, makes it certain.
 func TestOrderCertain(t *testing.T) {
-	e := &engine{lineage: map[uint64]uint64{}, lineageAt: map[uint64]time.Time{}}
+	e := &engine{lineages: newLineages()}
 	t1 := &tunnelState{}
 	t2 := &tunnelState{}
 	states := []*tunnelState{t1, t2}
 	install := func(st *tunnelState, id uint64, at time.Time) {
-		e.lineageAt[e.freshLineage(id)] = at
+		e.lineages.fresh(id, at)
 		st.nets = append(st.nets, vici.ChildSA{UniqueID: id})
 	}
 	base := time.Now()
@@ -181,7 +181,7 @@ func TestOrderCertain(t *testing.T) {
 		t.Fatal("installs 3 ms apart called certain")
 	}
 	// The engine promotes tunnel 1 after knowing both: its fresh CHILD_SA is certainly the newest.
-	t1.promotedSeq = e.lineageSeq
+	t1.promotedSeq = e.lineages.seq
 	install(t1, 3, base.Add(200*time.Millisecond))
 	if !e.orderCertain(states, 0) {
 		t.Error("a promoted install not called certain")
@@ -191,7 +191,7 @@ func TestOrderCertain(t *testing.T) {
 	if !e.orderCertain(states, 1) {
 		t.Error("installs 2 s apart not called certain")
 	}
-	if got := carrier(charon.BackendLibipsec, []tunnelView{{netOrder: []uint64{e.lineage[3]}}, {netOrder: []uint64{e.lineage[4]}}}); got != 1 {
+	if got := carrier(charon.BackendLibipsec, []tunnelView{{netOrder: []uint64{e.lineages.order[3]}}, {netOrder: []uint64{e.lineages.order[4]}}}); got != 1 {
 		t.Errorf("carrier %d, want the newest (tunnel 2)", got)
 	}
 }

@@ -11,10 +11,10 @@
 // reads a snapshot it publishes after every step, so neither ever blocks on charon for long and both are safe for
 // concurrent use. The engine is declarative: it diffs the desired configuration against what the running charon
 // has loaded (by a hash of the rendered connection and secret), reloads only what changed, and re-initiates what
-// is down. Steering between tunnels is described in failover.go.
+// is down. Steering between tunnels is described in failover.go; how the engine's work is split, in engine.go.
 //
 // Subpackages: charon (process supervision), awsconf (the cloud's configuration files); internal/vici (typed
-// VICI client), internal/icmpprobe (keepalive prober), internal/nsutil (network namespace threads).
+// VICI client), internal/icmpprobe (keepalive prober).
 package ike
 
 import (
@@ -68,17 +68,15 @@ type Opts struct {
 
 // Service is the IPsec engine. Create it with New; its zero value is not usable.
 type Service struct {
-	opts    Opts
-	caps    probe.Capabilities
-	backend charon.Backend
-	sup     *charon.Supervisor
-	reqs    chan setRequest
-	probes  chan probeEvent
-	ready   chan struct{} // receives (coalesced) when the engine (re)connects to charon
-	status  atomic.Pointer[Status]
-	cancel  context.CancelFunc
-	done    chan struct{}
-	once    sync.Once
+	opts   Opts
+	sup    *charon.Supervisor
+	reqs   chan setRequest
+	probes chan probeEvent
+	ready  chan struct{} // receives (coalesced) when the engine (re)connects to charon
+	status atomic.Pointer[Status]
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
 }
 
 type setRequest struct {
@@ -122,27 +120,41 @@ func New(ctx context.Context, opts Opts) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ike: %w", err)
 	}
-	addrs, err := newAddrManager(opts.NetnsPath)
+	addrs, err := openLoopbackAddrs(opts.NetnsPath)
 	if err != nil {
 		sup.Close()
 		return nil, fmt.Errorf("ike: %w", err)
 	}
+	s, e := newService(opts, engineDeps{
+		backend:     backend,
+		caps:        caps,
+		charon:      sup,
+		dial:        dialVICI,
+		addrs:       addrs,
+		firewall:    opts.Firewall,
+		startProber: startICMPProber,
+		netnsPath:   opts.NetnsPath,
+		log:         opts.Logger,
+	})
+	s.sup = sup
 	ectx, cancel := context.WithCancel(context.Background())
-	s := &Service{
-		opts:    opts,
-		caps:    caps,
-		backend: backend,
-		sup:     sup,
-		reqs:    make(chan setRequest),
-		probes:  make(chan probeEvent, 256),
-		ready:   make(chan struct{}, 1),
-		cancel:  cancel,
-		done:    make(chan struct{}),
-	}
-	e := newEngine(s, addrs)
-	e.publish()
+	s.cancel = cancel
 	go e.run(ectx)
 	return s, nil
+}
+
+// newService makes a Service and its engine, which has published its first Status but is not running yet.
+func newService(opts Opts, deps engineDeps) (*Service, *engine) {
+	s := &Service{
+		opts:   opts,
+		reqs:   make(chan setRequest),
+		probes: make(chan probeEvent, 256),
+		ready:  make(chan struct{}, 1),
+		done:   make(chan struct{}),
+	}
+	e := newEngine(s, deps)
+	e.publish()
+	return s, e
 }
 
 // Set makes cfg the desired state and applies it: it validates cfg (returning every problem as a

@@ -1,10 +1,13 @@
 package ike
 
 import (
+	"fmt"
+	"strings"
 	"time"
 
 	"toride/dataplane/probe"
 	"toride/ike/charon"
+	"toride/ike/internal/vici"
 )
 
 // Status is a snapshot of the IPsec engine, for `toride show ipsec` and GET /api/v1/ipsec/status.
@@ -69,4 +72,93 @@ type TunnelStatus struct {
 	Failovers  uint64    `json:"failovers"`
 	Restarts   uint64    `json:"restarts"`
 	LastChange time.Time `json:"last_change,omitzero"`
+}
+
+// publish stores a new Status snapshot.
+func (e *engine) publish() {
+	st := Status{
+		Backend:      e.backend,
+		Capabilities: e.caps,
+		Charon:       e.charon.Health(),
+		Connected:    e.client != nil,
+		Applied:      e.applied,
+		LastError:    e.lastErr,
+		Connections:  []ConnectionStatus{},
+	}
+	for _, cp := range e.plans {
+		cs := e.conns[cp.name]
+		c := ConnectionStatus{Name: cp.name, ActiveTunnel: -1}
+		if cs != nil {
+			c.ActiveTunnel, c.Failovers, c.Failbacks = cs.active, cs.failovers, cs.failbacks
+		}
+		for i, tp := range cp.tunnels {
+			ts := TunnelStatus{Name: tp.name, RemoteAddress: tp.ikeConn.RemoteAddrs[0], State: "down",
+				IKESA: "NONE", ChildSA: "NONE", Active: c.ActiveTunnel == i}
+			if t := e.tunnels[tp.name]; t != nil {
+				t.fill(&ts)
+			}
+			c.Tunnels = append(c.Tunnels, ts)
+		}
+		st.Connections = append(st.Connections, c)
+	}
+	e.s.status.Store(&st)
+}
+
+func (t *tunnelState) fill(ts *TunnelStatus) {
+	if t.healthy {
+		ts.State = "up"
+	}
+	ts.IKESA = saState(t.ike)
+	if t.ike != nil {
+		ts.IKEAlgorithms = algorithms(t.ike.EncrAlg, t.ike.EncrKeysize, t.ike.IntegAlg, t.ike.PRFAlg, t.ike.DHGroup)
+		// kernel-libipsec makes charon fake a NAT to force UDP encapsulation: only a real one counts.
+		ts.NATDetected = t.ike.NATLocal || (t.ike.NATRemote && !t.ike.NATFake)
+	}
+	children := append([]vici.ChildSA(nil), t.nets...)
+	if t.probe != nil {
+		children = append(children, *t.probe)
+	}
+	if n := len(t.nets); n > 0 {
+		ts.ChildSA = t.nets[n-1].State
+		c := t.nets[n-1]
+		ts.ChildAlgorithms = algorithms(c.EncrAlg, c.EncrKeysize, c.IntegAlg, "", c.DHGroup)
+	} else if t.probe != nil && t.plan.netChild == "" {
+		ts.ChildSA = t.probe.State
+		ts.ChildAlgorithms = algorithms(t.probe.EncrAlg, t.probe.EncrKeysize, t.probe.IntegAlg, "", t.probe.DHGroup)
+	}
+	for _, c := range children {
+		ts.BytesIn += c.BytesIn
+		ts.BytesOut += c.BytesOut
+		ts.PacketsIn += c.PacketsIn
+		ts.PacketsOut += c.PacketsOut
+		ts.UDPEncap = ts.UDPEncap || c.Encap
+	}
+	ts.ProbeLoss = t.loss()
+	ts.ProbeRTTMillis = float64(t.rtt.Microseconds()) / 1000
+	ts.ProbesSent = t.sent
+	ts.ProbeAnswered = t.answered
+	ts.Failovers, ts.Restarts, ts.LastChange = t.failovers, t.restarts, t.lastChange
+}
+
+func saState(sa *vici.IKESA) string {
+	if sa == nil {
+		return "NONE"
+	}
+	return sa.State
+}
+
+func algorithms(encr string, keysize int, integ, prf, dh string) string {
+	var parts []string
+	if encr != "" {
+		if keysize > 0 {
+			encr = fmt.Sprintf("%s-%d", encr, keysize)
+		}
+		parts = append(parts, encr)
+	}
+	for _, p := range []string{integ, prf, dh} {
+		if p != "" {
+			parts = append(parts, p)
+		}
+	}
+	return strings.Join(parts, "/")
 }

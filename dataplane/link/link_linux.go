@@ -23,8 +23,9 @@ var ErrNotFound = errors.New("link: no such interface")
 
 // Links programs the links of one network namespace.
 type Links struct {
-	ns netns.NsHandle
-	h  *netlink.Handle
+	ns     netns.NsHandle
+	h      *netlink.Handle
+	ownsNS bool // ns was opened by OpenPath and is closed with the Links
 }
 
 // Open returns a Links for the namespace ns (netns.None() for the caller's own). The handle is the caller's to
@@ -37,8 +38,32 @@ func Open(ns netns.NsHandle) (*Links, error) {
 	return &Links{ns: ns, h: h}, nil
 }
 
-// Close releases the netlink handle.
-func (l *Links) Close() { l.h.Close() }
+// OpenPath returns a Links for the network namespace bound at path ("" is the caller's own). Unlike Open, the
+// namespace handle is the Links' own: Close releases it.
+func OpenPath(path string) (*Links, error) {
+	if path == "" {
+		return Open(netns.None())
+	}
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		return nil, fmt.Errorf("link: open network namespace %s: %w", path, err)
+	}
+	l, err := Open(ns)
+	if err != nil {
+		ns.Close()
+		return nil, err
+	}
+	l.ownsNS = true
+	return l, nil
+}
+
+// Close releases the netlink handle, and the namespace handle if OpenPath opened it.
+func (l *Links) Close() {
+	l.h.Close()
+	if l.ownsNS {
+		l.ns.Close()
+	}
+}
 
 // State is what the kernel says about a link.
 type State struct {
@@ -156,6 +181,47 @@ func (l *Links) DelAddress(name string, p netip.Prefix) error {
 		return fmt.Errorf("link: remove %s from %s: %w", p, name, err)
 	}
 	return nil
+}
+
+// SyncLabelled makes the IPv4 addresses on link name that carry label exactly want, each as a host address (/32),
+// and leaves every address with another label alone. A component marks its addresses on a shared link (the
+// loopback) this way, so that it finds its own again after a restart and never touches anyone else's. Labels
+// must start with the link's name ("lo:toride"), as the kernel requires.
+func (l *Links) SyncLabelled(name, label string, want []netip.Addr) error {
+	lk, err := l.byName(name)
+	if err != nil {
+		return err
+	}
+	have, err := retryDump(func() ([]netlink.Addr, error) { return l.h.AddrList(lk, netlink.FAMILY_V4) })
+	if err != nil {
+		return fmt.Errorf("link: addresses of %s: %w", name, err)
+	}
+	wanted := map[netip.Addr]bool{}
+	for _, a := range want {
+		wanted[a] = true
+	}
+	var errs []error
+	for _, a := range have {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok || a.Label != label {
+			continue
+		}
+		ip = ip.Unmap()
+		if wanted[ip] {
+			delete(wanted, ip)
+			continue
+		}
+		if err := l.h.AddrDel(lk, &a); err != nil {
+			errs = append(errs, fmt.Errorf("link: remove %s from %s: %w", ip, name, err))
+		}
+	}
+	for a := range wanted {
+		addr := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(a, 32)), Label: label}
+		if err := l.h.AddrReplace(lk, addr); err != nil {
+			errs = append(errs, fmt.Errorf("link: add %s to %s: %w", a, name, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Event is a link appearing (Present) or disappearing.

@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+
+	"github.com/vishvananda/netns"
 )
 
 // ErrNotFound is returned for a link that does not exist.
@@ -32,11 +34,18 @@ type Event struct {
 	Present bool
 }
 
-func (l *Links) Close()                                   {}
-func (l *Links) Get(string) (State, error)                { return State{}, errUnsupported }
-func (l *Links) Names() ([]string, error)                 { return nil, errUnsupported }
-func (l *Links) SetMTU(string, int) error                 { return errUnsupported }
-func (l *Links) SetUp(string, bool) error                 { return errUnsupported }
-func (l *Links) AddAddress(string, netip.Prefix) error    { return errUnsupported }
-func (l *Links) DelAddress(string, netip.Prefix) error    { return errUnsupported }
-func (l *Links) Watch(context.Context, func(Event)) error { return errUnsupported }
+// Open fails off Linux.
+func Open(netns.NsHandle) (*Links, error) { return nil, errUnsupported }
+
+// OpenPath fails off Linux.
+func OpenPath(string) (*Links, error) { return nil, errUnsupported }
+
+func (l *Links) Close()                                          {}
+func (l *Links) Get(string) (State, error)                       { return State{}, errUnsupported }
+func (l *Links) Names() ([]string, error)                        { return nil, errUnsupported }
+func (l *Links) SetMTU(string, int) error                        { return errUnsupported }
+func (l *Links) SetUp(string, bool) error                        { return errUnsupported }
+func (l *Links) AddAddress(string, netip.Prefix) error           { return errUnsupported }
+func (l *Links) DelAddress(string, netip.Prefix) error           { return errUnsupported }
+func (l *Links) SyncLabelled(string, string, []netip.Addr) error { return errUnsupported }
+func (l *Links) Watch(context.Context, func(Event)) error        { return errUnsupported }

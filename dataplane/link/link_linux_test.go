@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
 	"toride/dataplane/link"
@@ -110,4 +111,57 @@ func TestWatchSeesLinksComeAndGo(t *testing.T) {
 	want(link.Event{Name: "eth3", Present: true})
 	b.MustRun("ip", "link", "del", "eth0")
 	want(link.Event{Name: "eth3", Present: false})
+}
+
+// SyncLabelled adds and removes only the addresses carrying its label: an address someone else put on the same
+// link stays through every change, and an empty list removes exactly the labelled ones.
+func TestSyncLabelledOwnsOnlyItsLabel(t *testing.T) {
+	lb := lab.New(t)
+	n := lb.Namespace("lbl")
+	l, err := link.OpenPath("/run/netns/" + n.Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	other := netip.MustParsePrefix("198.51.100.9/32")
+	if err := l.AddAddress("lo", other); err != nil {
+		t.Fatal(err)
+	}
+	labelled := func() []netip.Addr {
+		t.Helper()
+		lo, err := n.Handle().LinkByName("lo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs, err := n.Handle().AddrList(lo, netlink.FAMILY_V4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []netip.Addr
+		for _, a := range addrs {
+			if a.Label == "lo:test" {
+				ip, _ := netip.AddrFromSlice(a.IP)
+				out = append(out, ip.Unmap())
+			}
+		}
+		slices.SortFunc(out, netip.Addr.Compare)
+		return out
+	}
+	a1, a2, a3 := netip.MustParseAddr("169.254.10.1"), netip.MustParseAddr("169.254.10.5"), netip.MustParseAddr("169.254.10.9")
+	steps := [][]netip.Addr{{a1, a2}, {a1, a2}, {a2, a3}, nil}
+	for i, want := range steps {
+		if err := l.SyncLabelled("lo", "lo:test", want); err != nil {
+			t.Fatalf("step %d: %v", i, err)
+		}
+		if got := labelled(); !slices.Equal(got, want) {
+			t.Fatalf("step %d: labelled addresses %v, want %v", i, got, want)
+		}
+		st, err := l.Get("lo")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Contains(st.Addresses, other) {
+			t.Fatalf("step %d: the unlabelled %s was removed: %v", i, other, st.Addresses)
+		}
+	}
 }
