@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"toride/dataplane/tun/tuntest"
+	"toride/sslvpn/anyconnect"
 	"toride/sslvpn/datapath"
 	"toride/sslvpn/internal/icmptest"
 	"toride/sslvpn/openvpn"
@@ -182,6 +183,20 @@ func connect(s *Server, user string, chain ...*x509.Certificate) (*ovpnClient, *
 	}
 	g, err := c.b.Connect(context.Background(), req, c)
 	return c, g, err
+}
+
+// connectAnyConnect logs user in over AnyConnect with a certificate and opens the tunnel, as the engine does in
+// two steps.
+func connectAnyConnect(s *Server, user string) (*fakeACSession, error) {
+	b := (*anyconnectBackend)(s)
+	remote := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 51, 100, 1}), 40000)
+	id, err := b.Authenticate(context.Background(), &anyconnect.AuthRequest{Remote: remote, Group: defaultGroup, Certificate: certOf(user)})
+	if err != nil {
+		return nil, err
+	}
+	as := &fakeACSession{id: ovpnIDs.Add(1), ident: id}
+	_, err = b.Connect(context.Background(), &anyconnect.ConnectRequest{Remote: remote, Group: defaultGroup, Identity: id}, as)
+	return as, err
 }
 
 func mustConnect(t *testing.T, s *Server, user string, chain ...*x509.Certificate) (*ovpnClient, *openvpn.Grant) {
@@ -361,8 +376,8 @@ func TestSessionTrafficThroughTheDevice(t *testing.T) {
 	}
 }
 
-// TestSessionLimits: the server's limit and each user's count sessions of every user and protocol; the pool's
-// size limits too. Each refusal tells the client why, is counted by its reason, and a session's end frees its
+// TestSessionLimits: the server's limit and each user's count sessions of every user and protocol, OpenVPN and
+// AnyConnect alike; the pool's size limits too. Each refusal tells the client why, is counted by its reason, and a session's end frees its
 // place.
 func TestSessionLimits(t *testing.T) {
 	tc := newTestConcentrator(t)
@@ -371,19 +386,28 @@ func TestSessionLimits(t *testing.T) {
 		LimitName: "flavor small", MaxSessionsPerUser: 2})
 	sessions := map[string][]*ovpnClient{}
 	steps := []struct {
-		user    string
-		refused string // the reason, "" for admitted
-		msg     string // in the client's message
+		user       string
+		anyconnect bool
+		refused    string // the reason, "" for admitted
+		msg        string // in the client's message
 	}{
-		{"alice", "", ""},
-		{"alice", "", ""},
-		{"alice", RefusedUserLimit, "max-sessions-per-user 2"},
-		{"bob", "", ""},
-		{"carol", "", ""},
-		{"dave", RefusedLimit, "connection limit reached: 4 sessions (flavor small)"},
+		{"alice", false, "", ""},
+		{"alice", true, "", ""},
+		{"alice", false, RefusedUserLimit, "max-sessions-per-user 2"},
+		{"alice", true, RefusedUserLimit, "max-sessions-per-user 2"},
+		{"bob", false, "", ""},
+		{"carol", true, "", ""},
+		{"dave", false, RefusedLimit, "connection limit reached: 4 sessions (flavor small)"},
+		{"dave", true, RefusedLimit, "connection limit reached: 4 sessions (flavor small)"},
 	}
 	for i, step := range steps {
-		c, _, err := connect(s, step.user)
+		var c *ovpnClient
+		var err error
+		if step.anyconnect {
+			_, err = connectAnyConnect(s, step.user)
+		} else {
+			c, _, err = connect(s, step.user)
+		}
 		if step.refused == "" {
 			if err != nil {
 				t.Fatalf("step %d: %s refused: %v", i, step.user, err)
@@ -396,7 +420,7 @@ func TestSessionLimits(t *testing.T) {
 			t.Fatalf("step %d: %s: %v, want refused as %s saying %q", i, step.user, err, step.refused, step.msg)
 		}
 	}
-	if st := tc.Status()[0]; st.Sessions != 4 || st.PoolInUse != 4 || !counted(st.Refused, RefusedUserLimit, 1, RefusedLimit, 1) {
+	if st := tc.Status()[0]; st.Sessions != 4 || st.PoolInUse != 4 || !counted(st.Refused, RefusedUserLimit, 2, RefusedLimit, 2) {
 		t.Fatalf("status %+v", st)
 	}
 
@@ -413,7 +437,10 @@ func TestSessionLimits(t *testing.T) {
 	if !errors.As(err, &r) || r.Reason != RefusedPool || !strings.Contains(r.Msg, "no free client address") {
 		t.Fatalf("sixth client in a pool of five: %v", err)
 	}
-	if st := tc.Status()[0]; st.Sessions != 5 || st.PoolInUse != 5 || st.PoolCapacity != 5 || st.Refused[RefusedPool] != 1 {
+	if _, err := connectAnyConnect(s, "gina"); !errors.As(err, &r) || r.Reason != RefusedPool {
+		t.Fatalf("sixth client in a pool of five, over AnyConnect: %v", err)
+	}
+	if st := tc.Status()[0]; st.Sessions != 5 || st.PoolInUse != 5 || st.PoolCapacity != 5 || st.Refused[RefusedPool] != 2 {
 		t.Fatalf("status %+v", st)
 	}
 }
