@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -221,8 +222,9 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 
 // TestServerTUNDevice: a server makes its device, addresses it in each of its pools and brings it up; a
 // configuration it can apply in place leaves the device alone, a restart makes a new one, and a server that goes
-// removes its device.
+// removes its device, and every goroutine it ran.
 func TestServerTUNDevice(t *testing.T) {
+	before := runtime.NumGoroutine()
 	tc := newTestConcentrator(t)
 	ctx := context.Background()
 	cfg := func(pool string, maxSessions int) Config {
@@ -269,6 +271,7 @@ func TestServerTUNDevice(t *testing.T) {
 	if got := tc.tuns.Open(); len(got) != 0 {
 		t.Fatalf("devices open without a server: %v", got)
 	}
+	waitUntil(t, "the servers' goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
 }
 
 // TestTUNNamesAreUnique: servers whose names make the same 15-character device name each get their own.
