@@ -40,6 +40,7 @@ import (
 	"toride/dataplane/nft"
 	"toride/dataplane/route"
 	"toride/dataplane/sysctl"
+	"toride/dataplane/tun"
 	"toride/ike"
 	"toride/sslvpn"
 	"toride/sslvpn/pki"
@@ -113,7 +114,7 @@ func New(opts Options) (*System, error) {
 	}
 	totp := &totpSteps{path: filepath.Join(opts.StateDir, "sslvpn", "totp-steps.json"), log: s.log.With("component", "sslvpn")}
 	vpn := &sslvpnComponent{
-		conc:   sslvpn.New(sslvpn.Options{Links: links, Logger: s.log.With("component", "sslvpn"), Auth: userauth.Options{Replay: totp}}),
+		conc:   sslvpn.New(sslvpn.Options{TUN: tun.Kernel{}, Links: links, Logger: s.log.With("component", "sslvpn"), Auth: userauth.Options{Replay: totp}}),
 		ledger: ledger, stateDir: opts.StateDir, health: s.health, log: s.log.With("component", "sslvpn"),
 	}
 	validate := func(c *config.Config) config.Problems {

@@ -16,6 +16,9 @@
 // reconnect, the user is checked again (not disabled, not deleted since), and a commit that disables or deletes
 // a user invalidates their cookies and cuts their sessions.
 //
+// A server does not make its TUN device itself: Options.TUN does (dataplane/tun.Kernel on the appliance, in-memory
+// tuntest devices in tests), and Options.Links addresses it, one address in each of the server's pools.
+//
 // Locking: the Concentrator's mu guards its server map and is held across Set; each Server's mu guards its
 // session table and is held briefly. A Concentrator is safe for concurrent use.
 package sslvpn
@@ -37,6 +40,7 @@ import (
 	"sync"
 	"time"
 
+	"toride/dataplane/tun"
 	"toride/sslvpn/anyconnect"
 	"toride/sslvpn/datapath"
 	"toride/sslvpn/demux"
@@ -49,6 +53,11 @@ import (
 // ErrNoSuchSession is a session id that is not connected.
 var ErrNoSuchSession = errors.New("sslvpn: no such session")
 
+// TUNMaker makes the servers' TUN devices: dataplane/tun.Kernel, or a test's tuntest.Devices.
+type TUNMaker interface {
+	Create(name string, mtu int) (tun.Device, error)
+}
+
 // Addresser sets the TUN devices' addresses (dataplane/link).
 type Addresser interface {
 	AddAddress(name string, p netip.Prefix) error
@@ -57,6 +66,7 @@ type Addresser interface {
 
 // Options are what the concentrator needs from the appliance.
 type Options struct {
+	TUN    TUNMaker // required
 	Links  Addresser
 	Logger *slog.Logger
 	Auth   userauth.Options
@@ -220,8 +230,11 @@ type Concentrator struct {
 	closed  bool
 }
 
-// New returns a concentrator with no server.
+// New returns a concentrator with no server. It panics without opts.TUN: a wiring bug.
 func New(opts Options) *Concentrator {
+	if opts.TUN == nil {
+		panic("sslvpn: New without a TUN maker")
+	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}

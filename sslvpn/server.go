@@ -17,8 +17,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.zx2c4.com/wireguard/tun"
-
 	"toride/sslvpn/anyconnect"
 	"toride/sslvpn/datapath"
 	"toride/sslvpn/demux"
@@ -157,7 +155,7 @@ func startServer(cfg *ServerConfig, tunName string, deps *Options, auth *useraut
 		s.pools[pfx] = p
 	}
 	s.pool = s.pools[cfg.Pool]
-	dev, err := tun.CreateTUN(tunName, 1500)
+	dev, err := deps.TUN.Create(tunName, 1500)
 	if err != nil {
 		return nil, fmt.Errorf("sslvpn: server %s: TUN device %s: %w", cfg.Name, tunName, err)
 	}

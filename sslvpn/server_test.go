@@ -6,8 +6,6 @@ import (
 	"crypto/x509/pkix"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/big"
 	"net/netip"
 	"strings"
@@ -17,35 +15,16 @@ import (
 	"github.com/pquerna/otp"
 	"github.com/pquerna/otp/hotp"
 	"golang.org/x/crypto/bcrypt"
-	"golang.zx2c4.com/wireguard/tun/tuntest"
 
 	"toride/sslvpn/anyconnect"
-	"toride/sslvpn/datapath"
-	"toride/sslvpn/pool"
-	"toride/sslvpn/trust"
 	"toride/sslvpn/userauth"
 )
 
-// newTestServer is a Server without listeners or engines: its datapath runs over an in-memory TUN.
+// newTestServer is a server of a concentrator over an in-memory TUN device (see newTestConcentrator), started
+// as the appliance starts one, without engines or listeners unless cfg enables them.
 func newTestServer(t *testing.T, cfg *ServerConfig) *Server {
 	t.Helper()
-	if !cfg.Pool.IsValid() {
-		cfg.Pool = netip.MustParsePrefix("10.8.0.0/24")
-	}
-	p, err := pool.New(cfg.Pool, pool.Subnet, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dp, err := datapath.New(tuntest.NewChannelTUN().TUN(), datapath.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { dp.Close() })
-	s := &Server{name: "main", log: slog.New(slog.NewTextHandler(io.Discard, nil)), auth: userauth.New(userauth.Options{}), trust: &trust.Store{},
-		pool: p, pools: map[netip.Prefix]*pool.Pool{cfg.Pool: p}, dp: dp,
-		sessions: map[string]*Session{}, byOVPN: map[uint64]*Session{}, byAnyConnect: map[uint64]*Session{}, refused: map[string]uint64{}}
-	s.cfg.Store(cfg)
-	return s
+	return newTestConcentrator(t).start(t, cfg)
 }
 
 func certOf(cn string) *x509.Certificate {

@@ -10,8 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"golang.zx2c4.com/wireguard/tun"
-
+	"toride/dataplane/tun"
 	"toride/sslvpn/anyconnect"
 	"toride/sslvpn/datapath"
 	"toride/tests/lab"
@@ -83,8 +82,8 @@ func throughput(b *testing.B, server, mode string) float64 {
 	target := "10.8.0.1"
 	switch server {
 	case "toride":
-		var dev tun.Device
-		if err := srvNS.Do(func() (err error) { dev, err = tun.CreateTUN("actun", 1500); return err }); err != nil {
+		dev, err := tun.Kernel{Netns: "/run/netns/" + srvNS.Name}.Create("actun", 1500)
+		if err != nil {
 			b.Fatal(err)
 		}
 		dp, err := datapath.New(dev, datapath.Options{})

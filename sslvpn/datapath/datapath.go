@@ -22,7 +22,7 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"golang.zx2c4.com/wireguard/tun"
+	"toride/dataplane/tun"
 )
 
 // Errors of the uplink; each is also counted.
@@ -91,7 +91,7 @@ type Options struct {
 	Queue   int // writer queue length (0: Buffers)
 }
 
-// New runs the datapath over an open TUN device (tun.CreateTUN, or a test's channel TUN).
+// New runs the datapath over an open TUN device (tun.Kernel's, or a tuntest.Device); Close closes it.
 func New(dev tun.Device, opts Options) (*Device, error) {
 	name, err := dev.Name()
 	if err != nil {

@@ -11,8 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.zx2c4.com/wireguard/tun"
-	"golang.zx2c4.com/wireguard/tun/tuntest"
+	"toride/dataplane/tun"
+	"toride/dataplane/tun/tuntest"
+	"toride/sslvpn/internal/icmptest"
 )
 
 // recorder is a Peer that keeps copies of what it is sent, or refuses everything when full.
@@ -44,6 +45,16 @@ var (
 	bob    = netip.MustParseAddr("10.8.0.3")
 )
 
+// ping is an ICMP echo request from src to dst.
+func ping(dst, src netip.Addr) []byte { return icmptest.EchoRequest(src, dst, 1, 4) }
+
+func deliver(t *testing.T, dev *tuntest.Device, pkt []byte) {
+	t.Helper()
+	if err := dev.Deliver(pkt); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -57,8 +68,8 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func TestRoutingAndAntiSpoofing(t *testing.T) {
 	before := runtime.NumGoroutine()
-	ct := tuntest.NewChannelTUN()
-	d, err := New(ct.TUN(), Options{Buffers: 8})
+	dev := tuntest.NewDevice("vpn-test", 1500)
+	d, err := New(dev, Options{Buffers: 8})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,24 +86,24 @@ func TestRoutingAndAntiSpoofing(t *testing.T) {
 	}
 
 	// LAN → clients, by destination.
-	ct.Outbound <- tuntest.Ping(alice, server)
-	ct.Outbound <- tuntest.Ping(bob, server)
-	ct.Outbound <- tuntest.Ping(netip.MustParseAddr("10.8.0.9"), server)
+	deliver(t, dev, ping(alice, server))
+	deliver(t, dev, ping(bob, server))
+	deliver(t, dev, ping(netip.MustParseAddr("10.8.0.9"), server))
 	waitFor(t, "delivery", func() bool { return a.count() == 1 && b.count() == 1 && d.Stats().NoRoute == 1 })
 
 	// Client → LAN: alice's own source passes, bob's address from alice's session does not.
-	if err := ua.WritePacket(tuntest.Ping(server, alice)); err != nil {
+	if err := ua.WritePacket(ping(server, alice)); err != nil {
 		t.Fatal(err)
 	}
 	select {
-	case got := <-ct.Inbound:
+	case got := <-dev.Written:
 		if netip.AddrFrom4([4]byte(got[12:16])) != alice {
 			t.Fatalf("wrote a packet from %v", got[12:16])
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("uplink packet never reached the TUN device")
 	}
-	if err := ua.WritePacket(tuntest.Ping(server, bob)); !errors.Is(err, ErrSpoofed) {
+	if err := ua.WritePacket(ping(server, bob)); !errors.Is(err, ErrSpoofed) {
 		t.Fatalf("spoofed packet: %v", err)
 	}
 	if err := ua.WritePacket([]byte{0x60, 0, 0, 0}); !errors.Is(err, ErrMalformed) {
@@ -104,14 +115,14 @@ func TestRoutingAndAntiSpoofing(t *testing.T) {
 	a.full = true
 	a.mu.Unlock()
 	for range 3 {
-		ct.Outbound <- tuntest.Ping(alice, server)
+		deliver(t, dev, ping(alice, server))
 	}
-	ct.Outbound <- tuntest.Ping(bob, server)
+	deliver(t, dev, ping(bob, server))
 	waitFor(t, "drops", func() bool { return d.Stats().SessionDrop == 3 && b.count() == 2 })
 
 	// Detached: no more delivery.
 	d.Detach(alice, a)
-	ct.Outbound <- tuntest.Ping(alice, server)
+	deliver(t, dev, ping(alice, server))
 	waitFor(t, "no route", func() bool { return d.Stats().NoRoute == 2 })
 
 	st := d.Stats()
@@ -126,8 +137,8 @@ func TestRoutingAndAntiSpoofing(t *testing.T) {
 }
 
 func TestBackPressureDropsInsteadOfBlocking(t *testing.T) {
-	ct := tuntest.NewChannelTUN() // nobody reads Inbound: the writer blocks on its first write
-	d, err := New(ct.TUN(), Options{Buffers: 4})
+	dev := tuntest.NewDevice("vpn-test", 1500) // nobody takes what is written: the writer blocks on its first write
+	d, err := New(dev, Options{Buffers: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +146,7 @@ func TestBackPressureDropsInsteadOfBlocking(t *testing.T) {
 	u, _ := d.Attach(alice, &recorder{})
 	var refused int
 	for range 20 {
-		if err := u.WritePacket(tuntest.Ping(server, alice)); err != nil {
+		if err := u.WritePacket(ping(server, alice)); err != nil {
 			refused++
 			if !errors.Is(err, ErrNoBuffer) && !errors.Is(err, ErrQueueFull) {
 				t.Fatal(err)

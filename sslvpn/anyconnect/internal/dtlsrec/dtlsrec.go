@@ -10,7 +10,8 @@
 //	additional data:   epoch|sequence(8) | type(1) | version(2) | plaintext length(2)
 //
 // Keys come from the master secret as TLS 1.2 defines (the suite's PRF hash, "key expansion", server random
-// then client random). Incoming records pass an RFC 6347 anti-replay window of 64 records.
+// then client random). Incoming records pass the anti-replay window both protocols share (sslvpn/internal/replay,
+// RFC 6479 style, replay.WindowSize records; RFC 6347 4.1.2.6 asks for at least 64).
 //
 // A Conn's Seal is safe for concurrent use (it serializes on a mutex: the sequence number and its scratch
 // space); Open and the replay window belong to one goroutine (the socket reader). Neither allocates: the AEAD
@@ -31,6 +32,8 @@ import (
 	"sync"
 
 	"golang.org/x/crypto/chacha20poly1305"
+
+	"toride/sslvpn/internal/replay"
 )
 
 // Cipher suites handled here.
@@ -79,10 +82,7 @@ type Conn struct {
 	openAD  [13]byte
 	openNon [12]byte
 
-	// Receive state: the highest sequence seen and a bitmap of the 64 below it (bit 0: highest).
-	top    uint64
-	bitmap uint64
-	seen   bool
+	filter replay.Filter // the received sequence numbers
 }
 
 // Params are what the handshake agreed.
@@ -249,7 +249,7 @@ func (c *Conn) Open(rec []byte) ([]byte, error) {
 	}
 	seq64 := binary.BigEndian.Uint64(rec[3:11])
 	seq := seq64 & (1<<48 - 1)
-	if !c.fresh(seq) {
+	if !c.filter.Fresh(seq) {
 		return nil, ErrReplay
 	}
 	frag := rec[HeaderLen:]
@@ -274,32 +274,6 @@ func (c *Conn) Open(rec []byte) ([]byte, error) {
 	if err != nil {
 		return nil, ErrAuth
 	}
-	c.mark(seq)
+	c.filter.Accept(seq)
 	return pt, nil
-}
-
-// fresh reports whether seq is new to the window.
-func (c *Conn) fresh(seq uint64) bool {
-	if !c.seen || seq > c.top {
-		return true
-	}
-	d := c.top - seq
-	return d < 64 && c.bitmap&(1<<d) == 0
-}
-
-func (c *Conn) mark(seq uint64) {
-	switch {
-	case !c.seen:
-		c.seen, c.top, c.bitmap = true, seq, 1
-	case seq > c.top:
-		shift := seq - c.top
-		if shift >= 64 {
-			c.bitmap = 1
-		} else {
-			c.bitmap = c.bitmap<<shift | 1
-		}
-		c.top = seq
-	default:
-		c.bitmap |= 1 << (c.top - seq)
-	}
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"testing"
+
+	"toride/sslvpn/internal/replay"
 )
 
 func pair(t testing.TB, suite uint16) (server, client *Conn) {
@@ -59,19 +61,20 @@ func TestRoundTrip(t *testing.T) {
 func TestReplayAndTamper(t *testing.T) {
 	server, client := pair(t, TLS_PSK_WITH_AES_128_GCM_SHA256)
 	var recs [][]byte
-	for range 70 {
+	for range replay.WindowSize + 10 {
 		recs = append(recs, seal(t, server, "x"))
 	}
-	if _, err := client.Open(bytes.Clone(recs[69])); err != nil {
+	top := len(recs) - 1
+	if _, err := client.Open(bytes.Clone(recs[top])); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := client.Open(bytes.Clone(recs[69])); !errors.Is(err, ErrReplay) {
+	if _, err := client.Open(bytes.Clone(recs[top])); !errors.Is(err, ErrReplay) {
 		t.Errorf("replay: %v", err)
 	}
-	if _, err := client.Open(bytes.Clone(recs[10])); err != nil { // within the window, out of order
+	if _, err := client.Open(bytes.Clone(recs[top-replay.WindowSize])); err != nil { // at the window's edge, out of order
 		t.Errorf("reordered: %v", err)
 	}
-	if _, err := client.Open(bytes.Clone(recs[3])); !errors.Is(err, ErrReplay) { // 66 behind: too old
+	if _, err := client.Open(bytes.Clone(recs[top-replay.WindowSize-1])); !errors.Is(err, ErrReplay) { // just beyond it: too old
 		t.Errorf("too old: %v", err)
 	}
 	bad := bytes.Clone(recs[20])

@@ -39,8 +39,8 @@ import (
 
 	"golang.org/x/crypto/chacha20poly1305"
 
+	"toride/sslvpn/internal/replay"
 	"toride/sslvpn/openvpn/internal/keymethod"
-	"toride/sslvpn/openvpn/internal/replay"
 	"toride/sslvpn/openvpn/internal/wire"
 )
 

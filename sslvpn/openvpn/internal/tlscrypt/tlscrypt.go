@@ -30,7 +30,7 @@ import (
 	"strings"
 	"time"
 
-	"toride/sslvpn/openvpn/internal/replay"
+	"toride/sslvpn/internal/replay"
 	"toride/sslvpn/openvpn/internal/wire"
 )
 

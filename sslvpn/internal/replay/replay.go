@@ -1,5 +1,7 @@
-// Package replay is an anti-replay sliding window for packet counters in the style of RFC 6479: a ring of 64-bit
-// blocks, so sliding the window clears whole words instead of shifting a bitmap.
+// Package replay is the anti-replay sliding window of both protocols' packet counters, in the style of RFC 6479: a
+// ring of 64-bit blocks, so sliding the window clears whole words instead of shifting a bitmap. OpenVPN's data
+// channel and tls-crypt filter their 32-bit packet ids with it, AnyConnect's DTLS its records' 48-bit sequence
+// numbers (RFC 6347 4.1.2.6 lets a receiver keep a window larger than 64).
 //
 // A Filter is not safe for concurrent use: each receive direction of a key owns one. Its zero value is an empty
 // window that accepts any counter.
@@ -20,6 +22,18 @@ type Filter struct {
 
 // Reset empties the window.
 func (f *Filter) Reset() { *f = Filter{} }
+
+// Fresh reports whether Accept would accept counter, without recording it: a receiver can drop a replay before it
+// spends a decryption on it.
+func (f *Filter) Fresh(counter uint64) bool {
+	switch {
+	case counter+WindowSize < f.last:
+		return false
+	case counter > f.last:
+		return true
+	}
+	return f.ring[(counter/blockBits)%ringBlocks]&(uint64(1)<<(counter%blockBits)) == 0
+}
 
 // Accept reports whether counter is new and within the window, and if so records it. Call it only after the
 // packet was authenticated, or a forger could advance the window.

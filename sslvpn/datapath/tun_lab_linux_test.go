@@ -7,9 +7,8 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netns"
-	"golang.zx2c4.com/wireguard/tun"
-
 	"toride/dataplane/link"
+	"toride/dataplane/tun"
 	"toride/sslvpn/datapath"
 	"toride/tests/lab"
 )
@@ -37,8 +36,8 @@ func (e *echoPeer) SendPacket(pkt []byte) bool {
 func TestRealTUN(t *testing.T) {
 	l := lab.New(t, "ping")
 	ns := l.Namespace("tun")
-	var dev tun.Device
-	if err := ns.Do(func() (err error) { dev, err = tun.CreateTUN("sslvpn0", 1420); return }); err != nil {
+	dev, err := tun.Kernel{Netns: "/run/netns/" + ns.Name}.Create("sslvpn0", 1420)
+	if err != nil {
 		t.Fatal(err)
 	}
 	d, err := datapath.New(dev, datapath.Options{})
