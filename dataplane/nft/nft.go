@@ -23,6 +23,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -76,6 +77,52 @@ type Rule struct {
 	Verdict Verdict
 }
 
+// Clamp lowers the TCP MSS option of SYNs forwarded into or out of an interface to MSS, and never raises it: the
+// segments of connections through a tunnel then fit its MTU without fragmenting (the cloud's file asks for 1379).
+type Clamp struct {
+	Interface string
+	MSS       uint16
+}
+
+func (c Clamp) check() error {
+	if c.Interface == "" || len(c.Interface) > 15 {
+		return fmt.Errorf("interface name %q: want 1 to 15 bytes", c.Interface)
+	}
+	if c.MSS < 536 || c.MSS > 65495 {
+		return fmt.Errorf("MSS %d on %s: want 536 to 65495", c.MSS, c.Interface)
+	}
+	return nil
+}
+
+// state is everything the table holds, per owner.
+type state struct {
+	rules  map[string][]Rule
+	clamps map[string][]Clamp
+}
+
+// owners returns every owner with rules, in name order (the input chain jumps to them in this order).
+func (s state) owners() []string {
+	owners := make([]string, 0, len(s.rules))
+	for k := range s.rules {
+		owners = append(owners, k)
+	}
+	slices.Sort(owners)
+	return owners
+}
+
+// allClamps returns every owner's clamps, owners in name order.
+func (s state) allClamps() []Clamp {
+	var out []Clamp
+	for _, owner := range slices.Sorted(maps.Keys(s.clamps)) {
+		out = append(out, s.clamps[owner]...)
+	}
+	return out
+}
+
+func (s state) clone() state {
+	return state{rules: maps.Clone(s.rules), clamps: maps.Clone(s.clamps)}
+}
+
 // Options configure a Manager.
 type Options struct {
 	// NetnsPath is the network namespace file to work in; "" is the caller's.
@@ -88,13 +135,13 @@ type Options struct {
 type Manager struct {
 	opts Options
 	mu   sync.Mutex
-	sets map[string][]Rule // owner → rules, as last Set
+	st   state // as last applied
 	back backend
 }
 
 // backend is the kernel side; the Linux one talks netlink.
 type backend interface {
-	apply(table string, owners []string, rules map[string][]Rule) error
+	apply(table string, st state) error
 	remove(table string) error
 	close() error
 }
@@ -113,7 +160,7 @@ func New(opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Manager{opts: opts, sets: map[string][]Rule{}, back: b}, nil
+	return &Manager{opts: opts, st: state{rules: map[string][]Rule{}, clamps: map[string][]Clamp{}}, back: b}, nil
 }
 
 // Set replaces the rules of owner and rewrites the table atomically. An owner with no rules keeps an empty chain.
@@ -122,33 +169,53 @@ func (m *Manager) Set(ctx context.Context, owner string, rules []Rule) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if !nameRE.MatchString(owner) || owner == "input" {
-		return fmt.Errorf("%w: bad owner name %q", ErrNFT, owner)
+	if err := checkOwner(owner); err != nil {
+		return err
 	}
 	for i, r := range rules {
 		if err := r.check(); err != nil {
 			return fmt.Errorf("%w: %s rule %d: %w", ErrNFT, owner, i, err)
 		}
 	}
+	return m.apply(func(next state) { next.rules[owner] = slices.Clone(rules) })
+}
+
+// SetClamps replaces the MSS clamps of owner and rewrites the table atomically, as Set does.
+func (m *Manager) SetClamps(ctx context.Context, owner string, clamps []Clamp) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := checkOwner(owner); err != nil {
+		return err
+	}
+	for _, c := range clamps {
+		if err := c.check(); err != nil {
+			return fmt.Errorf("%w: %s clamp: %w", ErrNFT, owner, err)
+		}
+	}
+	return m.apply(func(next state) { next.clamps[owner] = slices.Clone(clamps) })
+}
+
+func checkOwner(owner string) error {
+	if !nameRE.MatchString(owner) || owner == "input" || owner == "forward" {
+		return fmt.Errorf("%w: bad owner name %q", ErrNFT, owner)
+	}
+	return nil
+}
+
+// apply writes the table as change makes it from the current state; on failure the current state stays.
+func (m *Manager) apply(change func(state)) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.back == nil {
 		return fmt.Errorf("%w: manager closed", ErrNFT)
 	}
-	next := make(map[string][]Rule, len(m.sets)+1)
-	for k, v := range m.sets {
-		next[k] = v
-	}
-	next[owner] = slices.Clone(rules)
-	owners := make([]string, 0, len(next))
-	for k := range next {
-		owners = append(owners, k)
-	}
-	slices.Sort(owners)
-	if err := m.back.apply(m.opts.Table, owners, next); err != nil {
+	next := m.st.clone()
+	change(next)
+	if err := m.back.apply(m.opts.Table, next); err != nil {
 		return fmt.Errorf("%w: apply table %s: %w", ErrNFT, m.opts.Table, err)
 	}
-	m.sets = next
+	m.st = next
 	return nil
 }
 
@@ -156,7 +223,7 @@ func (m *Manager) Set(ctx context.Context, owner string, rules []Rule) error {
 func (m *Manager) Rules(owner string) []Rule {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return slices.Clone(m.sets[owner])
+	return slices.Clone(m.st.rules[owner])
 }
 
 // Delete removes the table (if present) and forgets every owner's rules.
@@ -172,7 +239,7 @@ func (m *Manager) Delete(ctx context.Context) error {
 	if err := m.back.remove(m.opts.Table); err != nil {
 		return fmt.Errorf("%w: delete table %s: %w", ErrNFT, m.opts.Table, err)
 	}
-	m.sets = map[string][]Rule{}
+	m.st = state{rules: map[string][]Rule{}, clamps: map[string][]Clamp{}}
 	return nil
 }
 

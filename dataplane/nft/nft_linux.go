@@ -56,7 +56,7 @@ func (b *netlinkBackend) remove(name string) error {
 	return c.Flush()
 }
 
-func (b *netlinkBackend) apply(name string, owners []string, rules map[string][]Rule) error {
+func (b *netlinkBackend) apply(name string, st state) error {
 	c, err := b.conn()
 	if err != nil {
 		return err
@@ -74,12 +74,12 @@ func (b *netlinkBackend) apply(name string, owners []string, rules map[string][]
 		Priority: nftables.ChainPriorityFilter,
 		Policy:   &accept,
 	})
-	for _, owner := range owners {
+	for _, owner := range st.owners() {
 		ch := c.AddChain(&nftables.Chain{Name: owner, Table: t})
 		c.AddRule(&nftables.Rule{Table: t, Chain: input, Exprs: []expr.Any{
 			&expr.Verdict{Kind: expr.VerdictJump, Chain: owner},
 		}})
-		for _, r := range rules[owner] {
+		for _, r := range st.rules[owner] {
 			for _, exprs := range ruleExprs(r) {
 				nr := &nftables.Rule{Table: t, Chain: ch, Exprs: exprs}
 				if r.Comment != "" {
@@ -89,7 +89,40 @@ func (b *netlinkBackend) apply(name string, owners []string, rules map[string][]
 			}
 		}
 	}
+	if clamps := st.allClamps(); len(clamps) > 0 {
+		// Mangle priority: before any filter sees the SYN, as iptables' TCPMSS did.
+		fwd := c.AddChain(&nftables.Chain{Name: "forward", Table: t, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityMangle, Policy: &accept})
+		for _, cl := range clamps {
+			for _, key := range []expr.MetaKey{expr.MetaKeyOIFNAME, expr.MetaKeyIIFNAME} {
+				c.AddRule(&nftables.Rule{Table: t, Chain: fwd, Exprs: clampExprs(key, cl),
+					UserData: userdata.AppendString(nil, userdata.TypeComment, fmt.Sprintf("toride: MSS %d on %s", cl.MSS, cl.Interface))})
+			}
+		}
+	}
 	return c.Flush()
+}
+
+// clampExprs: meta KEY "IF" meta l4proto tcp tcp flags & (syn|rst) == syn tcp option maxseg size > MSS
+// tcp option maxseg size set MSS.
+func clampExprs(key expr.MetaKey, cl Clamp) []expr.Any {
+	ifname := make([]byte, 16) // IFNAMSIZ, zero-padded: an exact name, not a prefix
+	copy(ifname, cl.Interface)
+	mss := binary.BigEndian.AppendUint16(nil, cl.MSS)
+	return []expr.Any{
+		&expr.Meta{Key: key, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifname},
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{byte(ProtoTCP)}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{0x06}, Xor: []byte{0}},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0x02}},
+		&expr.Exthdr{DestRegister: 1, Type: 2, Offset: 2, Len: 2, Op: expr.ExthdrOpTcpopt},
+		&expr.Cmp{Op: expr.CmpOpGt, Register: 1, Data: mss},
+		&expr.Immediate{Register: 1, Data: mss},
+		&expr.Exthdr{SourceRegister: 1, Type: 2, Offset: 2, Len: 2, Op: expr.ExthdrOpTcpopt},
+		&expr.Counter{},
+	}
 }
 
 // ruleExprs expands one Rule into kernel rules: one per (source, port) pair, so no sets are needed.
