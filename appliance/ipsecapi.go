@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/netip"
 	"regexp"
-	"slices"
 	"strings"
 
 	"toride/appliance/api"
@@ -33,16 +32,17 @@ func (a *ipsecAPI) status(r *http.Request) (any, error) {
 	if st == nil {
 		return map[string]any{"connections": []any{}, "running": false}, nil
 	}
-	_, idx := toIKE(a.store.Running().WithDefaults())
+	running := a.store.Running().IPsec
 	for i := range st.Connections {
 		c := &st.Connections[i]
-		ci := slices.Index(idx.conns, c.Name)
-		if ci < 0 {
+		conn := running.Connections[c.Name]
+		if conn == nil {
 			continue
 		}
+		names := conn.TunnelNames()
 		for j := range c.Tunnels {
-			if j < len(idx.tunnels[ci]) {
-				c.Tunnels[j].Name = idx.tunnels[ci][j]
+			if j < len(names) {
+				c.Tunnels[j].Name = names[j]
 			}
 		}
 	}
@@ -97,14 +97,13 @@ func (a *ipsecAPI) importFile(r *http.Request) (any, error) {
 			opts.Name = "cloud"
 		}
 	}
-	ic, err := conn.IKEConnection(opts)
+	cc, err := conn.IKEConnection(opts)
 	if err != nil {
 		return nil, api.Errorf(http.StatusBadRequest, "bad_file", "%v", err)
 	}
-	cc := fromIKE(ic)
 	err = a.store.Edit(func(c *config.Config) error {
 		if c.IPsec.Connections == nil {
-			c.IPsec.Connections = map[string]*config.IPsecConnection{}
+			c.IPsec.Connections = map[string]*ike.Connection{}
 		}
 		c.IPsec.Connections[opts.Name] = cc
 		return nil
@@ -112,52 +111,8 @@ func (a *ipsecAPI) importFile(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	one := &config.Config{IPsec: config.IPsec{Connections: map[string]*config.IPsecConnection{opts.Name: cc}}}
+	one := &config.Config{IPsec: ike.Config{Connections: map[string]*ike.Connection{opts.Name: cc}}}
 	commands := config.Redact(one).Commands()
-	return map[string]any{"name": opts.Name, "format": conn.Format, "tunnels": len(ic.Tunnels), "commands": commands,
+	return map[string]any{"name": opts.Name, "format": conn.Format, "tunnels": len(cc.Tunnels), "commands": commands,
 		"changed": a.store.Changed(), "message": fmt.Sprintf("connection %s is in the candidate; review it with compare, apply it with commit", opts.Name)}, nil
-}
-
-var (
-	encryptionName = map[ike.Encryption]string{ike.AES128: "aes128", ike.AES256: "aes256", ike.AES128GCM16: "aes128gcm16", ike.AES256GCM16: "aes256gcm16"}
-	integrityName  = map[ike.Integrity]string{ike.SHA1: "sha1", ike.SHA2256: "sha256", ike.SHA2384: "sha384", ike.SHA2512: "sha512"}
-)
-
-// fromIKE turns an imported connection into the configuration's form; tunnels are named tunnel1, tunnel2.
-func fromIKE(ic ike.Connection) *config.IPsecConnection {
-	secs := func(d interface{ Seconds() float64 }) int { return int(d.Seconds()) }
-	cc := &config.IPsecConnection{
-		LocalNetworks: ic.LocalNetworks, RemoteNetworks: ic.RemoteNetworks, Routing: string(ic.Routing.Mode),
-		BGP:     config.IPsecBGP{LocalASN: ic.Routing.LocalASN, RemoteASN: ic.Routing.RemoteASN, HoldTime: secs(ic.Routing.HoldTime)},
-		Tunnels: map[string]*config.Tunnel{},
-	}
-	for i, t := range ic.Tunnels {
-		ct := &config.Tunnel{
-			LocalAddress: t.LocalAddress, LocalID: t.LocalID, RemoteAddress: t.RemoteAddress, PreSharedKey: config.Secret(t.PSK),
-			InsideCIDR: t.InsideCIDR.Masked(), IKEVersion: t.IKEVersion, IKE: phaseFrom(t.Phase1), ESP: phaseFrom(t.Phase2),
-			DisablePFS: t.DisablePFS, RekeyMargin: secs(t.RekeyMargin), ReplayWindow: t.ReplayWindow,
-			DPD: config.DPD{Delay: secs(t.DPD.Delay), Timeout: secs(t.DPD.Timeout), Action: string(t.DPD.Action)},
-		}
-		if t.RekeyFuzz > 0 {
-			ct.RekeyFuzz = t.RekeyFuzz
-		}
-		if t.NATTraversal == ike.NATTForce {
-			ct.NATTraversal = "force"
-		}
-		cc.Tunnels[fmt.Sprintf("tunnel%d", i+1)] = ct
-	}
-	return cc
-}
-
-func phaseFrom(p ike.Phase) config.Phase {
-	var out config.Phase
-	for _, e := range p.Encryption {
-		out.Encryption = append(out.Encryption, encryptionName[e])
-	}
-	for _, i := range p.Integrity {
-		out.Integrity = append(out.Integrity, integrityName[i])
-	}
-	out.DHGroups = p.DHGroups
-	out.Lifetime = int(p.Lifetime.Seconds())
-	return out
 }

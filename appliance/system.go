@@ -117,7 +117,7 @@ func New(opts Options) (*System, error) {
 		ledger: ledger, stateDir: opts.StateDir, health: s.health, log: s.log.With("component", "sslvpn"),
 	}
 	validate := func(c *config.Config) config.Problems {
-		ps := append(config.Validate(c), validateIPsec(c)...)
+		ps := config.Validate(c)
 		return append(ps, vpn.checkCRLs(c, s.committedCRL)...)
 	}
 	s.store, err = store.Open(store.Options{Dir: filepath.Join(opts.StateDir, "config"), Applier: s.orch, Default: config.Default(),

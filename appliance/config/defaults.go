@@ -1,9 +1,7 @@
 package config
 
 import (
-	"maps"
 	"reflect"
-	"slices"
 	"strings"
 )
 
@@ -12,19 +10,6 @@ import (
 func (c *Config) WithDefaults() *Config {
 	e := c.Clone()
 	fillDefaults(reflect.ValueOf(e).Elem())
-	for _, conn := range e.IPsec.Connections {
-		if conn.Failover.Preferred == "" && len(conn.Tunnels) > 0 {
-			conn.Failover.Preferred = slices.Sorted(maps.Keys(conn.Tunnels))[0]
-		}
-		for _, t := range conn.Tunnels {
-			t.IKE.fill(28800, []string{"aes256", "aes128"}, []string{"sha256", "sha1"}, []int{14, 2})
-			t.ESP.fill(3600, []string{"aes256", "aes128"}, []string{"sha256", "sha1"}, []int{14, 2})
-			if !t.KeepaliveTarget.IsValid() && t.InsideCIDR.IsValid() {
-				// The cloud's end of the inside /30 is its first usable address.
-				t.KeepaliveTarget = t.InsideCIDR.Masked().Addr().Next()
-			}
-		}
-	}
 	for _, s := range e.SSLVPN.Servers {
 		if s.MaxSessions == 0 {
 			s.MaxSessions = FlavorSessions(s.Flavor)
@@ -51,22 +36,17 @@ func FlavorSessions(flavor string) int {
 	return 20
 }
 
-func (p *Phase) fill(lifetime int, enc, integ []string, dh []int) {
-	if p.Lifetime == 0 {
-		p.Lifetime = lifetime
-	}
-	if len(p.Encryption) == 0 {
-		p.Encryption = enc
-	}
-	if len(p.Integrity) == 0 {
-		p.Integrity = integ
-	}
-	if len(p.DHGroups) == 0 {
-		p.DHGroups = dh
-	}
-}
+// defaulted is a component's configuration type: it fills its own defaults (and those of everything below it),
+// and has no default tags.
+type defaulted interface{ FillDefaults() }
+
+var defaultedType = reflect.TypeFor[defaulted]()
 
 func fillDefaults(v reflect.Value) {
+	if v.Addr().Type().Implements(defaultedType) {
+		v.Addr().Interface().(defaulted).FillDefaults()
+		return
+	}
 	for _, f := range fieldsOf(v.Type()) {
 		fv := v.Field(f.index)
 		switch kindOf(f.typ) {
@@ -96,4 +76,28 @@ func fillDefaults(v reflect.Value) {
 			}
 		}
 	}
+}
+
+// defaultOf is the default of field f of struct type t, as Describe shows it: its tag, or what t's FillDefaults
+// puts into a zero t ("" when nothing).
+func defaultOf(t reflect.Type, f field) string {
+	if f.def != "" || !reflect.PointerTo(t).Implements(defaultedType) {
+		return f.def
+	}
+	z := reflect.New(t)
+	z.Interface().(defaulted).FillDefaults()
+	fv := z.Elem().Field(f.index)
+	switch {
+	case fv.IsZero():
+		return ""
+	case kindOf(f.typ) == Multi:
+		words := make([]string, fv.Len())
+		for j := range fv.Len() {
+			words[j] = formatValue(fv.Index(j))
+		}
+		return strings.Join(words, " ")
+	case kindOf(f.typ) == Leaf:
+		return formatValue(fv)
+	}
+	return ""
 }

@@ -4,12 +4,15 @@ import (
 	"crypto/x509"
 	"encoding/base32"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net/netip"
 	"reflect"
 	"regexp"
 	"slices"
 	"strings"
+
+	"toride/ike"
 )
 
 // Problem is one thing wrong with a configuration: where, what value, what is wrong, and how to fix it.
@@ -102,11 +105,15 @@ func (v *validator) leaf(f field, fv reflect.Value, path []string) {
 	}
 	if f.ranged {
 		var n int64
-		switch fv.Kind() {
-		case reflect.Int, reflect.Int32, reflect.Int64:
-			n = fv.Int()
-		case reflect.Uint16, reflect.Uint32, reflect.Uint64:
-			n = int64(fv.Uint())
+		if tn, ok := textNumber(fv); ok {
+			n = tn
+		} else {
+			switch fv.Kind() {
+			case reflect.Int, reflect.Int32, reflect.Int64:
+				n = fv.Int()
+			case reflect.Uint16, reflect.Uint32, reflect.Uint64:
+				n = int64(fv.Uint())
+			}
 		}
 		if n < f.lo || n > f.hi {
 			v.add(path, s, fmt.Sprintf("use a number from %d to %d", f.lo, f.hi), "%s is out of range", s)
@@ -216,20 +223,15 @@ func (v *validator) network(path []string, pfx netip.Prefix, ipv4Only bool) bool
 	return false
 }
 
-// ipsec checks what only the configuration's shape knows; the cloud's rules for tunnels (keys, inside CIDRs,
-// proposals, lifetimes) are the IPsec engine's, which the appliance runs as part of validation.
+// ipsec runs the IPsec engine's own validation (the cloud's rules for connections and tunnels), whose problems
+// already name their fields as set lines do below the ipsec section.
 func (v *validator) ipsec(c *Config) {
-	for _, name := range sortedKeys(c.IPsec.Connections) {
-		conn := c.IPsec.Connections[name]
-		base := p("ipsec", "connections", name)
-		if n := len(conn.Tunnels); n < 1 || n > 2 {
-			v.add(append(slices.Clip(base), "tunnels"), n, "configure tunnel1 and tunnel2 as the cloud's configuration file gives them",
-				"a connection has one or two tunnels, not %d", n)
-		}
-		if pref := conn.Failover.Preferred; pref != "" && conn.Tunnels[pref] == nil {
-			v.add(append(slices.Clip(base), "failover", "preferred"), pref, "use one of: "+strings.Join(sortedKeys(conn.Tunnels), ", "),
-				"no tunnel %q in this connection", pref)
-		}
+	var ve *ike.ValidationError
+	if !errors.As(c.IPsec.Validate(), &ve) {
+		return
+	}
+	for _, fe := range ve.Errors {
+		v.ps = append(v.ps, Problem{Path: "ipsec." + fe.Field, Value: fe.Value, Message: fe.Problem, Fix: fe.Fix})
 	}
 }
 
