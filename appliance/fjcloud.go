@@ -81,7 +81,7 @@ type connectionJSON struct {
 	Status          string `json:"status"`
 }
 
-func serviceOf(name string, s *config.VPNService) serviceJSON {
+func serviceOf(name string, s *sslvpn.ServiceSettings) serviceJSON {
 	out := serviceJSON{ID: s.ID, Name: name, LocalNetworks: []string{}, Status: "ACTIVE"}
 	for _, n := range s.LocalNetworks {
 		out.LocalNetworks = append(out.LocalNetworks, n.String())
@@ -95,7 +95,7 @@ func serviceOf(name string, s *config.VPNService) serviceJSON {
 func (f *fjcloud) connectionOf(c *config.Config, name string) connectionJSON {
 	eff := c.WithDefaults()
 	s := eff.SSLVPN.Servers[name]
-	out := connectionJSON{ID: s.ID, Name: name, OTP: s.OTP, Flavor: s.Flavor, MaxSessions: s.MaxSessions, Status: "DOWN"}
+	out := connectionJSON{ID: s.ID, Name: name, OTP: s.OTP, Flavor: string(s.Flavor), MaxSessions: s.MaxSessions, Status: "DOWN"}
 	if s.Pool.IsValid() {
 		out.PoolCIDR = s.Pool.String()
 	}
@@ -130,7 +130,7 @@ func badRequest(format string, args ...any) error {
 	return api.Errorf(http.StatusBadRequest, "bad_request", format, args...)
 }
 
-func serviceByID(c *config.Config, id string) (string, *config.VPNService) {
+func serviceByID(c *config.Config, id string) (string, *sslvpn.ServiceSettings) {
 	for name, s := range c.SSLVPN.Services {
 		if s.ID == id {
 			return name, s
@@ -139,7 +139,7 @@ func serviceByID(c *config.Config, id string) (string, *config.VPNService) {
 	return "", nil
 }
 
-func connectionByID(c *config.Config, id string) (string, *config.SSLVPNServer) {
+func connectionByID(c *config.Config, id string) (string, *sslvpn.ServerSettings) {
 	for name, s := range c.SSLVPN.Servers {
 		if s.ID == id {
 			return name, s
@@ -148,7 +148,7 @@ func connectionByID(c *config.Config, id string) (string, *config.SSLVPNServer) 
 	return "", nil
 }
 
-func (f *fjcloud) connection(r *http.Request) (*config.Config, string, *config.SSLVPNServer, error) {
+func (f *fjcloud) connection(r *http.Request) (*config.Config, string, *sslvpn.ServerSettings, error) {
 	c := f.store.Running()
 	name, s := connectionByID(c, r.PathValue("id"))
 	if s == nil {
@@ -203,7 +203,7 @@ func (f *fjcloud) createService(r *http.Request) (any, error) {
 	if err := decode(r, "vpnservice", &req); err != nil {
 		return nil, err
 	}
-	var svc config.VPNService
+	var svc sslvpn.ServiceSettings
 	if req.Name == "" {
 		return nil, badRequest("vpnservice.name is required")
 	}
@@ -339,8 +339,8 @@ func (f *fjcloud) createConnection(r *http.Request) (any, error) {
 		if err := c.Set([]string{"sslvpn", "servers", req.Name}); err != nil {
 			return badRequest("ssl-vpn-v3-connection.name: %v", err)
 		}
-		c.SSLVPN.Servers[req.Name] = &config.SSLVPNServer{ID: id, Service: svcName, Pool: pfx, OTP: req.OTP,
-			Flavor: req.Flavor, MaxSessions: req.MaxSessions, CA: usersCA}
+		c.SSLVPN.Servers[req.Name] = &sslvpn.ServerSettings{ID: id, Service: svcName, Pool: pfx, OTP: req.OTP,
+			Flavor: sslvpn.Flavor(req.Flavor), MaxSessions: req.MaxSessions, CA: usersCA}
 		return nil
 	})
 	if err != nil {
@@ -442,7 +442,7 @@ func (f *fjcloud) deleteOTP(r *http.Request) (any, error) {
 
 // ---- certificates ----
 
-func (f *fjcloud) issuer(c *config.Config, s *config.SSLVPNServer) (*pki.CA, error) {
+func (f *fjcloud) issuer(c *config.Config, s *sslvpn.ServerSettings) (*pki.CA, error) {
 	caCfg := c.PKI.CAs[s.CA]
 	if caCfg == nil || caCfg.PrivateKey == "" {
 		return nil, conflict("CA %s of this connection is not held by the appliance, so it cannot issue certificates; issue them with that CA", s.CA)
@@ -620,7 +620,7 @@ func (f *fjcloud) clientConfig(r *http.Request) (any, error) {
 		p.Proto, p.Port = "udp", es.OpenVPN.UDPPort
 	}
 	for _, ci := range es.Ciphers {
-		p.Ciphers = append(p.Ciphers, openvpnCipher[ci])
+		p.Ciphers = append(p.Ciphers, ci.OpenVPN())
 	}
 	if svc := eff.SSLVPN.Services[s.Service]; svc != nil && svc.ExternalAddress.IsValid() {
 		p.Remote = svc.ExternalAddress.String()

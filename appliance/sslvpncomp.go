@@ -27,7 +27,6 @@ import (
 	"toride/appliance/health"
 	"toride/sslvpn"
 	"toride/sslvpn/pki"
-	"toride/sslvpn/pool"
 )
 
 // serverCertValidity is how long a server certificate the appliance issues itself lasts; it is renewed a month
@@ -136,13 +135,8 @@ func (c *sslvpnComponent) Close() error {
 	return nil
 }
 
-// openvpnCipher names a configured cipher as OpenVPN spells it.
-var openvpnCipher = map[string]string{
-	"aes256gcm": "AES-256-GCM", "aes128gcm": "AES-128-GCM", "chacha20poly1305": "CHACHA20-POLY1305",
-	"aes256cbc": "AES-256-CBC", "aes128cbc": "AES-128-CBC",
-}
-
-// build makes the concentrator's configuration. Problems that do not stop a server (a user's OTP key that does
+// build makes the concentrator's configuration: each server's settings decide most of it (ServerConfig); the
+// component adds what the settings only name (users, CAs and CRLs, certificates, tls-crypt keys). Problems that do not stop a server (a user's OTP key that does
 // not open) come back as warnings.
 func (c *sslvpnComponent) build(cfg *config.Config) (sslvpn.Config, []string, error) {
 	var out sslvpn.Config
@@ -173,24 +167,8 @@ func (c *sslvpnComponent) build(cfg *config.Config) (sslvpn.Config, []string, er
 			continue
 		}
 		svc := cfg.SSLVPN.Services[s.Service]
-		sc := &sslvpn.ServerConfig{
-			Name: name, Pool: s.Pool, Topology: pool.Topology(s.Topology), AddressHold: time.Duration(s.AddressGrace) * time.Second,
-			MaxSessions: s.MaxSessions, MaxSessionsPerUser: s.MaxPerUser, DNS: s.DNS, RedirectGateway: s.RedirectAll, OTP: s.OTP, Users: users,
-			SessionTimeout: time.Duration(s.SessionTimeout) * time.Second,
-			IdleTimeout:    time.Duration(s.IdleTimeout) * time.Second,
-		}
-		sc.LimitName = "flavor " + s.Flavor
-		if s.MaxSessions != config.FlavorSessions(s.Flavor) {
-			sc.LimitName = fmt.Sprintf("max-sessions %d", s.MaxSessions)
-		}
-		if svc != nil {
-			sc.Routes = withDNSRoutes(svc.LocalNetworks, s.DNS)
-			if localAddrs[svc.ExternalAddress] {
-				sc.ListenAddr = svc.ExternalAddress // a NAT-ed public address is not ours to bind: listen on all then
-			}
-		} else {
-			sc.Routes = withDNSRoutes(nil, s.DNS)
-		}
+		sc := s.ServerConfig(name, svc, svc != nil && localAddrs[svc.ExternalAddress])
+		sc.Users = users
 		caNames := append([]string{s.CA}, s.TrustedCAs...)
 		for _, caName := range caNames {
 			caCert, crls, crlWarnings, err := c.trustOf(cfg, caName)
@@ -210,51 +188,16 @@ func (c *sslvpnComponent) build(cfg *config.Config) (sslvpn.Config, []string, er
 			return out, nil, fmt.Errorf("sslvpn server %s: %w", name, err)
 		}
 		sc.Certificate = cert
-		if !s.OpenVPN.Disable {
-			sc.OpenVPN = sslvpn.OpenVPNConfig{Enabled: true, TCPPort: s.OpenVPN.TCPPort, UDPPort: s.OpenVPN.UDPPort,
-				Auth: strings.ToUpper(s.OpenVPN.Auth)}
-			for _, ci := range s.Ciphers {
-				sc.OpenVPN.Ciphers = append(sc.OpenVPN.Ciphers, openvpnCipher[ci])
+		if !s.OpenVPN.Disable && s.OpenVPN.TLSCrypt {
+			key, err := c.tlsCryptKey(name)
+			if err != nil {
+				return out, nil, fmt.Errorf("sslvpn server %s: tls-crypt key: %w", name, err)
 			}
-			if s.OpenVPN.TLSCrypt {
-				key, err := c.tlsCryptKey(name)
-				if err != nil {
-					return out, nil, fmt.Errorf("sslvpn server %s: tls-crypt key: %w", name, err)
-				}
-				sc.OpenVPN.TLSCrypt = key
-			}
-		}
-		if !s.AnyConnect.Disable {
-			sc.AnyConnect = sslvpn.AnyConnectConfig{Enabled: true, Port: s.AnyConnect.Port, DTLS: !s.AnyConnect.DisableDTLS,
-				Password: s.AnyConnect.Password, DefaultGroup: s.AnyConnect.DefaultGroup}
-			for _, gname := range slices.Sorted(maps.Keys(s.AnyConnect.Groups)) {
-				g := s.AnyConnect.Groups[gname]
-				gc := &sslvpn.GroupConfig{Name: gname, Label: g.Label, Pool: g.Pool, Routes: sc.Routes, RedirectGateway: g.RedirectGateway,
-					Certificate: g.Certificate, Password: g.Password, OTP: g.OTP}
-				if len(g.LocalNetworks) > 0 {
-					gc.Routes = withDNSRoutes(g.LocalNetworks, s.DNS)
-				}
-				sc.Groups = append(sc.Groups, gc)
-			}
+			sc.OpenVPN.TLSCrypt = key
 		}
 		out.Servers = append(out.Servers, sc)
 	}
 	return out, warnings, nil
-}
-
-// withDNSRoutes adds a host route to each DNS server the networks do not cover.
-func withDNSRoutes(nets []netip.Prefix, dns []netip.Addr) []netip.Prefix {
-	out := slices.Clone(nets)
-	for _, d := range dns {
-		covered := false
-		for _, r := range out {
-			covered = covered || r.Contains(d)
-		}
-		if !covered {
-			out = append(out, netip.PrefixFrom(d, 32))
-		}
-	}
-	return out
 }
 
 // totpSteps is the file that keeps the newest accepted TOTP time step of each user across restarts, so a code
@@ -421,7 +364,7 @@ func (c *sslvpnComponent) ledgerCRLPEM(cfg *config.Config, caName string, revs [
 
 // serverCertificate returns the server's certificate: the configured one, or one its CA issued, renewed when it
 // nears its end or no longer names the server's address.
-func (c *sslvpnComponent) serverCertificate(cfg *config.Config, name string, s *config.SSLVPNServer, svc *config.VPNService) (tls.Certificate, error) {
+func (c *sslvpnComponent) serverCertificate(cfg *config.Config, name string, s *sslvpn.ServerSettings, svc *sslvpn.ServiceSettings) (tls.Certificate, error) {
 	if s.Certificate != "" {
 		pc := cfg.PKI.Certificates[s.Certificate]
 		return tls.X509KeyPair([]byte(pc.Certificate), []byte(pc.PrivateKey))

@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"toride/ike"
+	"toride/sslvpn"
 )
 
 var cmpNetip = cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})
@@ -229,7 +230,7 @@ func TestWithDefaults(t *testing.T) {
 		{"probe interval", e.IPsec.Connections["aws"].Keepalive.Interval, ike.Seconds(5)},
 		{"replay window", tun.ReplayWindow, 1024},
 		{"max sessions from flavor", e.SSLVPN.Servers["main"].MaxSessions, 20},
-		{"sessions per user", e.SSLVPN.Servers["main"].MaxPerUser, DefaultUserSessions},
+		{"sessions per user", e.SSLVPN.Servers["main"].MaxPerUser, sslvpn.DefaultUserSessions},
 		{"openvpn tcp port", e.SSLVPN.Servers["main"].OpenVPN.TCPPort, 443},
 	}
 	for _, ck := range checks {

@@ -10,30 +10,7 @@ import (
 func (c *Config) WithDefaults() *Config {
 	e := c.Clone()
 	fillDefaults(reflect.ValueOf(e).Elem())
-	for _, s := range e.SSLVPN.Servers {
-		if s.MaxSessions == 0 {
-			s.MaxSessions = FlavorSessions(s.Flavor)
-		}
-		if s.MaxPerUser == 0 {
-			s.MaxPerUser = min(DefaultUserSessions, s.MaxSessions)
-		}
-		if len(s.Ciphers) == 0 {
-			s.Ciphers = []string{"aes256gcm", "aes128gcm", "chacha20poly1305", "aes256cbc", "aes128cbc"}
-		}
-	}
 	return e
-}
-
-// DefaultUserSessions is how many sessions one user may hold when the server does not say (as ocserv's
-// max-same-clients): a laptop and a phone, not a whole team on one account.
-const DefaultUserSessions = 2
-
-// FlavorSessions is the session limit a flavor stands for.
-func FlavorSessions(flavor string) int {
-	if flavor == "large" {
-		return 255
-	}
-	return 20
 }
 
 // defaulted is a component's configuration type: it fills its own defaults (and those of everything below it),
@@ -81,6 +58,9 @@ func fillDefaults(v reflect.Value) {
 // defaultOf is the default of field f of struct type t, as Describe shows it: its tag, or what t's FillDefaults
 // puts into a zero t ("" when nothing).
 func defaultOf(t reflect.Type, f field) string {
+	if f.def == "-" {
+		return ""
+	}
 	if f.def != "" || !reflect.PointerTo(t).Implements(defaultedType) {
 		return f.def
 	}
