@@ -1,4 +1,4 @@
-package appliance
+package ipsecsvc
 
 import (
 	"fmt"
@@ -15,24 +15,26 @@ import (
 	"toride/ike/awsconf"
 )
 
-// ipsecAPI serves /api/v1/ipsec: the engine's status, and the import of the cloud's VPN configuration file.
-type ipsecAPI struct {
-	store *store.Store
-	comp  *ipsecComponent
+// API serves /api/v1/ipsec: the engine's status, and the import of the cloud's VPN configuration file into the
+// candidate configuration.
+type API struct {
+	Store     *store.Store
+	Component *Component
 }
 
-func (a *ipsecAPI) register(s *api.Server) {
+// Register routes the API's paths on s.
+func (a *API) Register(s *api.Server) {
 	s.HandleFunc("GET /api/v1/ipsec/status", a.status)
 	s.HandleFunc("POST /api/v1/ipsec/import", a.importFile)
 }
 
 // status: GET /api/v1/ipsec/status — connections → tunnels, named as in the configuration.
-func (a *ipsecAPI) status(r *http.Request) (any, error) {
-	st := a.comp.Status()
+func (a *API) status(r *http.Request) (any, error) {
+	st := a.Component.Status()
 	if st == nil {
 		return map[string]any{"connections": []any{}, "running": false}, nil
 	}
-	running := a.store.Running().IPsec
+	running := a.Store.Running().IPsec
 	for i := range st.Connections {
 		c := &st.Connections[i]
 		conn := running.Connections[c.Name]
@@ -55,7 +57,7 @@ var connName = regexp.MustCompile(`[^a-z0-9-]+`)
 // importFile: POST /api/v1/ipsec/import?local_networks=…&remote_networks=…&name=…[&local_address=…] with the
 // cloud's configuration file (Generic text or XML) as the body. The connection goes into the candidate; commit
 // applies it.
-func (a *ipsecAPI) importFile(r *http.Request) (any, error) {
+func (a *API) importFile(r *http.Request) (any, error) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		return nil, err
@@ -69,7 +71,7 @@ func (a *ipsecAPI) importFile(r *http.Request) (any, error) {
 			}
 			p, err := netip.ParsePrefix(v)
 			if err != nil {
-				return nil, badRequest("%s: %q is not a network such as 10.0.0.0/16", param, v)
+				return nil, api.Errorf(http.StatusBadRequest, "bad_request", "%s: %q is not a network such as 10.0.0.0/16", param, v)
 			}
 			out = append(out, p)
 		}
@@ -84,7 +86,7 @@ func (a *ipsecAPI) importFile(r *http.Request) (any, error) {
 	}
 	if v := q.Get("local_address"); v != "" {
 		if opts.LocalAddress, err = netip.ParseAddr(v); err != nil {
-			return nil, badRequest("local_address: %q is not an IP address", v)
+			return nil, api.Errorf(http.StatusBadRequest, "bad_request", "local_address: %q is not an IP address", v)
 		}
 	}
 	conn, err := awsconf.Parse(body)
@@ -101,7 +103,7 @@ func (a *ipsecAPI) importFile(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, api.Errorf(http.StatusBadRequest, "bad_file", "%v", err)
 	}
-	err = a.store.Edit(func(c *config.Config) error {
+	err = a.Store.Edit(func(c *config.Config) error {
 		if c.IPsec.Connections == nil {
 			c.IPsec.Connections = map[string]*ike.Connection{}
 		}
@@ -114,5 +116,5 @@ func (a *ipsecAPI) importFile(r *http.Request) (any, error) {
 	one := &config.Config{IPsec: ike.Config{Connections: map[string]*ike.Connection{opts.Name: cc}}}
 	commands := config.Redact(one).Commands()
 	return map[string]any{"name": opts.Name, "format": conn.Format, "tunnels": len(cc.Tunnels), "commands": commands,
-		"changed": a.store.Changed(), "message": fmt.Sprintf("connection %s is in the candidate; review it with compare, apply it with commit", opts.Name)}, nil
+		"changed": a.Store.Changed(), "message": fmt.Sprintf("connection %s is in the candidate; review it with compare, apply it with commit", opts.Name)}, nil
 }

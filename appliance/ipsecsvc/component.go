@@ -1,4 +1,7 @@
-package appliance
+// Package ipsecsvc is the appliance's site-to-site IPsec: the "ipsec" component, which runs the IPsec engine
+// (ike) while connections are configured, and its API (/api/v1/ipsec: status, and the import of the cloud's
+// configuration file).
+package ipsecsvc
 
 import (
 	"context"
@@ -12,10 +15,10 @@ import (
 	"toride/ike"
 )
 
-// ipsecComponent is the "ipsec" component: it runs the IPsec engine (and so charon) only while connections are
+// Component is the "ipsec" component: it runs the IPsec engine (and so charon) only while connections are
 // configured, and hands it the configuration's ipsec section, which is the engine's own type.
-type ipsecComponent struct {
-	opts   ike.Opts // the engine's options; RunDir, Firewall and Logger are set by the System
+type Component struct {
+	opts   ike.Opts // the engine's options
 	health *health.Tracker
 	log    *slog.Logger
 
@@ -23,10 +26,16 @@ type ipsecComponent struct {
 	svc *ike.Service
 }
 
-func (c *ipsecComponent) Name() string { return "ipsec" }
+// New returns the ipsec component; it starts the engine (with opts) when a connection is configured.
+func New(opts ike.Opts, h *health.Tracker, log *slog.Logger) *Component {
+	return &Component{opts: opts, health: h, log: log}
+}
+
+// Name implements the orchestrator's Component.
+func (c *Component) Name() string { return "ipsec" }
 
 // Apply implements Component.
-func (c *ipsecComponent) Apply(ctx context.Context, _, new *config.Config) error {
+func (c *Component) Apply(ctx context.Context, _, new *config.Config) error {
 	want := new.IPsec
 	enabled := len(want.ConnectionNames())
 	c.mu.Lock()
@@ -61,7 +70,7 @@ func (c *ipsecComponent) Apply(ctx context.Context, _, new *config.Config) error
 }
 
 // Status is the engine's status, or nil when no connection is configured.
-func (c *ipsecComponent) Status() *ike.Status {
+func (c *Component) Status() *ike.Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.svc == nil {
@@ -72,7 +81,7 @@ func (c *ipsecComponent) Status() *ike.Status {
 }
 
 // Close stops the engine and its charon.
-func (c *ipsecComponent) Close() error {
+func (c *Component) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.svc == nil {
