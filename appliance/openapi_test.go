@@ -7,6 +7,9 @@ import (
 	"testing"
 
 	"toride/appliance/api"
+	"toride/appliance/cloudapi"
+	"toride/appliance/ipsecsvc"
+	"toride/appliance/sslvpnsvc"
 )
 
 // TestOpenAPIMatchesTheRoutes: every operation the OpenAPI document promises is routed.
@@ -16,10 +19,9 @@ func TestOpenAPIMatchesTheRoutes(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := api.New(api.Options{})
-	(&fjcloud{}).register(srv)
-	srv.HandleFunc("GET /api/v1/sslvpn/status", nil)
-	srv.HandleFunc("GET /api/v1/sslvpn/sessions", nil)
-	(&ipsecAPI{}).register(srv)
+	(&cloudapi.API{}).Register(srv)
+	(&sslvpnsvc.Component{}).Register(srv)
+	(&ipsecsvc.API{}).Register(srv)
 
 	pathLine := regexp.MustCompile(`^  (/[^:]*):`)
 	methodLine := regexp.MustCompile(`^    (get|post|put|delete):`)

@@ -1,6 +1,7 @@
-// Package appliance is the box as a whole: it holds every subsystem of torided (the configuration store, the
-// orchestrator and its components, the management API) and wires them together. Nothing outside cmd/ and tests/
-// imports it.
+// Package appliance is the box as a whole: it holds every subsystem of torided and wires them together: the
+// configuration store, the orchestrator (here) and its components, each in its own package (system: the host and
+// its clock; ipsecsvc; sslvpnsvc; api's HTTPS listener), and the management API with the components' routes
+// (api, ipsecsvc, sslvpnsvc, cloudapi). Nothing outside cmd/ and tests/ imports it.
 //
 // Data flow of a configuration change:
 //
@@ -21,7 +22,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,20 +31,21 @@ import (
 
 	"toride/appliance/api"
 	"toride/appliance/certs"
+	"toride/appliance/cloudapi"
 	"toride/appliance/config"
 	"toride/appliance/health"
+	"toride/appliance/ipsecsvc"
 	"toride/appliance/secrets"
+	"toride/appliance/sslvpnsvc"
 	"toride/appliance/store"
-	"toride/appliance/timesync"
+	"toride/appliance/system"
 	"toride/dataplane/link"
 	"toride/dataplane/nft"
 	"toride/dataplane/route"
 	"toride/dataplane/sysctl"
 	"toride/dataplane/tun"
 	"toride/ike"
-	"toride/sslvpn"
 	"toride/sslvpn/pki"
-	"toride/sslvpn/userauth"
 )
 
 // Options configure a System.
@@ -67,7 +68,7 @@ type System struct {
 	store   *store.Store
 	orch    *Orchestrator
 	api     *api.Server
-	sys     *systemSettings
+	host    *system.Host
 	closers []io.Closer // closed in reverse order
 }
 
@@ -89,14 +90,14 @@ func New(opts Options) (*System, error) {
 		links.Close()
 		return nil, err
 	}
-	sys := &systemSettings{
-		links: links, routes: routes,
-		hostname:    os.Hostname,
-		setHostname: func(n string) error { return unix.Sethostname([]byte(n)) },
-		resolvConf:  opts.ResolvConf,
-		setSysctl:   sysctl.Set,
-		health:      s.health, log: s.log.With("component", "system"),
-	}
+	host := system.NewHost(system.HostOptions{
+		Links: links, Routes: routes,
+		Hostname:    os.Hostname,
+		SetHostname: func(n string) error { return unix.Sethostname([]byte(n)) },
+		ResolvConf:  opts.ResolvConf,
+		SetSysctl:   sysctl.Set,
+		Health:      s.health, Logger: s.log.With("component", "system"),
+	})
 	s.orch = NewOrchestrator(s.health, s.log)
 	sealer, err := secrets.Open(filepath.Join(opts.StateDir, "keys", "seal.key"))
 	if err != nil {
@@ -112,17 +113,14 @@ func New(opts Options) (*System, error) {
 		routes.Close()
 		return nil, err
 	}
-	totp := &totpSteps{path: filepath.Join(opts.StateDir, "sslvpn", "totp-steps.json"), log: s.log.With("component", "sslvpn")}
-	vpn := &sslvpnComponent{
-		conc:   sslvpn.New(sslvpn.Options{TUN: tun.Kernel{}, Links: links, Logger: s.log.With("component", "sslvpn"), Auth: userauth.Options{Replay: totp}}),
-		ledger: ledger, stateDir: opts.StateDir, health: s.health, log: s.log.With("component", "sslvpn"),
-	}
+	vpn := sslvpnsvc.New(sslvpnsvc.Options{TUN: tun.Kernel{}, Links: links, Ledger: ledger, StateDir: opts.StateDir, Health: s.health,
+		Logger: s.log.With("component", "sslvpn")})
 	validate := func(c *config.Config) config.Problems {
-		ps := append(config.Validate(c), validateIPsec(c)...)
-		return append(ps, vpn.checkCRLs(c, s.committedCRL)...)
+		ps := config.Validate(c)
+		return append(ps, vpn.CheckCRLs(c, s.committedCRL)...)
 	}
 	s.store, err = store.Open(store.Options{Dir: filepath.Join(opts.StateDir, "config"), Applier: s.orch, Default: config.Default(),
-		Logger: s.log.With("component", "store"), Validate: validate, Secrets: sealedSecrets{sealer}})
+		Logger: s.log.With("component", "store"), Validate: validate, Secrets: secrets.ConfigCodec{Sealer: sealer}})
 	if err != nil {
 		links.Close()
 		routes.Close()
@@ -136,36 +134,23 @@ func New(opts Options) (*System, error) {
 	if err != nil {
 		return nil, err
 	}
-	ipsec := &ipsecComponent{health: s.health, log: s.log.With("component", "ipsec"), opts: ike.Opts{
+	ipsec := ipsecsvc.New(ike.Opts{
 		RunDir:   filepath.Join(filepath.Dir(opts.APISocket), "ike"),
 		Firewall: firewall,
 		Logger:   s.log.With("component", "ipsec"),
-	}}
-	ts := &timeSync{health: s.health}
-	topts := timesync.Options{Logger: s.log.With("component", "ntp"), OnStatus: ts.report}
-	if opts.ManageClock {
-		topts.Clock = timesync.SystemClock{}
-	}
-	ts.syncer = timesync.New(topts)
+	}, s.health, s.log.With("component", "ipsec"))
+	ts := system.NewTimeSync(s.health, s.log.With("component", "ntp"), opts.ManageClock)
 	s.api = api.New(api.Options{Store: s.store, Health: s.health, Version: opts.Version, Logger: s.log.With("component", "api"),
-		Status: func() map[string]any { return map[string]any{"ntp": ts.syncer.Status()} }})
-	(&fjcloud{store: s.store, vpn: vpn}).register(s.api)
-	(&ipsecAPI{store: s.store, comp: ipsec}).register(s.api)
-	s.api.HandleFunc("GET /api/v1/sslvpn/status", func(*http.Request) (any, error) {
-		return map[string]any{"servers": vpn.conc.Status(), "logins": vpn.conc.Auth().Counters()}, nil
-	})
-	s.api.HandleFunc("GET /api/v1/sslvpn/sessions", func(*http.Request) (any, error) {
-		list := vpn.conc.Sessions("")
-		if list == nil {
-			list = []sslvpn.SessionInfo{}
-		}
-		return map[string]any{"sessions": list}, nil
-	})
-	https := &apiHTTPS{handler: s.api.Handler(), stateDir: opts.StateDir, health: s.health, log: s.log.With("component", "api")}
-	s.orch.components = []Component{sys, ts, ipsec, vpn, https}
+		Status: func() map[string]any { return map[string]any{"ntp": ts.Status()} }})
+	(&cloudapi.API{Store: s.store, VPN: vpn, Logger: s.log.With("component", "sslvpn")}).Register(s.api)
+	(&ipsecsvc.API{Store: s.store, Component: ipsec}).Register(s.api)
+	vpn.Register(s.api)
+	https := api.NewHTTPSListener(api.HTTPSOptions{Handler: s.api.Handler(), StateDir: opts.StateDir, Health: s.health,
+		Logger: s.log.With("component", "api")})
+	s.orch.components = []Component{host, ts, ipsec, vpn, https}
 	s.closers = []io.Closer{closerFunc(func() error { links.Close(); routes.Close(); return nil }),
-		closerFunc(func() error { _ = firewall.Delete(context.Background()); return firewall.Close() }), sys, ts, ipsec, vpn, https}
-	s.sys = sys
+		closerFunc(func() error { _ = firewall.Delete(context.Background()); return firewall.Close() }), host, ts, ipsec, vpn, https}
+	s.host = host
 	return s, nil
 }
 
@@ -201,7 +186,7 @@ func (s *System) Run(ctx context.Context, ready func()) error {
 		// Boot is best effort: the API must come up so the admin can fix what failed.
 		s.log.Error("some components failed to start with the saved configuration", "err", err)
 	}
-	s.sys.watch()
+	s.host.Watch()
 	s.log.Info("torided running", "revision", s.store.Commits()[0].Revision, "api_socket", s.opts.APISocket)
 	err := s.api.ServeUnix(ctx, s.opts.APISocket, ready)
 	s.close()

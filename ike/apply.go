@@ -167,14 +167,14 @@ func (e *engine) applyFirewall(ctx context.Context) error {
 	if e.firewall == nil {
 		return nil
 	}
-	var cfg Config
+	cfg := Config{Connections: map[string]*Connection{}}
 	for _, cp := range e.plans {
-		c := Connection{Name: cp.name}
+		c := &Connection{Tunnels: map[string]*Tunnel{}}
 		for _, tp := range cp.tunnels {
 			ra, _ := netip.ParseAddr(tp.ikeConn.RemoteAddrs[0])
-			c.Tunnels = append(c.Tunnels, Tunnel{RemoteAddress: ra})
+			c.Tunnels[tp.name] = &Tunnel{RemoteAddress: ra}
 		}
-		cfg.Connections = append(cfg.Connections, c)
+		cfg.Connections[cp.name] = c
 	}
 	rules := FirewallRules(cfg)
 	h := hashOf(rules)

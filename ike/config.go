@@ -1,117 +1,174 @@
 package ike
 
 import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
 	"net/netip"
+	"slices"
+	"strconv"
 	"time"
 )
 
-// Config is the desired IPsec state of the appliance: every site-to-site connection it keeps up. It is a plain
-// value; the zero value has no connections (Set with it unloads everything). Fields left at their zero value take
-// the documented defaults (the cloud's defaults), applied by Service.Set and by Normalize.
+// Config is the desired IPsec state of the appliance: every site-to-site connection it keeps up. It is the
+// `ipsec` section of the appliance's configuration as it is: the struct tags say how each field appears in JSON
+// and in set lines (see appliance/config), so there is one description of a tunnel. The zero value has no
+// connections (Set with it unloads everything). Fields left at their zero value take the cloud's defaults, which
+// FillDefaults applies (Service.Set and Validate work on a copy with them filled in).
 type Config struct {
-	Connections []Connection
+	Connections map[string]*Connection `json:"connections,omitempty" key:"name" help:"A VPN connection to a cloud: two tunnels to two cloud gateways"`
 }
 
 // Connection is one cloud VPN connection: the site's networks, the cloud's networks and the two tunnels the cloud
-// offers to reach them. Traffic to RemoteNetworks follows one healthy tunnel at a time (see Failover).
+// offers to reach them. Traffic to RemoteNetworks follows one healthy tunnel at a time (see Failover). Its name
+// (the key in Config.Connections) is 1–32 characters of [a-z0-9-], starting with a letter; charon's connection
+// names are derived from it ("<name>-t1", "<name>-t2").
 type Connection struct {
-	// Name identifies the connection: 1–32 characters of [a-z0-9-], starting with a letter. charon's connection
-	// names are derived from it ("<name>-t1", "<name>-t2").
-	Name string
+	Description string `json:"description,omitempty" help:"Free text"`
 	// LocalNetworks are the site's prefixes reachable through the tunnels (the CHILD SA's local traffic
 	// selectors). On kernel-libipsec the appliance must own an address inside one of them.
-	LocalNetworks []netip.Prefix
+	LocalNetworks []netip.Prefix `json:"local-network,omitempty" help:"Network on this side, reached through the tunnels"`
 	// RemoteNetworks are the cloud's prefixes (static routing). With BGP routing they may be empty.
-	RemoteNetworks []netip.Prefix
-	// Tunnels are the cloud's tunnels, one or two (the cloud always offers two).
-	Tunnels []Tunnel
-	// Routing says how the cloud's prefixes are learnt.
-	Routing Routing
-	// StartupAction says whether the appliance initiates the tunnels. The zero value is StartupStart: the cloud
-	// never initiates, so the appliance must.
-	StartupAction StartupAction
-	// Keepalive is the SLA monitor: ICMP probes through each tunnel.
-	Keepalive Keepalive
-	// Failover tunes how traffic moves between the tunnels.
-	Failover Failover
+	RemoteNetworks []netip.Prefix `json:"remote-network,omitempty" help:"Network on the cloud side (static routing)"`
+	Routing        RoutingMode    `json:"routing,omitempty" enum:"static|bgp" help:"How the remote networks are learned"`
+	// BGP matters only with RoutingBGP.
+	BGP BGP `json:"bgp,omitzero" help:"BGP over the tunnels (routing bgp)"`
+	// StartAction says whether the appliance initiates the tunnels: the cloud never initiates, so by default the
+	// appliance does.
+	StartAction StartupAction `json:"start-action,omitempty" enum:"start|add" help:"start: bring the tunnels up and keep them up (the cloud never initiates); add: wait for the peer"`
+	Keepalive   Keepalive     `json:"keepalive,omitzero" help:"Probe traffic through each tunnel, so the cloud never idles it out and dead tunnels are seen"`
+	Failover    Failover      `json:"failover,omitzero" help:"Which tunnel carries traffic, and when it moves back"`
+	// Tunnels are the cloud's tunnels, one or two (the cloud always offers two), in name order.
+	Tunnels map[string]*Tunnel `json:"tunnels,omitempty" key:"name" help:"The two tunnels (tunnel1, tunnel2), in name order"`
+	// Disable keeps the connection configured but unloaded.
+	Disable bool `json:"disable,omitempty" help:"Keep the connection configured but down"`
 }
 
 // Tunnel is one IPsec tunnel of a connection: one IKE SA to one cloud endpoint.
 type Tunnel struct {
 	// LocalAddress is the appliance's outside address the IKE SA is bound to (behind NAT: the private address).
-	LocalAddress netip.Addr
-	// RemoteAddress is the cloud endpoint's outside address.
-	RemoteAddress netip.Addr
+	LocalAddress netip.Addr `json:"local-address,omitzero" help:"Our outside address (behind NAT: the private one)"`
 	// LocalID is the IKE identity the appliance claims; empty means LocalAddress. Behind NAT, the cloud expects
 	// the customer gateway's public address here.
-	LocalID string
-	// PSK is the pre-shared key: 8–64 characters of [A-Za-z0-9._], not starting with '0'. It never appears in
-	// errors, status or logs.
-	PSK string
+	LocalID string `json:"local-id,omitempty" help:"The IKE identity we claim (behind NAT: the public customer gateway address)"`
+	// RemoteAddress is the cloud endpoint's outside address.
+	RemoteAddress netip.Addr `json:"remote-address,omitzero" help:"The cloud gateway's outside address"`
+	// PreSharedKey is 8–64 characters of [A-Za-z0-9._], not starting with '0'.
+	PreSharedKey PSK `json:"pre-shared-key,omitempty" help:"IKE pre-shared key"`
 	// InsideCIDR is the tunnel's /30 inside 169.254.0.0/16. The cloud takes the first host address, the
 	// appliance the second (the cloud's convention).
-	InsideCIDR netip.Prefix
-	// IKEVersion is 1 (main mode) or 2; 0 means 2.
-	IKEVersion int
-	// Phase1 is the IKE SA proposal; zero fields take DefaultPhase1.
-	Phase1 Phase
-	// Phase2 is the CHILD SA (ESP) proposal; zero fields take DefaultPhase2.
-	Phase2 Phase
-	// DisablePFS negotiates the CHILD SA without a Diffie-Hellman exchange (Phase2.DHGroups is then unused).
-	// The zero value keeps perfect forward secrecy on, as the cloud requires.
-	DisablePFS bool
-	// RekeyMargin is how long before expiry a rekey starts; 0 means 540 s (the cloud's default).
-	RekeyMargin time.Duration
-	// RekeyFuzz is the random share of RekeyMargin added to it, in percent; 0 means 100, negative means none.
-	RekeyFuzz int
-	// ReplayWindow is the ESP anti-replay window in packets; 0 means 1024.
-	ReplayWindow int
-	// DPD configures dead peer detection.
-	DPD DPD
+	InsideCIDR netip.Prefix `json:"inside-cidr,omitzero" help:"Inside /30 in 169.254.0.0/16; the cloud takes the first address, we the second"`
+	// IKEVersion is 1 (main mode) or 2.
+	IKEVersion int `json:"ike-version,omitempty" range:"1-2" help:"IKE version (1 = main mode)"`
+	// IKE is the IKE SA (phase 1) proposal; ESP the CHILD SA (phase 2) one. Empty fields take DefaultIKE's and
+	// DefaultESP's.
+	IKE Phase `json:"ike,omitzero" help:"Phase 1 (IKE SA) proposal and lifetime"`
+	ESP Phase `json:"esp,omitzero" help:"Phase 2 (CHILD SA) proposal and lifetime"`
+	// DisablePFS negotiates the CHILD SA without a Diffie-Hellman exchange (ESP.DHGroups is then unused). The
+	// zero value keeps perfect forward secrecy on, as the cloud requires.
+	DisablePFS bool `json:"disable-pfs,omitempty" help:"Do not use a DH exchange when rekeying the CHILD SA"`
+	// RekeyMargin is how long before expiry a rekey starts.
+	RekeyMargin Duration `json:"rekey-margin,omitempty" range:"1-86400" help:"Seconds before expiry to rekey"`
+	// RekeyFuzz is the random share of RekeyMargin added to it, in percent; negative means none.
+	RekeyFuzz int `json:"rekey-fuzz,omitempty" range:"1-1000" help:"Random extra margin, percent"`
+	// ReplayWindow is the ESP anti-replay window in packets.
+	ReplayWindow int `json:"replay-window,omitempty" range:"1-4096" help:"Anti-replay window in packets"`
+	DPD          DPD `json:"dpd,omitzero" help:"Dead peer detection"`
 	// NATTraversal says whether ESP is always UDP-encapsulated. (kernel-libipsec always encapsulates.)
-	NATTraversal NATTraversal
-	// KeepaliveTarget is the address this tunnel's probes go to; the zero value means the cloud's inside
-	// address of this tunnel. A target elsewhere must lie in RemoteNetworks.
-	KeepaliveTarget netip.Addr
+	NATTraversal NATTraversal `json:"nat-traversal,omitempty" enum:"auto|force" help:"auto: UDP 4500 when a NAT is seen; force: always"`
+	// KeepaliveTarget is the address this tunnel's probes go to; empty means the cloud's inside address of this
+	// tunnel. A target elsewhere must lie in the connection's RemoteNetworks.
+	KeepaliveTarget netip.Addr `json:"keepalive-target,omitzero" help:"Address probed through this tunnel (default: the cloud's inside address)"`
 }
 
 // Phase is one negotiation phase's proposal: every combination of the listed algorithms is offered, in order of
-// preference. Lifetime 0 means the phase's default (28800 s for phase 1, 3600 s for phase 2).
+// preference.
 type Phase struct {
-	Encryption []Encryption
-	Integrity  []Integrity
-	DHGroups   []int
-	Lifetime   time.Duration
+	Encryption []Encryption `json:"encryption,omitempty" enum:"aes128|aes256|aes128gcm16|aes256gcm16" help:"Cipher"`
+	Integrity  []Integrity  `json:"integrity,omitempty" enum:"sha1|sha256|sha384|sha512" help:"Integrity algorithm"`
+	DHGroups   []int        `json:"dh-group,omitempty" range:"2-24" help:"Diffie-Hellman group (2, 5, 14-24)"`
+	Lifetime   Duration     `json:"lifetime,omitempty" range:"60-86400" help:"Lifetime in seconds (IKE 28800, ESP 3600)"`
 }
 
-// Encryption is an encryption algorithm as the cloud names it.
+// PSK is a pre-shared key. It is secret by its type: fmt (every verb) and slog print "****", so a key never
+// reaches an error, a status or a log line by mistake; string(k) is the key itself.
+type PSK string
+
+// Format prints "****" whatever the verb.
+func (PSK) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, "****") }
+
+// LogValue makes slog print "****".
+func (PSK) LogValue() slog.Value { return slog.StringValue("****") }
+
+// Duration is a time.Duration that the configuration writes in whole seconds, in set lines and in JSON.
+type Duration time.Duration
+
+// Seconds returns n seconds.
+func Seconds(n int) Duration { return Duration(time.Duration(n) * time.Second) }
+
+// MarshalText writes whole seconds.
+func (d Duration) MarshalText() ([]byte, error) {
+	return strconv.AppendInt(nil, int64(time.Duration(d)/time.Second), 10), nil
+}
+
+// UnmarshalText reads whole seconds.
+func (d *Duration) UnmarshalText(b []byte) error {
+	n, err := strconv.ParseInt(string(b), 10, 32)
+	if err != nil {
+		return fmt.Errorf("%q is not a number of seconds", b)
+	}
+	*d = Seconds(int(n))
+	return nil
+}
+
+// MarshalJSON writes whole seconds as a JSON number.
+func (d Duration) MarshalJSON() ([]byte, error) { return d.MarshalText() }
+
+// UnmarshalJSON reads a JSON number of seconds.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var n int32
+	if err := json.Unmarshal(b, &n); err != nil {
+		return err
+	}
+	*d = Seconds(int(n))
+	return nil
+}
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// Encryption is an encryption algorithm, named as strongSwan names it.
 type Encryption string
 
 // The encryption algorithms the cloud accepts.
 const (
-	AES128      Encryption = "AES128"
-	AES256      Encryption = "AES256"
-	AES128GCM16 Encryption = "AES128-GCM-16"
-	AES256GCM16 Encryption = "AES256-GCM-16"
+	AES128      Encryption = "aes128"
+	AES256      Encryption = "aes256"
+	AES128GCM16 Encryption = "aes128gcm16"
+	AES256GCM16 Encryption = "aes256gcm16"
 )
 
-// Integrity is an integrity (and, for IKE, PRF) algorithm as the cloud names it.
+// AEAD reports whether e is an AEAD cipher (AES-GCM), which carries its own integrity.
+func (e Encryption) AEAD() bool { return e == AES128GCM16 || e == AES256GCM16 }
+
+// Integrity is an integrity (and, for IKE, PRF) algorithm, named as strongSwan names it.
 type Integrity string
 
 // The integrity algorithms the cloud accepts.
 const (
-	SHA1    Integrity = "SHA1"
-	SHA2256 Integrity = "SHA2-256"
-	SHA2384 Integrity = "SHA2-384"
-	SHA2512 Integrity = "SHA2-512"
+	SHA1    Integrity = "sha1"
+	SHA2256 Integrity = "sha256"
+	SHA2384 Integrity = "sha384"
+	SHA2512 Integrity = "sha512"
 )
 
-// DPD is dead peer detection. Delay 0 means 10 s; Timeout 0 means 30 s (IKEv1 only: IKEv2 declares a peer dead
-// after charon's retransmissions, see charon.Retransmit); Action "" means DPDRestart.
+// DPD is dead peer detection. Timeout matters with IKEv1 only: IKEv2 declares a peer dead after charon's
+// retransmissions, see charon.Retransmit.
 type DPD struct {
-	Delay   time.Duration
-	Timeout time.Duration
-	Action  DPDAction
+	Delay   Duration  `json:"delay,omitempty" range:"1-3600" help:"Seconds of silence before a liveness check"`
+	Timeout Duration  `json:"timeout,omitempty" range:"1-3600" help:"Seconds without answer before the peer is dead (IKEv1)"`
+	Action  DPDAction `json:"action,omitempty" enum:"clear|restart|none" help:"What to do with a dead peer"`
 }
 
 // DPDAction is what charon does when the peer is found dead.
@@ -120,7 +177,7 @@ type DPDAction string
 // The DPD actions.
 const (
 	DPDClear   DPDAction = "clear"   // close the SAs and wait (the engine still re-initiates if StartupStart)
-	DPDRestart DPDAction = "restart" // re-initiate at once
+	DPDRestart DPDAction = "restart" // re-initiate at once (the default)
 	DPDNone    DPDAction = "none"    // no DPD at all
 )
 
@@ -129,7 +186,7 @@ type NATTraversal string
 
 // The NAT traversal modes.
 const (
-	NATTAuto  NATTraversal = ""      // encapsulate when a NAT is detected (the default)
+	NATTAuto  NATTraversal = "auto"  // encapsulate when a NAT is detected (the default)
 	NATTForce NATTraversal = "force" // always encapsulate (UDP 4500)
 )
 
@@ -151,36 +208,34 @@ const (
 	RoutingBGP    RoutingMode = "bgp"    // learnt over BGP between the inside addresses (BGP itself is elsewhere)
 )
 
-// Routing is a connection's routing. The ASNs matter only with RoutingBGP.
-type Routing struct {
-	Mode      RoutingMode
-	LocalASN  uint32
-	RemoteASN uint32
-	// HoldTime is the BGP hold time; 0 means 30 s.
-	HoldTime time.Duration
+// BGP is the BGP side of a connection using dynamic routing.
+type BGP struct {
+	LocalASN  uint32   `json:"local-asn,omitempty" help:"Our autonomous system number (the customer gateway ASN)"`
+	RemoteASN uint32   `json:"remote-asn,omitempty" help:"The cloud's autonomous system number"`
+	HoldTime  Duration `json:"hold-time,omitempty" range:"3-65535" help:"BGP hold time in seconds"`
 }
 
-// Keepalive configures the per-tunnel SLA monitor. The zero value probes every 5 s, waits 2 s for each answer and
-// declares a tunnel's data path dead after 3 consecutive losses.
+// Keepalive is the SLA monitor of a connection's tunnels: ICMP probes through each of them. By default it probes
+// every 5 s, waits 2 s for each answer and declares a tunnel's data path dead after 3 consecutive losses.
 type Keepalive struct {
-	Disabled  bool
-	Interval  time.Duration // 0 means 5 s
-	Timeout   time.Duration // 0 means 2 s (at most Interval)
-	DownAfter int           // consecutive losses before the tunnel is down; 0 means 3
+	Interval  Duration `json:"interval,omitempty" range:"1-60" help:"Seconds between probes"`
+	Timeout   Duration `json:"timeout,omitempty" range:"1-60" help:"Seconds to wait for each answer"`
+	DownAfter int      `json:"down-after,omitempty" range:"1-100" help:"Lost probes in a row before the tunnel counts as down"`
+	Disable   bool     `json:"disable,omitempty" help:"Send no probes (the cloud then closes idle tunnels)"`
 }
 
-// Failover configures how traffic moves between a connection's tunnels.
+// Failover says which tunnel carries traffic.
 type Failover struct {
-	// Preferred is the index (0 or 1) of the tunnel that carries traffic when both are healthy.
-	Preferred int
-	// HoldDown is how long the preferred tunnel must stay healthy before traffic moves back to it; 0 means 30 s.
-	HoldDown time.Duration
+	// Preferred names the tunnel that carries traffic when both are healthy; by default the first in name order.
+	Preferred string `json:"preferred,omitempty" help:"The tunnel that carries traffic when both are healthy (default: the first)"`
+	// HoldDown is how long the preferred tunnel must stay healthy before traffic moves back to it.
+	HoldDown Duration `json:"hold-down,omitempty" range:"1-3600" help:"Seconds the preferred tunnel must stay healthy before traffic moves back"`
 }
 
 // The cloud's defaults.
 const (
-	DefaultPhase1Lifetime = 28800 * time.Second
-	DefaultPhase2Lifetime = 3600 * time.Second
+	DefaultIKELifetime    = 28800 * time.Second
+	DefaultESPLifetime    = 3600 * time.Second
 	DefaultRekeyMargin    = 540 * time.Second
 	DefaultRekeyFuzz      = 100
 	DefaultReplayWindow   = 1024
@@ -191,75 +246,111 @@ const (
 	DefaultProbeDownAfter = 3
 	DefaultHoldDown       = 30 * time.Second
 	DefaultBGPHoldTime    = 30 * time.Second
+	DefaultRemoteASN      = 64512
 )
 
-// DefaultPhase1 returns the phase 1 proposal used for fields left empty: the cloud's common set, strongest first.
-func DefaultPhase1() Phase {
+// DefaultIKE returns the phase 1 proposal used for fields left empty: the cloud's common set, strongest first.
+func DefaultIKE() Phase {
 	return Phase{
 		Encryption: []Encryption{AES256, AES128},
 		Integrity:  []Integrity{SHA2256, SHA1},
 		DHGroups:   []int{14, 2},
-		Lifetime:   DefaultPhase1Lifetime,
+		Lifetime:   Duration(DefaultIKELifetime),
 	}
 }
 
-// DefaultPhase2 returns the phase 2 proposal used for fields left empty.
-func DefaultPhase2() Phase {
-	p := DefaultPhase1()
-	p.Lifetime = DefaultPhase2Lifetime
+// DefaultESP returns the phase 2 proposal used for fields left empty.
+func DefaultESP() Phase {
+	p := DefaultIKE()
+	p.Lifetime = Duration(DefaultESPLifetime)
 	return p
 }
 
-// Normalize returns a copy of c with every default applied. Validate and Set work on normalized copies; the
-// appliance may call it to show the effective configuration.
-func (c Config) Normalize() Config {
-	out := Config{Connections: make([]Connection, len(c.Connections))}
-	for i, conn := range c.Connections {
-		out.Connections[i] = conn.normalize()
+// FillDefaults sets every field left at its zero value that has a default, in every connection. It is the one
+// place the defaults are; the appliance's configuration calls it for its effective configuration.
+func (c *Config) FillDefaults() {
+	for _, conn := range c.Connections {
+		if conn != nil {
+			conn.FillDefaults()
+		}
 	}
-	return out
 }
 
-func (c Connection) normalize() Connection {
-	c.LocalNetworks = append([]netip.Prefix(nil), c.LocalNetworks...)
-	c.RemoteNetworks = append([]netip.Prefix(nil), c.RemoteNetworks...)
-	tunnels := make([]Tunnel, len(c.Tunnels))
-	for i, t := range c.Tunnels {
-		tunnels[i] = t.normalize()
+// FillDefaults sets the connection's unset fields that have a default, its tunnels' included.
+func (c *Connection) FillDefaults() {
+	if c.Routing == "" {
+		c.Routing = RoutingStatic
 	}
-	c.Tunnels = tunnels
-	if c.Routing.Mode == "" {
-		c.Routing.Mode = RoutingStatic
+	if c.StartAction == "" {
+		c.StartAction = StartupStart
 	}
-	if c.Routing.HoldTime == 0 {
-		c.Routing.HoldTime = DefaultBGPHoldTime
+	c.BGP.FillDefaults()
+	c.Keepalive.FillDefaults()
+	c.Failover.FillDefaults()
+	if c.Failover.Preferred == "" && len(c.Tunnels) > 0 {
+		c.Failover.Preferred = slices.Sorted(maps.Keys(c.Tunnels))[0]
 	}
-	if c.StartupAction == "" {
-		c.StartupAction = StartupStart
+	for _, t := range c.Tunnels {
+		if t != nil {
+			t.FillDefaults()
+		}
 	}
-	if c.Keepalive.Interval == 0 {
-		c.Keepalive.Interval = DefaultProbeInterval
-	}
-	if c.Keepalive.Timeout == 0 {
-		c.Keepalive.Timeout = min(DefaultProbeTimeout, c.Keepalive.Interval)
-	}
-	if c.Keepalive.DownAfter == 0 {
-		c.Keepalive.DownAfter = DefaultProbeDownAfter
-	}
-	if c.Failover.HoldDown == 0 {
-		c.Failover.HoldDown = DefaultHoldDown
-	}
-	return c
 }
 
-func (t Tunnel) normalize() Tunnel {
+// FillDefaults sets the unset BGP fields that have a default.
+func (b *BGP) FillDefaults() {
+	if b.RemoteASN == 0 {
+		b.RemoteASN = DefaultRemoteASN
+	}
+	if b.HoldTime == 0 {
+		b.HoldTime = Duration(DefaultBGPHoldTime)
+	}
+}
+
+// FillDefaults sets the unset keepalive fields; the timeout is at most the interval.
+func (k *Keepalive) FillDefaults() {
+	if k.Interval == 0 {
+		k.Interval = Duration(DefaultProbeInterval)
+	}
+	if k.Timeout == 0 {
+		k.Timeout = min(Duration(DefaultProbeTimeout), k.Interval)
+	}
+	if k.DownAfter == 0 {
+		k.DownAfter = DefaultProbeDownAfter
+	}
+}
+
+// FillDefaults sets the hold-down when unset. The preferred tunnel's default depends on the connection's tunnels:
+// Connection.FillDefaults sets it.
+func (f *Failover) FillDefaults() {
+	if f.HoldDown == 0 {
+		f.HoldDown = Duration(DefaultHoldDown)
+	}
+}
+
+// FillDefaults sets the unset DPD fields.
+func (d *DPD) FillDefaults() {
+	if d.Delay == 0 {
+		d.Delay = Duration(DefaultDPDDelay)
+	}
+	if d.Timeout == 0 {
+		d.Timeout = Duration(DefaultDPDTimeout)
+	}
+	if d.Action == "" {
+		d.Action = DPDRestart
+	}
+}
+
+// FillDefaults sets the tunnel's unset fields that have a default: the proposals, the timers, and the probe
+// target (the cloud's inside address).
+func (t *Tunnel) FillDefaults() {
 	if t.IKEVersion == 0 {
 		t.IKEVersion = 2
 	}
-	t.Phase1 = t.Phase1.withDefaults(DefaultPhase1())
-	t.Phase2 = t.Phase2.withDefaults(DefaultPhase2())
+	t.IKE.fill(DefaultIKE())
+	t.ESP.fill(DefaultESP())
 	if t.RekeyMargin == 0 {
-		t.RekeyMargin = DefaultRekeyMargin
+		t.RekeyMargin = Duration(DefaultRekeyMargin)
 	}
 	if t.RekeyFuzz == 0 {
 		t.RekeyFuzz = DefaultRekeyFuzz
@@ -267,14 +358,9 @@ func (t Tunnel) normalize() Tunnel {
 	if t.ReplayWindow == 0 {
 		t.ReplayWindow = DefaultReplayWindow
 	}
-	if t.DPD.Delay == 0 {
-		t.DPD.Delay = DefaultDPDDelay
-	}
-	if t.DPD.Timeout == 0 {
-		t.DPD.Timeout = DefaultDPDTimeout
-	}
-	if t.DPD.Action == "" {
-		t.DPD.Action = DPDRestart
+	t.DPD.FillDefaults()
+	if t.NATTraversal == "" {
+		t.NATTraversal = NATTAuto
 	}
 	if t.LocalID == "" && t.LocalAddress.IsValid() {
 		t.LocalID = t.LocalAddress.String()
@@ -284,10 +370,9 @@ func (t Tunnel) normalize() Tunnel {
 			t.KeepaliveTarget = remote
 		}
 	}
-	return t
 }
 
-func (p Phase) withDefaults(d Phase) Phase {
+func (p *Phase) fill(d Phase) {
 	if len(p.Encryption) == 0 {
 		p.Encryption = d.Encryption
 	}
@@ -300,11 +385,64 @@ func (p Phase) withDefaults(d Phase) Phase {
 	if p.Lifetime == 0 {
 		p.Lifetime = d.Lifetime
 	}
-	p.Encryption = append([]Encryption(nil), p.Encryption...)
-	p.Integrity = append([]Integrity(nil), p.Integrity...)
-	p.DHGroups = append([]int(nil), p.DHGroups...)
-	return p
 }
+
+// Clone returns a deep copy of c.
+func (c Config) Clone() Config {
+	out := Config{}
+	if c.Connections != nil {
+		out.Connections = make(map[string]*Connection, len(c.Connections))
+	}
+	for name, conn := range c.Connections {
+		if conn == nil {
+			out.Connections[name] = nil
+			continue
+		}
+		cc := *conn
+		cc.LocalNetworks = slices.Clone(conn.LocalNetworks)
+		cc.RemoteNetworks = slices.Clone(conn.RemoteNetworks)
+		if conn.Tunnels != nil {
+			cc.Tunnels = make(map[string]*Tunnel, len(conn.Tunnels))
+		}
+		for tn, t := range conn.Tunnels {
+			if t == nil {
+				cc.Tunnels[tn] = nil
+				continue
+			}
+			ct := *t
+			for _, p := range []*Phase{&ct.IKE, &ct.ESP} {
+				p.Encryption = slices.Clone(p.Encryption)
+				p.Integrity = slices.Clone(p.Integrity)
+				p.DHGroups = slices.Clone(p.DHGroups)
+			}
+			cc.Tunnels[tn] = &ct
+		}
+		out.Connections[name] = &cc
+	}
+	return out
+}
+
+// Normalize returns a deep copy of c with every default filled in. Validate and Set work on normalized copies.
+func (c Config) Normalize() Config {
+	out := c.Clone()
+	out.FillDefaults()
+	return out
+}
+
+// ConnectionNames returns the names of the connections that are not disabled, in order: the order in which the
+// engine loads them and reports their status.
+func (c Config) ConnectionNames() []string {
+	var out []string
+	for _, name := range slices.Sorted(maps.Keys(c.Connections)) {
+		if conn := c.Connections[name]; conn != nil && !conn.Disable {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// TunnelNames returns the connection's tunnel names in order: tunnel i of its status is TunnelNames()[i].
+func (c *Connection) TunnelNames() []string { return slices.Sorted(maps.Keys(c.Tunnels)) }
 
 // InsideAddresses returns the appliance's and the cloud's inside addresses of the tunnel: the second and the
 // first host of InsideCIDR. ok is false if InsideCIDR is not an IPv4 /30.
@@ -319,7 +457,8 @@ func (t Tunnel) InsideAddresses() (local, remote netip.Addr, ok bool) {
 	return local, remote, true
 }
 
-// TunnelName returns charon's name for tunnel i (0-based) of connection conn: "<conn>-t1" or "<conn>-t2".
+// TunnelName returns charon's name for tunnel i (0-based, in name order) of connection conn: "<conn>-t1" or
+// "<conn>-t2".
 func TunnelName(conn string, i int) string {
 	return conn + "-t" + string(rune('1'+i))
 }

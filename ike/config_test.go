@@ -2,6 +2,7 @@ package ike
 
 import (
 	"errors"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -14,15 +15,14 @@ import (
 )
 
 func goodConfig() Config {
-	return Config{Connections: []Connection{{
-		Name:           "aws-tokyo",
+	return Config{Connections: map[string]*Connection{"aws-tokyo": {
 		LocalNetworks:  []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")},
 		RemoteNetworks: []netip.Prefix{netip.MustParsePrefix("10.2.0.0/16")},
-		Tunnels: []Tunnel{
-			{LocalAddress: netip.MustParseAddr("198.51.100.2"), RemoteAddress: netip.MustParseAddr("203.0.113.10"),
-				PSK: "Good.psk_one_2345", InsideCIDR: netip.MustParsePrefix("169.254.10.0/30")},
-			{LocalAddress: netip.MustParseAddr("198.51.100.2"), RemoteAddress: netip.MustParseAddr("203.0.113.20"),
-				PSK: "Good.psk_two_2345", InsideCIDR: netip.MustParsePrefix("169.254.11.0/30")},
+		Tunnels: map[string]*Tunnel{
+			"tunnel1": {LocalAddress: netip.MustParseAddr("198.51.100.2"), RemoteAddress: netip.MustParseAddr("203.0.113.10"),
+				PreSharedKey: "Good.psk_one_2345", InsideCIDR: netip.MustParsePrefix("169.254.10.0/30")},
+			"tunnel2": {LocalAddress: netip.MustParseAddr("198.51.100.2"), RemoteAddress: netip.MustParseAddr("203.0.113.20"),
+				PreSharedKey: "Good.psk_two_2345", InsideCIDR: netip.MustParsePrefix("169.254.11.0/30")},
 		},
 	}}}
 }
@@ -40,49 +40,51 @@ func TestValidateAcceptsGoodConfig(t *testing.T) {
 func TestValidateRules(t *testing.T) {
 	tests := []struct {
 		name   string
-		change func(c *Connection)
+		change func(c *Connection, t1, t2 *Tunnel)
 		field  string
 		want   string
 	}{
-		{"short psk", func(c *Connection) { c.Tunnels[0].PSK = "short" }, "connections[0].tunnels[0].psk", "8–64 characters"},
-		{"psk charset", func(c *Connection) { c.Tunnels[0].PSK = "has-dash-and space" }, "connections[0].tunnels[0].psk", "letters, digits"},
-		{"psk leading zero", func(c *Connection) { c.Tunnels[1].PSK = "0startsWithZero" }, "connections[0].tunnels[1].psk", "start with '0'"},
-		{"psk long", func(c *Connection) { c.Tunnels[0].PSK = strings.Repeat("a", 65) }, "connections[0].tunnels[0].psk", "8–64"},
-		{"inside not /30", func(c *Connection) { c.Tunnels[0].InsideCIDR = netip.MustParsePrefix("169.254.10.0/29") }, "connections[0].tunnels[0].inside_cidr", "/30 inside 169.254.0.0/16"},
-		{"inside outside link-local", func(c *Connection) { c.Tunnels[0].InsideCIDR = netip.MustParsePrefix("10.9.9.0/30") }, "connections[0].tunnels[0].inside_cidr", "169.254.0.0/16"},
-		{"inside reserved", func(c *Connection) { c.Tunnels[0].InsideCIDR = netip.MustParsePrefix("169.254.5.0/30") }, "connections[0].tunnels[0].inside_cidr", "reserves 169.254.5.0/30"},
-		{"inside reserved 169.252", func(c *Connection) { c.Tunnels[1].InsideCIDR = netip.MustParsePrefix("169.254.169.252/30") }, "connections[0].tunnels[1].inside_cidr", "reserves"},
-		{"inside duplicate", func(c *Connection) { c.Tunnels[1].InsideCIDR = c.Tunnels[0].InsideCIDR }, "connections[0].tunnels[1].inside_cidr", "already uses"},
-		{"phase 2 lifetime", func(c *Connection) {
-			c.Tunnels[0].Phase1.Lifetime = 3600 * time.Second
-			c.Tunnels[0].Phase2.Lifetime = 3600 * time.Second
-		}, "connections[0].tunnels[0].phase2.lifetime", "shorter than the phase 1"},
-		{"bad encryption", func(c *Connection) { c.Tunnels[0].Phase1.Encryption = []Encryption{"3DES"} }, "connections[0].tunnels[0].phase1.encryption[0]", "unsupported encryption"},
-		{"bad dh", func(c *Connection) { c.Tunnels[0].Phase2.DHGroups = []int{1} }, "connections[0].tunnels[0].phase2.dh_groups[0]", "Diffie-Hellman"},
-		{"ikev1 gcm", func(c *Connection) {
-			c.Tunnels[0].IKEVersion = 1
-			c.Tunnels[0].Phase1.Encryption = []Encryption{AES128GCM16}
-		}, "connections[0].tunnels[0].phase1.encryption", "IKEv1 cannot"},
-		{"ikev1 many networks", func(c *Connection) {
-			c.Tunnels[0].IKEVersion = 1
+		{"short psk", func(c *Connection, t1, t2 *Tunnel) { t1.PreSharedKey = "short" }, "connections.aws-tokyo.tunnels.tunnel1.pre-shared-key", "8–64 characters"},
+		{"psk charset", func(c *Connection, t1, t2 *Tunnel) { t1.PreSharedKey = "has-dash-and space" }, "connections.aws-tokyo.tunnels.tunnel1.pre-shared-key", "letters, digits"},
+		{"psk leading zero", func(c *Connection, t1, t2 *Tunnel) { t2.PreSharedKey = "0startsWithZero" }, "connections.aws-tokyo.tunnels.tunnel2.pre-shared-key", "start with '0'"},
+		{"psk long", func(c *Connection, t1, t2 *Tunnel) { t1.PreSharedKey = PSK(strings.Repeat("a", 65)) }, "connections.aws-tokyo.tunnels.tunnel1.pre-shared-key", "8–64"},
+		{"inside not /30", func(c *Connection, t1, t2 *Tunnel) { t1.InsideCIDR = netip.MustParsePrefix("169.254.10.0/29") }, "connections.aws-tokyo.tunnels.tunnel1.inside-cidr", "/30 inside 169.254.0.0/16"},
+		{"inside outside link-local", func(c *Connection, t1, t2 *Tunnel) { t1.InsideCIDR = netip.MustParsePrefix("10.9.9.0/30") }, "connections.aws-tokyo.tunnels.tunnel1.inside-cidr", "169.254.0.0/16"},
+		{"inside reserved", func(c *Connection, t1, t2 *Tunnel) { t1.InsideCIDR = netip.MustParsePrefix("169.254.5.0/30") }, "connections.aws-tokyo.tunnels.tunnel1.inside-cidr", "reserves 169.254.5.0/30"},
+		{"inside reserved 169.252", func(c *Connection, t1, t2 *Tunnel) { t2.InsideCIDR = netip.MustParsePrefix("169.254.169.252/30") }, "connections.aws-tokyo.tunnels.tunnel2.inside-cidr", "reserves"},
+		{"inside duplicate", func(c *Connection, t1, t2 *Tunnel) { t2.InsideCIDR = t1.InsideCIDR }, "connections.aws-tokyo.tunnels.tunnel2.inside-cidr", "already uses"},
+		{"phase 2 lifetime", func(c *Connection, t1, t2 *Tunnel) {
+			t1.IKE.Lifetime = Seconds(3600)
+			t1.ESP.Lifetime = Seconds(3600)
+		}, "connections.aws-tokyo.tunnels.tunnel1.esp.lifetime", "shorter than the phase 1"},
+		{"bad encryption", func(c *Connection, t1, t2 *Tunnel) { t1.IKE.Encryption = []Encryption{"3DES"} }, "connections.aws-tokyo.tunnels.tunnel1.ike.encryption", "unsupported encryption"},
+		{"bad dh", func(c *Connection, t1, t2 *Tunnel) { t1.ESP.DHGroups = []int{1} }, "connections.aws-tokyo.tunnels.tunnel1.esp.dh-group", "Diffie-Hellman"},
+		{"ikev1 gcm", func(c *Connection, t1, t2 *Tunnel) {
+			t1.IKEVersion = 1
+			t1.IKE.Encryption = []Encryption{AES128GCM16}
+		}, "connections.aws-tokyo.tunnels.tunnel1.ike.encryption", "IKEv1 cannot"},
+		{"ikev1 many networks", func(c *Connection, t1, t2 *Tunnel) {
+			t1.IKEVersion = 1
 			c.LocalNetworks = append(c.LocalNetworks, netip.MustParsePrefix("10.3.0.0/16"))
-		}, "connections[0].tunnels[0].ike_version", "one local and one remote"},
-		{"no remote networks", func(c *Connection) { c.RemoteNetworks = nil }, "connections[0].remote_networks", "static routing needs"},
-		{"overlap", func(c *Connection) { c.RemoteNetworks = []netip.Prefix{netip.MustParsePrefix("10.1.2.0/24")} }, "connections[0].local_networks[0]", "overlaps remote"},
-		{"bad name", func(c *Connection) { c.Name = "Bad Name" }, "connections[0].name", "[a-z0-9-]"},
-		{"no tunnels", func(c *Connection) { c.Tunnels = nil }, "connections[0].tunnels", "one or two"},
-		{"same peer twice", func(c *Connection) { c.Tunnels[1].RemoteAddress = c.Tunnels[0].RemoteAddress }, "connections[0].tunnels[1].remote_address", "already uses"},
-		{"bgp without asn", func(c *Connection) { c.Routing.Mode = RoutingBGP }, "connections[0].routing.local_asn", "ASN"},
-		{"replay window", func(c *Connection) { c.Tunnels[0].ReplayWindow = 10 }, "connections[0].tunnels[0].replay_window", "64–2048"},
-		{"dpd action", func(c *Connection) { c.Tunnels[0].DPD.Action = "explode" }, "connections[0].tunnels[0].dpd.action", "unknown DPD action"},
-		{"probe target", func(c *Connection) { c.Tunnels[0].KeepaliveTarget = netip.MustParseAddr("192.0.2.99") }, "connections[0].tunnels[0].keepalive_target", "remote networks"},
-		{"keepalive", func(c *Connection) { c.Keepalive.Interval = time.Millisecond }, "connections[0].keepalive.interval", "100ms–5m"},
-		{"preferred", func(c *Connection) { c.Failover.Preferred = 2 }, "connections[0].failover.preferred", "no such tunnel"},
+		}, "connections.aws-tokyo.tunnels.tunnel1.ike-version", "one local and one remote"},
+		{"no remote networks", func(c *Connection, t1, t2 *Tunnel) { c.RemoteNetworks = nil }, "connections.aws-tokyo.remote-network", "static routing needs"},
+		{"overlap", func(c *Connection, t1, t2 *Tunnel) {
+			c.RemoteNetworks = []netip.Prefix{netip.MustParsePrefix("10.1.2.0/24")}
+		}, "connections.aws-tokyo.local-network", "overlaps remote"},
+		{"no tunnels", func(c *Connection, t1, t2 *Tunnel) { c.Tunnels = nil }, "connections.aws-tokyo.tunnels", "one or two"},
+		{"same peer twice", func(c *Connection, t1, t2 *Tunnel) { t2.RemoteAddress = t1.RemoteAddress }, "connections.aws-tokyo.tunnels.tunnel2.remote-address", "already uses"},
+		{"bgp without asn", func(c *Connection, t1, t2 *Tunnel) { c.Routing = RoutingBGP }, "connections.aws-tokyo.bgp.local-asn", "ASN"},
+		{"replay window", func(c *Connection, t1, t2 *Tunnel) { t1.ReplayWindow = 10 }, "connections.aws-tokyo.tunnels.tunnel1.replay-window", "64–2048"},
+		{"dpd action", func(c *Connection, t1, t2 *Tunnel) { t1.DPD.Action = "explode" }, "connections.aws-tokyo.tunnels.tunnel1.dpd.action", "unknown DPD action"},
+		{"probe target", func(c *Connection, t1, t2 *Tunnel) { t1.KeepaliveTarget = netip.MustParseAddr("192.0.2.99") }, "connections.aws-tokyo.tunnels.tunnel1.keepalive-target", "remote networks"},
+		{"keepalive", func(c *Connection, t1, t2 *Tunnel) { c.Keepalive.Interval = Duration(time.Millisecond) }, "connections.aws-tokyo.keepalive.interval", "100ms–5m"},
+		{"preferred", func(c *Connection, t1, t2 *Tunnel) { c.Failover.Preferred = "tunnel3" }, "connections.aws-tokyo.failover.preferred", "no tunnel"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := goodConfig()
-			tc.change(&cfg.Connections[0])
+			c := cfg.Connections["aws-tokyo"]
+			tc.change(c, c.Tunnels["tunnel1"], c.Tunnels["tunnel2"])
 			err := cfg.Validate()
 			if !errors.Is(err, ErrInvalidConfig) {
 				t.Fatalf("err = %v, want ErrInvalidConfig", err)
@@ -110,9 +112,10 @@ func TestValidateRules(t *testing.T) {
 
 func TestValidateReportsEveryProblem(t *testing.T) {
 	cfg := goodConfig()
-	cfg.Connections[0].Tunnels[0].PSK = "bad"
-	cfg.Connections[0].Tunnels[1].InsideCIDR = netip.MustParsePrefix("169.254.0.0/30")
-	cfg.Connections = append(cfg.Connections, cfg.Connections[0]) // duplicate name and peers
+	c := cfg.Connections["aws-tokyo"]
+	c.Tunnels["tunnel1"].PreSharedKey = "bad"
+	c.Tunnels["tunnel2"].InsideCIDR = netip.MustParsePrefix("169.254.0.0/30")
+	cfg.Connections["Bad_Name"] = goodConfig().Connections["aws-tokyo"] // a bad name, and the same peers again
 	var ve *ValidationError
 	if !errors.As(cfg.Validate(), &ve) {
 		t.Fatal("want a ValidationError")
@@ -121,11 +124,26 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	for _, fe := range ve.Errors {
 		fields[fe.Field] = true
 	}
-	for _, f := range []string{"connections[0].tunnels[0].psk", "connections[0].tunnels[1].inside_cidr",
-		"connections[1].name", "connections[1].tunnels[0].remote_address"} {
+	for _, f := range []string{"connections.aws-tokyo.tunnels.tunnel1.pre-shared-key", "connections.aws-tokyo.tunnels.tunnel2.inside-cidr",
+		"connections.Bad_Name.name", "connections.aws-tokyo.tunnels.tunnel1.remote-address"} {
 		if !fields[f] {
 			t.Errorf("missing an error for %s; got %v", f, ve)
 		}
+	}
+}
+
+// A disabled connection is not loaded: only its shape is checked.
+func TestValidateDisabledConnection(t *testing.T) {
+	cfg := goodConfig()
+	c := cfg.Connections["aws-tokyo"]
+	c.Disable = true
+	c.Tunnels["tunnel1"].PreSharedKey = "bad"
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("a disabled connection's tunnels were checked: %v", err)
+	}
+	c.Failover.Preferred = "tunnel9"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "connections.aws-tokyo.failover.preferred") {
+		t.Fatalf("err = %v, want the preferred tunnel named", err)
 	}
 }
 
@@ -140,21 +158,54 @@ func TestValidateReservedPrefixes(t *testing.T) {
 
 func TestNormalizeDefaults(t *testing.T) {
 	n := goodConfig().Normalize()
-	c, tun := n.Connections[0], n.Connections[0].Tunnels[0]
-	if tun.IKEVersion != 2 || tun.Phase1.Lifetime != 28800*time.Second || tun.Phase2.Lifetime != 3600*time.Second ||
-		tun.ReplayWindow != 1024 || tun.RekeyMargin != 540*time.Second || tun.DPD.Action != DPDRestart ||
-		tun.LocalID != "198.51.100.2" || tun.KeepaliveTarget != netip.MustParseAddr("169.254.10.1") {
+	c := n.Connections["aws-tokyo"]
+	tun := c.Tunnels["tunnel1"]
+	if tun.IKEVersion != 2 || tun.IKE.Lifetime != Seconds(28800) || tun.ESP.Lifetime != Seconds(3600) ||
+		tun.ReplayWindow != 1024 || tun.RekeyMargin != Seconds(540) || tun.DPD.Action != DPDRestart ||
+		tun.NATTraversal != NATTAuto || tun.LocalID != "198.51.100.2" || tun.KeepaliveTarget != netip.MustParseAddr("169.254.10.1") {
 		t.Errorf("tunnel defaults: %+v", tun)
 	}
-	if c.StartupAction != StartupStart || c.Keepalive.Interval != 5*time.Second || c.Failover.HoldDown != 30*time.Second {
+	if c.StartAction != StartupStart || c.Routing != RoutingStatic || c.Keepalive.Interval != Seconds(5) ||
+		c.Keepalive.Timeout != Seconds(2) || c.Failover.HoldDown != Seconds(30) || c.Failover.Preferred != "tunnel1" ||
+		c.BGP.RemoteASN != 64512 || c.BGP.HoldTime != Seconds(30) {
 		t.Errorf("connection defaults: %+v", c)
 	}
-	// Normalize must not share slices with its input.
+	// The probe timeout is at most the interval.
+	short := goodConfig()
+	short.Connections["aws-tokyo"].Keepalive.Interval = Seconds(1)
+	if got := short.Normalize().Connections["aws-tokyo"].Keepalive.Timeout; got != Seconds(1) {
+		t.Errorf("timeout with a 1 s interval = %s, want 1s", got)
+	}
+	// Normalize must not share anything with its input.
 	orig := goodConfig()
 	n2 := orig.Normalize()
-	n2.Connections[0].LocalNetworks[0] = netip.MustParsePrefix("10.9.0.0/16")
-	if orig.Connections[0].LocalNetworks[0] == n2.Connections[0].LocalNetworks[0] {
-		t.Error("Normalize aliases LocalNetworks")
+	n2.Connections["aws-tokyo"].LocalNetworks[0] = netip.MustParsePrefix("10.9.0.0/16")
+	n2.Connections["aws-tokyo"].Tunnels["tunnel1"].IKEVersion = 1
+	if o := orig.Connections["aws-tokyo"]; o.LocalNetworks[0] == n2.Connections["aws-tokyo"].LocalNetworks[0] || o.Tunnels["tunnel1"].IKEVersion != 0 {
+		t.Error("Normalize aliases its input")
+	}
+}
+
+func TestDurationIsWholeSeconds(t *testing.T) {
+	d := Seconds(3600)
+	if b, _ := d.MarshalJSON(); string(b) != "3600" {
+		t.Errorf("JSON %s, want 3600", b)
+	}
+	var back Duration
+	if err := back.UnmarshalJSON([]byte("540")); err != nil || back != Seconds(540) {
+		t.Errorf("UnmarshalJSON(540) = %v, %v", back, err)
+	}
+	if err := back.UnmarshalText([]byte("5m")); err == nil {
+		t.Error("a duration is written in seconds; 5m must be refused")
+	}
+}
+
+func TestPSKPrintsHidden(t *testing.T) {
+	k := PSK("Good.psk_one_2345")
+	for _, s := range []string{fmt.Sprint(k), fmt.Sprintf("%v %s %q %#v", k, k, k, k), fmt.Sprintf("%+v", Tunnel{PreSharedKey: k})} {
+		if strings.Contains(s, string(k)) {
+			t.Errorf("the key leaks: %s", s)
+		}
 	}
 }
 
@@ -170,10 +221,11 @@ func TestInsideAddresses(t *testing.T) {
 
 func TestPlan(t *testing.T) {
 	cfg := goodConfig()
-	cfg.Connections[0].Tunnels[0].Phase1 = Phase{Encryption: []Encryption{AES256, AES128GCM16}, Integrity: []Integrity{SHA2256, SHA1}, DHGroups: []int{14, 19}}
-	cfg.Connections[0].Tunnels[0].Phase2 = Phase{Encryption: []Encryption{AES128, AES256GCM16}, Integrity: []Integrity{SHA1}, DHGroups: []int{2}}
-	cfg.Connections[0].Tunnels[1].IKEVersion = 1
-	cfg.Connections[0].Tunnels[1].DisablePFS = true
+	c1, c2 := cfg.Connections["aws-tokyo"].Tunnels["tunnel1"], cfg.Connections["aws-tokyo"].Tunnels["tunnel2"]
+	c1.IKE = Phase{Encryption: []Encryption{AES256, AES128GCM16}, Integrity: []Integrity{SHA2256, SHA1}, DHGroups: []int{14, 19}}
+	c1.ESP = Phase{Encryption: []Encryption{AES128, AES256GCM16}, Integrity: []Integrity{SHA1}, DHGroups: []int{2}}
+	c2.IKEVersion = 1
+	c2.DisablePFS = true
 	plans := plan(cfg.Normalize(), charon.BackendLibipsec)
 	t1, t2 := plans[0].tunnels[0], plans[0].tunnels[1]
 
@@ -216,7 +268,7 @@ func TestPlan(t *testing.T) {
 	if again[0].tunnels[0].hash != t1.hash {
 		t.Error("hash is not stable")
 	}
-	cfg.Connections[0].Tunnels[0].PSK = "Other.psk_12345"
+	c1.PreSharedKey = "Other.psk_12345"
 	if plan(cfg.Normalize(), charon.BackendLibipsec)[0].tunnels[0].hash == t1.hash {
 		t.Error("a changed PSK must change the hash")
 	}

@@ -219,7 +219,7 @@ func (h *harness) netOf(tunnel string) uint64 {
 
 func testConfig() Config {
 	cfg := goodConfig()
-	cfg.Connections[0].Failover.HoldDown = 2 * time.Second
+	cfg.Connections["aws-tokyo"].Failover.HoldDown = Seconds(2)
 	return cfg
 }
 
@@ -250,7 +250,7 @@ func TestEngineBringUp(t *testing.T) {
 	h.wantCalls(mark, "load-", "load-conn "+t1, "load-conn "+t2, "load-shared toride-"+t1, "load-shared toride-"+t2)
 	h.wantCalls(mark, "initiate", "initiate "+t1net, "initiate "+t2net)
 	var inside []netip.Addr
-	for _, tn := range cfg.Normalize().Connections[0].Tunnels {
+	for _, tn := range cfg.Normalize().Connections["aws-tokyo"].Tunnels {
 		local, _, _ := tn.InsideAddresses()
 		inside = append(inside, local)
 	}
@@ -614,8 +614,8 @@ func itoa(n uint64) string { return strconv.FormatUint(n, 10) }
 func TestEngineBringUpIKEv1(t *testing.T) {
 	h := newHarness(t)
 	cfg := testConfig()
-	for i := range cfg.Connections[0].Tunnels {
-		cfg.Connections[0].Tunnels[i].IKEVersion = 1
+	for _, tn := range cfg.Connections["aws-tokyo"].Tunnels {
+		tn.IKEVersion = 1
 	}
 	mark := h.mark()
 	h.set(cfg)

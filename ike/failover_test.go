@@ -104,7 +104,7 @@ func TestAnsweredOutlivesTheSA(t *testing.T) {
 	e := &engine{engineDeps: engineDeps{log: slog.New(slog.DiscardHandler)}}
 	st := &tunnelState{
 		plan:      &tunnelPlan{name: "aws-t1", netChild: "aws-t1-net", probeChild: "aws-t1-net"},
-		conn:      &connPlan{keepalive: Keepalive{Interval: time.Second, DownAfter: 3}},
+		conn:      &connPlan{keepalive: probePlan{Interval: time.Second, DownAfter: 3}},
 		tunnelSAs: tunnelSAs{ike: &vici.IKESA{State: "ESTABLISHED"}},
 	}
 	ctx, now := context.Background(), time.Now()

@@ -1,7 +1,9 @@
 package ike
 
 import (
+	"maps"
 	"net/netip"
+	"slices"
 
 	"toride/dataplane/nft"
 )
@@ -14,9 +16,10 @@ const FirewallOwner = "ike"
 func FirewallRules(cfg Config) []nft.Rule {
 	var peers []netip.Prefix
 	seen := map[netip.Addr]bool{}
-	for _, c := range cfg.Connections {
-		for _, t := range c.Tunnels {
-			if t.RemoteAddress.IsValid() && !seen[t.RemoteAddress] {
+	for _, name := range slices.Sorted(maps.Keys(cfg.Connections)) {
+		c := cfg.Connections[name]
+		for _, tn := range c.TunnelNames() {
+			if t := c.Tunnels[tn]; t != nil && t.RemoteAddress.IsValid() && !seen[t.RemoteAddress] {
 				seen[t.RemoteAddress] = true
 				peers = append(peers, netip.PrefixFrom(t.RemoteAddress, t.RemoteAddress.BitLen()))
 			}

@@ -92,30 +92,30 @@ func (tp *topo) startService(t testing.TB, extra func(*Opts)) *Service {
 // labConfig is the appliance's configuration for the lab's two tunnels.
 func (tp *topo) labConfig(version int) Config {
 	local := netip.MustParseAddr(tp.LocalIP)
-	c := Connection{
-		Name:           "aws",
+	c := &Connection{
 		LocalNetworks:  []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24")},
 		RemoteNetworks: []netip.Prefix{netip.MustParsePrefix("10.2.0.0/24")},
-		Keepalive:      Keepalive{Interval: time.Second, Timeout: 500 * time.Millisecond, DownAfter: 3},
-		Failover:       Failover{HoldDown: 5 * time.Second},
+		Keepalive:      Keepalive{Interval: Duration(time.Second), Timeout: Duration(500 * time.Millisecond), DownAfter: 3},
+		Failover:       Failover{HoldDown: Duration(5 * time.Second)},
+		Tunnels:        map[string]*Tunnel{},
 	}
 	for i := range 2 {
 		psk := cloudlab.PSK1
 		if i == 1 {
 			psk = cloudlab.PSK2
 		}
-		c.Tunnels = append(c.Tunnels, Tunnel{
+		c.Tunnels[fmt.Sprintf("tunnel%d", i+1)] = &Tunnel{
 			LocalAddress:  local,
 			LocalID:       tp.CGWID,
 			RemoteAddress: netip.MustParseAddr(cloudlab.GWOutside[i]),
-			PSK:           psk,
+			PreSharedKey:  PSK(psk),
 			InsideCIDR:    netip.MustParsePrefix(cloudlab.GWInside[i]),
 			IKEVersion:    version,
-			Phase1:        Phase{Encryption: []Encryption{AES128}, Integrity: []Integrity{SHA2256}, DHGroups: []int{14}},
-			Phase2:        Phase{Encryption: []Encryption{AES128}, Integrity: []Integrity{SHA2256}, DHGroups: []int{14}},
-		})
+			IKE:           Phase{Encryption: []Encryption{AES128}, Integrity: []Integrity{SHA2256}, DHGroups: []int{14}},
+			ESP:           Phase{Encryption: []Encryption{AES128}, Integrity: []Integrity{SHA2256}, DHGroups: []int{14}},
+		}
 	}
-	return Config{Connections: []Connection{c}}
+	return Config{Connections: map[string]*Connection{"aws": c}}
 }
 
 // waitStatus waits until cond holds for the first connection's status; on timeout it prints the lab's state

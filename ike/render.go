@@ -35,39 +35,63 @@ type tunnelPlan struct {
 type connPlan struct {
 	name      string
 	tunnels   []*tunnelPlan
-	keepalive Keepalive
-	failover  Failover
+	keepalive probePlan
+	failover  failoverPlan
 }
 
-// plan renders a normalized, validated Config for charon on the given backend.
+// probePlan is how a connection's tunnels are probed (see Keepalive).
+type probePlan struct {
+	Disabled          bool
+	Interval, Timeout time.Duration
+	DownAfter         int
+}
+
+// failoverPlan is how traffic moves between a connection's tunnels (see Failover): Preferred is the index of the
+// preferred tunnel.
+type failoverPlan struct {
+	Preferred int
+	HoldDown  time.Duration
+}
+
+// plan renders a normalized, validated Config for charon on the given backend: the enabled connections in name
+// order, each with its tunnels in name order.
 func plan(c Config, backend charon.Backend) []*connPlan {
 	var out []*connPlan
-	for _, conn := range c.Connections {
-		cp := &connPlan{name: conn.Name, keepalive: conn.Keepalive, failover: conn.Failover}
-		for i, t := range conn.Tunnels {
-			cp.tunnels = append(cp.tunnels, planTunnel(conn, i, t, backend))
+	for _, name := range c.ConnectionNames() {
+		conn := c.Connections[name]
+		ka := conn.Keepalive
+		cp := &connPlan{name: name,
+			keepalive: probePlan{Disabled: ka.Disable, Interval: time.Duration(ka.Interval), Timeout: time.Duration(ka.Timeout),
+				DownAfter: ka.DownAfter},
+			failover: failoverPlan{HoldDown: time.Duration(conn.Failover.HoldDown)},
+		}
+		for i, tn := range conn.TunnelNames() {
+			if tn == conn.Failover.Preferred {
+				cp.failover.Preferred = i
+			}
+			cp.tunnels = append(cp.tunnels, planTunnel(name, conn, i, conn.Tunnels[tn], backend))
 		}
 		out = append(out, cp)
 	}
 	return out
 }
 
-func planTunnel(conn Connection, i int, t Tunnel, backend charon.Backend) *tunnelPlan {
-	name := TunnelName(conn.Name, i)
+func planTunnel(connName string, conn *Connection, i int, t *Tunnel, backend charon.Backend) *tunnelPlan {
+	name := TunnelName(connName, i)
 	localIn, remoteIn, _ := t.InsideAddresses()
 	p := &tunnelPlan{
-		conn:         conn.Name,
+		conn:         connName,
 		index:        i,
 		name:         name,
 		probeChild:   name + "-probe",
 		localInside:  localIn,
 		remoteInside: remoteIn,
 		probeTarget:  t.KeepaliveTarget,
-		start:        conn.StartupAction == StartupStart,
+		start:        conn.StartAction == StartupStart,
 	}
-	ikeLife := t.Phase1.Lifetime
-	childLife := t.Phase2.Lifetime
-	margin := t.RekeyMargin
+	ikeLife := time.Duration(t.IKE.Lifetime)
+	childLife := time.Duration(t.ESP.Lifetime)
+	margin := time.Duration(t.RekeyMargin)
 	fuzz := time.Duration(max(t.RekeyFuzz, 0)) * margin / 100
 
 	children := map[string]vici.Child{}
@@ -131,7 +155,7 @@ func planTunnel(conn Connection, i int, t Tunnel, backend charon.Backend) *tunne
 		RemoteAddrs: []string{t.RemoteAddress.String()},
 		Proposals:   ikeProposals(t),
 		Encap:       t.NATTraversal == NATTForce,
-		DPDDelay:    secs(t.DPD.Delay),
+		DPDDelay:    secs(time.Duration(t.DPD.Delay)),
 		OverTime:    secs(margin),
 		RandTime:    secs(fuzz),
 		Keyingtries: 0, // retry forever: the cloud never initiates
@@ -144,7 +168,7 @@ func planTunnel(conn Connection, i int, t Tunnel, backend charon.Backend) *tunne
 	}
 	if t.IKEVersion == 1 {
 		// IKEv1 cannot rekey an IKE SA: it re-authenticates.
-		ic.DPDTimeout = secs(t.DPD.Timeout)
+		ic.DPDTimeout = secs(time.Duration(t.DPD.Timeout))
 		ic.ReauthTime = secs(ikeLife - margin)
 		ic.RekeyTime = "0s"
 	} else {
@@ -154,7 +178,7 @@ func planTunnel(conn Connection, i int, t Tunnel, backend charon.Backend) *tunne
 	p.secret = vici.Shared{
 		ID:     "toride-" + name,
 		Type:   "IKE",
-		Data:   t.PSK,
+		Data:   string(t.PreSharedKey),
 		Owners: []string{t.LocalID, t.RemoteAddress.String()},
 	}
 	p.hash = hashOf(struct {
@@ -185,26 +209,20 @@ func prefixStrings(ps []netip.Prefix) []string {
 }
 
 var (
-	encrNames = map[Encryption]string{
-		AES128: "aes128", AES256: "aes256", AES128GCM16: "aes128gcm16", AES256GCM16: "aes256gcm16",
-	}
-	integNames = map[Integrity]string{SHA1: "sha1", SHA2256: "sha256", SHA2384: "sha384", SHA2512: "sha512"}
-	dhNames    = map[int]string{
+	dhNames = map[int]string{
 		2: "modp1024", 5: "modp1536", 14: "modp2048", 15: "modp3072", 16: "modp4096", 17: "modp6144",
 		18: "modp8192", 19: "ecp256", 20: "ecp384", 21: "ecp521", 22: "modp1024s160", 23: "modp2048s224",
 		24: "modp2048s256",
 	}
 )
 
-func isAEAD(e Encryption) bool { return e == AES128GCM16 || e == AES256GCM16 }
-
 // splitEncryption separates AEAD from classic ciphers: strongSwan proposals cannot mix them.
 func splitEncryption(es []Encryption) (classic, aead []string) {
 	for _, e := range es {
-		if isAEAD(e) {
-			aead = append(aead, encrNames[e])
+		if e.AEAD() {
+			aead = append(aead, string(e))
 		} else {
-			classic = append(classic, encrNames[e])
+			classic = append(classic, string(e))
 		}
 	}
 	return classic, aead
@@ -220,14 +238,14 @@ func dhList(groups []int) []string {
 
 // ikeProposals renders phase 1 as at most two strongSwan proposals (classic and AEAD), each listing every
 // algorithm so that all combinations are offered.
-func ikeProposals(t Tunnel) []string {
-	classic, aead := splitEncryption(t.Phase1.Encryption)
+func ikeProposals(t *Tunnel) []string {
+	classic, aead := splitEncryption(t.IKE.Encryption)
 	var integ, prf []string
-	for _, a := range t.Phase1.Integrity {
-		integ = append(integ, integNames[a])
-		prf = append(prf, "prf"+integNames[a])
+	for _, a := range t.IKE.Integrity {
+		integ = append(integ, string(a))
+		prf = append(prf, "prf"+string(a))
 	}
-	dh := dhList(t.Phase1.DHGroups)
+	dh := dhList(t.IKE.DHGroups)
 	var out []string
 	if len(classic) > 0 {
 		out = append(out, join(classic, integ, dh))
@@ -239,15 +257,15 @@ func ikeProposals(t Tunnel) []string {
 }
 
 // espProposals renders phase 2 likewise; without PFS no group is proposed.
-func espProposals(t Tunnel) []string {
-	classic, aead := splitEncryption(t.Phase2.Encryption)
+func espProposals(t *Tunnel) []string {
+	classic, aead := splitEncryption(t.ESP.Encryption)
 	var integ []string
-	for _, a := range t.Phase2.Integrity {
-		integ = append(integ, integNames[a])
+	for _, a := range t.ESP.Integrity {
+		integ = append(integ, string(a))
 	}
 	var dh []string
 	if !t.DisablePFS {
-		dh = dhList(t.Phase2.DHGroups)
+		dh = dhList(t.ESP.DHGroups)
 	}
 	var out []string
 	if len(classic) > 0 {

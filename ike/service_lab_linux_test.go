@@ -68,9 +68,8 @@ func testBringUp(t *testing.T, version int) {
 	}
 
 	// Remove tunnel 2: unloaded, terminated on our side and, by the DELETE, on the gateway's.
-	one := cfg
-	one.Connections = []Connection{cfg.Connections[0]}
-	one.Connections[0].Tunnels = cfg.Connections[0].Tunnels[:1]
+	one := cfg.Clone()
+	delete(one.Connections["aws"].Tunnels, "tunnel2")
 	if err := s.Set(ctx, one); err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package ike
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -16,7 +17,7 @@ var ErrInvalidConfig = errors.New("ike: invalid configuration")
 // FieldError is one problem in a Config: which field, the offending value, which rule it broke and how to fix it.
 // Secret values (PSKs) are described, never shown.
 type FieldError struct {
-	Field   string // path inside Config, e.g. "connections[0].tunnels[1].psk"
+	Field   string // path below the ipsec section, as set lines name it: "connections.aws.tunnels.tunnel2.pre-shared-key"
 	Value   string
 	Problem string
 	Fix     string
@@ -68,30 +69,37 @@ type ValidateOptions struct {
 }
 
 // Validate checks c (after Normalize) against the cloud's rules and the engine's own limits, and returns every
-// problem at once as a *ValidationError, or nil.
+// problem at once as a *ValidationError, or nil. Each FieldError's Field is the field's path below the `ipsec`
+// section of the appliance's configuration, e.g. "connections.aws.tunnels.tunnel1.pre-shared-key". A disabled
+// connection is only checked for its shape (its tunnels), since it is not loaded.
 func (c Config) Validate() error { return c.ValidateWith(ValidateOptions{}) }
 
 // ValidateWith is Validate that also checks overlaps with prefixes used elsewhere on the appliance.
 func (c Config) ValidateWith(opts ValidateOptions) error {
 	v := &validator{}
 	n := c.Normalize()
-	names := map[string]int{}
 	remotes := map[netip.Addr]string{}
 	insides := map[netip.Prefix]string{}
-	for i, conn := range n.Connections {
-		path := fmt.Sprintf("connections[%d]", i)
-		if prev, dup := names[conn.Name]; dup {
-			v.add(path+".name", quote(conn.Name), fmt.Sprintf("the name is already used by connections[%d]", prev),
-				"give each connection its own name")
-		} else {
-			names[conn.Name] = i
+	for _, name := range slices.Sorted(maps.Keys(n.Connections)) {
+		conn := n.Connections[name]
+		if conn == nil {
+			continue
 		}
-		v.connection(path, conn, opts)
-		for j, t := range conn.Tunnels {
-			tpath := fmt.Sprintf("%s.tunnels[%d]", path, j)
+		path := "connections." + name
+		v.shape(path, conn)
+		if conn.Disable {
+			continue
+		}
+		v.connection(path, name, conn, opts)
+		for _, tn := range conn.TunnelNames() {
+			t := conn.Tunnels[tn]
+			if t == nil {
+				continue
+			}
+			tpath := path + ".tunnels." + tn
 			if t.RemoteAddress.IsValid() {
 				if prev, dup := remotes[t.RemoteAddress]; dup {
-					v.add(tpath+".remote_address", t.RemoteAddress.String(),
+					v.add(tpath+".remote-address", t.RemoteAddress.String(),
 						"another tunnel ("+prev+") already uses this cloud endpoint",
 						"each tunnel needs its own remote outside address")
 				} else {
@@ -100,7 +108,7 @@ func (c Config) ValidateWith(opts ValidateOptions) error {
 			}
 			if t.InsideCIDR.IsValid() {
 				if prev, dup := insides[t.InsideCIDR.Masked()]; dup {
-					v.add(tpath+".inside_cidr", t.InsideCIDR.String(),
+					v.add(tpath+".inside-cidr", t.InsideCIDR.String(),
 						"another tunnel ("+prev+") already uses this inside CIDR",
 						"inside CIDRs must be unique on the appliance")
 				} else {
@@ -123,58 +131,68 @@ func (v *validator) add(field, value, problem, fix string) {
 
 var connNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
 
-func (v *validator) connection(path string, c Connection, opts ValidateOptions) {
-	if !connNameRE.MatchString(c.Name) {
-		v.add(path+".name", quote(c.Name), "a connection name must be 1–32 characters of [a-z0-9-] starting with a letter",
+// shape checks what every connection needs, loaded or not: one or two tunnels, and a preferred one among them.
+func (v *validator) shape(path string, c *Connection) {
+	if n := len(c.Tunnels); n < 1 || n > 2 {
+		v.add(path+".tunnels", fmt.Sprint(n), "a connection has one or two tunnels, not "+fmt.Sprint(n),
+			"configure tunnel1 and tunnel2 as the cloud's configuration file gives them")
+	}
+	if pref := c.Failover.Preferred; pref != "" && c.Tunnels[pref] == nil {
+		v.add(path+".failover.preferred", pref, fmt.Sprintf("no tunnel %q in this connection", pref),
+			"use one of: "+strings.Join(c.TunnelNames(), ", "))
+	}
+}
+
+func (v *validator) connection(path, name string, c *Connection, opts ValidateOptions) {
+	if !connNameRE.MatchString(name) {
+		v.add(path+".name", quote(name), "a connection name must be 1–32 characters of [a-z0-9-] starting with a letter",
 			`use a name like "aws-tokyo"`)
 	}
 	if len(c.LocalNetworks) == 0 {
-		v.add(path+".local_networks", "[]", "at least one local network is required",
+		v.add(path+".local-network", "[]", "at least one local network is required",
 			"list the site prefixes that reach the cloud, e.g. 10.1.0.0/16")
 	}
-	v.prefixes(path+".local_networks", c.LocalNetworks, opts)
-	switch c.Routing.Mode {
+	v.prefixes(path+".local-network", c.LocalNetworks, opts)
+	switch c.Routing {
 	case RoutingStatic:
 		if len(c.RemoteNetworks) == 0 {
-			v.add(path+".remote_networks", "[]", "static routing needs the cloud's prefixes",
+			v.add(path+".remote-network", "[]", "static routing needs the cloud's prefixes",
 				"list the cloud (VPC) prefixes, e.g. 10.2.0.0/16, or use routing mode bgp")
 		}
 	case RoutingBGP:
-		if c.Routing.LocalASN == 0 || c.Routing.LocalASN > 2147483647 {
-			v.add(path+".routing.local_asn", fmt.Sprint(c.Routing.LocalASN), "the customer gateway ASN must be 1–2147483647",
+		if c.BGP.LocalASN == 0 || c.BGP.LocalASN > 2147483647 {
+			v.add(path+".bgp.local-asn", fmt.Sprint(c.BGP.LocalASN), "the customer gateway ASN must be 1–2147483647",
 				"use your private ASN, e.g. 65000")
 		}
-		if c.Routing.RemoteASN == 0 {
-			v.add(path+".routing.remote_asn", "0", "the cloud's ASN is required with BGP routing",
+		if c.BGP.RemoteASN == 0 {
+			v.add(path+".bgp.remote-asn", "0", "the cloud's ASN is required with BGP routing",
 				"copy it from the cloud's configuration file (e.g. 64512)")
 		}
 	default:
-		v.add(path+".routing.mode", quote(string(c.Routing.Mode)), "unknown routing mode", `use "static" or "bgp"`)
+		v.add(path+".routing", quote(string(c.Routing)), "unknown routing mode", `use "static" or "bgp"`)
 	}
-	v.prefixes(path+".remote_networks", c.RemoteNetworks, opts)
-	for i, l := range c.LocalNetworks {
+	v.prefixes(path+".remote-network", c.RemoteNetworks, opts)
+	for _, l := range c.LocalNetworks {
 		for _, r := range c.RemoteNetworks {
 			if l.IsValid() && r.IsValid() && l.Overlaps(r) {
-				v.add(fmt.Sprintf("%s.local_networks[%d]", path, i), l.String(),
+				v.add(path+".local-network", l.String(),
 					"overlaps remote network "+r.String(), "local and remote networks must be disjoint")
 			}
 		}
 	}
-	switch c.StartupAction {
+	switch c.StartAction {
 	case StartupStart, StartupAdd:
 	default:
-		v.add(path+".startup_action", quote(string(c.StartupAction)), "unknown startup action", `use "start" or "add"`)
+		v.add(path+".start-action", quote(string(c.StartAction)), "unknown startup action", `use "start" or "add"`)
 	}
-	if n := len(c.Tunnels); n < 1 || n > 2 {
-		v.add(path+".tunnels", fmt.Sprintf("%d tunnels", n), "a connection has one or two tunnels",
-			"configure both tunnels the cloud offers")
-	}
-	for i, t := range c.Tunnels {
-		v.tunnel(fmt.Sprintf("%s.tunnels[%d]", path, i), c, t, opts)
+	for _, tn := range c.TunnelNames() {
+		if t := c.Tunnels[tn]; t != nil {
+			v.tunnel(path+".tunnels."+tn, c, t, opts)
+		}
 	}
 	ka := c.Keepalive
-	if !ka.Disabled {
-		if ka.Interval < 100*time.Millisecond || ka.Interval > 5*time.Minute {
+	if !ka.Disable {
+		if ka.Interval < Duration(100*time.Millisecond) || ka.Interval > Duration(5*time.Minute) {
 			v.add(path+".keepalive.interval", ka.Interval.String(), "the probe interval must be 100ms–5m",
 				"use 5s: the cloud idles a tunnel out after about 10 s without traffic")
 		}
@@ -183,22 +201,18 @@ func (v *validator) connection(path string, c Connection, opts ValidateOptions) 
 				"use 2s, or leave it empty")
 		}
 		if ka.DownAfter < 1 || ka.DownAfter > 100 {
-			v.add(path+".keepalive.down_after", fmt.Sprint(ka.DownAfter), "must be 1–100 lost probes",
+			v.add(path+".keepalive.down-after", fmt.Sprint(ka.DownAfter), "must be 1–100 lost probes",
 				"use 3, or leave it empty")
 		}
 	}
-	if c.Failover.Preferred < 0 || c.Failover.Preferred >= max(len(c.Tunnels), 1) {
-		v.add(path+".failover.preferred", fmt.Sprint(c.Failover.Preferred), "no such tunnel",
-			"use 0 for the first tunnel or 1 for the second")
-	}
 	if c.Failover.HoldDown < 0 {
-		v.add(path+".failover.hold_down", c.Failover.HoldDown.String(), "must not be negative", "use 30s, or leave it empty")
+		v.add(path+".failover.hold-down", c.Failover.HoldDown.String(), "must not be negative", "use 30s, or leave it empty")
 	}
 }
 
 func (v *validator) prefixes(path string, ps []netip.Prefix, opts ValidateOptions) {
-	for i, p := range ps {
-		f := fmt.Sprintf("%s[%d]", path, i)
+	for _, p := range ps {
+		f := path
 		if !p.IsValid() || !p.Addr().Is4() {
 			v.add(f, p.String(), "not an IPv4 prefix (the cloud's VPN carries IPv4 only)", "write it like 10.1.0.0/16")
 			continue
@@ -228,80 +242,80 @@ var (
 	pskRE = regexp.MustCompile(`^[A-Za-z0-9._]{8,64}$`)
 )
 
-func (v *validator) tunnel(path string, c Connection, t Tunnel, opts ValidateOptions) {
+func (v *validator) tunnel(path string, c *Connection, t *Tunnel, opts ValidateOptions) {
 	if !t.LocalAddress.IsValid() || !t.LocalAddress.Is4() {
-		v.add(path+".local_address", addrString(t.LocalAddress), "the appliance's outside IPv4 address is required",
+		v.add(path+".local-address", addrString(t.LocalAddress), "the appliance's outside IPv4 address is required",
 			"use the WAN address the tunnel leaves from (behind NAT: the private one)")
 	}
 	if !t.RemoteAddress.IsValid() || !t.RemoteAddress.Is4() {
-		v.add(path+".remote_address", addrString(t.RemoteAddress), "the cloud endpoint's outside IPv4 address is required",
+		v.add(path+".remote-address", addrString(t.RemoteAddress), "the cloud endpoint's outside IPv4 address is required",
 			"copy it from the cloud's configuration file (Outside IP Address, Virtual Private Gateway)")
 	}
 	switch {
-	case t.PSK == "":
-		v.add(path+".psk", "(empty)", "a pre-shared key is required", "copy it from the cloud's configuration file")
-	case !pskRE.MatchString(t.PSK):
-		v.add(path+".psk", fmt.Sprintf("(%d characters, not shown)", len(t.PSK)),
+	case t.PreSharedKey == "":
+		v.add(path+".pre-shared-key", "(empty)", "a pre-shared key is required", "copy it from the cloud's configuration file")
+	case !pskRE.MatchString(string(t.PreSharedKey)):
+		v.add(path+".pre-shared-key", fmt.Sprintf("(%d characters, not shown)", len(t.PreSharedKey)),
 			"a pre-shared key must be 8–64 characters of letters, digits, '.' and '_'",
 			"use the key the cloud generated, or generate one of 32 such characters")
-	case t.PSK[0] == '0':
-		v.add(path+".psk", fmt.Sprintf("(%d characters, not shown)", len(t.PSK)),
+	case t.PreSharedKey[0] == '0':
+		v.add(path+".pre-shared-key", fmt.Sprintf("(%d characters, not shown)", len(t.PreSharedKey)),
 			"the cloud rejects pre-shared keys that start with '0'", "choose a key that starts with another character")
 	}
 	switch p := t.InsideCIDR; {
 	case !p.IsValid():
-		v.add(path+".inside_cidr", "(empty)", "the tunnel's inside /30 is required",
+		v.add(path+".inside-cidr", "(empty)", "the tunnel's inside /30 is required",
 			"copy it from the cloud's configuration file, e.g. 169.254.10.0/30")
 	case !p.Addr().Is4() || p.Bits() != 30 || !linkLocal.Contains(p.Addr()):
-		v.add(path+".inside_cidr", p.String(), "must be a /30 inside 169.254.0.0/16", "use e.g. 169.254.10.0/30")
+		v.add(path+".inside-cidr", p.String(), "must be a /30 inside 169.254.0.0/16", "use e.g. 169.254.10.0/30")
 	default:
 		if p != p.Masked() {
-			v.add(path+".inside_cidr", p.String(), "host bits are set", "use "+p.Masked().String())
+			v.add(path+".inside-cidr", p.String(), "host bits are set", "use "+p.Masked().String())
 		}
 		for _, r := range reservedInside {
 			if r.Overlaps(p) {
-				v.add(path+".inside_cidr", p.String(), "the cloud reserves "+r.String(), "choose another /30 in 169.254.0.0/16")
+				v.add(path+".inside-cidr", p.String(), "the cloud reserves "+r.String(), "choose another /30 in 169.254.0.0/16")
 			}
 		}
 		for _, r := range opts.Reserved {
 			if r.Prefix.IsValid() && r.Prefix.Overlaps(p) {
-				v.add(path+".inside_cidr", p.String(), "overlaps "+r.Name+" "+r.Prefix.String(), "choose another /30")
+				v.add(path+".inside-cidr", p.String(), "overlaps "+r.Name+" "+r.Prefix.String(), "choose another /30")
 			}
 		}
 	}
 	switch t.IKEVersion {
 	case 1:
 		if len(c.LocalNetworks) > 1 || len(c.RemoteNetworks) > 1 {
-			v.add(path+".ike_version", "1",
+			v.add(path+".ike-version", "1",
 				"IKEv1 negotiates one local and one remote network per SA, and the cloud accepts one SA pair per tunnel",
 				"summarize to one local and one remote network, or use IKE version 2")
 		}
-		for _, e := range t.Phase1.Encryption {
+		for _, e := range t.IKE.Encryption {
 			if e == AES128GCM16 || e == AES256GCM16 {
-				v.add(path+".phase1.encryption", string(e), "IKEv1 cannot protect the IKE SA with AES-GCM",
-					"use AES128 or AES256 in phase 1, or IKE version 2")
+				v.add(path+".ike.encryption", string(e), "IKEv1 cannot protect the IKE SA with AES-GCM",
+					"use aes128 or aes256 in phase 1, or IKE version 2")
 			}
 		}
 	case 2:
 	default:
-		v.add(path+".ike_version", fmt.Sprint(t.IKEVersion), "unknown IKE version", "use 1 (main mode) or 2")
+		v.add(path+".ike-version", fmt.Sprint(t.IKEVersion), "unknown IKE version", "use 1 (main mode) or 2")
 	}
-	v.phase(path+".phase1", t.Phase1, 900*time.Second, 28800*time.Second)
-	v.phase(path+".phase2", t.Phase2, 900*time.Second, 3600*time.Second)
-	if t.Phase2.Lifetime >= t.Phase1.Lifetime {
-		v.add(path+".phase2.lifetime", t.Phase2.Lifetime.String(),
-			"the phase 2 lifetime must be shorter than the phase 1 lifetime ("+t.Phase1.Lifetime.String()+")",
+	v.phase(path+".ike", t.IKE, 900*time.Second, 28800*time.Second)
+	v.phase(path+".esp", t.ESP, 900*time.Second, 3600*time.Second)
+	if t.ESP.Lifetime >= t.IKE.Lifetime {
+		v.add(path+".esp.lifetime", t.ESP.Lifetime.String(),
+			"the phase 2 lifetime must be shorter than the phase 1 lifetime ("+t.IKE.Lifetime.String()+")",
 			"use 3600s for phase 2 and 28800s for phase 1")
 	}
-	if t.RekeyMargin < 60*time.Second || t.RekeyMargin > t.Phase2.Lifetime/2 {
-		v.add(path+".rekey_margin", t.RekeyMargin.String(), "the rekey margin must be 60s–half the phase 2 lifetime",
+	if t.RekeyMargin < Duration(60*time.Second) || t.RekeyMargin > t.ESP.Lifetime/2 {
+		v.add(path+".rekey-margin", t.RekeyMargin.String(), "the rekey margin must be 60s–half the phase 2 lifetime",
 			"use 540s, or leave it empty")
 	}
 	if t.RekeyFuzz > 100 {
-		v.add(path+".rekey_fuzz", fmt.Sprint(t.RekeyFuzz), "the rekey fuzz is a percentage 0–100", "use 100, or leave it empty")
+		v.add(path+".rekey-fuzz", fmt.Sprint(t.RekeyFuzz), "the rekey fuzz is a percentage 0–100", "use 100, or leave it empty")
 	}
 	if t.ReplayWindow < 64 || t.ReplayWindow > 2048 {
-		v.add(path+".replay_window", fmt.Sprint(t.ReplayWindow), "the replay window must be 64–2048 packets",
+		v.add(path+".replay-window", fmt.Sprint(t.ReplayWindow), "the replay window must be 64–2048 packets",
 			"use 1024, or leave it empty")
 	}
 	switch t.DPD.Action {
@@ -309,7 +323,7 @@ func (v *validator) tunnel(path string, c Connection, t Tunnel, opts ValidateOpt
 	default:
 		v.add(path+".dpd.action", quote(string(t.DPD.Action)), "unknown DPD action", `use "clear", "restart" or "none"`)
 	}
-	if t.DPD.Delay < time.Second {
+	if t.DPD.Delay < Duration(time.Second) {
 		v.add(path+".dpd.delay", t.DPD.Delay.String(), "the DPD delay must be at least 1s", "use 10s, or leave it empty")
 	}
 	if t.DPD.Timeout < t.DPD.Delay {
@@ -319,15 +333,15 @@ func (v *validator) tunnel(path string, c Connection, t Tunnel, opts ValidateOpt
 	switch t.NATTraversal {
 	case NATTAuto, NATTForce:
 	default:
-		v.add(path+".nat_traversal", quote(string(t.NATTraversal)), "unknown NAT traversal mode", `use "" (auto) or "force"`)
+		v.add(path+".nat-traversal", quote(string(t.NATTraversal)), "unknown NAT traversal mode", `use "auto" or "force"`)
 	}
 	if t.LocalID != "" && strings.ContainsAny(t.LocalID, "\x00\n\"") {
-		v.add(path+".local_id", quote(t.LocalID), "the identity contains control characters", "use an address or a plain name")
+		v.add(path+".local-id", quote(t.LocalID), "the identity contains control characters", "use an address or a plain name")
 	}
 	if _, remote, ok := t.InsideAddresses(); ok && t.KeepaliveTarget.IsValid() && t.KeepaliveTarget != remote {
 		in := slices.ContainsFunc(c.RemoteNetworks, func(p netip.Prefix) bool { return p.Contains(t.KeepaliveTarget) })
 		if !in {
-			v.add(path+".keepalive_target", t.KeepaliveTarget.String(),
+			v.add(path+".keepalive-target", t.KeepaliveTarget.String(),
 				"a probe target must be the cloud's inside address or lie in the remote networks",
 				"leave it empty to probe "+remote.String())
 		}
@@ -342,25 +356,25 @@ var (
 func validDHGroup(g int) bool { return g == 2 || g == 5 || (g >= 14 && g <= 24) }
 
 func (v *validator) phase(path string, p Phase, minLife, maxLife time.Duration) {
-	for i, e := range p.Encryption {
+	for _, e := range p.Encryption {
 		if !slices.Contains(validEncryption, e) {
-			v.add(fmt.Sprintf("%s.encryption[%d]", path, i), quote(string(e)), "unsupported encryption algorithm",
-				"use AES128, AES256, AES128-GCM-16 or AES256-GCM-16")
+			v.add(path+".encryption", quote(string(e)), "unsupported encryption algorithm",
+				"use aes128, aes256, aes128gcm16 or aes256gcm16")
 		}
 	}
-	for i, a := range p.Integrity {
+	for _, a := range p.Integrity {
 		if !slices.Contains(validIntegrity, a) {
-			v.add(fmt.Sprintf("%s.integrity[%d]", path, i), quote(string(a)), "unsupported integrity algorithm",
-				"use SHA1, SHA2-256, SHA2-384 or SHA2-512")
+			v.add(path+".integrity", quote(string(a)), "unsupported integrity algorithm",
+				"use sha1, sha256, sha384 or sha512")
 		}
 	}
-	for i, g := range p.DHGroups {
+	for _, g := range p.DHGroups {
 		if !validDHGroup(g) {
-			v.add(fmt.Sprintf("%s.dh_groups[%d]", path, i), fmt.Sprint(g), "unsupported Diffie-Hellman group",
+			v.add(path+".dh-group", fmt.Sprint(g), "unsupported Diffie-Hellman group",
 				"use one of 2, 5, 14–24")
 		}
 	}
-	if p.Lifetime < minLife || p.Lifetime > maxLife {
+	if p.Lifetime < Duration(minLife) || p.Lifetime > Duration(maxLife) {
 		v.add(path+".lifetime", p.Lifetime.String(),
 			fmt.Sprintf("the lifetime must be %s–%s", minLife, maxLife), "use "+maxLife.String()+", or leave it empty")
 	}

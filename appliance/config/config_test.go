@@ -7,6 +7,9 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"toride/ike"
+	"toride/sslvpn"
 )
 
 var cmpNetip = cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})
@@ -219,15 +222,15 @@ func TestWithDefaults(t *testing.T) {
 		{"mtu", e.System.Interfaces["eth0"].MTU, 1500},
 		{"set mtu kept", e.System.Interfaces["eth1"].MTU, 1400},
 		{"ike version", tun.IKEVersion, 2},
-		{"ike lifetime", tun.IKE.Lifetime, 28800},
-		{"esp lifetime", tun.ESP.Lifetime, 3600},
-		{"set ike encryption kept", tun.IKE.Encryption, []string{"aes256"}},
+		{"ike lifetime", tun.IKE.Lifetime, ike.Seconds(28800)},
+		{"esp lifetime", tun.ESP.Lifetime, ike.Seconds(3600)},
+		{"set ike encryption kept", tun.IKE.Encryption, []ike.Encryption{"aes256"}},
 		{"keepalive target", tun.KeepaliveTarget.String(), "169.254.10.1"},
 		{"preferred tunnel", e.IPsec.Connections["aws"].Failover.Preferred, "tunnel1"},
-		{"probe interval", e.IPsec.Connections["aws"].Keepalive.Interval, 5},
+		{"probe interval", e.IPsec.Connections["aws"].Keepalive.Interval, ike.Seconds(5)},
 		{"replay window", tun.ReplayWindow, 1024},
 		{"max sessions from flavor", e.SSLVPN.Servers["main"].MaxSessions, 20},
-		{"sessions per user", e.SSLVPN.Servers["main"].MaxPerUser, DefaultUserSessions},
+		{"sessions per user", e.SSLVPN.Servers["main"].MaxPerUser, sslvpn.DefaultUserSessions},
 		{"openvpn tcp port", e.SSLVPN.Servers["main"].OpenVPN.TCPPort, 443},
 	}
 	for _, ck := range checks {

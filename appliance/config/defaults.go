@@ -1,9 +1,7 @@
 package config
 
 import (
-	"maps"
 	"reflect"
-	"slices"
 	"strings"
 )
 
@@ -12,61 +10,20 @@ import (
 func (c *Config) WithDefaults() *Config {
 	e := c.Clone()
 	fillDefaults(reflect.ValueOf(e).Elem())
-	for _, conn := range e.IPsec.Connections {
-		if conn.Failover.Preferred == "" && len(conn.Tunnels) > 0 {
-			conn.Failover.Preferred = slices.Sorted(maps.Keys(conn.Tunnels))[0]
-		}
-		for _, t := range conn.Tunnels {
-			t.IKE.fill(28800, []string{"aes256", "aes128"}, []string{"sha256", "sha1"}, []int{14, 2})
-			t.ESP.fill(3600, []string{"aes256", "aes128"}, []string{"sha256", "sha1"}, []int{14, 2})
-			if !t.KeepaliveTarget.IsValid() && t.InsideCIDR.IsValid() {
-				// The cloud's end of the inside /30 is its first usable address.
-				t.KeepaliveTarget = t.InsideCIDR.Masked().Addr().Next()
-			}
-		}
-	}
-	for _, s := range e.SSLVPN.Servers {
-		if s.MaxSessions == 0 {
-			s.MaxSessions = FlavorSessions(s.Flavor)
-		}
-		if s.MaxPerUser == 0 {
-			s.MaxPerUser = min(DefaultUserSessions, s.MaxSessions)
-		}
-		if len(s.Ciphers) == 0 {
-			s.Ciphers = []string{"aes256gcm", "aes128gcm", "chacha20poly1305", "aes256cbc", "aes128cbc"}
-		}
-	}
 	return e
 }
 
-// DefaultUserSessions is how many sessions one user may hold when the server does not say (as ocserv's
-// max-same-clients): a laptop and a phone, not a whole team on one account.
-const DefaultUserSessions = 2
+// defaulted is a component's configuration type: it fills its own defaults (and those of everything below it),
+// and has no default tags.
+type defaulted interface{ FillDefaults() }
 
-// FlavorSessions is the session limit a flavor stands for.
-func FlavorSessions(flavor string) int {
-	if flavor == "large" {
-		return 255
-	}
-	return 20
-}
-
-func (p *Phase) fill(lifetime int, enc, integ []string, dh []int) {
-	if p.Lifetime == 0 {
-		p.Lifetime = lifetime
-	}
-	if len(p.Encryption) == 0 {
-		p.Encryption = enc
-	}
-	if len(p.Integrity) == 0 {
-		p.Integrity = integ
-	}
-	if len(p.DHGroups) == 0 {
-		p.DHGroups = dh
-	}
-}
+var defaultedType = reflect.TypeFor[defaulted]()
 
 func fillDefaults(v reflect.Value) {
+	if v.Addr().Type().Implements(defaultedType) {
+		v.Addr().Interface().(defaulted).FillDefaults()
+		return
+	}
 	for _, f := range fieldsOf(v.Type()) {
 		fv := v.Field(f.index)
 		switch kindOf(f.typ) {
@@ -96,4 +53,31 @@ func fillDefaults(v reflect.Value) {
 			}
 		}
 	}
+}
+
+// defaultOf is the default of field f of struct type t, as Describe shows it: its tag, or what t's FillDefaults
+// puts into a zero t ("" when nothing).
+func defaultOf(t reflect.Type, f field) string {
+	if f.def == "-" {
+		return ""
+	}
+	if f.def != "" || !reflect.PointerTo(t).Implements(defaultedType) {
+		return f.def
+	}
+	z := reflect.New(t)
+	z.Interface().(defaulted).FillDefaults()
+	fv := z.Elem().Field(f.index)
+	switch {
+	case fv.IsZero():
+		return ""
+	case kindOf(f.typ) == Multi:
+		words := make([]string, fv.Len())
+		for j := range fv.Len() {
+			words[j] = formatValue(fv.Index(j))
+		}
+		return strings.Join(words, " ")
+	case kindOf(f.typ) == Leaf:
+		return formatValue(fv)
+	}
+	return ""
 }

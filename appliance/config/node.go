@@ -68,7 +68,7 @@ func fieldsOf(t reflect.Type) []field {
 			continue
 		}
 		f := field{name: name, index: i, help: sf.Tag.Get("help"), def: sf.Tag.Get("default"),
-			key: sf.Tag.Get("key"), secret: sf.Type == secretType, typ: sf.Type}
+			key: sf.Tag.Get("key"), secret: isSecretType(sf.Type), typ: sf.Type}
 		if e := sf.Tag.Get("enum"); e != "" {
 			f.enum = strings.Split(e, "|")
 		}
@@ -325,7 +325,7 @@ func (c *Config) Describe(path []string) (Node, error) {
 		}
 		i++
 		fv := v.Field(f.index)
-		node = Node{Name: f.name, Kind: kindOf(f.typ), Help: f.help, Default: f.def, Enum: f.enum, KeyKind: f.key,
+		node = Node{Name: f.name, Kind: kindOf(f.typ), Help: f.help, Default: defaultOf(v.Type(), f), Enum: f.enum, KeyKind: f.key,
 			Secret: f.secret, typ: f.typ}
 		if f.ranged {
 			node.Range = [2]int64{f.lo, f.hi}
@@ -435,6 +435,9 @@ func parseValue(f field, t reflect.Type, s string) (reflect.Value, error) {
 		if err := nv.Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(s)); err != nil {
 			return reflect.Value{}, fmt.Errorf("%q is not %s", s, typeWord(t))
 		}
+		if n, ok := textNumber(nv.Elem()); f.ranged && ok && (n < f.lo || n > f.hi) {
+			return reflect.Value{}, fmt.Errorf("%q is not a number%s", s, rangeWord(f))
+		}
 		return nv.Elem(), nil
 	}
 	nv := reflect.New(t).Elem()
@@ -472,7 +475,25 @@ func rangeWord(f field) string {
 	return ""
 }
 
+// textNumber is the number a leaf written as text stands for (a duration's seconds); ok is false when its text is
+// no number.
+func textNumber(v reflect.Value) (int64, bool) {
+	tm, ok := v.Interface().(encoding.TextMarshaler)
+	if !ok {
+		return 0, false
+	}
+	b, err := tm.MarshalText()
+	if err != nil {
+		return 0, false
+	}
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	return n, err == nil
+}
+
 func typeWord(t reflect.Type) string {
+	if t.Kind() == reflect.Int64 && reflect.PointerTo(t).Implements(textUnmarshaler) {
+		return "a number of seconds"
+	}
 	switch t {
 	case reflect.TypeFor[netip.Addr]():
 		return "an IP address (e.g. 192.0.2.1)"

@@ -2,30 +2,41 @@
 // textual forms: JSON (on disk and over the API, keys in a stable order) and VyOS-style `set …` lines (the console
 // shell and `show configuration commands`).
 //
-// The Go structs below are the schema. Struct tags say how each node appears to an admin:
+// The Go structs below are the schema; a component's section is the component's own configuration type (the
+// `ipsec` section is ike.Config, the `sslvpn` one sslvpn.Settings), tagged the same way, so a thing is described once. Struct tags say how each
+// node appears to an admin:
 //
 //	json:"name"        the node's name in JSON and in set lines (kebab-case, VyOS style)
 //	help:"…"           one line of help for the shell
-//	default:"…"        the value a zero field takes in the effective config (see WithDefaults)
+//	default:"…"        the value a zero field takes in the effective config (see WithDefaults); a component's type
+//	                   has no such tags but a FillDefaults method, its one set of defaults; default:"-" marks a
+//	                   field whose default depends on other fields, so none is shown
 //	enum:"a|b"         the only values a string leaf accepts
 //	key:"kind"         for a map (a VyOS tag node): what its keys are (name, ifname, network, uuid)
 //	range:"lo-hi"      the accepted range of an integer leaf
 //
 // A map is a tag node (`set system interfaces eth0 …`), a slice of scalars a multi-value leaf
-// (`set system dns name-server 192.0.2.53`, once per value), anything else a plain leaf. A leaf of type Secret is a
-// secret: shown as **** unless an admin asks, sealed at rest. A Config as stored holds only
+// (`set system dns name-server 192.0.2.53`, once per value), anything else a plain leaf. A leaf whose value
+// implements encoding.TextMarshaler is written as that text (a duration in whole seconds, say); its range applies
+// to the number the text is. A leaf of a secret type (Secret, or a component's own such as ike.PSK: a string type
+// that prints as Placeholder) is a secret: shown as **** unless an admin asks, sealed at rest. A Config as stored holds only
 // what the admin set; components and validation work on the effective config, which has the defaults filled in.
 //
 // A *Config is not safe for concurrent mutation; the store hands out clones.
 package config
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"toride/ike"
+	"toride/sslvpn"
+)
 
 // Config is the whole configuration of one appliance.
 type Config struct {
 	System System           `json:"system,omitzero" help:"Host name, interfaces, routes, DNS and time"`
-	IPsec  IPsec            `json:"ipsec,omitzero" help:"Site-to-site IPsec connections (two tunnels each, AWS style)"`
-	SSLVPN SSLVPN           `json:"sslvpn,omitzero" help:"SSL-VPN services and servers (OpenVPN and AnyConnect)"`
+	IPsec  ike.Config       `json:"ipsec,omitzero" help:"Site-to-site IPsec connections (two tunnels each, AWS style)"`
+	SSLVPN sslvpn.Settings  `json:"sslvpn,omitzero" help:"SSL-VPN services and servers (OpenVPN and AnyConnect)"`
 	Users  map[string]*User `json:"users,omitempty" key:"name" help:"Local users of the SSL-VPN"`
 	PKI    PKI              `json:"pki,omitzero" help:"Certificate authorities, certificates and revocation lists"`
 	API    API              `json:"api,omitzero" help:"The management API (HTTPS listener and its keys)"`
@@ -64,148 +75,6 @@ type DNS struct {
 // NTP is the time configuration.
 type NTP struct {
 	Servers []string `json:"server,omitempty" help:"NTP server, by name or address"`
-}
-
-// IPsec holds the site-to-site connections.
-type IPsec struct {
-	Connections map[string]*IPsecConnection `json:"connections,omitempty" key:"name" help:"A VPN connection to a cloud: two tunnels to two cloud gateways"`
-}
-
-// IPsecConnection is one cloud VPN connection: the local and remote networks and two redundant tunnels.
-type IPsecConnection struct {
-	Description    string             `json:"description,omitempty" help:"Free text"`
-	LocalNetworks  []netip.Prefix     `json:"local-network,omitempty" help:"Network on this side, reached through the tunnels"`
-	RemoteNetworks []netip.Prefix     `json:"remote-network,omitempty" help:"Network on the cloud side (static routing)"`
-	Routing        string             `json:"routing,omitempty" default:"static" enum:"static|bgp" help:"How the remote networks are learned"`
-	BGP            IPsecBGP           `json:"bgp,omitzero" help:"BGP over the tunnels (routing bgp)"`
-	StartAction    string             `json:"start-action,omitempty" default:"start" enum:"start|add" help:"start: bring the tunnels up and keep them up (the cloud never initiates); add: wait for the peer"`
-	Keepalive      IPsecKeepalive     `json:"keepalive,omitzero" help:"Probe traffic through each tunnel, so the cloud never idles it out and dead tunnels are seen"`
-	Failover       IPsecFailover      `json:"failover,omitzero" help:"Which tunnel carries traffic, and when it moves back"`
-	Tunnels        map[string]*Tunnel `json:"tunnels,omitempty" key:"name" help:"The two tunnels (tunnel1, tunnel2), in name order"`
-	Disable        bool               `json:"disable,omitempty" help:"Keep the connection configured but down"`
-}
-
-// IPsecBGP is the BGP side of a connection using dynamic routing.
-type IPsecBGP struct {
-	LocalASN  uint32 `json:"local-asn,omitempty" help:"Our autonomous system number (the customer gateway ASN)"`
-	RemoteASN uint32 `json:"remote-asn,omitempty" default:"64512" help:"The cloud's autonomous system number"`
-	HoldTime  int    `json:"hold-time,omitempty" default:"30" range:"3-65535" help:"BGP hold time in seconds"`
-}
-
-// IPsecKeepalive is the SLA monitor of a connection's tunnels: ICMP probes through each of them.
-type IPsecKeepalive struct {
-	Interval  int  `json:"interval,omitempty" default:"5" range:"1-60" help:"Seconds between probes"`
-	Timeout   int  `json:"timeout,omitempty" default:"2" range:"1-60" help:"Seconds to wait for each answer"`
-	DownAfter int  `json:"down-after,omitempty" default:"3" range:"1-100" help:"Lost probes in a row before the tunnel counts as down"`
-	Disable   bool `json:"disable,omitempty" help:"Send no probes (the cloud then closes idle tunnels)"`
-}
-
-// IPsecFailover says which tunnel carries traffic.
-type IPsecFailover struct {
-	Preferred string `json:"preferred,omitempty" help:"The tunnel that carries traffic when both are healthy (default: the first)"`
-	HoldDown  int    `json:"hold-down,omitempty" default:"30" range:"1-3600" help:"Seconds the preferred tunnel must stay healthy before traffic moves back"`
-}
-
-// Tunnel is one IPsec tunnel of a connection.
-type Tunnel struct {
-	LocalAddress    netip.Addr   `json:"local-address,omitzero" help:"Our outside address (behind NAT: the private one)"`
-	LocalID         string       `json:"local-id,omitempty" help:"The IKE identity we claim (behind NAT: the public customer gateway address)"`
-	RemoteAddress   netip.Addr   `json:"remote-address,omitzero" help:"The cloud gateway's outside address"`
-	PreSharedKey    Secret       `json:"pre-shared-key,omitempty" help:"IKE pre-shared key"`
-	InsideCIDR      netip.Prefix `json:"inside-cidr,omitzero" help:"Inside /30 in 169.254.0.0/16; the cloud takes the first address, we the second"`
-	IKEVersion      int          `json:"ike-version,omitempty" default:"2" range:"1-2" help:"IKE version (1 = main mode)"`
-	IKE             Phase        `json:"ike,omitzero" help:"Phase 1 (IKE SA) proposal and lifetime"`
-	ESP             Phase        `json:"esp,omitzero" help:"Phase 2 (CHILD SA) proposal and lifetime"`
-	DisablePFS      bool         `json:"disable-pfs,omitempty" help:"Do not use a DH exchange when rekeying the CHILD SA"`
-	RekeyMargin     int          `json:"rekey-margin,omitempty" default:"540" range:"1-86400" help:"Seconds before expiry to rekey"`
-	RekeyFuzz       int          `json:"rekey-fuzz,omitempty" default:"100" range:"1-1000" help:"Random extra margin, percent"`
-	ReplayWindow    int          `json:"replay-window,omitempty" default:"1024" range:"1-4096" help:"Anti-replay window in packets"`
-	DPD             DPD          `json:"dpd,omitzero" help:"Dead peer detection"`
-	NATTraversal    string       `json:"nat-traversal,omitempty" default:"auto" enum:"auto|force" help:"auto: UDP 4500 when a NAT is seen; force: always"`
-	KeepaliveTarget netip.Addr   `json:"keepalive-target,omitzero" help:"Address probed through this tunnel (default: the cloud's inside address)"`
-}
-
-// Phase is an IKE or ESP proposal set with its lifetime.
-type Phase struct {
-	Encryption []string `json:"encryption,omitempty" enum:"aes128|aes256|aes128gcm16|aes256gcm16" help:"Cipher"`
-	Integrity  []string `json:"integrity,omitempty" enum:"sha1|sha256|sha384|sha512" help:"Integrity algorithm"`
-	DHGroups   []int    `json:"dh-group,omitempty" range:"2-24" help:"Diffie-Hellman group (2, 5, 14-24)"`
-	Lifetime   int      `json:"lifetime,omitempty" range:"60-86400" help:"Lifetime in seconds (IKE 28800, ESP 3600)"`
-}
-
-// DPD is dead peer detection.
-type DPD struct {
-	Delay   int    `json:"delay,omitempty" default:"10" range:"1-3600" help:"Seconds of silence before a liveness check"`
-	Timeout int    `json:"timeout,omitempty" default:"30" range:"1-3600" help:"Seconds without answer before the peer is dead (IKEv1)"`
-	Action  string `json:"action,omitempty" default:"restart" enum:"clear|restart|none" help:"What to do with a dead peer"`
-}
-
-// SSLVPN holds the SSL-VPN side: services (the local side an SSL-VPN serves) and servers (the concentrators).
-type SSLVPN struct {
-	Services map[string]*VPNService   `json:"services,omitempty" key:"name" help:"A local site served by SSL-VPN: its networks and outside address"`
-	Servers  map[string]*SSLVPNServer `json:"servers,omitempty" key:"name" help:"An SSL-VPN concentrator"`
-}
-
-// VPNService is the local side an SSL-VPN server serves.
-type VPNService struct {
-	ID              string         `json:"id,omitempty" help:"Identifier used by the REST API"`
-	LocalNetworks   []netip.Prefix `json:"local-network,omitempty" help:"Network pushed to clients as a route"`
-	ExternalAddress netip.Addr     `json:"external-address,omitzero" help:"Outside address clients connect to"`
-}
-
-// SSLVPNServer is one SSL-VPN concentrator: one TUN device, one address pool, OpenVPN and AnyConnect listeners.
-type SSLVPNServer struct {
-	ID             string          `json:"id,omitempty" help:"Identifier used by the REST API"`
-	Description    string          `json:"description,omitempty" help:"Free text"`
-	Service        string          `json:"service,omitempty" help:"The VPN service (sslvpn service NAME) this server serves"`
-	Pool           netip.Prefix    `json:"pool,omitzero" help:"Client address pool, e.g. 10.8.0.0/24"`
-	Topology       string          `json:"topology,omitempty" default:"subnet" enum:"subnet|net30" help:"subnet: one address per client; net30: a /30 per client"`
-	Flavor         string          `json:"flavor,omitempty" default:"small" enum:"small|large" help:"small: 20 sessions, large: 255"`
-	MaxSessions    int             `json:"max-sessions,omitempty" range:"1-65535" help:"Concurrent session limit (overrides the flavor)"`
-	MaxPerUser     int             `json:"max-sessions-per-user,omitempty" range:"1-65535" help:"Sessions one user may hold at once, all protocols together (default 2, or max-sessions when lower)"`
-	RedirectAll    bool            `json:"redirect-gateway,omitempty" help:"Full tunnel: send all client traffic through the VPN"`
-	DNS            []netip.Addr    `json:"dns,omitempty" help:"DNS server pushed to clients (a route to it is pushed too)"`
-	OTP            bool            `json:"otp,omitempty" help:"Require a TOTP code as a second factor"`
-	Ciphers        []string        `json:"cipher,omitempty" enum:"aes256gcm|aes128gcm|chacha20poly1305|aes256cbc|aes128cbc" help:"Data ciphers, strongest first"`
-	CA             string          `json:"ca,omitempty" help:"The CA (pki ca NAME) that issues and verifies client certificates"`
-	TrustedCAs     []string        `json:"trusted-ca,omitempty" help:"Further CAs (pki ca NAME) whose client certificates are accepted"`
-	Certificate    string          `json:"certificate,omitempty" help:"The server certificate (pki certificate NAME); when empty, issued by the server's CA"`
-	OpenVPN        OpenVPNListener `json:"openvpn,omitzero" help:"The OpenVPN protocol"`
-	AnyConnect     AnyConnect      `json:"anyconnect,omitzero" help:"The AnyConnect protocol"`
-	AddressGrace   int             `json:"address-hold,omitempty" default:"300" range:"0-86400" help:"Seconds a disconnected user's address is kept for them"`
-	IdleTimeout    int             `json:"idle-timeout,omitempty" default:"1800" range:"60-604800" help:"Seconds without traffic before a session ends"`
-	SessionTimeout int             `json:"session-timeout,omitempty" default:"86400" range:"300-2592000" help:"Maximum session length in seconds"`
-	Disable        bool            `json:"disable,omitempty" help:"Keep the server configured but stopped"`
-}
-
-// OpenVPNListener is the OpenVPN side of a server.
-type OpenVPNListener struct {
-	TCPPort  int    `json:"tcp-port,omitempty" default:"443" range:"1-65535" help:"TCP port (shared with AnyConnect)"`
-	UDPPort  int    `json:"udp-port,omitempty" default:"1194" range:"1-65535" help:"UDP port"`
-	Auth     string `json:"auth,omitempty" default:"sha1" enum:"sha1|sha256|sha512" help:"HMAC digest with CBC ciphers (OpenVPN's default is sha1)"`
-	TLSCrypt bool   `json:"tls-crypt,omitempty" help:"Wrap the control channel with a tls-crypt key"`
-	Disable  bool   `json:"disable,omitempty" help:"Do not accept OpenVPN clients"`
-}
-
-// AnyConnect is the AnyConnect side of a server.
-type AnyConnect struct {
-	Port         int                         `json:"port,omitempty" default:"443" range:"1-65535" help:"TCP port (shared with OpenVPN) and DTLS UDP port"`
-	Password     bool                        `json:"password,omitempty" help:"Ask for the user's password (the default group)"`
-	DisableDTLS  bool                        `json:"disable-dtls,omitempty" help:"Carry data over the TLS connection only"`
-	Groups       map[string]*AnyConnectGroup `json:"groups,omitempty" key:"name" help:"Connection profiles clients choose from (default: one, from the server's settings)"`
-	DefaultGroup string                      `json:"default-group,omitempty" help:"The profile preselected in the client's list"`
-	Disable      bool                        `json:"disable,omitempty" help:"Do not accept AnyConnect clients"`
-}
-
-// AnyConnectGroup is one connection profile: what a login needs, and what the client gets.
-type AnyConnectGroup struct {
-	Label           string         `json:"label,omitempty" help:"Shown in the client's list (default: the name)"`
-	Pool            netip.Prefix   `json:"pool,omitzero" help:"The profile's own address pool (default: the server's)"`
-	LocalNetworks   []netip.Prefix `json:"local-network,omitempty" help:"Networks routed to the client (default: the service's)"`
-	RedirectGateway bool           `json:"redirect-gateway,omitempty" help:"Full tunnel for this profile"`
-	Certificate     bool           `json:"certificate,omitempty" help:"Require a client certificate"`
-	Password        bool           `json:"password,omitempty" help:"Ask for the user's password"`
-	OTP             bool           `json:"otp,omitempty" help:"Ask for a TOTP code"`
 }
 
 // User is a local user.

@@ -24,7 +24,16 @@ func (Secret) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, Placeholder
 // LogValue makes slog print Placeholder.
 func (Secret) LogValue() slog.Value { return slog.StringValue(Placeholder) }
 
-var secretType = reflect.TypeFor[Secret]()
+// isSecretType reports whether leaves of type t are secrets: string types that print as Placeholder, Secret and
+// the components' own (ike.PSK).
+func isSecretType(t reflect.Type) bool {
+	if t.Kind() != reflect.String || !t.Implements(formatter) {
+		return false
+	}
+	return fmt.Sprint(reflect.ValueOf("x").Convert(t).Interface()) == Placeholder
+}
+
+var formatter = reflect.TypeFor[fmt.Formatter]()
 
 // MapSecrets calls fn for every secret leaf of c that is set, in schema order, with its path as set lines spell it
 // (["ipsec", "connections", "aws", "tunnels", "tunnel1", "pre-shared-key"]), and stores what fn returns.
@@ -37,7 +46,7 @@ func mapSecrets(v reflect.Value, path []string, fn func([]string, Secret) Secret
 		fv := v.Field(f.index)
 		p := append(slices.Clip(path), f.name)
 		switch {
-		case f.typ == secretType:
+		case f.secret:
 			if s := Secret(fv.String()); s != "" {
 				fv.SetString(string(fn(p, s)))
 			}

@@ -4,12 +4,16 @@ import (
 	"crypto/x509"
 	"encoding/base32"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"net/netip"
 	"reflect"
 	"regexp"
 	"slices"
 	"strings"
+
+	"toride/ike"
+	"toride/sslvpn"
 )
 
 // Problem is one thing wrong with a configuration: where, what value, what is wrong, and how to fix it.
@@ -102,11 +106,15 @@ func (v *validator) leaf(f field, fv reflect.Value, path []string) {
 	}
 	if f.ranged {
 		var n int64
-		switch fv.Kind() {
-		case reflect.Int, reflect.Int32, reflect.Int64:
-			n = fv.Int()
-		case reflect.Uint16, reflect.Uint32, reflect.Uint64:
-			n = int64(fv.Uint())
+		if tn, ok := textNumber(fv); ok {
+			n = tn
+		} else {
+			switch fv.Kind() {
+			case reflect.Int, reflect.Int32, reflect.Int64:
+				n = fv.Int()
+			case reflect.Uint16, reflect.Uint32, reflect.Uint64:
+				n = int64(fv.Uint())
+			}
 		}
 		if n < f.lo || n > f.hi {
 			v.add(path, s, fmt.Sprintf("use a number from %d to %d", f.lo, f.hi), "%s is out of range", s)
@@ -201,243 +209,43 @@ func lastAddr(pfx netip.Prefix) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
 }
 
-// network checks that a prefix names a network (no host bits) of the wanted family.
-func (v *validator) network(path []string, pfx netip.Prefix, ipv4Only bool) bool {
-	switch {
-	case !pfx.IsValid():
-		v.add(path, "", "write it as ADDRESS/LENGTH, e.g. 10.0.0.0/24", "not a network")
-	case pfx.Masked() != pfx:
-		v.add(path, pfx, "use "+pfx.Masked().String(), "%s has host bits set", pfx)
-	case ipv4Only && !pfx.Addr().Is4():
-		v.add(path, pfx, "use an IPv4 network", "%s is not IPv4; this feature is IPv4 only", pfx)
-	default:
-		return true
-	}
-	return false
-}
-
-// ipsec checks what only the configuration's shape knows; the cloud's rules for tunnels (keys, inside CIDRs,
-// proposals, lifetimes) are the IPsec engine's, which the appliance runs as part of validation.
+// ipsec runs the IPsec engine's own validation (the cloud's rules for connections and tunnels), whose problems
+// already name their fields as set lines do below the ipsec section.
 func (v *validator) ipsec(c *Config) {
-	for _, name := range sortedKeys(c.IPsec.Connections) {
-		conn := c.IPsec.Connections[name]
-		base := p("ipsec", "connections", name)
-		if n := len(conn.Tunnels); n < 1 || n > 2 {
-			v.add(append(slices.Clip(base), "tunnels"), n, "configure tunnel1 and tunnel2 as the cloud's configuration file gives them",
-				"a connection has one or two tunnels, not %d", n)
-		}
-		if pref := conn.Failover.Preferred; pref != "" && conn.Tunnels[pref] == nil {
-			v.add(append(slices.Clip(base), "failover", "preferred"), pref, "use one of: "+strings.Join(sortedKeys(conn.Tunnels), ", "),
-				"no tunnel %q in this connection", pref)
-		}
+	var ve *ike.ValidationError
+	if !errors.As(c.IPsec.Validate(), &ve) {
+		return
+	}
+	for _, fe := range ve.Errors {
+		v.ps = append(v.ps, Problem{Path: "ipsec." + fe.Field, Value: fe.Value, Message: fe.Problem, Fix: fe.Fix})
 	}
 }
 
-// Capacity is how many clients a pool holds in a topology: subnet keeps the network, broadcast and server
-// addresses; net30 gives each client a /30 and keeps the first /30 for the server.
-func Capacity(pool netip.Prefix, topology string) int {
-	hostBits := pool.Addr().BitLen() - pool.Bits()
-	if hostBits > 24 {
-		hostBits = 24 // a /8 is more than any server holds; avoid overflow on IPv6
-	}
-	size := 1 << hostBits
-	if topology == "net30" {
-		return max(size/4-1, 0)
-	}
-	return max(size-3, 0)
-}
-
-// smallestPool returns the prefix length of the smallest pool that holds n clients in a topology.
-func smallestPool(n int, topology string) int {
-	for bits := 30; bits > 8; bits-- {
-		if Capacity(netip.PrefixFrom(netip.IPv4Unspecified(), bits), topology) >= n {
-			return bits
-		}
-	}
-	return 8
-}
-
-// usedNet is a network some part of the configuration uses, named for messages.
-type usedNet struct {
-	what string
-	pfx  netip.Prefix
-}
-
+// sslvpn runs the SSL-VPN's own validation, telling it what the rest of the configuration uses: the IPsec
+// networks no pool may overlap, the interfaces' networks, the CAs and certificates its servers may name.
 func (v *validator) sslvpn(c *Config) {
-	var nets []usedNet
+	o := sslvpn.ValidateOptions{Path: "sslvpn", CAs: map[string]bool{}, Certificates: sortedKeys(c.PKI.Certificates)}
 	for _, name := range sortedKeys(c.IPsec.Connections) {
 		for _, n := range c.IPsec.Connections[name].RemoteNetworks {
-			nets = append(nets, usedNet{"ipsec.connections." + name + ".remote-network " + n.String(), n})
+			o.Routed = append(o.Routed, sslvpn.UsedNetwork{What: "ipsec.connections." + name + ".remote-network " + n.String(), Prefix: n})
 		}
 		for _, n := range c.IPsec.Connections[name].LocalNetworks {
-			nets = append(nets, usedNet{"ipsec.connections." + name + ".local-network " + n.String(), n})
+			o.Routed = append(o.Routed, sslvpn.UsedNetwork{What: "ipsec.connections." + name + ".local-network " + n.String(), Prefix: n})
 		}
 	}
-	for _, name := range sortedKeys(c.SSLVPN.Services) {
-		svc := c.SSLVPN.Services[name]
-		for _, n := range svc.LocalNetworks {
-			if v.network(p("sslvpn", "services", name, "local-network"), n, true) {
-				nets = append(nets, usedNet{"sslvpn.services." + name + ".local-network " + n.String(), n})
-			}
+	for _, ifname := range sortedKeys(c.System.Interfaces) {
+		for _, a := range c.System.Interfaces[ifname].Addresses {
+			o.Interfaces = append(o.Interfaces, sslvpn.InterfaceNetwork{Interface: ifname, Prefix: a})
 		}
 	}
-	type listen struct {
-		what string
-		addr netip.Addr
-		port int
-	}
-	var listens []listen
-	ids := map[string]string{}
-	for _, name := range sortedKeys(c.SSLVPN.Servers) {
-		s := c.SSLVPN.Servers[name]
-		base := p("sslvpn", "servers", name)
-		at := func(leaf ...string) []string { return append(slices.Clip(base), leaf...) }
-		if s.ID != "" {
-			if other, dup := ids[s.ID]; dup {
-				v.add(at("id"), s.ID, "give each server its own id", "server %s has the same id", other)
-			}
-			ids[s.ID] = name
-		}
-		var svc *VPNService
-		switch {
-		case s.Service == "":
-			v.add(at("service"), "", "set "+strings.Join(base, " ")+" service NAME (an sslvpn services entry)", "a server needs the VPN service it serves")
-		case c.SSLVPN.Services[s.Service] == nil:
-			v.add(at("service"), s.Service, "use one of: "+strings.Join(sortedKeys(c.SSLVPN.Services), ", "), "no sslvpn service %q", s.Service)
-		default:
-			svc = c.SSLVPN.Services[s.Service]
-			for _, other := range sortedKeys(c.SSLVPN.Servers) {
-				if other < name && c.SSLVPN.Servers[other].Service == s.Service {
-					v.add(at("service"), s.Service, "create another VPN service for a second server", "service %q already has server %s; one SSL-VPN per VPN service", s.Service, other)
-				}
-			}
-		}
-		if !s.Pool.IsValid() {
-			v.add(at("pool"), "", "set "+strings.Join(base, " ")+" pool 10.8.0.0/24", "a server needs a client address pool")
-		} else if v.network(at("pool"), s.Pool, true) {
-			if got := Capacity(s.Pool, s.Topology); got < s.MaxSessions {
-				how := "one address each"
-				if s.Topology == "net30" {
-					how = "a /30 each, one kept for the server"
-				}
-				clients := "clients"
-				if got == 1 {
-					clients = "client"
-				}
-				v.add(at("pool"), s.Pool, fmt.Sprintf("use a /%d or larger", smallestPool(s.MaxSessions, s.Topology)),
-					"%s holds %d %s in %s topology (%s), fewer than max-sessions %d", s.Pool, got, clients, s.Topology, how, s.MaxSessions)
-			}
-			for _, n := range nets {
-				if n.pfx.Overlaps(s.Pool) {
-					v.add(at("pool"), s.Pool, "choose a pool that overlaps none of the networks it routes to", "%s overlaps %s", s.Pool, n.what)
-				}
-			}
-			for _, ifname := range sortedKeys(c.System.Interfaces) {
-				for _, a := range c.System.Interfaces[ifname].Addresses {
-					if a.Masked().Overlaps(s.Pool) {
-						v.add(at("pool"), s.Pool, "choose a pool outside the interfaces' networks", "%s overlaps interface %s network %s", s.Pool, ifname, a.Masked())
-					}
-				}
-			}
-			nets = append(nets, usedNet{strings.Join(at("pool"), ".") + " " + s.Pool.String(), s.Pool})
-		}
-		if s.MaxPerUser > s.MaxSessions {
-			v.add(at("max-sessions-per-user"), s.MaxPerUser, fmt.Sprintf("set it to %d or less, or raise max-sessions", s.MaxSessions),
-				"%d sessions for one user exceed the server's max-sessions %d", s.MaxPerUser, s.MaxSessions)
-		}
-		if s.CA == "" {
-			v.add(at("ca"), "", "set "+strings.Join(base, " ")+" ca NAME (a pki ca entry)", "a server needs the CA that issues its client certificates")
-		} else if c.PKI.CAs[s.CA] == nil {
-			v.add(at("ca"), s.CA, "use one of: "+strings.Join(sortedKeys(c.PKI.CAs), ", "), "no pki ca %q", s.CA)
-		}
-		if s.Certificate != "" && c.PKI.Certificates[s.Certificate] == nil {
-			v.add(at("certificate"), s.Certificate, "use one of: "+strings.Join(sortedKeys(c.PKI.Certificates), ", "), "no pki certificate %q", s.Certificate)
-		}
-		if ca := c.PKI.CAs[s.CA]; s.Certificate == "" && ca != nil && ca.PrivateKey == "" {
-			v.add(at("certificate"), "", "set "+strings.Join(base, " ")+" certificate NAME (a pki certificates entry)",
-				"the server needs a certificate, and CA %s cannot issue one (its key is not on the appliance)", s.CA)
-		}
-		for _, tc := range s.TrustedCAs {
-			if c.PKI.CAs[tc] == nil {
-				v.add(at("trusted-ca"), tc, "use one of: "+strings.Join(sortedKeys(c.PKI.CAs), ", "), "no pki ca %q", tc)
-			}
-		}
-		if s.Disable {
-			continue
-		}
-		var addr netip.Addr
-		if svc != nil {
-			addr = svc.ExternalAddress
-		}
-		ports := []listen{}
-		if !s.OpenVPN.Disable {
-			ports = append(ports, listen{name + " openvpn tcp", addr, s.OpenVPN.TCPPort}, listen{name + " openvpn udp", addr, -s.OpenVPN.UDPPort})
-		}
-		if !s.AnyConnect.Disable {
-			// AnyConnect shares the TCP port with OpenVPN by design, so only a clash with another server counts.
-			if s.OpenVPN.Disable || s.AnyConnect.Port != s.OpenVPN.TCPPort {
-				ports = append(ports, listen{name + " anyconnect tcp", addr, s.AnyConnect.Port})
-			}
-			if !s.AnyConnect.DisableDTLS {
-				if !s.OpenVPN.Disable && s.AnyConnect.Port == s.OpenVPN.UDPPort {
-					v.add(at("openvpn", "udp-port"), s.OpenVPN.UDPPort, "move openvpn udp-port (1194 is OpenVPN's own) or set anyconnect disable-dtls",
-						"OpenVPN over UDP and AnyConnect's DTLS cannot share UDP port %d", s.OpenVPN.UDPPort)
-				} else {
-					ports = append(ports, listen{name + " anyconnect dtls", addr, -s.AnyConnect.Port})
-				}
-			}
-			v.groups(c, name, s, &nets)
-		}
-		for _, l := range ports {
-			for _, o := range listens {
-				if o.port == l.port && (o.addr == l.addr || !o.addr.IsValid() || !l.addr.IsValid()) {
-					v.add(at(), name, "give each server its own port or external address", "%s listens on the same port %d as %s", l.what, abs(l.port), o.what)
-				}
-			}
-		}
-		listens = append(listens, ports...)
-		for _, d := range s.DNS {
-			if !d.Is4() {
-				v.add(at("dns"), d, "use an IPv4 address", "%s is not IPv4", d)
-			}
+	for name, ca := range c.PKI.CAs {
+		if ca != nil {
+			o.CAs[name] = ca.PrivateKey != ""
 		}
 	}
-}
-
-// groups checks a server's AnyConnect profiles: their pools are networks of their own, and the default exists.
-func (v *validator) groups(c *Config, name string, s *SSLVPNServer, nets *[]usedNet) {
-	base := p("sslvpn", "servers", name, "anyconnect")
-	if d := s.AnyConnect.DefaultGroup; d != "" && s.AnyConnect.Groups[d] == nil {
-		v.add(append(slices.Clip(base), "default-group"), d, "use one of: "+strings.Join(sortedKeys(s.AnyConnect.Groups), ", "), "no group %q", d)
+	for _, fe := range c.SSLVPN.Validate(o) {
+		v.ps = append(v.ps, Problem{Path: fe.Field, Value: fe.Value, Message: fe.Problem, Fix: fe.Fix})
 	}
-	for _, gname := range sortedKeys(s.AnyConnect.Groups) {
-		g := s.AnyConnect.Groups[gname]
-		gp := append(slices.Clip(base), "groups", gname)
-		for _, n := range g.LocalNetworks {
-			v.network(append(slices.Clip(gp), "local-network"), n, true)
-		}
-		if !g.Pool.IsValid() {
-			continue
-		}
-		if v.network(append(slices.Clip(gp), "pool"), g.Pool, true) {
-			if Capacity(g.Pool, s.Topology) < 1 {
-				v.add(append(slices.Clip(gp), "pool"), g.Pool, "use a /29 or larger", "%s holds no client", g.Pool)
-			}
-			for _, n := range *nets {
-				if n.pfx.Overlaps(g.Pool) {
-					v.add(append(slices.Clip(gp), "pool"), g.Pool, "choose a pool that overlaps nothing else", "%s overlaps %s", g.Pool, n.what)
-				}
-			}
-			*nets = append(*nets, usedNet{strings.Join(gp, ".") + ".pool " + g.Pool.String(), g.Pool})
-		}
-	}
-}
-
-func abs(n int) int {
-	if n < 0 {
-		return -n
-	}
-	return n
 }
 
 func (v *validator) users(c *Config) {

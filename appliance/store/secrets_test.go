@@ -44,10 +44,15 @@ func (testCodec) Open(path []string, stored string) (string, bool, error) {
 
 const testPSK = "Clear.PSK_in_the_test"
 
-var pskPath = []string{"ipsec", "connections", "aws", "tunnels", "tunnel1", "pre-shared-key"}
-
+// setPSK sets a connection that validates, with psk as its tunnel's pre-shared key.
 func setPSK(c *config.Config, psk string) error {
-	return c.Set(append(append([]string(nil), pskPath[:len(pskPath)-1]...), "pre-shared-key", psk))
+	return c.ParseCommands(`
+set ipsec connections aws local-network 10.1.0.0/16
+set ipsec connections aws remote-network 10.2.0.0/16
+set ipsec connections aws tunnels tunnel1 local-address 198.51.100.2
+set ipsec connections aws tunnels tunnel1 remote-address 203.0.113.10
+set ipsec connections aws tunnels tunnel1 inside-cidr 169.254.10.0/30
+set ipsec connections aws tunnels tunnel1 pre-shared-key ` + config.Quote(psk))
 }
 
 // filesHolding returns the files under dir whose bytes contain s.

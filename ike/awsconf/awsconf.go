@@ -15,6 +15,8 @@ import (
 	"net/netip"
 	"strings"
 	"time"
+
+	"toride/ike"
 )
 
 // Errors wrapped by the parsers.
@@ -67,11 +69,11 @@ type Tunnel struct {
 	StaticNextHop netip.Addr
 }
 
-// Phase is one negotiation phase as the file states it, normalized to the names ike.Config uses (AES128,
-// SHA2-256, …). Mode is "main" for phase 1 and "tunnel" for phase 2.
+// Phase is one negotiation phase as the file states it, with the algorithms named as ike names them. Mode is
+// "main" for phase 1 and "tunnel" for phase 2.
 type Phase struct {
-	Encryption string
-	Integrity  string
+	Encryption ike.Encryption
+	Integrity  ike.Integrity
 	DHGroup    int // phase 2: the PFS group; 0 means no PFS
 	Lifetime   time.Duration
 	Mode       string
@@ -100,32 +102,32 @@ func Parse(data []byte) (*Connection, error) {
 	return nil, fmt.Errorf("%w: expected an \"IPSec Tunnel #1\" line (Generic) or a <vpn_connection> document (XML)", ErrUnknownFormat)
 }
 
-// normEncryption maps the files' names (aes-128-cbc, AES128, aes-256-gcm-16, …) to ike's names.
-func normEncryption(s string) (string, bool) {
+// normEncryption maps the files' names (aes-128-cbc, AES128, aes-256-gcm-16, …) to ike's.
+func normEncryption(s string) (ike.Encryption, bool) {
 	switch squash(s) {
 	case "aes128cbc", "aes128", "aescbc128":
-		return "AES128", true
+		return ike.AES128, true
 	case "aes256cbc", "aes256", "aescbc256":
-		return "AES256", true
+		return ike.AES256, true
 	case "aes128gcm16", "aes128gcm", "aesgcm128":
-		return "AES128-GCM-16", true
+		return ike.AES128GCM16, true
 	case "aes256gcm16", "aes256gcm", "aesgcm256":
-		return "AES256-GCM-16", true
+		return ike.AES256GCM16, true
 	}
 	return "", false
 }
 
 // normIntegrity maps sha1, hmac-sha1-96, sha2-256, hmac-sha2-256-128, … to ike's names.
-func normIntegrity(s string) (string, bool) {
+func normIntegrity(s string) (ike.Integrity, bool) {
 	switch strings.TrimPrefix(squash(s), "hmac") {
 	case "sha1", "sha196", "sha":
-		return "SHA1", true
+		return ike.SHA1, true
 	case "sha256", "sha2256", "sha256128", "sha2256128":
-		return "SHA2-256", true
+		return ike.SHA2256, true
 	case "sha384", "sha2384", "sha384192", "sha2384192":
-		return "SHA2-384", true
+		return ike.SHA2384, true
 	case "sha512", "sha2512", "sha512256", "sha2512256":
-		return "SHA2-512", true
+		return ike.SHA2512, true
 	}
 	return "", false
 }

@@ -28,10 +28,10 @@ func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
 func addr(s string) netip.Addr  { return netip.MustParseAddr(s) }
 
 func TestParseFixtures(t *testing.T) {
-	p1v1 := Phase{Encryption: "AES128", Integrity: "SHA1", DHGroup: 2, Lifetime: 28800 * time.Second, Mode: "main"}
-	p2v1 := Phase{Encryption: "AES128", Integrity: "SHA1", DHGroup: 2, Lifetime: 3600 * time.Second, Mode: "tunnel"}
-	p1v2 := Phase{Encryption: "AES256", Integrity: "SHA2-256", DHGroup: 14, Lifetime: 28800 * time.Second, Mode: "main"}
-	p2v2 := Phase{Encryption: "AES256", Integrity: "SHA2-256", DHGroup: 14, Lifetime: 3600 * time.Second, Mode: "tunnel"}
+	p1v1 := Phase{Encryption: ike.AES128, Integrity: ike.SHA1, DHGroup: 2, Lifetime: 28800 * time.Second, Mode: "main"}
+	p2v1 := Phase{Encryption: ike.AES128, Integrity: ike.SHA1, DHGroup: 2, Lifetime: 3600 * time.Second, Mode: "tunnel"}
+	p1v2 := Phase{Encryption: ike.AES256, Integrity: ike.SHA2256, DHGroup: 14, Lifetime: 28800 * time.Second, Mode: "main"}
+	p2v2 := Phase{Encryption: ike.AES256, Integrity: ike.SHA2256, DHGroup: 14, Lifetime: 3600 * time.Second, Mode: "tunnel"}
 	tests := []struct {
 		file string
 		want *Connection
@@ -168,12 +168,12 @@ func TestIKEConnection(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := (ike.Config{Connections: []ike.Connection{conn}}).Validate(); err != nil {
+		if err := (ike.Config{Connections: map[string]*ike.Connection{"aws": conn}}).Validate(); err != nil {
 			t.Errorf("%s: imported configuration invalid: %v", file, err)
 		}
-		t0 := conn.Tunnels[0]
+		t0 := conn.Tunnels["tunnel1"]
 		if t0.LocalAddress != addr("192.168.1.10") || t0.LocalID != c.Tunnels[0].CustomerGatewayOutside.String() ||
-			t0.InsideCIDR != c.Tunnels[0].CustomerGatewayInside.Masked() || t0.PSK != c.Tunnels[0].PreSharedKey {
+			t0.InsideCIDR != c.Tunnels[0].CustomerGatewayInside.Masked() || string(t0.PreSharedKey) != c.Tunnels[0].PreSharedKey {
 			t.Errorf("%s: tunnel 1 = %+v", file, t0)
 		}
 		local, remote, _ := t0.InsideAddresses()
@@ -181,7 +181,7 @@ func TestIKEConnection(t *testing.T) {
 			t.Errorf("%s: inside addresses %s/%s, file says %s/%s", file, local, remote,
 				c.Tunnels[0].CustomerGatewayInside, c.Tunnels[0].VPNGatewayInside)
 		}
-		if wantBGP := c.Tunnels[0].BGP != nil; (conn.Routing.Mode == ike.RoutingBGP) != wantBGP {
+		if wantBGP := c.Tunnels[0].BGP != nil; (conn.Routing == ike.RoutingBGP) != wantBGP {
 			t.Errorf("%s: routing %+v", file, conn.Routing)
 		}
 	}

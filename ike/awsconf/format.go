@@ -5,16 +5,18 @@ import (
 	"encoding/xml"
 	"fmt"
 	"strconv"
+
+	"toride/ike"
 )
 
 // Names the files use for the normalized algorithm names (phase 2 integrity is written as HMAC).
 var (
-	fileEncryption = map[string]string{
-		"AES128": "aes-128-cbc", "AES256": "aes-256-cbc", "AES128-GCM-16": "aes-128-gcm-16", "AES256-GCM-16": "aes-256-gcm-16",
+	fileEncryption = map[ike.Encryption]string{
+		ike.AES128: "aes-128-cbc", ike.AES256: "aes-256-cbc", ike.AES128GCM16: "aes-128-gcm-16", ike.AES256GCM16: "aes-256-gcm-16",
 	}
-	fileIntegrity = map[string]string{"SHA1": "sha1", "SHA2-256": "sha2-256", "SHA2-384": "sha2-384", "SHA2-512": "sha2-512"}
-	fileHMAC      = map[string]string{
-		"SHA1": "hmac-sha1-96", "SHA2-256": "hmac-sha2-256-128", "SHA2-384": "hmac-sha2-384-192", "SHA2-512": "hmac-sha2-512-256",
+	fileIntegrity = map[ike.Integrity]string{ike.SHA1: "sha1", ike.SHA2256: "sha2-256", ike.SHA2384: "sha2-384", ike.SHA2512: "sha2-512"}
+	fileHMAC      = map[ike.Integrity]string{
+		ike.SHA1: "hmac-sha1-96", ike.SHA2256: "hmac-sha2-256-128", ike.SHA2384: "hmac-sha2-384-192", ike.SHA2512: "hmac-sha2-512-256",
 	}
 )
 

@@ -380,7 +380,7 @@ func (r *fieldReader) phase(p *Phase, section int, ike bool) {
 			r.bad(v, "encryption algorithm", "want aes-128-cbc, aes-256-cbc, aes-128-gcm-16 or aes-256-gcm-16")
 		}
 	}
-	if v, ok := r.get(section, "", "authentication algorithm", !strings.Contains(p.Encryption, "GCM")); ok {
+	if v, ok := r.get(section, "", "authentication algorithm", !p.Encryption.AEAD()); ok {
 		if a, ok := normIntegrity(v.text); ok {
 			p.Integrity = a
 		} else {

@@ -335,7 +335,7 @@ func (r *xmlReader) phase(base string, p *Phase, encr, integ, life, pfs *string,
 			r.bad(base+"/encryption_protocol", s, "want aes-128-cbc, aes-256-cbc, aes-128-gcm-16 or aes-256-gcm-16")
 		}
 	}
-	if integ != nil || !strings.Contains(p.Encryption, "GCM") {
+	if integ != nil || !p.Encryption.AEAD() {
 		if s, ok := r.text(base+"/authentication_protocol", integ); ok {
 			if a, ok := normIntegrity(s); ok {
 				p.Integrity = a

@@ -1,4 +1,4 @@
-package appliance
+package api
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptrace"
@@ -38,8 +39,8 @@ func startAPIHTTPS(t *testing.T, limits httpsLimits) string {
 	cfg.API.HTTPS.ListenAddress = netip.MustParseAddr("127.0.0.1")
 	cfg.API.HTTPS.Port = port
 	cfg.API.Keys = map[string]*config.APIKey{"admin": {KeyHash: config.Secret(hex.EncodeToString(sum[:]))}}
-	a := &apiHTTPS{handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }),
-		stateDir: t.TempDir(), health: health.New(), log: quietLog(), limits: limits}
+	a := &HTTPSListener{handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }),
+		stateDir: t.TempDir(), health: health.New(), log: slog.New(slog.DiscardHandler), limits: limits}
 	if err := a.Apply(context.Background(), nil, cfg); err != nil {
 		t.Fatal(err)
 	}

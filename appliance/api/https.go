@@ -1,4 +1,4 @@
-package appliance
+package api
 
 import (
 	"context"
@@ -26,21 +26,20 @@ import (
 	"sync/atomic"
 	"time"
 
-	"toride/appliance/api"
 	"toride/appliance/atomicfile"
 	"toride/appliance/config"
 	"toride/appliance/health"
 	"toride/sslvpn/shed"
 )
 
-// apiHTTPS is the "api" component: the API on HTTPS for remote management, when api https listen-address is
-// set. Requests must carry `Authorization: Bearer KEY` for a key whose SHA-256 is configured; keys change without
+// HTTPSListener is the "api" component: the API on HTTPS for remote management, when api https listen-address
+// is set. Requests must carry `Authorization: Bearer KEY` for a key whose SHA-256 is configured; keys change without
 // restarting the listener.
 //
 // Whoever reaches the port holds a connection before proving anything, so what a client can hold is bounded
 // (httpsLimits): the connections that have not made an authenticated request yet, per source and in all, and the
 // time each phase of a request may take. A request without a valid key is answered and its connection closed.
-type apiHTTPS struct {
+type HTTPSListener struct {
 	handler  http.Handler
 	stateDir string
 	health   *health.Tracker
@@ -53,6 +52,19 @@ type apiHTTPS struct {
 	running listenerSpec
 	stop    context.CancelFunc
 	done    chan struct{}
+}
+
+// HTTPSOptions are what the HTTPS listener needs.
+type HTTPSOptions struct {
+	Handler  http.Handler // the API, as Server.Handler serves it
+	StateDir string       // where a self-signed certificate is kept
+	Health   *health.Tracker
+	Logger   *slog.Logger
+}
+
+// NewHTTPSListener returns the HTTPS listener, stopped until Apply is given a configuration that sets it.
+func NewHTTPSListener(o HTTPSOptions) *HTTPSListener {
+	return &HTTPSListener{handler: o.Handler, stateDir: o.StateDir, health: o.Health, log: o.Logger}
 }
 
 // httpsLimits bound the management API's clients.
@@ -105,7 +117,7 @@ type listenerSpec struct {
 	hostname string
 }
 
-func (a *apiHTTPS) Name() string { return "api" }
+func (a *HTTPSListener) Name() string { return "api" }
 
 func specOf(c *config.Config) listenerSpec {
 	h := c.API.HTTPS
@@ -120,7 +132,7 @@ func specOf(c *config.Config) listenerSpec {
 }
 
 // Apply implements Component.
-func (a *apiHTTPS) Apply(ctx context.Context, _, new *config.Config) error {
+func (a *HTTPSListener) Apply(ctx context.Context, _, new *config.Config) error {
 	keys := map[string]string{}
 	for name, k := range new.API.Keys {
 		keys[string(k.KeyHash)] = name
@@ -177,7 +189,7 @@ func (a *apiHTTPS) Apply(ctx context.Context, _, new *config.Config) error {
 	return nil
 }
 
-func (a *apiHTTPS) stopLocked() {
+func (a *HTTPSListener) stopLocked() {
 	if a.stop != nil {
 		a.stop()
 		<-a.done
@@ -186,7 +198,7 @@ func (a *apiHTTPS) stopLocked() {
 }
 
 // Close stops the listener.
-func (a *apiHTTPS) Close() error {
+func (a *HTTPSListener) Close() error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.stopLocked()
@@ -194,7 +206,7 @@ func (a *apiHTTPS) Close() error {
 }
 
 // authenticate admits requests with a configured API key and names the key as their author.
-func (a *apiHTTPS) authenticate(next http.Handler) http.Handler {
+func (a *HTTPSListener) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		sum := sha256.Sum256([]byte(token))
@@ -219,13 +231,13 @@ func (a *apiHTTPS) authenticate(next http.Handler) http.Handler {
 		if c, ok := r.Context().Value(limitedConnKey{}).(*limitedConn); ok {
 			c.authenticated()
 		}
-		next.ServeHTTP(w, r.WithContext(api.WithAuthor(r.Context(), "api-key:"+name)))
+		next.ServeHTTP(w, r.WithContext(WithAuthor(r.Context(), "api-key:"+name)))
 	})
 }
 
 // certificate returns the configured certificate, or a self-signed one kept in the state directory so that
 // clients can pin it across restarts.
-func (a *apiHTTPS) certificate(s listenerSpec) (tls.Certificate, error) {
+func (a *HTTPSListener) certificate(s listenerSpec) (tls.Certificate, error) {
 	if s.certPEM != "" {
 		c, err := tls.X509KeyPair([]byte(s.certPEM), []byte(s.keyPEM))
 		if err != nil {

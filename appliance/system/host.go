@@ -1,4 +1,7 @@
-package appliance
+// Package system holds the components of the box as a host: Host (host name, resolver, interfaces, static
+// routes) and TimeSync (NTP, and the clock's health). Each is a component of the orchestrator: Apply(old, new)
+// is idempotent and takes the component's lock, which its own watcher takes too.
+package system
 
 import (
 	"bytes"
@@ -21,8 +24,8 @@ import (
 	"toride/dataplane/route"
 )
 
-// linkProgrammer is what the system component needs of dataplane/link.
-type linkProgrammer interface {
+// LinkProgrammer is what Host needs of dataplane/link.
+type LinkProgrammer interface {
 	Get(name string) (link.State, error)
 	SetMTU(name string, mtu int) error
 	SetUp(name string, up bool) error
@@ -31,23 +34,23 @@ type linkProgrammer interface {
 	Watch(ctx context.Context, fn func(link.Event)) error
 }
 
-// routeProgrammer is what the system component needs of dataplane/route.
-type routeProgrammer interface {
+// RouteProgrammer is what Host needs of dataplane/route.
+type RouteProgrammer interface {
 	Replace(route.Route) error
 	Delete(route.Route) error
 	List() ([]route.Route, error)
 }
 
-// systemSettings is the "system" component: host name, resolver, interfaces and static routes.
+// Host is the "system" component: host name, resolver, interfaces and static routes.
 //
 // Interfaces named in the configuration but absent from the box (a USB NIC not plugged in, a VM without its second
 // NIC) are not an error: they are reported as pending and configured when the kernel announces them. Only the
 // addresses the configuration put on an interface are ever removed from it, and only torided's own routes
 // (route.Protocol). Stopping torided leaves the box configured, as a router keeps its addresses when its control
 // daemon restarts.
-type systemSettings struct {
-	links       linkProgrammer
-	routes      routeProgrammer
+type Host struct {
+	links       LinkProgrammer
+	routes      RouteProgrammer
 	hostname    func() (string, error)
 	setHostname func(string) error
 	resolvConf  string // "" leaves the resolver alone
@@ -63,10 +66,29 @@ type systemSettings struct {
 	watchDone chan struct{}
 }
 
-func (s *systemSettings) Name() string { return "system" }
+// HostOptions are what Host needs: the kernel's links and routes, and the host name, resolver and sysctl setters.
+type HostOptions struct {
+	Links       LinkProgrammer
+	Routes      RouteProgrammer
+	Hostname    func() (string, error)
+	SetHostname func(string) error
+	ResolvConf  string // the resolver file to write; "" leaves the resolver alone
+	SetSysctl   func(name, value string) error
+	Health      *health.Tracker
+	Logger      *slog.Logger
+}
+
+// NewHost returns the host component; nothing is applied until Apply.
+func NewHost(o HostOptions) *Host {
+	return &Host{links: o.Links, routes: o.Routes, hostname: o.Hostname, setHostname: o.SetHostname, resolvConf: o.ResolvConf,
+		setSysctl: o.SetSysctl, health: o.Health, log: o.Logger}
+}
+
+// Name implements the orchestrator's Component.
+func (s *Host) Name() string { return "system" }
 
 // Apply implements Component.
-func (s *systemSettings) Apply(ctx context.Context, old, new *config.Config) error {
+func (s *Host) Apply(ctx context.Context, old, new *config.Config) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.applyLocked(old, new); err != nil {
@@ -76,7 +98,7 @@ func (s *systemSettings) Apply(ctx context.Context, old, new *config.Config) err
 	return nil
 }
 
-func (s *systemSettings) applyLocked(old, new *config.Config) error {
+func (s *Host) applyLocked(old, new *config.Config) error {
 	if err := s.applyHostname(new.System.HostName); err != nil {
 		return err
 	}
@@ -116,7 +138,7 @@ func (s *systemSettings) applyLocked(old, new *config.Config) error {
 	return nil
 }
 
-func (s *systemSettings) applyHostname(name string) error {
+func (s *Host) applyHostname(name string) error {
 	if name == "" || s.setHostname == nil {
 		return nil
 	}
@@ -131,7 +153,7 @@ func (s *systemSettings) applyHostname(name string) error {
 
 // applyResolver writes the resolver file when the DNS settings ask for one. A box whose configuration never
 // mentioned DNS keeps the file it has.
-func (s *systemSettings) applyResolver(old, new *config.System) error {
+func (s *Host) applyResolver(old, new *config.System) error {
 	if s.resolvConf == "" {
 		return nil
 	}
@@ -160,7 +182,7 @@ func (s *systemSettings) applyResolver(old, new *config.System) error {
 }
 
 // applyInterfaces moves interfaces from old to new and returns the configured ones that are absent.
-func (s *systemSettings) applyInterfaces(old, new map[string]*config.Interface) (absent []string, err error) {
+func (s *Host) applyInterfaces(old, new map[string]*config.Interface) (absent []string, err error) {
 	names := map[string]bool{}
 	for n := range old {
 		names[n] = true
@@ -213,7 +235,7 @@ func (s *systemSettings) applyInterfaces(old, new map[string]*config.Interface) 
 
 // applyRoutes makes torided's routes in the kernel exactly the configured ones; it returns those whose next hop
 // is not reachable yet.
-func (s *systemSettings) applyRoutes(_, new map[string]*config.StaticRoute) (unreachable []string, err error) {
+func (s *Host) applyRoutes(_, new map[string]*config.StaticRoute) (unreachable []string, err error) {
 	want := map[route.Route]bool{}
 	for dst, r := range new {
 		want[route.Route{Dst: netip.MustParsePrefix(dst), Via: r.NextHop, Metric: r.Distance}] = true
@@ -242,7 +264,7 @@ func (s *systemSettings) applyRoutes(_, new map[string]*config.StaticRoute) (unr
 }
 
 // watch re-applies the configuration whenever a link appears, until Close. Call once, after the first Apply.
-func (s *systemSettings) watch() {
+func (s *Host) Watch() {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.stopWatch = cancel
 	s.watchDone = make(chan struct{})
@@ -277,7 +299,7 @@ func (s *systemSettings) watch() {
 }
 
 // Close stops watching links; the configuration stays applied.
-func (s *systemSettings) Close() error {
+func (s *Host) Close() error {
 	if s.stopWatch != nil {
 		s.stopWatch()
 		<-s.watchDone

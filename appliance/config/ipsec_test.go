@@ -1,14 +1,12 @@
-package appliance
+package config
 
 import (
 	"strings"
 	"testing"
-
-	"toride/appliance/config"
 )
 
 func TestIPsecValidationSpeaksConfigurationPaths(t *testing.T) {
-	c := &config.Config{}
+	c := &Config{}
 	if err := c.ParseCommands(`
 set ipsec connections aws local-network 10.50.0.0/24
 set ipsec connections aws remote-network 172.31.0.0/16
@@ -26,7 +24,7 @@ set sslvpn servers main pool 10.50.0.0/25
 `); err != nil {
 		t.Fatal(err)
 	}
-	ps := validateIPsec(c.WithDefaults())
+	ps := Validate(c.WithDefaults())
 	got := map[string]string{}
 	for _, p := range ps {
 		got[p.Path] = p.String()

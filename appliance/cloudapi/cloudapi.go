@@ -1,4 +1,8 @@
-package appliance
+// Package cloudapi serves the REST API that mirrors the cloud's SSL-VPN API (/vpn/nfv/…: VPN services, SSL-VPN
+// connections, one-time passwords, client certificates, CAs and CRLs, client configurations, sessions). Every
+// change is a commit of its own in the configuration store; certificates and their revocations go to the
+// certificate ledger. The OpenAPI document is appliance/api/openapi.yaml.
+package cloudapi
 
 import (
 	"context"
@@ -10,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net/http"
 	"net/netip"
@@ -20,6 +25,7 @@ import (
 	"toride/appliance/api"
 	"toride/appliance/certs"
 	"toride/appliance/config"
+	"toride/appliance/sslvpnsvc"
 	"toride/appliance/store"
 	"toride/sslvpn"
 	"toride/sslvpn/ovpnconf"
@@ -31,14 +37,16 @@ import (
 // API.
 const usersCA = "sslvpn-users"
 
-// fjcloud serves the cloud-compatible SSL-VPN REST API (/vpn/nfv/…). Every change goes through the
-// configuration store as a commit of its own; certificates and their revocations go to the certificate ledger.
-type fjcloud struct {
-	store *store.Store
-	vpn   *sslvpnComponent
+// API serves the cloud-compatible SSL-VPN REST API (/vpn/nfv/…). Every change goes through the configuration
+// store as a commit of its own; certificates and their revocations go to the certificate ledger.
+type API struct {
+	Store  *store.Store
+	VPN    *sslvpnsvc.Component
+	Logger *slog.Logger
 }
 
-func (f *fjcloud) register(s *api.Server) {
+// Register routes the API's paths on s.
+func (f *API) Register(s *api.Server) {
 	const conns = "/vpn/nfv/ssl-vpn-v3-connections"
 	s.HandleFunc("POST /vpn/nfv/vpnservices", f.createService)
 	s.HandleFunc("GET /vpn/nfv/vpnservices", f.listServices)
@@ -81,7 +89,7 @@ type connectionJSON struct {
 	Status          string `json:"status"`
 }
 
-func serviceOf(name string, s *config.VPNService) serviceJSON {
+func serviceOf(name string, s *sslvpn.ServiceSettings) serviceJSON {
 	out := serviceJSON{ID: s.ID, Name: name, LocalNetworks: []string{}, Status: "ACTIVE"}
 	for _, n := range s.LocalNetworks {
 		out.LocalNetworks = append(out.LocalNetworks, n.String())
@@ -92,10 +100,10 @@ func serviceOf(name string, s *config.VPNService) serviceJSON {
 	return out
 }
 
-func (f *fjcloud) connectionOf(c *config.Config, name string) connectionJSON {
+func (f *API) connectionOf(c *config.Config, name string) connectionJSON {
 	eff := c.WithDefaults()
 	s := eff.SSLVPN.Servers[name]
-	out := connectionJSON{ID: s.ID, Name: name, OTP: s.OTP, Flavor: s.Flavor, MaxSessions: s.MaxSessions, Status: "DOWN"}
+	out := connectionJSON{ID: s.ID, Name: name, OTP: s.OTP, Flavor: string(s.Flavor), MaxSessions: s.MaxSessions, Status: "DOWN"}
 	if s.Pool.IsValid() {
 		out.PoolCIDR = s.Pool.String()
 	}
@@ -107,7 +115,7 @@ func (f *fjcloud) connectionOf(c *config.Config, name string) connectionJSON {
 	}
 	if !s.Disable {
 		out.Status = "ERROR"
-		for _, st := range f.vpn.conc.Status() {
+		for _, st := range f.VPN.Concentrator().Status() {
 			if st.Name == name {
 				out.Status = "ACTIVE"
 			}
@@ -130,7 +138,7 @@ func badRequest(format string, args ...any) error {
 	return api.Errorf(http.StatusBadRequest, "bad_request", format, args...)
 }
 
-func serviceByID(c *config.Config, id string) (string, *config.VPNService) {
+func serviceByID(c *config.Config, id string) (string, *sslvpn.ServiceSettings) {
 	for name, s := range c.SSLVPN.Services {
 		if s.ID == id {
 			return name, s
@@ -139,7 +147,7 @@ func serviceByID(c *config.Config, id string) (string, *config.VPNService) {
 	return "", nil
 }
 
-func connectionByID(c *config.Config, id string) (string, *config.SSLVPNServer) {
+func connectionByID(c *config.Config, id string) (string, *sslvpn.ServerSettings) {
 	for name, s := range c.SSLVPN.Servers {
 		if s.ID == id {
 			return name, s
@@ -148,8 +156,8 @@ func connectionByID(c *config.Config, id string) (string, *config.SSLVPNServer) 
 	return "", nil
 }
 
-func (f *fjcloud) connection(r *http.Request) (*config.Config, string, *config.SSLVPNServer, error) {
-	c := f.store.Running()
+func (f *API) connection(r *http.Request) (*config.Config, string, *sslvpn.ServerSettings, error) {
+	c := f.Store.Running()
 	name, s := connectionByID(c, r.PathValue("id"))
 	if s == nil {
 		return nil, "", nil, notFound("no SSL-VPN connection %q", r.PathValue("id"))
@@ -184,8 +192,8 @@ func decode(r *http.Request, wrapper string, v any) error {
 	return nil
 }
 
-func (f *fjcloud) change(ctx context.Context, comment string, fn func(c *config.Config) error) error {
-	_, err := f.store.Change(ctx, api.Author(ctx), comment, fn)
+func (f *API) change(ctx context.Context, comment string, fn func(c *config.Config) error) error {
+	_, err := f.Store.Change(ctx, api.Author(ctx), comment, fn)
 	if errors.Is(err, store.ErrNoChanges) {
 		return nil
 	}
@@ -194,7 +202,7 @@ func (f *fjcloud) change(ctx context.Context, comment string, fn func(c *config.
 
 // ---- VPN services ----
 
-func (f *fjcloud) createService(r *http.Request) (any, error) {
+func (f *API) createService(r *http.Request) (any, error) {
 	var req struct {
 		Name            string   `json:"name"`
 		LocalNetworks   []string `json:"local_networks"`
@@ -203,7 +211,7 @@ func (f *fjcloud) createService(r *http.Request) (any, error) {
 	if err := decode(r, "vpnservice", &req); err != nil {
 		return nil, err
 	}
-	var svc config.VPNService
+	var svc sslvpn.ServiceSettings
 	if req.Name == "" {
 		return nil, badRequest("vpnservice.name is required")
 	}
@@ -221,7 +229,7 @@ func (f *fjcloud) createService(r *http.Request) (any, error) {
 		}
 		svc.ExternalAddress = a
 	}
-	if _, exists := f.store.Running().SSLVPN.Services[req.Name]; exists {
+	if _, exists := f.Store.Running().SSLVPN.Services[req.Name]; exists {
 		return nil, conflict("a VPN service named %q exists already", req.Name)
 	}
 	svc.ID = newUUID()
@@ -239,8 +247,8 @@ func (f *fjcloud) createService(r *http.Request) (any, error) {
 	return api.Reply{Status: http.StatusCreated, Body: map[string]any{"vpnservice": serviceOf(req.Name, &svc)}}, nil
 }
 
-func (f *fjcloud) listServices(r *http.Request) (any, error) {
-	c := f.store.Running()
+func (f *API) listServices(r *http.Request) (any, error) {
+	c := f.Store.Running()
 	list := []serviceJSON{}
 	for _, name := range slices.Sorted(maps.Keys(c.SSLVPN.Services)) {
 		list = append(list, serviceOf(name, c.SSLVPN.Services[name]))
@@ -248,16 +256,16 @@ func (f *fjcloud) listServices(r *http.Request) (any, error) {
 	return map[string]any{"vpnservices": list}, nil
 }
 
-func (f *fjcloud) getService(r *http.Request) (any, error) {
-	name, s := serviceByID(f.store.Running(), r.PathValue("id"))
+func (f *API) getService(r *http.Request) (any, error) {
+	name, s := serviceByID(f.Store.Running(), r.PathValue("id"))
 	if s == nil {
 		return nil, notFound("no VPN service %q", r.PathValue("id"))
 	}
 	return map[string]any{"vpnservice": serviceOf(name, s)}, nil
 }
 
-func (f *fjcloud) deleteService(r *http.Request) (any, error) {
-	c := f.store.Running()
+func (f *API) deleteService(r *http.Request) (any, error) {
+	c := f.Store.Running()
 	name, s := serviceByID(c, r.PathValue("id"))
 	if s == nil {
 		return nil, notFound("no VPN service %q", r.PathValue("id"))
@@ -278,7 +286,7 @@ func (f *fjcloud) deleteService(r *http.Request) (any, error) {
 
 // ---- connections ----
 
-func (f *fjcloud) createConnection(r *http.Request) (any, error) {
+func (f *API) createConnection(r *http.Request) (any, error) {
 	var req struct {
 		Name         string `json:"name"`
 		PoolCIDR     string `json:"client_address_pool_cidr"`
@@ -308,7 +316,7 @@ func (f *fjcloud) createConnection(r *http.Request) (any, error) {
 	if req.Flavor != "small" && req.Flavor != "large" {
 		return nil, badRequest("ssl-vpn-v3-connection.flavor: %q is not small (20 sessions) or large (255)", req.Flavor)
 	}
-	running := f.store.Running()
+	running := f.Store.Running()
 	svcName, svc := serviceByID(running, req.VPNServiceID)
 	if svc == nil {
 		return nil, notFound("no VPN service %q", req.VPNServiceID)
@@ -339,18 +347,18 @@ func (f *fjcloud) createConnection(r *http.Request) (any, error) {
 		if err := c.Set([]string{"sslvpn", "servers", req.Name}); err != nil {
 			return badRequest("ssl-vpn-v3-connection.name: %v", err)
 		}
-		c.SSLVPN.Servers[req.Name] = &config.SSLVPNServer{ID: id, Service: svcName, Pool: pfx, OTP: req.OTP,
-			Flavor: req.Flavor, MaxSessions: req.MaxSessions, CA: usersCA}
+		c.SSLVPN.Servers[req.Name] = &sslvpn.ServerSettings{ID: id, Service: svcName, Pool: pfx, OTP: req.OTP,
+			Flavor: sslvpn.Flavor(req.Flavor), MaxSessions: req.MaxSessions, CA: usersCA}
 		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return api.Reply{Status: http.StatusCreated, Body: map[string]any{"ssl-vpn-v3-connection": f.connectionOf(f.store.Running(), req.Name)}}, nil
+	return api.Reply{Status: http.StatusCreated, Body: map[string]any{"ssl-vpn-v3-connection": f.connectionOf(f.Store.Running(), req.Name)}}, nil
 }
 
-func (f *fjcloud) listConnections(r *http.Request) (any, error) {
-	c := f.store.Running()
+func (f *API) listConnections(r *http.Request) (any, error) {
+	c := f.Store.Running()
 	list := []connectionJSON{}
 	for _, name := range slices.Sorted(maps.Keys(c.SSLVPN.Servers)) {
 		list = append(list, f.connectionOf(c, name))
@@ -358,7 +366,7 @@ func (f *fjcloud) listConnections(r *http.Request) (any, error) {
 	return map[string]any{"ssl-vpn-v3-connections": list}, nil
 }
 
-func (f *fjcloud) getConnection(r *http.Request) (any, error) {
+func (f *API) getConnection(r *http.Request) (any, error) {
 	c, name, _, err := f.connection(r)
 	if err != nil {
 		return nil, err
@@ -366,7 +374,7 @@ func (f *fjcloud) getConnection(r *http.Request) (any, error) {
 	return map[string]any{"ssl-vpn-v3-connection": f.connectionOf(c, name)}, nil
 }
 
-func (f *fjcloud) deleteConnection(r *http.Request) (any, error) {
+func (f *API) deleteConnection(r *http.Request) (any, error) {
 	_, name, _, err := f.connection(r)
 	if err != nil {
 		return nil, err
@@ -382,7 +390,7 @@ func (f *fjcloud) deleteConnection(r *http.Request) (any, error) {
 
 // ---- OTP ----
 
-func (f *fjcloud) createOTP(r *http.Request) (any, error) {
+func (f *API) createOTP(r *http.Request) (any, error) {
 	_, name, _, err := f.connection(r)
 	if err != nil {
 		return nil, err
@@ -396,7 +404,7 @@ func (f *fjcloud) createOTP(r *http.Request) (any, error) {
 	if req.UserID == "" {
 		return nil, badRequest("ssl-vpn-v3-connection.user_id is required")
 	}
-	if u := f.store.Running().Users[req.UserID]; u != nil && u.OTPKey != "" {
+	if u := f.Store.Running().Users[req.UserID]; u != nil && u.OTPKey != "" {
 		return nil, conflict("an OTP key is issued to user %s already and cannot be shown again; DELETE …/otp/%s, then issue a new one", req.UserID, req.UserID)
 	}
 	secret, err := userauth.NewSecret()
@@ -420,12 +428,12 @@ func (f *fjcloud) createOTP(r *http.Request) (any, error) {
 	}}}, nil
 }
 
-func (f *fjcloud) deleteOTP(r *http.Request) (any, error) {
+func (f *API) deleteOTP(r *http.Request) (any, error) {
 	if _, _, _, err := f.connection(r); err != nil {
 		return nil, err
 	}
 	user := r.PathValue("user_id")
-	if u := f.store.Running().Users[user]; u == nil || u.OTPKey == "" {
+	if u := f.Store.Running().Users[user]; u == nil || u.OTPKey == "" {
 		return nil, notFound("no OTP key is issued to user %s", user)
 	}
 	err := f.change(r.Context(), "delete the OTP key of "+user, func(c *config.Config) error {
@@ -442,7 +450,7 @@ func (f *fjcloud) deleteOTP(r *http.Request) (any, error) {
 
 // ---- certificates ----
 
-func (f *fjcloud) issuer(c *config.Config, s *config.SSLVPNServer) (*pki.CA, error) {
+func (f *API) issuer(c *config.Config, s *sslvpn.ServerSettings) (*pki.CA, error) {
 	caCfg := c.PKI.CAs[s.CA]
 	if caCfg == nil || caCfg.PrivateKey == "" {
 		return nil, conflict("CA %s of this connection is not held by the appliance, so it cannot issue certificates; issue them with that CA", s.CA)
@@ -450,7 +458,7 @@ func (f *fjcloud) issuer(c *config.Config, s *config.SSLVPNServer) (*pki.CA, err
 	return pki.ParseCA(caCfg.Certificate, string(caCfg.PrivateKey))
 }
 
-func (f *fjcloud) issueCertificate(r *http.Request) (any, error) {
+func (f *API) issueCertificate(r *http.Request) (any, error) {
 	c, _, s, err := f.connection(r)
 	if err != nil {
 		return nil, err
@@ -467,11 +475,11 @@ func (f *fjcloud) issueCertificate(r *http.Request) (any, error) {
 	if q.Get("format") == "p12" && q.Get("password") == "" {
 		return nil, badRequest("format=p12 needs a password=… to protect the key")
 	}
-	e, err := f.vpn.ledger.Issue(s.CA, certs.Client, user, func() (pki.Issued, error) { return ca.IssueClient(user, 0) })
+	e, err := f.VPN.Ledger().Issue(s.CA, certs.Client, user, func() (pki.Issued, error) { return ca.IssueClient(user, 0) })
 	if err != nil {
 		return nil, err
 	}
-	key, err := f.vpn.ledger.Key(s.CA, e)
+	key, err := f.VPN.Ledger().Key(s.CA, e)
 	if err != nil {
 		return nil, err
 	}
@@ -492,7 +500,7 @@ func (f *fjcloud) issueCertificate(r *http.Request) (any, error) {
 	}}, nil
 }
 
-func (f *fjcloud) revokeCertificate(r *http.Request) (any, error) {
+func (f *API) revokeCertificate(r *http.Request) (any, error) {
 	c, name, s, err := f.connection(r)
 	if err != nil {
 		return nil, err
@@ -501,24 +509,24 @@ func (f *fjcloud) revokeCertificate(r *http.Request) (any, error) {
 		return nil, err
 	}
 	user := r.PathValue("user_id")
-	revoked, err := f.vpn.ledger.RevokeSubject(s.CA, certs.Client, user)
+	revoked, err := f.VPN.Ledger().RevokeSubject(s.CA, certs.Client, user)
 	if errors.Is(err, certs.ErrNone) {
 		return nil, notFound("no certificate of user %s to revoke", user)
 	}
 	if err != nil {
 		return nil, err
 	}
-	f.vpn.log.Warn("certificates revoked", "user", user, "connection", name, "count", len(revoked), "by", api.Author(r.Context()))
+	f.Logger.Warn("certificates revoked", "user", user, "connection", name, "count", len(revoked), "by", api.Author(r.Context()))
 	// The new CRL applies to the next handshake, and the sessions it revokes are cut now.
-	if err := f.vpn.Refresh(r.Context()); err != nil {
+	if err := f.VPN.Refresh(r.Context()); err != nil {
 		return nil, err
 	}
-	f.vpn.conc.DisconnectUser(name, user, "certificate revoked")
+	f.VPN.Concentrator().DisconnectUser(name, user, "certificate revoked")
 	return api.Reply{Status: http.StatusNoContent}, nil
 }
 
 // trustCA: PUT …/{id}/ca with a PEM CA certificate: its client certificates are accepted from then on.
-func (f *fjcloud) trustCA(r *http.Request) (any, error) {
+func (f *API) trustCA(r *http.Request) (any, error) {
 	_, name, _, err := f.connection(r)
 	if err != nil {
 		return nil, err
@@ -553,12 +561,12 @@ func (f *fjcloud) trustCA(r *http.Request) (any, error) {
 		return nil, err
 	}
 	return map[string]any{"ca": map[string]string{"name": caName, "subject": cert.Subject.String()},
-		"ssl-vpn-v3-connection": f.connectionOf(f.store.Running(), name)}, nil
+		"ssl-vpn-v3-connection": f.connectionOf(f.Store.Running(), name)}, nil
 }
 
 // loadCRL: PUT …/{id}/crl with a CRL in PEM or DER, for one of the connection's CAs. It applies at once: the next
 // handshake checks it, and live sessions of the certificates it revokes are cut.
-func (f *fjcloud) loadCRL(r *http.Request) (any, error) {
+func (f *API) loadCRL(r *http.Request) (any, error) {
 	c, name, s, err := f.connection(r)
 	if err != nil {
 		return nil, err
@@ -584,7 +592,7 @@ func (f *fjcloud) loadCRL(r *http.Request) (any, error) {
 		return nil, api.Errorf(http.StatusUnprocessableEntity, "crl_not_trusted",
 			"the CRL of %s is not signed by a CA of this connection; trust its CA first (PUT …/ca)", crl.Issuer)
 	}
-	if older := f.vpn.olderThanInForce(caName, caCert, crl); older != "" {
+	if older := f.VPN.OlderThanInForce(caName, caCert, crl); older != "" {
 		return nil, api.Errorf(http.StatusConflict, "crl_older", "the CRL of %s: %s; load its newest CRL", crl.Issuer, older)
 	}
 	err = f.change(r.Context(), fmt.Sprintf("load the CRL of %s on %s (%d revoked)", caName, name, len(crl.RevokedCertificateEntries)), func(c *config.Config) error {
@@ -600,7 +608,7 @@ func (f *fjcloud) loadCRL(r *http.Request) (any, error) {
 
 // clientConfig: GET …/{id}/client-config?user_id=U[&proto=udp] — the .ovpn with the CA, the user's newest
 // certificate and its key inline.
-func (f *fjcloud) clientConfig(r *http.Request) (any, error) {
+func (f *API) clientConfig(r *http.Request) (any, error) {
 	c, name, s, err := f.connection(r)
 	if err != nil {
 		return nil, err
@@ -620,7 +628,7 @@ func (f *fjcloud) clientConfig(r *http.Request) (any, error) {
 		p.Proto, p.Port = "udp", es.OpenVPN.UDPPort
 	}
 	for _, ci := range es.Ciphers {
-		p.Ciphers = append(p.Ciphers, openvpnCipher[ci])
+		p.Ciphers = append(p.Ciphers, ci.OpenVPN())
 	}
 	if svc := eff.SSLVPN.Services[s.Service]; svc != nil && svc.ExternalAddress.IsValid() {
 		p.Remote = svc.ExternalAddress.String()
@@ -628,20 +636,20 @@ func (f *fjcloud) clientConfig(r *http.Request) (any, error) {
 		p.Remote = eff.System.HostName
 	}
 	if c.PKI.CAs[s.CA].PrivateKey != "" {
-		e, err := f.vpn.ledger.Latest(s.CA, certs.Client, user)
+		e, err := f.VPN.Ledger().Latest(s.CA, certs.Client, user)
 		if errors.Is(err, certs.ErrNone) {
 			return nil, notFound("no valid certificate is issued to %s; POST …/users/%s/certificate first", user, user)
 		}
 		if err != nil {
 			return nil, err
 		}
-		if p.Key, err = f.vpn.ledger.Key(s.CA, e); err != nil {
+		if p.Key, err = f.VPN.Ledger().Key(s.CA, e); err != nil {
 			return nil, err
 		}
 		p.Cert = e.CertPEM
 	}
 	if es.OpenVPN.TLSCrypt {
-		key, err := f.vpn.tlsCryptKey(name)
+		key, err := f.VPN.TLSCryptKey(name)
 		if err != nil {
 			return nil, err
 		}
@@ -652,24 +660,24 @@ func (f *fjcloud) clientConfig(r *http.Request) (any, error) {
 
 // ---- sessions ----
 
-func (f *fjcloud) sessions(r *http.Request) (any, error) {
+func (f *API) sessions(r *http.Request) (any, error) {
 	_, name, _, err := f.connection(r)
 	if err != nil {
 		return nil, err
 	}
-	list := f.vpn.conc.Sessions(name)
+	list := f.VPN.Concentrator().Sessions(name)
 	if list == nil {
 		list = []sslvpn.SessionInfo{}
 	}
 	return map[string]any{"sessions": list}, nil
 }
 
-func (f *fjcloud) disconnect(r *http.Request) (any, error) {
+func (f *API) disconnect(r *http.Request) (any, error) {
 	_, name, _, err := f.connection(r)
 	if err != nil {
 		return nil, err
 	}
-	if err := f.vpn.conc.Disconnect(name, r.PathValue("session_id"), "disconnected by the administrator"); err != nil {
+	if err := f.VPN.Concentrator().Disconnect(name, r.PathValue("session_id"), "disconnected by the administrator"); err != nil {
 		return nil, notFound("%v", err)
 	}
 	return api.Reply{Status: http.StatusNoContent}, nil

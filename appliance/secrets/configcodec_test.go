@@ -1,32 +1,31 @@
-package appliance
+package secrets
 
 import (
 	"errors"
 	"path/filepath"
 	"testing"
 
-	"toride/appliance/secrets"
 	"toride/sslvpn/userauth"
 )
 
 func TestSealedSecrets(t *testing.T) {
-	sealer, err := secrets.Open(filepath.Join(t.TempDir(), "seal.key"))
+	sealer, err := Open(filepath.Join(t.TempDir(), "seal.key"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	codec := sealedSecrets{sealer}
+	codec := ConfigCodec{sealer}
 	psk := []string{"ipsec", "connections", "aws", "tunnels", "tunnel1", "pre-shared-key"}
 	other := []string{"ipsec", "connections", "aws", "tunnels", "tunnel2", "pre-shared-key"}
 
 	sealed := codec.Seal(psk, "Key.with_dots1")
-	if !secrets.IsSealed(sealed) {
+	if !IsSealed(sealed) {
 		t.Fatalf("Seal = %q", sealed)
 	}
 	if v, current, err := codec.Open(psk, sealed); v != "Key.with_dots1" || !current || err != nil {
 		t.Fatalf("Open = %q %v %v", v, current, err)
 	}
 	// Bound to its place: copied to the other tunnel it does not open, and stays as it was.
-	if v, current, err := codec.Open(other, sealed); !errors.Is(err, secrets.ErrOpen) || v != sealed || !current {
+	if v, current, err := codec.Open(other, sealed); !errors.Is(err, ErrOpen) || v != sealed || !current {
 		t.Fatalf("Open at another path = %q %v %v; want ErrOpen and the stored form kept", v, current, err)
 	}
 	// Never sealed twice: a value kept as found goes back as it was.

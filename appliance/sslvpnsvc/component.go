@@ -1,4 +1,10 @@
-package appliance
+// Package sslvpnsvc is the appliance's SSL-VPN: the "sslvpn" component, which gives the concentrator (sslvpn)
+// the configuration's servers with what their settings only name (users, CAs and CRLs in force, certificates,
+// tls-crypt keys), keeps CRLs from going backwards, and serves /api/v1/sslvpn (status, sessions).
+//
+// Locking: the component's mu is held across an apply, by the committer, a ledger change (Refresh) and the CRL
+// timer alike.
+package sslvpnsvc
 
 import (
 	"context"
@@ -7,7 +13,6 @@ import (
 	"crypto/x509"
 	"encoding/base32"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,15 +32,16 @@ import (
 	"toride/appliance/health"
 	"toride/sslvpn"
 	"toride/sslvpn/pki"
-	"toride/sslvpn/pool"
+	"toride/sslvpn/userauth"
 )
 
 // serverCertValidity is how long a server certificate the appliance issues itself lasts; it is renewed a month
 // before it ends.
 const serverCertValidity = 2 * 365 * 24 * time.Hour
 
-// sslvpnComponent is the "sslvpn" component: it turns the configuration into the concentrator's servers.
-type sslvpnComponent struct {
+// Component is the "sslvpn" component: it turns the configuration into the concentrator's servers. Safe for
+// concurrent use.
+type Component struct {
 	conc     *sslvpn.Concentrator
 	ledger   *certs.Ledger
 	stateDir string
@@ -48,16 +54,42 @@ type sslvpnComponent struct {
 	closed   bool
 }
 
-func (c *sslvpnComponent) Name() string { return "sslvpn" }
+// Options are what the component needs.
+type Options struct {
+	TUN      sslvpn.TUNMaker  // the servers' TUN devices (dataplane/tun.Kernel on the appliance)
+	Links    sslvpn.Addresser // the TUN devices' addresses
+	Ledger   *certs.Ledger    // certificates the appliance issued, and their revocations
+	StateDir string           // torided's state directory: sslvpn/ holds the tls-crypt keys and the TOTP steps
+	Health   *health.Tracker
+	Logger   *slog.Logger
+}
+
+// New returns the component and its concentrator, serving nothing until Apply.
+func New(o Options) *Component {
+	totp := &totpSteps{path: filepath.Join(o.StateDir, "sslvpn", "totp-steps.json"), log: o.Logger}
+	return &Component{
+		conc:   sslvpn.New(sslvpn.Options{TUN: o.TUN, Links: o.Links, Logger: o.Logger, Auth: userauth.Options{Replay: totp}}),
+		ledger: o.Ledger, stateDir: o.StateDir, health: o.Health, log: o.Logger,
+	}
+}
+
+// Concentrator is the concentrator the component drives.
+func (c *Component) Concentrator() *sslvpn.Concentrator { return c.conc }
+
+// Ledger is the ledger of the certificates the appliance issued.
+func (c *Component) Ledger() *certs.Ledger { return c.ledger }
+
+// Name implements the orchestrator's Component.
+func (c *Component) Name() string { return "sslvpn" }
 
 // Apply implements Component.
-func (c *sslvpnComponent) Apply(ctx context.Context, _, new *config.Config) error {
+func (c *Component) Apply(ctx context.Context, _, new *config.Config) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.applyLocked(ctx, new)
 }
 
-func (c *sslvpnComponent) applyLocked(ctx context.Context, cfg *config.Config) error {
+func (c *Component) applyLocked(ctx context.Context, cfg *config.Config) error {
 	want, warnings, err := c.build(cfg)
 	if err != nil {
 		return err
@@ -83,7 +115,7 @@ func (c *sslvpnComponent) applyLocked(ctx context.Context, cfg *config.Config) e
 
 // Refresh applies the running configuration again: after the ledger changed (a revocation), so the new CRL takes
 // effect and the revoked sessions are cut.
-func (c *sslvpnComponent) Refresh(ctx context.Context) error {
+func (c *Component) Refresh(ctx context.Context) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.applied == nil {
@@ -95,7 +127,7 @@ func (c *sslvpnComponent) Refresh(ctx context.Context) error {
 // armCRLTimer makes the component apply again when the first CRL in force reaches its next update: the CRLs it
 // makes from the ledger are then made afresh, and a loaded CRL that turned stale is reported (health and log)
 // without waiting for the next commit. c.mu must be held.
-func (c *sslvpnComponent) armCRLTimer(want sslvpn.Config) {
+func (c *Component) armCRLTimer(want sslvpn.Config) {
 	if c.crlTimer != nil {
 		c.crlTimer.Stop()
 		c.crlTimer = nil
@@ -125,7 +157,7 @@ func (c *sslvpnComponent) armCRLTimer(want sslvpn.Config) {
 }
 
 // Close stops every server.
-func (c *sslvpnComponent) Close() error {
+func (c *Component) Close() error {
 	c.mu.Lock()
 	c.closed = true
 	if c.crlTimer != nil {
@@ -136,15 +168,10 @@ func (c *sslvpnComponent) Close() error {
 	return nil
 }
 
-// openvpnCipher names a configured cipher as OpenVPN spells it.
-var openvpnCipher = map[string]string{
-	"aes256gcm": "AES-256-GCM", "aes128gcm": "AES-128-GCM", "chacha20poly1305": "CHACHA20-POLY1305",
-	"aes256cbc": "AES-256-CBC", "aes128cbc": "AES-128-CBC",
-}
-
-// build makes the concentrator's configuration. Problems that do not stop a server (a user's OTP key that does
+// build makes the concentrator's configuration: each server's settings decide most of it (ServerConfig); the
+// component adds what the settings only name (users, CAs and CRLs, certificates, tls-crypt keys). Problems that do not stop a server (a user's OTP key that does
 // not open) come back as warnings.
-func (c *sslvpnComponent) build(cfg *config.Config) (sslvpn.Config, []string, error) {
+func (c *Component) build(cfg *config.Config) (sslvpn.Config, []string, error) {
 	var out sslvpn.Config
 	var warnings []string
 	users := map[string]sslvpn.User{}
@@ -173,24 +200,8 @@ func (c *sslvpnComponent) build(cfg *config.Config) (sslvpn.Config, []string, er
 			continue
 		}
 		svc := cfg.SSLVPN.Services[s.Service]
-		sc := &sslvpn.ServerConfig{
-			Name: name, Pool: s.Pool, Topology: pool.Topology(s.Topology), AddressHold: time.Duration(s.AddressGrace) * time.Second,
-			MaxSessions: s.MaxSessions, MaxSessionsPerUser: s.MaxPerUser, DNS: s.DNS, RedirectGateway: s.RedirectAll, OTP: s.OTP, Users: users,
-			SessionTimeout: time.Duration(s.SessionTimeout) * time.Second,
-			IdleTimeout:    time.Duration(s.IdleTimeout) * time.Second,
-		}
-		sc.LimitName = "flavor " + s.Flavor
-		if s.MaxSessions != config.FlavorSessions(s.Flavor) {
-			sc.LimitName = fmt.Sprintf("max-sessions %d", s.MaxSessions)
-		}
-		if svc != nil {
-			sc.Routes = withDNSRoutes(svc.LocalNetworks, s.DNS)
-			if localAddrs[svc.ExternalAddress] {
-				sc.ListenAddr = svc.ExternalAddress // a NAT-ed public address is not ours to bind: listen on all then
-			}
-		} else {
-			sc.Routes = withDNSRoutes(nil, s.DNS)
-		}
+		sc := s.ServerConfig(name, svc, svc != nil && localAddrs[svc.ExternalAddress])
+		sc.Users = users
 		caNames := append([]string{s.CA}, s.TrustedCAs...)
 		for _, caName := range caNames {
 			caCert, crls, crlWarnings, err := c.trustOf(cfg, caName)
@@ -210,102 +221,23 @@ func (c *sslvpnComponent) build(cfg *config.Config) (sslvpn.Config, []string, er
 			return out, nil, fmt.Errorf("sslvpn server %s: %w", name, err)
 		}
 		sc.Certificate = cert
-		if !s.OpenVPN.Disable {
-			sc.OpenVPN = sslvpn.OpenVPNConfig{Enabled: true, TCPPort: s.OpenVPN.TCPPort, UDPPort: s.OpenVPN.UDPPort,
-				Auth: strings.ToUpper(s.OpenVPN.Auth)}
-			for _, ci := range s.Ciphers {
-				sc.OpenVPN.Ciphers = append(sc.OpenVPN.Ciphers, openvpnCipher[ci])
+		if !s.OpenVPN.Disable && s.OpenVPN.TLSCrypt {
+			key, err := c.TLSCryptKey(name)
+			if err != nil {
+				return out, nil, fmt.Errorf("sslvpn server %s: tls-crypt key: %w", name, err)
 			}
-			if s.OpenVPN.TLSCrypt {
-				key, err := c.tlsCryptKey(name)
-				if err != nil {
-					return out, nil, fmt.Errorf("sslvpn server %s: tls-crypt key: %w", name, err)
-				}
-				sc.OpenVPN.TLSCrypt = key
-			}
-		}
-		if !s.AnyConnect.Disable {
-			sc.AnyConnect = sslvpn.AnyConnectConfig{Enabled: true, Port: s.AnyConnect.Port, DTLS: !s.AnyConnect.DisableDTLS,
-				Password: s.AnyConnect.Password, DefaultGroup: s.AnyConnect.DefaultGroup}
-			for _, gname := range slices.Sorted(maps.Keys(s.AnyConnect.Groups)) {
-				g := s.AnyConnect.Groups[gname]
-				gc := &sslvpn.GroupConfig{Name: gname, Label: g.Label, Pool: g.Pool, Routes: sc.Routes, RedirectGateway: g.RedirectGateway,
-					Certificate: g.Certificate, Password: g.Password, OTP: g.OTP}
-				if len(g.LocalNetworks) > 0 {
-					gc.Routes = withDNSRoutes(g.LocalNetworks, s.DNS)
-				}
-				sc.Groups = append(sc.Groups, gc)
-			}
+			sc.OpenVPN.TLSCrypt = key
 		}
 		out.Servers = append(out.Servers, sc)
 	}
 	return out, warnings, nil
 }
 
-// withDNSRoutes adds a host route to each DNS server the networks do not cover.
-func withDNSRoutes(nets []netip.Prefix, dns []netip.Addr) []netip.Prefix {
-	out := slices.Clone(nets)
-	for _, d := range dns {
-		covered := false
-		for _, r := range out {
-			covered = covered || r.Contains(d)
-		}
-		if !covered {
-			out = append(out, netip.PrefixFrom(d, 32))
-		}
-	}
-	return out
-}
-
-// totpSteps is the file that keeps the newest accepted TOTP time step of each user across restarts, so a code
-// accepted before a restart is refused after it (userauth.ReplayStore). It holds only the steps of the last
-// minute or so, and is replaced whole, durably, before each login with a code is accepted.
-type totpSteps struct {
-	path string
-	log  *slog.Logger
-}
-
-type totpStepsFile struct {
-	Steps map[string]uint64 `json:"steps"`
-}
-
-// Load implements userauth.ReplayStore. No file is no step yet.
-func (f *totpSteps) Load() (map[string]uint64, error) {
-	b, err := os.ReadFile(f.path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	var doc totpStepsFile
-	if err == nil {
-		err = json.Unmarshal(b, &doc)
-	}
-	if err != nil {
-		f.log.Error("the accepted TOTP steps cannot be read: every code of the current minute is refused as used", "path", f.path, "err", err)
-		return nil, fmt.Errorf("TOTP steps %s: %w", f.path, err)
-	}
-	return doc.Steps, nil
-}
-
-// Save implements userauth.ReplayStore.
-func (f *totpSteps) Save(steps map[string]uint64) error {
-	b, err := json.Marshal(totpStepsFile{Steps: steps})
-	if err == nil {
-		if err = os.MkdirAll(filepath.Dir(f.path), 0o700); err == nil {
-			err = atomicfile.Write(f.path, b, 0o600)
-		}
-	}
-	if err != nil {
-		f.log.Error("the accepted TOTP step cannot be saved: the login is refused", "path", f.path, "err", err)
-		return fmt.Errorf("TOTP steps %s: %w", f.path, err)
-	}
-	return nil
-}
-
 // trustOf returns a CA's certificate and the CRLs that apply to it: the CRL in force for it (the configuration's,
 // or a newer one the appliance had in force before: see certs.Ledger.KeepNewerCRL), and, for a CA the appliance
 // issues with, the one made from the ledger's revocations. Warnings say when the configuration's CRL is not the
 // one in force, and when the one in force is stale.
-func (c *sslvpnComponent) trustOf(cfg *config.Config, caName string) (*x509.Certificate, []*x509.RevocationList, []string, error) {
+func (c *Component) trustOf(cfg *config.Config, caName string) (*x509.Certificate, []*x509.RevocationList, []string, error) {
 	ca := cfg.PKI.CAs[caName]
 	if ca == nil {
 		return nil, nil, nil, fmt.Errorf("no pki ca %q", caName)
@@ -357,10 +289,10 @@ func (c *sslvpnComponent) trustOf(cfg *config.Config, caName string) (*x509.Cert
 	return cert, crls, warnings, nil
 }
 
-// checkCRLs refuses a configuration whose CRL for a CA is older than the one in force, unless the configuration
+// CheckCRLs refuses a configuration whose CRL for a CA is older than the one in force, unless the configuration
 // has held that CRL before (seenBefore: a rollback or a commit-confirm's revert brings it back, and the newer one
 // simply stays in force, with a warning). A CRL never goes backwards: an older one would un-revoke certificates.
-func (c *sslvpnComponent) checkCRLs(cfg *config.Config, seenBefore func(caName string, crl *x509.RevocationList) bool) config.Problems {
+func (c *Component) CheckCRLs(cfg *config.Config, seenBefore func(caName string, crl *x509.RevocationList) bool) config.Problems {
 	var ps config.Problems
 	for _, name := range slices.Sorted(maps.Keys(cfg.PKI.CAs)) {
 		ca := cfg.PKI.CAs[name]
@@ -372,7 +304,7 @@ func (c *sslvpnComponent) checkCRLs(cfg *config.Config, seenBefore func(caName s
 		if err1 != nil || err2 != nil {
 			continue // config.Validate reports it
 		}
-		if problem := c.olderThanInForce(name, cert, crl); problem != "" && !seenBefore(name, crl) {
+		if problem := c.OlderThanInForce(name, cert, crl); problem != "" && !seenBefore(name, crl) {
 			ps = append(ps, config.Problem{Path: "pki.ca." + name + ".crl", Value: cert.Subject.String() + " CRL " + pki.DescribeCRL(crl),
 				Message: problem, Fix: fmt.Sprintf("load %s's newest CRL", cert.Subject)})
 		}
@@ -380,8 +312,8 @@ func (c *sslvpnComponent) checkCRLs(cfg *config.Config, seenBefore func(caName s
 	return ps
 }
 
-// olderThanInForce says how crl is older than the CRL in force for caName, or returns "".
-func (c *sslvpnComponent) olderThanInForce(caName string, ca *x509.Certificate, crl *x509.RevocationList) string {
+// OlderThanInForce says how crl is older than the CRL in force for caName, or returns "".
+func (c *Component) OlderThanInForce(caName string, ca *x509.Certificate, crl *x509.RevocationList) string {
 	inForce, err := c.ledger.CRLInForce(caName, ca)
 	if err != nil || inForce == nil || pki.CompareCRLs(crl, inForce) >= 0 {
 		return ""
@@ -391,7 +323,7 @@ func (c *sslvpnComponent) olderThanInForce(caName string, ca *x509.Certificate, 
 }
 
 // ledgerCRL makes the CRL of an appliance CA's revocations (nil when there are none).
-func (c *sslvpnComponent) ledgerCRL(cfg *config.Config, caName string) (*x509.RevocationList, error) {
+func (c *Component) ledgerCRL(cfg *config.Config, caName string) (*x509.RevocationList, error) {
 	revs, err := c.ledger.Revocations(caName)
 	if err != nil || len(revs) == 0 {
 		return nil, err
@@ -403,7 +335,7 @@ func (c *sslvpnComponent) ledgerCRL(cfg *config.Config, caName string) (*x509.Re
 	return pki.ParseCRL([]byte(text))
 }
 
-func (c *sslvpnComponent) ledgerCRLPEM(cfg *config.Config, caName string, revs []pki.Revocation) (string, error) {
+func (c *Component) ledgerCRLPEM(cfg *config.Config, caName string, revs []pki.Revocation) (string, error) {
 	ca, err := pki.ParseCA(cfg.PKI.CAs[caName].Certificate, string(cfg.PKI.CAs[caName].PrivateKey))
 	if err != nil {
 		return "", fmt.Errorf("pki ca %s: %w", caName, err)
@@ -421,7 +353,7 @@ func (c *sslvpnComponent) ledgerCRLPEM(cfg *config.Config, caName string, revs [
 
 // serverCertificate returns the server's certificate: the configured one, or one its CA issued, renewed when it
 // nears its end or no longer names the server's address.
-func (c *sslvpnComponent) serverCertificate(cfg *config.Config, name string, s *config.SSLVPNServer, svc *config.VPNService) (tls.Certificate, error) {
+func (c *Component) serverCertificate(cfg *config.Config, name string, s *sslvpn.ServerSettings, svc *sslvpn.ServiceSettings) (tls.Certificate, error) {
 	if s.Certificate != "" {
 		pc := cfg.PKI.Certificates[s.Certificate]
 		return tls.X509KeyPair([]byte(pc.Certificate), []byte(pc.PrivateKey))
@@ -481,9 +413,9 @@ func certNames(leaf *x509.Certificate, names []string, addrs []netip.Addr) bool 
 	return true
 }
 
-// tlsCryptKey returns a server's tls-crypt key, made on first use and kept in the state directory (it goes into
+// TLSCryptKey returns a server's tls-crypt key, made on first use and kept in the state directory (it goes into
 // every client configuration, so it is a shared secret, not a sealed one).
-func (c *sslvpnComponent) tlsCryptKey(server string) ([]byte, error) {
+func (c *Component) TLSCryptKey(server string) ([]byte, error) {
 	path := filepath.Join(c.stateDir, "sslvpn", server+".tls-crypt.key")
 	if key, err := os.ReadFile(path); err == nil {
 		return key, nil

@@ -1,8 +1,9 @@
-package appliance
+package system
 
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 
 	"toride/appliance/config"
@@ -14,17 +15,33 @@ import (
 // cloud's SSL-VPN guides ask for client and server clocks within minutes of each other.
 const maxSkew = 10_000 // ms
 
-// timeSync is the "ntp" component: it hands the configured servers to the SNTP syncer, and turns the syncer's
+// TimeSync is the "ntp" component: it hands the configured servers to the SNTP syncer, and turns the syncer's
 // results into health.
-type timeSync struct {
+type TimeSync struct {
 	syncer *timesync.Syncer
 	health *health.Tracker
 }
 
-func (c *timeSync) Name() string { return "ntp" }
+// NewTimeSync returns the ntp component. With manageClock it sets the system clock; otherwise it only measures
+// the offset (a development machine's clock belongs to its host).
+func NewTimeSync(h *health.Tracker, log *slog.Logger, manageClock bool) *TimeSync {
+	c := &TimeSync{health: h}
+	o := timesync.Options{Logger: log, OnStatus: c.report}
+	if manageClock {
+		o.Clock = timesync.SystemClock{}
+	}
+	c.syncer = timesync.New(o)
+	return c
+}
+
+// Status is the syncer's status, for the API's status.
+func (c *TimeSync) Status() timesync.Status { return c.syncer.Status() }
+
+// Name implements the orchestrator's Component.
+func (c *TimeSync) Name() string { return "ntp" }
 
 // Apply implements Component.
-func (c *timeSync) Apply(_ context.Context, _, new *config.Config) error {
+func (c *TimeSync) Apply(_ context.Context, _, new *config.Config) error {
 	c.syncer.SetServers(new.System.NTP.Servers)
 	if len(new.System.NTP.Servers) == 0 {
 		c.health.Remove(c.Name())
@@ -33,7 +50,7 @@ func (c *timeSync) Apply(_ context.Context, _, new *config.Config) error {
 }
 
 // report is the syncer's OnStatus.
-func (c *timeSync) report(st timesync.Status) {
+func (c *TimeSync) report(st timesync.Status) {
 	switch {
 	case len(st.Servers) == 0:
 		c.health.Remove(c.Name())
@@ -47,7 +64,7 @@ func (c *timeSync) report(st timesync.Status) {
 }
 
 // Close stops the syncer.
-func (c *timeSync) Close() error {
+func (c *TimeSync) Close() error {
 	c.syncer.Close()
 	return nil
 }
