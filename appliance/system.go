@@ -27,7 +27,6 @@ import (
 	"strings"
 
 	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 
 	"toride/appliance/api"
 	"toride/appliance/certs"
@@ -93,7 +92,7 @@ func New(opts Options) (*System, error) {
 	host := system.NewHost(system.HostOptions{
 		Links: links, Routes: routes,
 		Hostname:    os.Hostname,
-		SetHostname: func(n string) error { return unix.Sethostname([]byte(n)) },
+		SetHostname: system.SetKernelHostname,
 		ResolvConf:  opts.ResolvConf,
 		SetSysctl:   sysctl.Set,
 		Health:      s.health, Logger: s.log.With("component", "system"),
