@@ -16,6 +16,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"toride/dataplane/internal/nlconv"
 )
 
 // ErrNotFound is returned for a link that does not exist.
@@ -95,12 +97,12 @@ func (l *Links) Get(name string) (State, error) {
 	}
 	a := lk.Attrs()
 	st := State{Name: a.Name, Index: a.Index, Up: a.Flags&net.FlagUp != 0, Running: a.OperState == netlink.OperUp || a.RawFlags&unix.IFF_RUNNING != 0, MTU: a.MTU}
-	addrs, err := retryDump(func() ([]netlink.Addr, error) { return l.h.AddrList(lk, netlink.FAMILY_ALL) })
+	addrs, err := nlconv.RetryDump(func() ([]netlink.Addr, error) { return l.h.AddrList(lk, netlink.FAMILY_ALL) })
 	if err != nil {
 		return State{}, fmt.Errorf("link: addresses of %s: %w", name, err)
 	}
 	for _, ad := range addrs {
-		if p, ok := prefixOf(ad.IPNet); ok && !(ad.Scope == unix.RT_SCOPE_LINK && p.Addr().Is6()) {
+		if p, ok := nlconv.Prefix(ad.IPNet); ok && !(ad.Scope == unix.RT_SCOPE_LINK && p.Addr().Is6()) {
 			st.Addresses = append(st.Addresses, p)
 		}
 	}
@@ -109,7 +111,7 @@ func (l *Links) Get(name string) (State, error) {
 
 // Names returns the names of every link in the namespace.
 func (l *Links) Names() ([]string, error) {
-	links, err := retryDump(l.h.LinkList)
+	links, err := nlconv.RetryDump(l.h.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("link: list: %w", err)
 	}
@@ -161,7 +163,7 @@ func (l *Links) AddAddress(name string, p netip.Prefix) error {
 	if err != nil {
 		return err
 	}
-	a := &netlink.Addr{IPNet: ipNet(p)}
+	a := &netlink.Addr{IPNet: nlconv.IPNet(p)}
 	if p.Addr().Is6() {
 		a.Flags = unix.IFA_F_NODAD // configured addresses are meant to be used at once
 	}
@@ -177,7 +179,7 @@ func (l *Links) DelAddress(name string, p netip.Prefix) error {
 	if err != nil {
 		return err
 	}
-	if err := l.h.AddrDel(lk, &netlink.Addr{IPNet: ipNet(p)}); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+	if err := l.h.AddrDel(lk, &netlink.Addr{IPNet: nlconv.IPNet(p)}); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 		return fmt.Errorf("link: remove %s from %s: %w", p, name, err)
 	}
 	return nil
@@ -192,7 +194,7 @@ func (l *Links) SyncLabelled(name, label string, want []netip.Addr) error {
 	if err != nil {
 		return err
 	}
-	have, err := retryDump(func() ([]netlink.Addr, error) { return l.h.AddrList(lk, netlink.FAMILY_V4) })
+	have, err := nlconv.RetryDump(func() ([]netlink.Addr, error) { return l.h.AddrList(lk, netlink.FAMILY_V4) })
 	if err != nil {
 		return fmt.Errorf("link: addresses of %s: %w", name, err)
 	}
@@ -216,7 +218,7 @@ func (l *Links) SyncLabelled(name, label string, want []netip.Addr) error {
 		}
 	}
 	for a := range wanted {
-		addr := &netlink.Addr{IPNet: ipNet(netip.PrefixFrom(a, 32)), Label: label}
+		addr := &netlink.Addr{IPNet: nlconv.IPNet(netip.PrefixFrom(a, 32)), Label: label}
 		if err := l.h.AddrReplace(lk, addr); err != nil {
 			errs = append(errs, fmt.Errorf("link: add %s to %s: %w", a, name, err))
 		}
@@ -277,34 +279,4 @@ func (l *Links) Watch(ctx context.Context, fn func(Event)) error {
 			fn(Event{Name: name, Present: now})
 		}
 	}
-}
-
-func ipNet(p netip.Prefix) *net.IPNet {
-	bits := p.Addr().BitLen()
-	return &net.IPNet{IP: net.IP(p.Addr().AsSlice()), Mask: net.CIDRMask(p.Bits(), bits)}
-}
-
-func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
-	if n == nil {
-		return netip.Prefix{}, false
-	}
-	a, ok := netip.AddrFromSlice(n.IP)
-	if !ok {
-		return netip.Prefix{}, false
-	}
-	ones, _ := n.Mask.Size()
-	return netip.PrefixFrom(a.Unmap(), ones), true
-}
-
-// retryDump repeats a netlink dump the kernel interrupted because the table changed meanwhile.
-func retryDump[T any](dump func() ([]T, error)) ([]T, error) {
-	var err error
-	for range 5 {
-		var out []T
-		out, err = dump()
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return out, err
-		}
-	}
-	return nil, err
 }

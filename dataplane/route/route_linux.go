@@ -14,6 +14,8 @@ import (
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"toride/dataplane/internal/nlconv"
 )
 
 // Protocol is the rtnetlink protocol number on torided's routes ("proto 201" in `ip route`).
@@ -45,9 +47,8 @@ func Open(ns netns.NsHandle) (*Routes, error) {
 func (r *Routes) Close() { r.h.Close() }
 
 func (r *Routes) nl(rt Route) *netlink.Route {
-	bits := rt.Dst.Addr().BitLen()
 	return &netlink.Route{
-		Dst:      &net.IPNet{IP: net.IP(rt.Dst.Addr().AsSlice()), Mask: net.CIDRMask(rt.Dst.Bits(), bits)},
+		Dst:      nlconv.IPNet(rt.Dst),
 		Gw:       net.IP(rt.Via.AsSlice()),
 		Priority: rt.Metric,
 		Protocol: Protocol,
@@ -76,27 +77,19 @@ func (r *Routes) Delete(rt Route) error {
 
 // List returns torided's routes in the main table.
 func (r *Routes) List() ([]Route, error) {
-	var routes []netlink.Route
-	var err error
-	for range 5 {
-		routes, err = r.h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Protocol: Protocol, Table: unix.RT_TABLE_MAIN},
+	routes, err := nlconv.RetryDump(func() ([]netlink.Route, error) {
+		return r.h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Protocol: Protocol, Table: unix.RT_TABLE_MAIN},
 			netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			break
-		}
-	}
+	})
 	if err != nil {
 		return nil, fmt.Errorf("route: list: %w", err)
 	}
 	var out []Route
 	for _, nr := range routes {
 		var rt Route
-		if nr.Dst != nil {
-			a, _ := netip.AddrFromSlice(nr.Dst.IP)
-			ones, _ := nr.Dst.Mask.Size()
-			rt.Dst = netip.PrefixFrom(a.Unmap(), ones)
-		} else {
-			rt.Dst = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+		var ok bool
+		if rt.Dst, ok = nlconv.Prefix(nr.Dst); !ok {
+			rt.Dst = netip.PrefixFrom(netip.IPv4Unspecified(), 0) // the default route has no destination
 		}
 		rt.Via, _ = netip.AddrFromSlice(nr.Gw)
 		rt.Via = rt.Via.Unmap()

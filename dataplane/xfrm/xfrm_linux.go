@@ -10,6 +10,7 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"toride/dataplane/internal/nlconv"
 	"toride/dataplane/nsutil"
 	"toride/dataplane/sysctl"
 )
@@ -41,7 +42,7 @@ type netlinkKernel struct {
 func (k *netlinkKernel) close() { k.h.Close() }
 
 func (k *netlinkKernel) links() ([]link, error) {
-	lks, err := retryDump(k.h.LinkList)
+	lks, err := nlconv.RetryDump(k.h.LinkList)
 	if err != nil {
 		return nil, fmt.Errorf("%w: list links: %v", ErrXFRM, err)
 	}
@@ -51,7 +52,7 @@ func (k *netlinkKernel) links() ([]link, error) {
 		l := link{Name: a.Name, Kind: lk.Type(), MTU: a.MTU, Alias: a.Alias, Up: a.Flags&net.FlagUp != 0}
 		if x, ok := lk.(*netlink.Xfrmi); ok {
 			l.IfID = x.Ifid
-			addrs, err := retryDump(func() ([]netlink.Addr, error) { return k.h.AddrList(lk, netlink.FAMILY_ALL) })
+			addrs, err := nlconv.RetryDump(func() ([]netlink.Addr, error) { return k.h.AddrList(lk, netlink.FAMILY_ALL) })
 			if err != nil {
 				return nil, fmt.Errorf("%w: addresses of %s: %v", ErrXFRM, a.Name, err)
 			}
@@ -59,7 +60,7 @@ func (k *netlinkKernel) links() ([]link, error) {
 				if ad.Scope == unix.RT_SCOPE_LINK {
 					continue // IPv6 link-local: the kernel's, not ours
 				}
-				if p, ok := prefixOf(ad.IPNet); ok {
+				if p, ok := nlconv.Prefix(ad.IPNet); ok {
 					l.Addresses = append(l.Addresses, p)
 				}
 			}
@@ -117,7 +118,7 @@ func (k *netlinkKernel) addAddress(name string, p netip.Prefix) error {
 	if err != nil {
 		return err
 	}
-	if err := k.h.AddrReplace(lk, &netlink.Addr{IPNet: ipNet(p)}); err != nil {
+	if err := k.h.AddrReplace(lk, &netlink.Addr{IPNet: nlconv.IPNet(p)}); err != nil {
 		return fmt.Errorf("%w: address %s on %s: %v", ErrXFRM, p, name, err)
 	}
 	return nil
@@ -128,7 +129,7 @@ func (k *netlinkKernel) removeAddress(name string, p netip.Prefix) error {
 	if err != nil {
 		return err
 	}
-	if err := k.h.AddrDel(lk, &netlink.Addr{IPNet: ipNet(p)}); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+	if err := k.h.AddrDel(lk, &netlink.Addr{IPNet: nlconv.IPNet(p)}); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
 		return fmt.Errorf("%w: remove address %s from %s: %v", ErrXFRM, p, name, err)
 	}
 	return nil
@@ -159,7 +160,7 @@ func (k *netlinkKernel) looseRPFilter(name string) error {
 func (k *netlinkKernel) states() ([]SAStats, error) {
 	var all []netlink.XfrmState
 	for _, fam := range []int{netlink.FAMILY_V4, netlink.FAMILY_V6} {
-		sts, err := retryDump(func() ([]netlink.XfrmState, error) { return k.h.XfrmStateList(fam) })
+		sts, err := nlconv.RetryDump(func() ([]netlink.XfrmState, error) { return k.h.XfrmStateList(fam) })
 		if err != nil {
 			return nil, fmt.Errorf("%w: list SAs: %v", ErrXFRM, err)
 		}
@@ -177,32 +178,4 @@ func (k *netlinkKernel) states() ([]SAStats, error) {
 			ReplayDrops: s.Statistics.Replay, IntegrityFailures: s.Statistics.Failed})
 	}
 	return out, nil
-}
-
-func ipNet(p netip.Prefix) *net.IPNet {
-	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
-}
-
-func prefixOf(n *net.IPNet) (netip.Prefix, bool) {
-	if n == nil {
-		return netip.Prefix{}, false
-	}
-	a, ok := netip.AddrFromSlice(n.IP)
-	if !ok {
-		return netip.Prefix{}, false
-	}
-	ones, _ := n.Mask.Size()
-	return netip.PrefixFrom(a.Unmap(), ones), true
-}
-
-func retryDump[T any](dump func() ([]T, error)) ([]T, error) {
-	var err error
-	for range 5 {
-		var out []T
-		out, err = dump()
-		if !errors.Is(err, netlink.ErrDumpInterrupted) {
-			return out, err
-		}
-	}
-	return nil, err
 }
