@@ -2,7 +2,6 @@ package tests
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -28,12 +27,7 @@ func TestIPsecKernelESP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !caps.ESP {
-		if os.Getenv("TORIDE_VM") != "" {
-			t.Fatalf("the VM's kernel has no ESP: %v", caps.Notes)
-		}
-		t.Skip("this kernel has no ESP: the VM tier (tests/vm) runs this test on the appliance's kernel")
-	}
+	lab.RequireKernel(t, caps.ESP, "ESP")
 	tp := cloudlab.New(t, cloudlab.Options{})
 	d := toridetest.Start(t, tp.App, t.TempDir())
 	up := importAndCommitTunnels(t, d, tp, labFile(t, awsconf.FormatGeneric, 2))

@@ -15,27 +15,16 @@ import (
 	"toride/tests/lab"
 )
 
-// kernelWithXFRMInterfaces skips off a kernel without xfrm interfaces, except in the VM tier (tests/vm), whose
-// kernel has them: there their absence fails.
-func kernelWithXFRMInterfaces(t *testing.T) {
+// kernelTunnels returns Tunnels on the real kernel, in a lab namespace linked to a peer's (198.51.100.2 ↔ .1),
+// with tun1 made; off a kernel with xfrm interfaces the test skips (see lab.RequireKernel).
+func kernelTunnels(t *testing.T) (*Tunnels, *lab.Netns) {
 	t.Helper()
 	lab.Require(t)
 	caps, err := probe.Detect(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !caps.XFRMInterfaces {
-		if os.Getenv("TORIDE_VM") != "" {
-			t.Fatalf("the VM's kernel has no xfrm interfaces: %v", caps.Notes)
-		}
-		t.Skip("this kernel has no xfrm interfaces: the VM tier (tests/vm) runs this test on the appliance's kernel")
-	}
-}
-
-// On the real kernel: Set makes the interfaces, a second Set changes nothing, an SA with the interface's if_id
-// carries what is routed into the interface (and Stats counts it), and Set(nil) removes only its own interfaces.
-func TestTunnelsOnTheKernel(t *testing.T) {
-	kernelWithXFRMInterfaces(t)
+	lab.RequireKernel(t, caps.XFRMInterfaces, "xfrm interfaces")
 	l := lab.New(t)
 	ns := l.Namespace("xfrm")
 	peer := l.Namespace("peer")
@@ -44,7 +33,17 @@ func TestTunnelsOnTheKernel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer tn.Close()
+	t.Cleanup(tn.Close)
+	if err := tn.Set([]Interface{tun1}); err != nil {
+		t.Fatal(err)
+	}
+	return tn, ns
+}
+
+// On the real kernel: Set makes the interfaces, a second Set changes nothing, an SA with the interface's if_id
+// carries what is routed into the interface (and Stats counts it), and Set(nil) removes only its own interfaces.
+func TestTunnelsOnTheKernel(t *testing.T) {
+	tn, ns := kernelTunnels(t)
 	if err := tn.Set([]Interface{tun1, tun2}); err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +92,7 @@ func TestTunnelsOnTheKernel(t *testing.T) {
 	ns.MustRun("ip", "route", "add", "10.99.0.0/24", "dev", tun1.Name)
 	_ = ns.Ping("10.99.0.1", 3) // no answer: the peer has no SA; what counts is what left through the tunnel
 	var counted uint64
-	err = lab.WaitFor(lab.Within(t, 5*time.Second), 100*time.Millisecond, func() error {
+	err := lab.WaitFor(lab.Within(t, 5*time.Second), 100*time.Millisecond, func() error {
 		stats, err := tn.Stats()
 		if err != nil {
 			return lab.Permanent(err)
@@ -139,19 +138,7 @@ func TestTunnelsOnTheKernel(t *testing.T) {
 // On the real kernel: Watch reports an SA's soft and hard expiry with its SPI and if_id, and an acquire when
 // traffic is routed into a tunnel whose policy has no SA.
 func TestWatchOnTheKernel(t *testing.T) {
-	kernelWithXFRMInterfaces(t)
-	l := lab.New(t)
-	ns := l.Namespace("xfrm")
-	peer := l.Namespace("peer")
-	l.Link(ns, "wan0", "198.51.100.2/24", peer, "wan0", "198.51.100.1/24")
-	tn, err := Open("/var/run/netns/" + ns.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tn.Close()
-	if err := tn.Set([]Interface{tun1}); err != nil {
-		t.Fatal(err)
-	}
+	tn, ns := kernelTunnels(t)
 	events := make(chan Event, 16)
 	ctx, cancel := context.WithCancel(context.Background())
 	watched := make(chan error, 1)

@@ -61,6 +61,19 @@ func Require(t testing.TB, tools ...string) {
 	t.Skip(msg)
 }
 
+// RequireKernel skips a test on a kernel without what it needs (have false; what names it, "ESP"), except in the
+// VM tier (tests/vm), which boots the appliance's own kernel for such tests: there a missing feature fails.
+func RequireKernel(t testing.TB, have bool, what string) {
+	t.Helper()
+	if have {
+		return
+	}
+	if os.Getenv("TORIDE_VM") != "" {
+		t.Fatalf("the VM's kernel has no %s", what)
+	}
+	t.Skipf("this kernel has no %s: the VM tier (tests/vm) runs this test on the appliance's kernel", what)
+}
+
 // Lab is one test's set of namespaces and processes.
 type Lab struct {
 	t      testing.TB
