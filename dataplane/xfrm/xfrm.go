@@ -3,8 +3,12 @@
 // address and MTU, with loose reverse-path filtering (the far side may answer over the other tunnel). It also
 // reads what the kernel counts per SA (bytes, packets, replay and integrity failures) for tunnel health.
 //
-// It owns only the interfaces it made (their alias is Owner) and never creates, flushes or deletes an SA or a
-// policy: charon owns those.
+// It also routes traffic into the tunnels: SetRoutes points each remote prefix at the interface of the tunnel
+// that should carry it, so moving traffic between tunnels is one route replacement and the carrier is read from
+// the routing table, never guessed.
+//
+// It owns only the interfaces it made (their alias is Owner) and the routes it made (routing protocol
+// RouteProtocol), and never creates, flushes or deletes an SA or a policy: charon owns those.
 //
 // Data flow: the IPsec engine computes the desired interfaces from the configuration and calls Set after every
 // commit and every charon restart; Set compares them with the kernel's and changes only the difference, so a
@@ -16,6 +20,7 @@ package xfrm
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -69,6 +74,9 @@ type kernel interface {
 	removeAddress(name string, p netip.Prefix) error
 	setUp(name string) error
 	looseRPFilter(name string) error
+	routes() (map[netip.Prefix]string, error)
+	replaceRoute(dst netip.Prefix, ifname string) error
+	removeRoute(dst netip.Prefix, ifname string) error
 	states() ([]SAStats, error)
 	close()
 }
@@ -182,4 +190,60 @@ func (t *Tunnels) Stats() ([]SAStats, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.k.states()
+}
+
+// SetRoutes makes the namespace's tunnel routes exactly want: each prefix routed into the named interface, which
+// must be one Set made. Prefixes routed before and not wanted now are removed; a prefix that moves to another
+// interface is replaced in one step (no moment without a route).
+func (t *Tunnels) SetRoutes(want map[netip.Prefix]string) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	links, err := t.k.links()
+	if err != nil {
+		return err
+	}
+	ours := map[string]bool{}
+	for _, l := range links {
+		if l.Kind == "xfrm" && l.Alias == Owner {
+			ours[l.Name] = true
+		}
+	}
+	for dst, ifname := range want {
+		if !dst.IsValid() || dst != dst.Masked() {
+			return fmt.Errorf("%w: route %s: want a network prefix (%s)", ErrXFRM, dst, dst.Masked())
+		}
+		if !ours[ifname] {
+			return fmt.Errorf("%w: route %s into %s: not a tunnel interface of this appliance", ErrXFRM, dst, ifname)
+		}
+	}
+	have, err := t.k.routes()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, dst := range slices.SortedFunc(maps.Keys(want), comparePrefix) {
+		if have[dst] != want[dst] {
+			errs = append(errs, t.k.replaceRoute(dst, want[dst]))
+		}
+	}
+	for _, dst := range slices.SortedFunc(maps.Keys(have), comparePrefix) {
+		if _, ok := want[dst]; !ok {
+			errs = append(errs, t.k.removeRoute(dst, have[dst]))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Routes returns the tunnel routes the kernel has: prefix → interface.
+func (t *Tunnels) Routes() (map[netip.Prefix]string, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.k.routes()
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	if c := a.Addr().Compare(b.Addr()); c != 0 {
+		return c
+	}
+	return a.Bits() - b.Bits()
 }

@@ -15,6 +15,10 @@ import (
 	"toride/dataplane/sysctl"
 )
 
+// RouteProtocol is the rtnetlink protocol number of the tunnel routes ("proto 202" in `ip route`): neither the
+// kernel's, charon's, an admin's, nor torided's static routes (201), which another component reconciles.
+const RouteProtocol netlink.RouteProtocol = 202
+
 // Open returns the Tunnels of the network namespace at nsPath ("" for the caller's own).
 func Open(nsPath string) (*Tunnels, error) {
 	ns := netns.None()
@@ -155,6 +159,60 @@ func (k *netlinkKernel) looseRPFilter(name string) error {
 		}
 		return nil
 	})
+}
+
+func (k *netlinkKernel) routes() (map[netip.Prefix]string, error) {
+	rs, err := nlconv.RetryDump(func() ([]netlink.Route, error) {
+		return k.h.RouteListFiltered(netlink.FAMILY_ALL, &netlink.Route{Protocol: RouteProtocol, Table: unix.RT_TABLE_MAIN},
+			netlink.RT_FILTER_PROTOCOL|netlink.RT_FILTER_TABLE)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: list tunnel routes: %v", ErrXFRM, err)
+	}
+	out := map[netip.Prefix]string{}
+	for _, r := range rs {
+		dst, ok := nlconv.Prefix(r.Dst)
+		if !ok {
+			dst = netip.PrefixFrom(netip.IPv4Unspecified(), 0)
+		}
+		lk, err := k.h.LinkByIndex(r.LinkIndex)
+		if err != nil {
+			continue // the interface went away with its routes
+		}
+		out[dst] = lk.Attrs().Name
+	}
+	return out, nil
+}
+
+func (k *netlinkKernel) tunnelRoute(dst netip.Prefix, ifname string) (*netlink.Route, error) {
+	lk, err := k.byName(ifname)
+	if err != nil {
+		return nil, err
+	}
+	return &netlink.Route{Dst: nlconv.IPNet(dst), LinkIndex: lk.Attrs().Index, Protocol: RouteProtocol,
+		Scope: netlink.SCOPE_LINK, Table: unix.RT_TABLE_MAIN}, nil
+}
+
+func (k *netlinkKernel) replaceRoute(dst netip.Prefix, ifname string) error {
+	r, err := k.tunnelRoute(dst, ifname)
+	if err != nil {
+		return err
+	}
+	if err := k.h.RouteReplace(r); err != nil {
+		return fmt.Errorf("%w: route %s into %s: %v", ErrXFRM, dst, ifname, err)
+	}
+	return nil
+}
+
+func (k *netlinkKernel) removeRoute(dst netip.Prefix, ifname string) error {
+	r, err := k.tunnelRoute(dst, ifname)
+	if err != nil {
+		return nil // the interface is gone, and its routes with it
+	}
+	if err := k.h.RouteDel(r); err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("%w: remove route %s from %s: %v", ErrXFRM, dst, ifname, err)
+	}
+	return nil
 }
 
 func (k *netlinkKernel) states() ([]SAStats, error) {

@@ -89,7 +89,12 @@ func TestTunnelsOnTheKernel(t *testing.T) {
 	if err := h.XfrmPolicyAdd(pol); err != nil {
 		t.Fatal(err)
 	}
-	ns.MustRun("ip", "route", "add", "10.99.0.0/24", "dev", tun1.Name)
+	if err := tn.SetRoutes(map[netip.Prefix]string{netip.MustParsePrefix("10.99.0.0/24"): tun1.Name}); err != nil {
+		t.Fatal(err)
+	}
+	if out := ns.MustRun("ip", "route", "show", "10.99.0.0/24"); !strings.Contains(out, "dev "+tun1.Name) || !strings.Contains(out, "proto 202") {
+		t.Fatalf("the tunnel route: %q", out)
+	}
 	_ = ns.Ping("10.99.0.1", 3) // no answer: the peer has no SA; what counts is what left through the tunnel
 	var counted uint64
 	err := lab.WaitFor(lab.Within(t, 5*time.Second), 100*time.Millisecond, func() error {

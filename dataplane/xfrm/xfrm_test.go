@@ -3,6 +3,7 @@ package xfrm
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -12,13 +13,14 @@ import (
 // fakeKernel is the kernel's links in memory, recording every change Set asks for.
 type fakeKernel struct {
 	ifs     map[string]*link
+	rts     map[netip.Prefix]string
 	rp      map[string]bool
 	calls   []string
 	failAdd error
 }
 
 func newFake(ls ...link) *fakeKernel {
-	f := &fakeKernel{ifs: map[string]*link{}, rp: map[string]bool{}}
+	f := &fakeKernel{ifs: map[string]*link{}, rts: map[netip.Prefix]string{}, rp: map[string]bool{}}
 	for _, l := range ls {
 		f.ifs[l.Name] = &l
 	}
@@ -88,9 +90,22 @@ func (f *fakeKernel) setUp(name string) error {
 	return nil
 }
 
-func (f *fakeKernel) looseRPFilter(name string) error { f.rp[name] = true; return nil }
-func (f *fakeKernel) states() ([]SAStats, error)      { return nil, nil }
-func (f *fakeKernel) close()                          {}
+func (f *fakeKernel) looseRPFilter(name string) error          { f.rp[name] = true; return nil }
+func (f *fakeKernel) routes() (map[netip.Prefix]string, error) { return maps.Clone(f.rts), nil }
+
+func (f *fakeKernel) replaceRoute(dst netip.Prefix, ifname string) error {
+	f.call("route %s %s", dst, ifname)
+	f.rts[dst] = ifname
+	return nil
+}
+
+func (f *fakeKernel) removeRoute(dst netip.Prefix, ifname string) error {
+	f.call("unroute %s %s", dst, ifname)
+	delete(f.rts, dst)
+	return nil
+}
+func (f *fakeKernel) states() ([]SAStats, error) { return nil, nil }
+func (f *fakeKernel) close()                     {}
 
 var (
 	tun1 = Interface{Name: "xfrm-aws-1", IfID: 11, MTU: 1436, Address: netip.MustParsePrefix("169.254.10.2/30")}
@@ -187,5 +202,45 @@ func TestSetValidates(t *testing.T) {
 				t.Errorf("an invalid list changed the kernel: %q", f.calls)
 			}
 		})
+	}
+}
+
+func TestSetRoutesMovesOnlyWhatChanged(t *testing.T) {
+	f := newFake()
+	tn := &Tunnels{k: f}
+	if err := tn.Set([]Interface{tun1, tun2}); err != nil {
+		t.Fatal(err)
+	}
+	lan, lan2, old := netip.MustParsePrefix("10.2.0.0/16"), netip.MustParsePrefix("10.3.0.0/24"), netip.MustParsePrefix("10.9.0.0/24")
+	f.rts[old] = tun2.Name // routed before, no longer wanted
+	f.calls = nil
+	if err := tn.SetRoutes(map[netip.Prefix]string{lan: tun1.Name, lan2: tun1.Name}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"route 10.2.0.0/16 xfrm-aws-1", "route 10.3.0.0/24 xfrm-aws-1", "unroute 10.9.0.0/24 xfrm-aws-2"}; !slices.Equal(f.calls, want) {
+		t.Fatalf("calls %q, want %q", f.calls, want)
+	}
+	// The failover: both prefixes move to tunnel 2, each in one replacement.
+	f.calls = nil
+	if err := tn.SetRoutes(map[netip.Prefix]string{lan: tun2.Name, lan2: tun2.Name}); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"route 10.2.0.0/16 xfrm-aws-2", "route 10.3.0.0/24 xfrm-aws-2"}; !slices.Equal(f.calls, want) {
+		t.Fatalf("calls %q, want %q", f.calls, want)
+	}
+	f.calls = nil
+	if err := tn.SetRoutes(map[netip.Prefix]string{lan: tun2.Name, lan2: tun2.Name}); err != nil || len(f.calls) != 0 {
+		t.Fatalf("the same routes again: %q, %v", f.calls, err)
+	}
+	if got, _ := tn.Routes(); len(got) != 2 || got[lan] != tun2.Name {
+		t.Errorf("Routes() = %v", got)
+	}
+	for _, bad := range []map[netip.Prefix]string{
+		{lan: "wan0"}, // not a tunnel interface of ours
+		{netip.MustParsePrefix("10.2.0.1/16"): tun1.Name}, // not a network prefix
+	} {
+		if err := tn.SetRoutes(bad); err == nil || !errors.Is(err, ErrXFRM) {
+			t.Errorf("SetRoutes(%v) = %v, want an error", bad, err)
+		}
 	}
 }
