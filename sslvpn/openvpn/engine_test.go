@@ -67,7 +67,6 @@ func newEngine(t *testing.T, cfg openvpn.Config) *engine {
 	return e
 }
 
-
 // dial starts a test client over tcp or udp.
 func (e *engine) dial(proto string, cfg testclient.Config, wrap func(net.Conn) net.Conn) *testclient.Client {
 	e.t.Helper()
