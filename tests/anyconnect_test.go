@@ -165,15 +165,9 @@ func TestAnyConnectCookieReconnectAndRevocation(t *testing.T) {
 	f := v.acUser("dave")
 	login := occlient.Start(t, v.client, occlient.Options{Server: "https://192.0.2.1/", CAFile: f.ca,
 		Args: []string{"-c", f.cert, "-k", f.key, "--authenticate"}})
-	<-login.Proc.Done()
-	var cookie string
-	for _, line := range strings.Split(login.Proc.Output(), "\n") {
-		if v, ok := strings.CutPrefix(line, "COOKIE="); ok {
-			cookie = strings.Trim(v, "'")
-		}
-	}
-	if cookie == "" {
-		t.Fatalf("no cookie from --authenticate:\n%s", login.Proc.Output())
+	cookie, err := login.Cookie(lab.Within(t, 20*time.Second))
+	if err != nil {
+		t.Fatal(err)
 	}
 	withCookie := func() (*occlient.Client, map[string]string) {
 		return v.openconnect(f, cookie+"\n", "-c", f.cert, "-k", f.key, "--cookie-on-stdin")
@@ -240,19 +234,9 @@ func TestAnyConnectDisabledAndDeletedUsers(t *testing.T) {
 
 	login := occlient.Start(t, v.client, occlient.Options{Server: "https://192.0.2.1/", CAFile: f.ca, Stdin: "alice-password\n",
 		Args: []string{"--authgroup=staff", "-u", "alice", "--passwd-on-stdin", "--authenticate"}})
-	select {
-	case <-login.Proc.Done():
-	case <-time.After(20 * time.Second):
-		t.Fatalf("openconnect --authenticate did not finish:\n%s", login.Proc.Output())
-	}
-	var cookie string
-	for _, line := range strings.Split(login.Proc.Output(), "\n") {
-		if v, ok := strings.CutPrefix(line, "COOKIE="); ok {
-			cookie = strings.Trim(v, "'")
-		}
-	}
-	if cookie == "" {
-		t.Fatalf("no cookie from --authenticate:\n%s", login.Proc.Output())
+	cookie, err := login.Cookie(lab.Within(t, 20*time.Second))
+	if err != nil {
+		t.Fatal(err)
 	}
 	bob, _ := v.openconnect(f, "bob-password\n", "--authgroup=staff", "-u", "bob", "--passwd-on-stdin")
 	defer bob.Stop()

@@ -51,7 +51,7 @@ func TestLoginFlows(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEngine(t, anyconnect.Config{Groups: []anyconnect.Group{tc.group}})
-			var cert = e.pki.clientCert(t, "alice")
+			var cert = e.pki.Client(t, 100, "alice")
 			c := e.client(nil)
 			if tc.cert {
 				c = e.client(&cert)
@@ -184,7 +184,7 @@ func TestProfileDownload(t *testing.T) {
 	if d.Profile.URI != "/profiles/staff.xml" || d.Profile.Hash != hex.EncodeToString(sum[:]) {
 		t.Fatalf("manifest: %+v", d.Profile)
 	}
-	certSum := sha1.Sum(e.pki.server.Certificate[0])
+	certSum := sha1.Sum(e.pki.Server.Certificate[0])
 	if d.CertHash != strings.ToUpper(hex.EncodeToString(certSum[:])) {
 		t.Errorf("server-cert-hash %q", d.CertHash)
 	}
@@ -435,8 +435,6 @@ func TestDeadPeerDetection(t *testing.T) {
 	if d := time.Since(start); d < 2500*time.Millisecond {
 		t.Errorf("detached after %v, before three DPD intervals", d)
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
 }
 
 func TestTimeouts(t *testing.T) {
@@ -656,9 +654,7 @@ func TestServerClose(t *testing.T) {
 	if err := e.srv.ServeConn(t.Context(), nilConn{}); !errors.Is(err, anyconnect.ErrClosed) {
 		t.Errorf("ServeConn after Close: %v", err)
 	}
-	e.cancel()
-	e.ln.Close()
-	e.wg.Wait()
+	e.served.Stop()
 	tn.dtls.Close()
 	// No goroutine of the engine, nor of a DTLS connection, outlives Close.
 	waitFor(t, 5*time.Second, func() bool { return len(goroutines("sslvpn/anyconnect.", "pion/dtls")) == 0 })

@@ -2,132 +2,28 @@ package anyconnect_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/base64"
-	"encoding/pem"
 	"errors"
-	"fmt"
-	"math/big"
-	"net"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"toride/sslvpn/anyconnect"
-	"toride/sslvpn/internal/icmptest"
+	"toride/sslvpn/internal/enginetest"
 )
 
-// testPKI is a CA with a server certificate and client certificates, generated per test.
-type testPKI struct {
-	caCert *x509.Certificate
-	caKey  *ecdsa.PrivateKey
-	caPEM  []byte
-	server tls.Certificate
-	pin    string // openconnect's pin-sha256:... of the server key
-
-	serverCertPEM, serverKeyPEM []byte
-}
+// testPKI is a CA with the server's certificate ("vpn.test", valid for the server's address), generated per test.
+type testPKI struct{ *enginetest.PKI }
 
 func newTestPKI(t testing.TB, serverIP string) *testPKI {
 	t.Helper()
-	p := &testPKI{}
-	var err error
-	p.caKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "toride test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &p.caKey.PublicKey, p.caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.caCert, _ = x509.ParseCertificate(der)
-	p.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	cert, certPEM, keyPEM := p.issue(t, 2, "vpn.test", x509.ExtKeyUsageServerAuth, serverIP)
-	p.serverCertPEM, p.serverKeyPEM = certPEM, keyPEM
-	p.server, err = tls.X509KeyPair(certPEM, keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
-	p.pin = "pin-sha256:" + base64.StdEncoding.EncodeToString(sum[:])
-	return p
-}
-
-func (p *testPKI) issue(t testing.TB, serial int64, cn string, eku x509.ExtKeyUsage, ip string) (*x509.Certificate, []byte, []byte) {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{eku},
-	}
-	if ip != "" {
-		tmpl.IPAddresses = []net.IP{net.ParseIP(ip)}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.caCert, &k.PublicKey, p.caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	kder, err := x509.MarshalPKCS8PrivateKey(k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return c, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
-}
-
-// clientFiles issues a client certificate for cn and writes it and its key into dir.
-func (p *testPKI) clientFiles(t testing.TB, dir, cn string, serial int64) (certFile, keyFile string) {
-	t.Helper()
-	_, c, k := p.issue(t, serial, cn, x509.ExtKeyUsageClientAuth, "")
-	certFile, keyFile = filepath.Join(dir, cn+".crt"), filepath.Join(dir, cn+".key")
-	if err := os.WriteFile(certFile, c, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, k, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
-}
-
-// clientCert issues a client certificate for in-process clients.
-func (p *testPKI) clientCert(t testing.TB, cn string) tls.Certificate {
-	t.Helper()
-	_, c, k := p.issue(t, 100, cn, x509.ExtKeyUsageClientAuth, "")
-	cert, err := tls.X509KeyPair(c, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cert
+	return &testPKI{enginetest.NewPKI(t, enginetest.Leaf{Serial: 2, CommonName: "vpn.test", Usage: x509.ExtKeyUsageServerAuth, Hosts: []string{serverIP}})}
 }
 
 // serverTLS is the configuration a concentrator would pass: a client certificate verified if given.
-func (p *testPKI) serverTLS() *tls.Config {
-	pool := x509.NewCertPool()
-	pool.AddCert(p.caCert)
-	return &tls.Config{Certificates: []tls.Certificate{p.server}, ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: pool,
-		MinVersion: tls.VersionTLS12}
-}
+func (p *testPKI) serverTLS() *tls.Config { return p.ServerTLS(tls.VerifyClientCertIfGiven) }
 
 // groupNet is what the test backend gives a group's clients: 10.8.<third>.x/24 and the routes.
 type groupNet struct {
@@ -222,7 +118,7 @@ func (b *testBackend) Connect(ctx context.Context, req *anyconnect.ConnectReques
 	b.sessions = append(b.sessions, s)
 	full := b.fullTunnel
 	b.mu.Unlock()
-	g := &anyconnect.Grant{Uplink: &echoUplink{b: b, s: s, gw: gw}, Address: netip.PrefixFrom(addr, 24), Routes: gn.routes,
+	g := &anyconnect.Grant{Uplink: &enginetest.EchoUplink{Gateway: gw, Send: s.SendPacket, Echoed: b.echoed}, Address: netip.PrefixFrom(addr, 24), Routes: gn.routes,
 		DNS: []netip.Addr{gw}, DefaultDomain: "corp.test", Banner: "Welcome to the test VPN", FullTunnel: full}
 	b.connected <- s
 	return g, nil
@@ -276,27 +172,6 @@ func (b *testBackend) lastConnect() *anyconnect.ConnectRequest {
 	return b.connects[len(b.connects)-1]
 }
 
-// echoUplink answers ICMP echo requests addressed to gw; other packets are dropped.
-type echoUplink struct {
-	b  *testBackend
-	s  anyconnect.Session
-	gw netip.Addr
-}
-
-func (u *echoUplink) WritePacket(pkt []byte) error {
-	reply, ok := icmptest.EchoReply(pkt, u.gw)
-	if !ok {
-		return nil
-	}
-	if u.s.SendPacket(reply) {
-		select {
-		case u.b.echoed <- struct{}{}:
-		default:
-		}
-	}
-	return nil
-}
-
 // waitDisconnect waits for the backend to hear about a session's end.
 func (b *testBackend) waitDisconnect(t testing.TB, d time.Duration) disconnect {
 	t.Helper()
@@ -318,5 +193,3 @@ func must[T any](t testing.TB) func(T, error) T {
 		return v
 	}
 }
-
-var _ = fmt.Sprint

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -14,7 +12,9 @@ import (
 	"time"
 
 	"toride/sslvpn/anyconnect"
+	"toride/sslvpn/internal/enginetest"
 	"toride/tests/lab"
+	"toride/tests/occlient"
 )
 
 // connectedSession waits for the backend to admit a session.
@@ -34,7 +34,7 @@ func TestInteropPasswordOTP(t *testing.T) {
 	c := e.openconnect("alice-pw\n"+e.be.otp+"\n", "-u", "alice", "--passwd-on-stdin")
 	env := c.waitConnected(15 * time.Second)
 	e.ping("10.8.0.1", 10*time.Second)
-	t.Logf("password+OTP: login to ping %v, address %s", time.Since(c.start).Round(time.Millisecond), env["INTERNAL_IP4_ADDRESS"])
+	t.Logf("password+OTP: login to ping %v, address %s", time.Since(c.Started).Round(time.Millisecond), env["INTERNAL_IP4_ADDRESS"])
 	if n := e.be.authCount(); n != 1 {
 		t.Errorf("Authenticate called %d times, want 1 (one attempt with every factor)", n)
 	}
@@ -42,7 +42,7 @@ func TestInteropPasswordOTP(t *testing.T) {
 	if a.Username != "alice" || a.Password != "alice-pw" || !a.HasOTP || a.OTP != e.be.otp || a.Certificate != nil {
 		t.Errorf("AuthRequest = user %q password %q otp %q/%v cert %v", a.Username, a.Password, a.OTP, a.HasOTP, a.Certificate != nil)
 	}
-	if !strings.Contains(c.p.Output(), `<auth id="challenge">`) {
+	if !strings.Contains(c.Proc.Output(), `<auth id="challenge">`) {
 		t.Error("the client never saw the OTP challenge form")
 	}
 }
@@ -53,10 +53,8 @@ func TestInteropWrongOTPShowsFormAgain(t *testing.T) {
 	// The failed login comes back as the login form with the backend's message; openconnect prints it and,
 	// with nothing more on stdin, gives up.
 	c.waitOutput(errBadLogin.Error(), 15*time.Second)
-	select {
-	case <-c.p.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("openconnect did not give up")
+	if err := c.Proc.WaitExit(lab.Within(t, 10*time.Second)); err != nil {
+		t.Fatalf("openconnect did not give up: %v", err)
 	}
 	if st := e.srv.Stats(); st.LoginsFailed != 1 || st.LoginsOK != 0 || st.Sessions != 0 {
 		t.Errorf("stats after a wrong OTP: %+v", st)
@@ -65,11 +63,11 @@ func TestInteropWrongOTPShowsFormAgain(t *testing.T) {
 
 func TestInteropCertificateOnly(t *testing.T) {
 	e := newInterop(t, anyconnect.Config{Groups: []anyconnect.Group{{Name: "devices", Certificate: true}}, DTLS: true})
-	cert, key := e.pki.clientFiles(t, e.dir, "alice", 10)
+	cert, key := e.pki.ClientFiles(t, e.lab.Dir, 10, "alice")
 	c := e.openconnect("", "-c", cert, "-k", key)
 	c.waitConnected(15 * time.Second)
 	e.ping("10.8.0.1", 10*time.Second)
-	t.Logf("certificate only: login to ping %v", time.Since(c.start).Round(time.Millisecond))
+	t.Logf("certificate only: login to ping %v", time.Since(c.Started).Round(time.Millisecond))
 	a := e.be.auths[0]
 	if a.Certificate == nil || a.Certificate.Subject.CommonName != "alice" || a.Username != "" || a.HasOTP {
 		t.Errorf("AuthRequest: cert %v user %q otp %v", a.Certificate, a.Username, a.HasOTP)
@@ -81,11 +79,11 @@ func TestInteropCertificateOnly(t *testing.T) {
 
 func TestInteropCertificateOTP(t *testing.T) {
 	e := newInterop(t, anyconnect.Config{Groups: []anyconnect.Group{{Name: "devices", Certificate: true, OTP: true}}, DTLS: true})
-	cert, key := e.pki.clientFiles(t, e.dir, "alice", 10)
+	cert, key := e.pki.ClientFiles(t, e.lab.Dir, 10, "alice")
 	c := e.openconnect(e.be.otp+"\n", "-c", cert, "-k", key, "--passwd-on-stdin")
 	c.waitConnected(15 * time.Second)
 	e.ping("10.8.0.1", 10*time.Second)
-	t.Logf("certificate+OTP: login to ping %v", time.Since(c.start).Round(time.Millisecond))
+	t.Logf("certificate+OTP: login to ping %v", time.Since(c.Started).Round(time.Millisecond))
 	a := e.be.auths[0]
 	if a.Certificate == nil || !a.HasOTP || a.OTP != e.be.otp || a.Password != "" {
 		t.Errorf("AuthRequest: cert %v otp %q/%v password %q", a.Certificate != nil, a.OTP, a.HasOTP, a.Password)
@@ -96,7 +94,7 @@ func TestInteropCertificateRequiredButMissing(t *testing.T) {
 	e := newInterop(t, anyconnect.Config{Groups: []anyconnect.Group{{Name: "devices", Certificate: true}}})
 	c := e.openconnect("")
 	c.waitOutput("requires a client certificate", 15*time.Second)
-	<-c.p.Done()
+	<-c.Proc.Done()
 	if n := e.be.authCount(); n != 0 {
 		t.Errorf("Authenticate called %d times for a login without its certificate", n)
 	}
@@ -121,16 +119,16 @@ func TestInteropGroupSelection(t *testing.T) {
 	if got := envSales["INTERNAL_IP4_ADDRESS"]; !strings.HasPrefix(got, "10.8.1.") {
 		t.Errorf("Sales address %q, want 10.8.1.x", got)
 	}
-	if got := splitRoutes(envEng); !slices_equal(got, []string{"10.8.2.0/24", "10.60.0.0/24", "172.16.0.0/12"}) {
+	if got := occlient.Routes(envEng); !slices_equal(got, []string{"10.8.2.0/24", "10.60.0.0/24", "172.16.0.0/12"}) {
 		t.Errorf("Engineering split routes %v", got)
 	}
-	if got := splitRoutes(envSales); !slices_equal(got, []string{"10.8.1.0/24", "10.50.0.0/24"}) {
+	if got := occlient.Routes(envSales); !slices_equal(got, []string{"10.8.1.0/24", "10.50.0.0/24"}) {
 		t.Errorf("Sales split routes %v", got)
 	}
 	e.ping("10.8.2.1", 10*time.Second)
 	e.ping("10.8.1.1", 10*time.Second)
 	// The routes are installed in the client's namespace through the tunnels.
-	routes := e.cliNS.MustRun("ip", "route")
+	routes := e.lab.Client.MustRun("ip", "route")
 	for _, want := range []string{"10.60.0.0/24 dev tun", "10.50.0.0/24 dev tun", "172.16.0.0/12 dev tun"} {
 		if !strings.Contains(routes, want) {
 			t.Errorf("client routes lack %q:\n%s", want, routes)
@@ -144,25 +142,13 @@ func TestInteropGroupSelection(t *testing.T) {
 		t.Errorf("logins by group: %v", groups)
 	}
 	// The group list showed both profiles, the default selected.
-	if out := sales.p.Output(); !strings.Contains(out, `<option value="sales" selected="true">Sales</option>`) ||
+	if out := sales.Proc.Output(); !strings.Contains(out, `<option value="sales" selected="true">Sales</option>`) ||
 		!strings.Contains(out, `<option value="eng">Engineering</option>`) {
 		t.Errorf("group list not as expected:\n%s", out)
 	}
 	// The Sales login announced its profile.
-	if out := sales.p.Output(); !regexp.MustCompile(`<uri>/profiles/sales.xml</uri>\s*<\s*<hash type="sha1">[0-9a-f]{40}</hash>`).MatchString(out) {
+	if out := sales.Proc.Output(); !regexp.MustCompile(`<uri>/profiles/sales.xml</uri>\s*<\s*<hash type="sha1">[0-9a-f]{40}</hash>`).MatchString(out) {
 		t.Errorf("no profile manifest in the Sales login:\n%s", out)
-	}
-}
-
-// splitRoutes lists the CISCO_SPLIT_INC routes of a script environment as prefixes.
-func splitRoutes(env map[string]string) []string {
-	var out []string
-	for i := 0; ; i++ {
-		a, ok := env[fmt.Sprintf("CISCO_SPLIT_INC_%d_ADDR", i)]
-		if !ok {
-			return out
-		}
-		out = append(out, a+"/"+env[fmt.Sprintf("CISCO_SPLIT_INC_%d_MASKLEN", i)])
 	}
 }
 
@@ -196,7 +182,7 @@ func TestInteropDTLS(t *testing.T) {
 			c.waitConnected(5 * time.Second)
 			s := e.connectedSession(time.Second)
 			e.ping("10.8.0.1", 10*time.Second)
-			if _, err := e.cliNS.Run("ping", "-n", "-q", "-c", "20", "-i", "0.01", "-s", "1300", "-W", "2", "10.8.0.1"); err != nil {
+			if _, err := e.lab.Client.Run("ping", "-n", "-q", "-c", "20", "-i", "0.01", "-s", "1300", "-W", "2", "10.8.0.1"); err != nil {
 				t.Fatal(err)
 			}
 			settle(2*time.Second, func() bool { st := s.Stats(); return st.DTLSPacketsIn >= 20 && st.DTLSPacketsOut >= 20 })
@@ -228,7 +214,7 @@ func (e *interop) blockUDP(outgoing bool) {
 			[]string{"add", "rule", "inet", "acblock", "out", "udp", "dport", "443", "drop"})
 	}
 	for _, args := range cmds {
-		e.cliNS.MustRun("nft", args...)
+		e.lab.Client.MustRun("nft", args...)
 	}
 }
 
@@ -239,8 +225,8 @@ func TestInteropUDPBlocked(t *testing.T) {
 	c.waitConnected(15 * time.Second)
 	s := e.connectedSession(time.Second)
 	e.ping("10.8.0.1", 15*time.Second)
-	t.Logf("UDP blocked: login to ping %v", time.Since(c.start).Round(time.Millisecond))
-	if _, err := e.cliNS.Run("ping", "-n", "-q", "-c", "10", "-i", "0.05", "-W", "2", "10.8.0.1"); err != nil {
+	t.Logf("UDP blocked: login to ping %v", time.Since(c.Started).Round(time.Millisecond))
+	if _, err := e.lab.Client.Run("ping", "-n", "-q", "-c", "10", "-i", "0.05", "-W", "2", "10.8.0.1"); err != nil {
 		t.Fatal(err)
 	}
 	settle(2*time.Second, func() bool { st := s.Stats(); return st.PacketsIn >= 10 && st.PacketsOut >= 10 })
@@ -248,7 +234,7 @@ func TestInteropUDPBlocked(t *testing.T) {
 	if st.DTLSUp || st.DTLSPacketsIn != 0 || st.PacketsIn < 10 || st.PacketsOut < 10 {
 		t.Errorf("with UDP blocked, data should move over TLS: %+v", st)
 	}
-	if strings.Contains(c.p.Output(), "Established DTLS") {
+	if strings.Contains(c.Proc.Output(), "Established DTLS") {
 		t.Error("DTLS came up through the block")
 	}
 }
@@ -271,7 +257,7 @@ func TestInteropUDPBlockedAfterDTLS(t *testing.T) {
 	t.Logf("UDP blocked after DTLS: traffic back over TLS after %v", time.Since(blocked).Round(time.Millisecond))
 	c.waitOutput("DTLS Dead Peer Detection detected dead peer", 5*time.Second)
 	mid := s.Stats()
-	if _, err := e.cliNS.Run("ping", "-n", "-q", "-c", "10", "-i", "0.05", "-W", "2", "10.8.0.1"); err != nil {
+	if _, err := e.lab.Client.Run("ping", "-n", "-q", "-c", "10", "-i", "0.05", "-W", "2", "10.8.0.1"); err != nil {
 		t.Fatal(err)
 	}
 	after := s.Stats()
@@ -304,7 +290,7 @@ func TestInteropReconnectAfterConnectionLoss(t *testing.T) {
 	if len(e.be.connects) != 1 || len(e.be.disconnected) != 0 || e.srv.Stats().Sessions != 1 {
 		t.Errorf("the reconnect made a new session: connects %d, disconnects %d", len(e.be.connects), len(e.be.disconnected))
 	}
-	if strings.Contains(c.p.Output(), "Reconnect gave different") {
+	if strings.Contains(c.Proc.Output(), "Reconnect gave different") {
 		t.Error("the client got a different address on reconnect")
 	}
 	_ = env
@@ -313,17 +299,11 @@ func TestInteropReconnectAfterConnectionLoss(t *testing.T) {
 // authenticate runs openconnect --authenticate and returns the cookie it printed.
 func (e *interop) authenticate(stdin string, args ...string) string {
 	e.t.Helper()
-	c := e.openconnect(stdin, append(args, "--authenticate")...)
-	select {
-	case <-c.p.Done():
-	case <-time.After(15 * time.Second):
-		e.t.Fatalf("openconnect --authenticate did not finish:\n%s", c.p.Output())
+	cookie, err := e.openconnect(stdin, append(args, "--authenticate")...).Cookie(lab.Within(e.t, 15*time.Second))
+	if err != nil {
+		e.t.Fatal(err)
 	}
-	m := regexp.MustCompile(`COOKIE='([^']+)'`).FindStringSubmatch(c.p.Output())
-	if m == nil {
-		e.t.Fatalf("no cookie printed:\n%s", c.p.Output())
-	}
-	return m[1]
+	return cookie
 }
 
 func TestInteropCookieRestartKeepsSession(t *testing.T) {
@@ -334,7 +314,7 @@ func TestInteropCookieRestartKeepsSession(t *testing.T) {
 	s := e.connectedSession(time.Second)
 	e.ping("10.8.0.1", 10*time.Second)
 	// A client that dies without saying goodbye leaves its session waiting for a reconnect.
-	c1.p.Kill()
+	c1.Proc.Kill()
 	e.waitDetached(s, 10*time.Second)
 	c2 := e.openconnect(cookie+"\n", "--cookie-on-stdin")
 	env2 := c2.waitConnected(15 * time.Second)
@@ -351,13 +331,13 @@ func TestInteropCookieRestartKeepsSession(t *testing.T) {
 func (c *client) waitOutputCount(substr string, n int, d time.Duration) {
 	c.e.t.Helper()
 	err := lab.WaitFor(lab.Within(c.e.t, d), 20*time.Millisecond, func() error {
-		if strings.Count(c.p.Output(), substr) >= n {
+		if strings.Count(c.Proc.Output(), substr) >= n {
 			return nil
 		}
 		return fmt.Errorf("%q printed fewer than %d times", substr, n)
 	})
 	if err != nil {
-		c.e.t.Fatalf("%v\n---- openconnect output ----\n%s", err, c.p.Output())
+		c.e.t.Fatalf("%v\n---- openconnect output ----\n%s", err, c.Proc.Output())
 	}
 }
 
@@ -384,23 +364,19 @@ func TestInteropClosedSessionCannotReturn(t *testing.T) {
 	e.ping("10.8.0.1", 10*time.Second)
 	s.Close("certificate revoked by the administrator")
 	c1.waitOutput("certificate revoked by the administrator", 10*time.Second)
-	select {
-	case <-c1.p.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("openconnect did not exit after the server cut its session")
+	if err := c1.Proc.WaitExit(lab.Within(t, 10*time.Second)); err != nil {
+		t.Fatalf("openconnect did not exit after the server cut its session: %v", err)
 	}
 	dc := e.be.waitDisconnect(t, 5*time.Second)
 	if !errors.Is(dc.err, anyconnect.ErrKilled) {
 		t.Errorf("Disconnected reason %v, want ErrKilled", dc.err)
 	}
 	c2 := e.openconnect(cookie+"\n", "--cookie-on-stdin")
-	select {
-	case <-c2.p.Done():
-	case <-time.After(15 * time.Second):
-		t.Fatalf("openconnect with a revoked cookie did not give up:\n%s", c2.p.Output())
+	if err := c2.Proc.WaitExit(lab.Within(t, 15*time.Second)); err != nil {
+		t.Fatalf("openconnect with a revoked cookie did not give up: %v", err)
 	}
-	if !strings.Contains(c2.p.Output(), "401") {
-		t.Errorf("expected a 401 for the old cookie:\n%s", c2.p.Output())
+	if !strings.Contains(c2.Proc.Output(), "401") {
+		t.Errorf("expected a 401 for the old cookie:\n%s", c2.Proc.Output())
 	}
 	if len(e.be.connects) != 1 || e.srv.Stats().BadCookies == 0 {
 		t.Errorf("the revoked cookie got in: connects %d, stats %+v", len(e.be.connects), e.srv.Stats())
@@ -412,7 +388,7 @@ func TestInteropClientExitEndsSession(t *testing.T) {
 	c := e.openconnect("alice-pw\n", "-u", "alice", "--passwd-on-stdin")
 	c.waitConnected(15 * time.Second)
 	e.ping("10.8.0.1", 10*time.Second)
-	c.p.Stop() // SIGTERM: openconnect says goodbye
+	c.Proc.Stop() // SIGTERM: openconnect says goodbye
 	dc := e.be.waitDisconnect(t, 10*time.Second)
 	if !errors.Is(dc.err, anyconnect.ErrClientExit) {
 		t.Errorf("Disconnected reason %v, want ErrClientExit", dc.err)
@@ -422,21 +398,18 @@ func TestInteropClientExitEndsSession(t *testing.T) {
 	}
 }
 
-var _ = os.Remove
-var _ = filepath.Join
-
 // TestInteropTLS12: over TLS 1.2 openconnect 9.01 (GnuTLS) negotiates no extended master secret, so the TLS
 // exporter PSK-NEGOTIATE keys DTLS with is unsafe (triple handshake) and crypto/tls refuses it. The server then
 // offers no DTLS and the tunnel runs over TLS.
 func TestInteropTLS12(t *testing.T) {
-	pki := newTestPKI(t, labServerIP)
+	pki := newTestPKI(t, enginetest.ServerIP)
 	cfg := pki.serverTLS()
 	cfg.MaxVersion = tls.VersionTLS12
 	e := newInteropPKI(t, pki, anyconnect.Config{TLS: cfg, Groups: []anyconnect.Group{{Name: "staff", Password: true}}, DTLS: true})
 	c := e.openconnect("alice-pw\n", "-u", "alice", "--passwd-on-stdin")
 	c.waitConnected(15 * time.Second)
 	e.ping("10.8.0.1", 10*time.Second)
-	out := c.p.Output()
+	out := c.Proc.Output()
 	if !strings.Contains(out, "(TLS1.2)") || strings.Contains(out, "X-DTLS-App-ID") {
 		t.Errorf("want TLS 1.2 without a DTLS offer:\n%s", out)
 	}

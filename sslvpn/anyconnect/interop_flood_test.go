@@ -14,6 +14,7 @@ import (
 
 	"toride/sslvpn/anyconnect"
 	"toride/sslvpn/anyconnect/internal/authxml"
+	"toride/sslvpn/internal/enginetest"
 	"toride/tests/lab"
 )
 
@@ -24,12 +25,12 @@ import (
 func TestInteropLoginDuringFormFlood(t *testing.T) {
 	e := newInterop(t, anyconnect.Config{Groups: []anyconnect.Group{{Name: "staff", Password: true, OTP: true}}})
 	floodNS := e.lab.Namespace("flood")
-	e.lab.Link(e.srvNS, "eth1", "10.99.1.1/24", floodNS, "eth0", "10.99.1.2/24")
+	e.lab.Link(e.lab.Server, "eth1", "10.99.1.1/24", floodNS, "eth0", "10.99.1.2/24")
 	const sources = 8
 	for i := 1; i < sources; i++ {
 		floodNS.AddAddr("eth0", fmt.Sprintf("10.99.1.%d/24", 2+i))
 	}
-	floodNS.AddRoute(labServerIP+"/32", "10.99.1.1")
+	floodNS.AddRoute(enginetest.ServerIP+"/32", "10.99.1.1")
 
 	// Bounded in time (the context) and in count (maxRequests).
 	const maxRequests = 2_000_000
@@ -57,7 +58,7 @@ func TestInteropLoginDuringFormFlood(t *testing.T) {
 	c := e.openconnect("alice-pw\n"+e.be.otp+"\n", "-u", "alice", "--passwd-on-stdin")
 	c.waitConnected(20 * time.Second)
 	e.ping("10.8.0.1", 10*time.Second)
-	login := time.Since(c.start)
+	login := time.Since(c.Started)
 	during := answered.Load() - before
 	st := e.srv.Stats()
 	stop()
@@ -89,7 +90,7 @@ func floodForms(ctx context.Context, ns *lab.Netns, src string, answered *atomic
 		var raw net.Conn
 		err := ns.Do(func() (err error) {
 			d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
-			raw, err = d.DialContext(ctx, "tcp4", fmt.Sprintf("%s:%d", labServerIP, labPort))
+			raw, err = d.DialContext(ctx, "tcp4", fmt.Sprintf("%s:%d", enginetest.ServerIP, labPort))
 			return err
 		})
 		if err != nil {

@@ -3,7 +3,6 @@ package anyconnect_test
 import (
 	"context"
 	"net"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,28 +22,12 @@ func (c *loginCountingConn) Authenticated() { c.logins.Add(1) }
 // opens a tunnel with a valid cookie), never before: the listener stops counting it among those awaiting login.
 func TestServeConnReportsLogin(t *testing.T) {
 	e := newEngine(t, anyconnect.Config{Groups: []anyconnect.Group{pwGroup}})
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	served := make(chan *loginCountingConn, 4)
-	var wg sync.WaitGroup
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(func() { cancel(); ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			lc := &loginCountingConn{Conn: c}
-			served <- lc
-			wg.Add(1)
-			go func() { defer wg.Done(); _ = e.srv.ServeConn(ctx, lc) }()
-		}
-	}()
+	ln := e.served.ListenStream(nil, "127.0.0.1:0", func(ctx context.Context, c net.Conn) error {
+		lc := &loginCountingConn{Conn: c}
+		served <- lc
+		return e.srv.ServeConn(ctx, lc)
+	})
 	e.addr = ln.Addr().String() // the test's clients dial this listener
 	next := func() *loginCountingConn {
 		select {

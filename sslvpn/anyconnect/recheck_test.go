@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"toride/sslvpn/anyconnect"
+	"toride/tests/lab"
 )
 
 // TestCookieNeedsTheLoginsCertificate: in a group that requires a certificate, a CONNECT with the login's cookie
@@ -14,7 +15,7 @@ import (
 // same user, will not do, on the first CONNECT or a reconnect; the cookie stays good for its holder.
 func TestCookieNeedsTheLoginsCertificate(t *testing.T) {
 	e := newEngine(t, anyconnect.Config{Groups: []anyconnect.Group{certGroup}})
-	aliceCert, otherAliceCert := e.pki.clientCert(t, "alice"), e.pki.clientCert(t, "alice")
+	aliceCert, otherAliceCert := e.pki.Client(t, 100, "alice"), e.pki.Client(t, 100, "alice")
 	token := e.client(&aliceCert).login("", "", "", "")
 	refused := func(what string, c *goClient) {
 		t.Helper()
@@ -91,9 +92,9 @@ func TestReconnectCheckedAgain(t *testing.T) {
 // it does.
 func TestInteropCookieNeedsTheLoginsCertificate(t *testing.T) {
 	e := newInterop(t, anyconnect.Config{Groups: []anyconnect.Group{{Name: "devices", Certificate: true}}})
-	cert, key := e.pki.clientFiles(t, e.dir, "alice", 10)
+	cert, key := e.pki.ClientFiles(t, e.lab.Dir, 10, "alice")
 	otherDir := t.TempDir()
-	otherCert, otherKey := e.pki.clientFiles(t, otherDir, "alice", 11)
+	otherCert, otherKey := e.pki.ClientFiles(t, otherDir, 11, "alice")
 	cookie := e.authenticate("", "-c", cert, "-k", key)
 	for _, try := range []struct {
 		what string
@@ -103,12 +104,10 @@ func TestInteropCookieNeedsTheLoginsCertificate(t *testing.T) {
 		{"no certificate", nil},
 	} {
 		c := e.openconnect(cookie+"\n", append([]string{"--cookie-on-stdin"}, try.args...)...)
-		select {
-		case <-c.p.Done():
-		case <-time.After(15 * time.Second):
-			t.Fatalf("%s: openconnect did not give up:\n%s", try.what, c.p.Output())
+		if err := c.Proc.WaitExit(lab.Within(t, 15*time.Second)); err != nil {
+			t.Fatalf("%s: openconnect did not give up: %v", try.what, err)
 		}
-		if out := c.p.Output(); !strings.Contains(out, "401 Unauthorized") {
+		if out := c.Proc.Output(); !strings.Contains(out, "401 Unauthorized") {
 			t.Fatalf("%s: no 401:\n%s", try.what, out)
 		}
 		if n := len(e.be.connected); n != 0 {

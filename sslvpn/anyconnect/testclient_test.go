@@ -27,6 +27,7 @@ import (
 	"toride/sslvpn/anyconnect/internal/cstp"
 	"toride/sslvpn/anyconnect/internal/dtlsrec"
 	"toride/sslvpn/anyconnect/internal/pskgcm"
+	"toride/sslvpn/internal/enginetest"
 )
 
 // engine is an in-process server on the loopback, for tests that need no namespace.
@@ -35,20 +36,15 @@ type engine struct {
 	pki     *testPKI
 	be      *testBackend
 	srv     *anyconnect.Server
+	served  *enginetest.Served
 	addr    string // TCP
 	udpPort int
-	wg      sync.WaitGroup
-	cancel  context.CancelFunc
-	ln      net.Listener
-
-	mu    sync.Mutex
-	conns []net.Conn
-	errs  []error // ServeConn results
 }
 
 func newEngine(t testing.TB, cfg anyconnect.Config) *engine {
 	t.Helper()
 	e := &engine{t: t, pki: newTestPKI(t, "127.0.0.1"), be: newTestBackend()}
+	// The sockets first: the server is told its DTLS port.
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -57,7 +53,7 @@ func newEngine(t testing.TB, cfg anyconnect.Config) *engine {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.addr, e.ln = ln.Addr().String(), ln
+	e.addr = ln.Addr().String()
 	e.udpPort = pc.LocalAddr().(*net.UDPAddr).Port
 	if cfg.TLS == nil {
 		cfg.TLS = e.pki.serverTLS()
@@ -68,41 +64,8 @@ func newEngine(t testing.TB, cfg anyconnect.Config) *engine {
 	if e.srv, err = anyconnect.NewServer(cfg, e.be); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	e.cancel = cancel
-	e.wg.Add(2)
-	go func() {
-		defer e.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			e.mu.Lock()
-			e.conns = append(e.conns, c)
-			e.mu.Unlock()
-			e.wg.Add(1)
-			go func() {
-				defer e.wg.Done()
-				err := e.srv.ServeConn(ctx, c)
-				e.mu.Lock()
-				e.errs = append(e.errs, err)
-				e.mu.Unlock()
-			}()
-		}
-	}()
-	go func() {
-		defer e.wg.Done()
-		if err := e.srv.ServeDTLS(ctx, pc); err != nil {
-			t.Errorf("ServeDTLS: %v", err)
-		}
-		pc.Close()
-	}()
+	// Registered first, so it runs after the server's shutdown.
 	t.Cleanup(func() {
-		e.srv.Close()
-		cancel()
-		ln.Close()
-		e.wg.Wait()
 		if n := e.srv.Stats().BuffersInFlight; n != 0 {
 			t.Errorf("%d packet buffers not returned to the pool", n)
 		}
@@ -120,18 +83,14 @@ func newEngine(t testing.TB, cfg anyconnect.Config) *engine {
 			time.Sleep(10 * time.Millisecond)
 		}
 	})
+	e.served = enginetest.Serve(t, e.srv.Close, anyconnect.ErrClosed, 15*time.Second)
+	e.served.Stream(ln, e.srv.ServeConn)
+	e.served.Packets(pc, e.srv.ServeDTLS)
 	return e
 }
 
 // cutAll closes every accepted TCP connection from the server's side.
-func (e *engine) cutAll() {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	for _, c := range e.conns {
-		c.Close()
-	}
-	e.conns = nil
-}
+func (e *engine) cutAll() { e.served.CloseConns(false) }
 
 // goClient speaks the gateway's HTTP over one TLS connection, as openconnect does.
 type goClient struct {

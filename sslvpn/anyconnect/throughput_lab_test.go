@@ -13,6 +13,7 @@ import (
 	"toride/dataplane/tun"
 	"toride/sslvpn/anyconnect"
 	"toride/sslvpn/datapath"
+	"toride/sslvpn/internal/enginetest"
 	"toride/tests/lab"
 )
 
@@ -64,18 +65,10 @@ func throughput(b *testing.B, server, mode string) float64 {
 	if server == "ocserv" {
 		tools = append(tools, "ocserv")
 	}
-	l := lab.New(b, tools...)
-	srvNS, cliNS := l.Namespace("srv"), l.Namespace("cli")
-	l.Link(srvNS, "eth0", labServerIP+"/24", cliNS, "eth0", labClientIP+"/24")
-	// A world-readable directory: ocserv's workers run as nobody and reach the sec-mod socket in it.
-	dir, err := os.MkdirTemp("", "acbench")
-	if err != nil {
-		b.Fatal(err)
-	}
-	_ = os.Chmod(dir, 0o755)
-	b.Cleanup(func() { os.RemoveAll(dir) })
-	e := &interop{t: b, lab: l, srvNS: srvNS, cliNS: cliNS, pki: newTestPKI(b, labServerIP), be: newTestBackend(), dir: dir}
-	e.writeScript()
+	e := newInteropLab(b, nil, tools...)
+	// World-readable: ocserv's workers run as nobody and reach the sec-mod socket in it.
+	_ = os.Chmod(e.lab.Dir, 0o755)
+	srvNS, cliNS := e.lab.Server, e.lab.Client
 	srvNS.Start("iperf3", "-s")
 	var s anyconnect.Session
 	var c *client
@@ -98,7 +91,6 @@ func throughput(b *testing.B, server, mode string) float64 {
 			Groups: []anyconnect.Group{{Name: "staff", Password: true}}}, be); err != nil {
 			b.Fatal(err)
 		}
-		b.Cleanup(func() { e.srv.Close(); e.wg.Wait() })
 		e.serve()
 		if mode == "cstp" {
 			e.blockUDP(true)
@@ -110,8 +102,8 @@ func throughput(b *testing.B, server, mode string) float64 {
 		if mode == "cstp" {
 			e.blockUDP(true)
 		}
-		cert, key := e.pki.clientFiles(b, e.dir, "alice", 10)
-		c = e.openconnectURL(fmt.Sprintf("https://%s:%d/", labServerIP, ocservPort), "", "-c", cert, "-k", key)
+		cert, key := e.pki.ClientFiles(b, e.lab.Dir, 10, "alice")
+		c = e.openconnectURL(fmt.Sprintf("https://%s:%d/", enginetest.ServerIP, ocservPort), "", "-c", cert, "-k", key)
 	}
 	if mode == "dtls" {
 		c.waitOutput("Established DTLS connection", 15*time.Second)
@@ -143,7 +135,7 @@ const ocservPort = 8443
 func (e *interop) startOcserv() {
 	e.t.Helper()
 	w := func(name string, data []byte) string {
-		p := filepath.Join(e.dir, name)
+		p := filepath.Join(e.lab.Dir, name)
 		if err := os.WriteFile(p, data, 0o644); err != nil {
 			e.t.Fatal(err)
 		}
@@ -173,8 +165,8 @@ pid-file = %s/ocserv.pid
 device = ocvpn
 ipv4-network = 10.9.0.0
 ipv4-netmask = 255.255.255.0
-`, labServerIP, ocservPort, ocservPort, e.dir, w("srv.crt", e.pki.serverCertPEM), w("srv.key", e.pki.serverKeyPEM), w("ca.crt", e.pki.caPEM), e.dir)
-	p := e.srvNS.Start("ocserv", "-f", "-c", w("ocserv.conf", []byte(conf)))
+`, enginetest.ServerIP, ocservPort, ocservPort, e.lab.Dir, w("srv.crt", e.pki.ServerCertPEM), w("srv.key", e.pki.ServerKeyPEM), w("ca.crt", e.pki.CAPEM), e.lab.Dir)
+	p := e.lab.Server.Start("ocserv", "-f", "-c", w("ocserv.conf", []byte(conf)))
 	if err := p.WaitOutput(lab.Within(e.t, 10*time.Second), "listening (UDP)"); err != nil {
 		e.t.Fatal(err)
 	}

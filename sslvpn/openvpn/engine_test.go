@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io"
 	mrand "math/rand/v2"
 	"net"
 	"net/netip"
@@ -16,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"toride/sslvpn/internal/enginetest"
 	"toride/sslvpn/internal/icmptest"
 	"toride/sslvpn/openvpn"
 	"toride/sslvpn/openvpn/internal/keymethod"
@@ -27,15 +27,13 @@ import (
 
 // engine is an in-process server on loopback sockets.
 type engine struct {
-	t    *testing.T
-	pki  *testPKI
-	be   *testBackend
-	srv  *openvpn.Server
-	tcp  net.Listener
-	udp  net.PacketConn
-	wg   sync.WaitGroup
-	ctx  context.Context
-	stop context.CancelFunc
+	t      *testing.T
+	pki    *testPKI
+	be     *testBackend
+	srv    *openvpn.Server
+	tcp    net.Listener
+	udp    net.PacketConn
+	served *enginetest.Served
 }
 
 func newEngine(t *testing.T, cfg openvpn.Config) *engine {
@@ -47,45 +45,8 @@ func newEngine(t *testing.T, cfg openvpn.Config) *engine {
 	if e.srv, err = openvpn.NewServer(cfg, e.be); err != nil {
 		t.Fatal(err)
 	}
-	e.ctx, e.stop = context.WithCancel(context.Background())
-	if e.tcp, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	if e.udp, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	e.wg.Add(2)
-	go func() {
-		defer e.wg.Done()
-		for {
-			c, err := e.tcp.Accept()
-			if err != nil {
-				return
-			}
-			e.wg.Add(1)
-			go func() {
-				defer e.wg.Done()
-				_ = e.srv.ServeConn(e.ctx, c)
-			}()
-		}
-	}()
-	go func() {
-		defer e.wg.Done()
-		if err := e.srv.ServeUDP(e.ctx, e.udp); err != nil && !errors.Is(err, openvpn.ErrClosed) {
-			t.Errorf("ServeUDP: %v", err)
-		}
-	}()
+	// Registered first, so it runs after the server's shutdown.
 	t.Cleanup(func() {
-		e.stop()
-		e.tcp.Close()
-		done := make(chan struct{})
-		go func() { e.srv.Close(); e.wg.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Fatal("server did not shut down within 10s")
-		}
-		e.udp.Close()
 		if n := e.srv.Stats().BuffersInUse; n != 0 {
 			t.Errorf("%d packet buffers still in use after shutdown", n)
 		}
@@ -100,6 +61,9 @@ func newEngine(t *testing.T, cfg openvpn.Config) *engine {
 			t.Errorf("goroutine leak: %v\n%s", err, buf[:runtime.Stack(buf, true)])
 		}
 	})
+	e.served = enginetest.Serve(t, e.srv.Close, openvpn.ErrClosed, 10*time.Second)
+	e.tcp = e.served.ListenStream(nil, "127.0.0.1:0", e.srv.ServeConn)
+	e.udp = e.served.ListenPackets(nil, "127.0.0.1:0", e.srv.ServeUDP)
 	return e
 }
 
@@ -659,38 +623,12 @@ func BenchmarkEngineHandshake(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			ctx, cancel := context.WithCancel(context.Background())
-			var wg sync.WaitGroup
+			served := enginetest.Serve(b, srv.Close, openvpn.ErrClosed, 10*time.Second)
 			var addr string
-			var closer io.Closer
 			if proto == "udp" {
-				pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-				if err != nil {
-					b.Fatal(err)
-				}
-				closer = pc
-				addr = pc.LocalAddr().String()
-				wg.Add(1)
-				go func() { defer wg.Done(); srv.ServeUDP(ctx, pc) }()
+				addr = served.ListenPackets(nil, "127.0.0.1:0", srv.ServeUDP).LocalAddr().String()
 			} else {
-				ln, err := net.Listen("tcp", "127.0.0.1:0")
-				if err != nil {
-					b.Fatal(err)
-				}
-				closer = ln
-				addr = ln.Addr().String()
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for {
-						c, err := ln.Accept()
-						if err != nil {
-							return
-						}
-						wg.Add(1)
-						go func() { defer wg.Done(); srv.ServeConn(ctx, c) }()
-					}
-				}()
+				addr = served.ListenStream(nil, "127.0.0.1:0", srv.ServeConn).Addr().String()
 			}
 			ctls := pki.clientTLS(b)
 			b.ResetTimer()
@@ -710,10 +648,6 @@ func BenchmarkEngineHandshake(b *testing.B) {
 				c.Close()
 			}
 			b.StopTimer()
-			cancel()
-			srv.Close()
-			closer.Close()
-			wg.Wait()
 		})
 	}
 }

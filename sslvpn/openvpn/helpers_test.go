@@ -2,116 +2,35 @@ package openvpn_test
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"math/big"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"toride/sslvpn/internal/icmptest"
+	"toride/sslvpn/internal/enginetest"
 	"toride/sslvpn/openvpn"
 )
 
-// testPKI is a CA with one server and one client certificate, generated per test.
+// testPKI is a CA with the server's certificate ("server") and alice's client certificate, generated per test.
 type testPKI struct {
-	caCert            *x509.Certificate
-	caKey             *ecdsa.PrivateKey
-	caPEM             []byte
-	server            tls.Certificate
+	*enginetest.PKI
 	clientPEM, keyPEM []byte
-	clientCert        *x509.Certificate
-	// issue makes another client certificate (serial, common name, optional NotAfter) in PEM.
-	issue func(serial int64, cn string, notAfter time.Time) (certPEM, keyPEM []byte)
 }
 
 func newTestPKI(t testing.TB) *testPKI {
 	t.Helper()
-	p := &testPKI{}
-	var err error
-	p.caKey, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "toride test CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &p.caKey.PublicKey, p.caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.caCert, _ = x509.ParseCertificate(der)
-	p.caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-
-	issue := func(serial int64, cn string, eku x509.ExtKeyUsage) (*x509.Certificate, []byte, []byte, *ecdsa.PrivateKey) {
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			t.Fatal(err)
-		}
-		tmpl := &x509.Certificate{
-			SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-			NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{eku}, DNSNames: []string{cn},
-		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, p.caCert, &k.PublicKey, p.caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, _ := x509.ParseCertificate(der)
-		kder, err := x509.MarshalPKCS8PrivateKey(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-			pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), k
-	}
-	sc, scPEM, skPEM, _ := issue(2, "server", x509.ExtKeyUsageServerAuth)
-	_ = sc
-	p.server, err = tls.X509KeyPair(scPEM, skPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p.clientCert, p.clientPEM, p.keyPEM, _ = issue(3, "alice", x509.ExtKeyUsageClientAuth)
-	p.issue = func(serial int64, cn string, notAfter time.Time) ([]byte, []byte) {
-		c, certPEM, keyPEM, _ := issue(serial, cn, x509.ExtKeyUsageClientAuth)
-		if notAfter.IsZero() {
-			return certPEM, keyPEM
-		}
-		// Re-sign with the requested validity.
-		tmpl := *c
-		tmpl.NotBefore, tmpl.NotAfter = notAfter.Add(-48*time.Hour), notAfter
-		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		der, err := x509.CreateCertificate(rand.Reader, &tmpl, p.caCert, &k.PublicKey, p.caKey)
-		if err != nil {
-			t.Fatal(err)
-		}
-		kder, _ := x509.MarshalPKCS8PrivateKey(k)
-		return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-			pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
-	}
+	p := &testPKI{PKI: enginetest.NewPKI(t, enginetest.Leaf{Serial: 2, CommonName: "server", Usage: x509.ExtKeyUsageServerAuth, Hosts: []string{"server"}})}
+	_, p.clientPEM, p.keyPEM = p.Issue(t, enginetest.Leaf{Serial: 3, CommonName: "alice", Usage: x509.ExtKeyUsageClientAuth, Hosts: []string{"alice"}})
 	return p
 }
 
 // serverTLS is the TLS configuration a concentrator would pass: client certificates required.
-func (p *testPKI) serverTLS() *tls.Config {
-	pool := x509.NewCertPool()
-	pool.AddCert(p.caCert)
-	return &tls.Config{Certificates: []tls.Certificate{p.server}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool}
-}
+func (p *testPKI) serverTLS() *tls.Config { return p.ServerTLS(tls.RequireAndVerifyClientCert) }
 
 // clientTLS is a TLS client configuration for the in-process test client.
 func (p *testPKI) clientTLS(t testing.TB) *tls.Config {
@@ -119,18 +38,14 @@ func (p *testPKI) clientTLS(t testing.TB) *tls.Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pool := x509.NewCertPool()
-	pool.AddCert(p.caCert)
-	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, ServerName: "server"}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: p.Pool(), ServerName: "server"}
 }
 
+// writeFiles writes the CA and alice's certificate and key into dir, as the stock client's configuration names
+// them.
 func (p *testPKI) writeFiles(t testing.TB, dir string) {
 	t.Helper()
-	for name, data := range map[string][]byte{"ca.crt": p.caPEM, "client.crt": p.clientPEM, "client.key": p.keyPEM} {
-		if err := os.WriteFile(filepath.Join(dir, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
+	enginetest.WriteFiles(t, dir, map[string][]byte{"ca.crt": p.CAPEM, "client.crt": p.clientPEM, "client.key": p.keyPEM})
 }
 
 // testBackend admits clients with 10.8.0.x addresses and answers ICMP echo requests to the server's tunnel
@@ -185,7 +100,7 @@ func (b *testBackend) Connect(ctx context.Context, req *openvpn.ConnectRequest, 
 	b.sessions = append(b.sessions, s)
 	b.mu.Unlock()
 	g := &openvpn.Grant{
-		Uplink:  &echoUplink{b: b, s: s, gw: b.gateway},
+		Uplink:  &enginetest.EchoUplink{Gateway: b.gateway, Send: s.SendPacket, Echoed: b.echoed},
 		Address: netip.PrefixFrom(addr, 24),
 		Gateway: b.gateway,
 		Routes:  []netip.Prefix{netip.MustParsePrefix("10.50.0.0/24")},
@@ -219,27 +134,6 @@ func (b *testBackend) lastRequest() *openvpn.ConnectRequest {
 		return nil
 	}
 	return b.requests[len(b.requests)-1]
-}
-
-// echoUplink answers ICMP echo requests addressed to gw; other packets are counted and dropped.
-type echoUplink struct {
-	b  *testBackend
-	s  openvpn.Session
-	gw netip.Addr
-}
-
-func (u *echoUplink) WritePacket(pkt []byte) error {
-	reply, ok := icmptest.EchoReply(pkt, u.gw)
-	if !ok {
-		return nil
-	}
-	if u.s.SendPacket(reply) {
-		select {
-		case u.b.echoed <- struct{}{}:
-		default:
-		}
-	}
-	return nil
 }
 
 // fixedTLSCryptKey is a constant tls-crypt key, so packets captured in interop runs stay valid fuzz seeds.

@@ -1,7 +1,6 @@
 package openvpn_test
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -11,34 +10,28 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"toride/sslvpn/internal/enginetest"
 	"toride/sslvpn/openvpn"
 	"toride/sslvpn/openvpn/internal/wire"
 	"toride/tests/lab"
+	"toride/tests/ovpnclient"
 )
 
-const (
-	labServerIP = "10.99.0.1"
-	labClientIP = "10.99.0.2"
-	labPort     = 1194
-)
+const labPort = 1194
 
 // interop is one real-client test: a server namespace running the engine in this process, a client namespace
 // running the stock openvpn binary.
 type interop struct {
-	t     *testing.T
-	lab   *lab.Lab
-	srvNS *lab.Netns
-	cliNS *lab.Netns
-	dir   string
-	pki   *testPKI
-	be    *testBackend
-	srv   *openvpn.Server
-	wg    sync.WaitGroup
-	rec   *recorder // with -capture-seeds
+	t      *testing.T
+	lab    *enginetest.Lab
+	pki    *testPKI
+	be     *testBackend
+	srv    *openvpn.Server
+	served *enginetest.Served
+	rec    *recorder // with -capture-seeds
 }
 
 func newInterop(t *testing.T, cfg openvpn.Config) *interop {
@@ -48,23 +41,13 @@ func newInterop(t *testing.T, cfg openvpn.Config) *interop {
 // newInteropTLS lets the test adjust the server's TLS configuration (CRL checks).
 func newInteropTLS(t *testing.T, cfg openvpn.Config, tweak func(*tls.Config)) *interop {
 	t.Helper()
-	l := lab.New(t, "openvpn", "ping")
-	e := &interop{t: t, lab: l, pki: newTestPKI(t), be: newTestBackend()}
-	e.srvNS = l.Namespace("srv")
-	e.cliNS = l.Namespace("cli")
-	l.Link(e.srvNS, "eth0", labServerIP+"/24", e.cliNS, "eth0", labClientIP+"/24")
-	// A short directory: the management socket path must fit in sun_path.
-	dir, err := os.MkdirTemp("", "ovpn")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	e.dir = dir
-	e.pki.writeFiles(t, dir)
+	e := &interop{t: t, lab: enginetest.NewLab(t, "openvpn", "ping"), pki: newTestPKI(t), be: newTestBackend()}
+	e.pki.writeFiles(t, e.lab.Dir)
 	cfg.TLS = e.pki.serverTLS()
 	if tweak != nil {
 		tweak(cfg.TLS)
 	}
+	var err error
 	e.srv, err = openvpn.NewServer(cfg, e.be)
 	if err != nil {
 		t.Fatal(err)
@@ -78,15 +61,7 @@ func newInteropTLS(t *testing.T, cfg openvpn.Config, tweak func(*tls.Config)) *i
 			}
 		})
 	}
-	t.Cleanup(func() {
-		done := make(chan struct{})
-		go func() { e.srv.Close(); e.wg.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Error("server did not shut down within 10s")
-		}
-	})
+	e.served = enginetest.Serve(t, e.srv.Close, openvpn.ErrClosed, 10*time.Second)
 	return e
 }
 
@@ -102,168 +77,69 @@ func (e *interop) serve(proto string) {
 
 func (e *interop) serveTCP() {
 	e.t.Helper()
-	var ln net.Listener
-	if err := e.srvNS.Do(func() (err error) {
-		ln, err = net.Listen("tcp4", fmt.Sprintf("%s:%d", labServerIP, labPort))
-		return err
-	}); err != nil {
-		e.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	e.t.Cleanup(func() { cancel(); ln.Close() })
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			if e.rec != nil {
-				c = &recConn{Conn: c, r: e.rec}
-			}
-			e.wg.Add(1)
-			go func() {
-				defer e.wg.Done()
-				err := e.srv.ServeConn(ctx, c)
-				e.t.Logf("ServeConn: %v", err)
-			}()
+	e.served.ListenStream(e.lab.Server, fmt.Sprintf("%s:%d", enginetest.ServerIP, labPort), func(ctx context.Context, c net.Conn) error {
+		if e.rec != nil {
+			c = &recConn{Conn: c, r: e.rec}
 		}
-	}()
+		err := e.srv.ServeConn(ctx, c)
+		e.t.Logf("ServeConn: %v", err)
+		return err
+	})
 }
 
 func (e *interop) serveUDP() {
 	e.t.Helper()
-	var pc net.PacketConn
-	if err := e.srvNS.Do(func() (err error) {
-		pc, err = net.ListenPacket("udp4", fmt.Sprintf("%s:%d", labServerIP, labPort))
-		return err
-	}); err != nil {
-		e.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := pc
-	if e.rec != nil {
-		served = &recPacketConn{PacketConn: pc, r: e.rec}
-	}
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		if err := e.srv.ServeUDP(ctx, served); err != nil {
-			e.t.Errorf("ServeUDP: %v", err)
+	e.served.ListenPackets(e.lab.Server, fmt.Sprintf("%s:%d", enginetest.ServerIP, labPort), func(ctx context.Context, pc net.PacketConn) error {
+		if e.rec != nil {
+			pc = &recPacketConn{PacketConn: pc, r: e.rec}
 		}
-		pc.Close()
-	}()
-	e.t.Cleanup(cancel)
+		return e.srv.ServeUDP(ctx, pc)
+	})
 }
 
 // client is a running stock openvpn client.
 type client struct {
-	p    *lab.Process
-	e    *interop
-	mgmt net.Conn
+	*ovpnclient.Client
+	e *interop
 }
 
-// startClient writes conf (plus management lines) and starts openvpn in the client namespace. user and otp
-// answer an auth-user-pass prompt with a static challenge through the management interface.
-func (e *interop) startClient(name, conf, user, otp string) *client {
+// startClient starts openvpn in the client namespace with conf, whose files are in the lab's directory. user
+// and otp answer an auth-user-pass prompt with a static challenge through the management interface.
+func (e *interop) startClient(conf, user, otp string) *client {
 	e.t.Helper()
-	sock := filepath.Join(e.dir, name+".sock")
-	conf += fmt.Sprintf("\nmanagement %s unix\nmanagement-hold\nmanagement-query-passwords\n", sock)
-	path := filepath.Join(e.dir, name+".conf")
-	if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
-		e.t.Fatal(err)
+	opts := ovpnclient.Options{Config: conf, Dir: e.lab.Dir, User: user, KeepTrying: true}
+	if otp != "" {
+		opts.OTP = func() string { return otp }
 	}
-	c := &client{e: e}
-	c.p = e.cliNS.Start("openvpn", "--cd", e.dir, "--config", path)
-	ctx := lab.Within(e.t, 10*time.Second)
-	if err := lab.WaitFor(ctx, 20*time.Millisecond, func() error {
-		conn, err := net.Dial("unix", sock)
-		if err != nil {
-			if exited, werr := c.p.Exited(); exited {
-				return lab.Permanent(fmt.Errorf("openvpn exited: %v\n%s", werr, c.p.Output()))
-			}
-			return err
-		}
-		c.mgmt = conn
-		return nil
-	}); err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() { c.mgmt.Close() })
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		c.manage(user, otp)
-	}()
-	return c
+	return &client{Client: ovpnclient.Start(e.t, e.lab.Client, opts), e: e}
 }
 
-// manage answers the management interface until it closes.
-func (c *client) manage(user, otp string) {
-	sc := bufio.NewScanner(c.mgmt)
-	send := func(s string) { fmt.Fprintf(c.mgmt, "%s\n", s) }
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.HasPrefix(line, ">HOLD:"):
-			send("hold release")
-		case strings.HasPrefix(line, ">PASSWORD:Need 'Auth'"):
-			send(fmt.Sprintf("username \"Auth\" %q", user))
-			send(fmt.Sprintf("password \"Auth\" %q", openvpn.FormatStaticChallenge("", otp)))
-		}
-	}
-}
-
+// waitOutput waits up to d for the client to print substr.
 func (c *client) waitOutput(substr string, d time.Duration) {
 	c.e.t.Helper()
-	if err := c.p.WaitOutput(lab.Within(c.e.t, d), substr); err != nil {
-		c.e.t.Fatalf("%v\n---- client output ----\n%s", err, c.p.Output())
+	if err := c.WaitLog(lab.Within(c.e.t, d), substr); err != nil {
+		c.e.t.Fatal(err)
 	}
 }
 
-// waitConnected waits for the client to finish connecting and returns how long it took by the client's own
-// log: from the management interface's hold release (the client starts) to "Initialization Sequence
-// Completed".
+// waitConnected waits for the client to finish connecting and returns how long it took by its own log.
 func (c *client) waitConnected() time.Duration {
 	c.e.t.Helper()
-	c.waitOutput("Initialization Sequence Completed", 15*time.Second)
-	start, end := logTime(c.p.Output(), "CMD 'hold release'"), logTime(c.p.Output(), "Initialization Sequence Completed")
-	return end.Sub(start)
-}
-
-// logTime finds the first openvpn log line containing substr and returns its timestamp
-// ("2026-11-23 19:31:30 us=912220 ...").
-func logTime(out, substr string) time.Time {
-	for _, line := range strings.Split(out, "\n") {
-		if !strings.Contains(line, substr) {
-			continue
-		}
-		f := strings.Fields(line)
-		if len(f) < 3 {
-			break
-		}
-		ts, err := time.Parse("2006-01-02 15:04:05", f[0]+" "+f[1])
-		var us int
-		if _, err2 := fmt.Sscanf(f[2], "us=%d", &us); err != nil || err2 != nil {
-			break
-		}
-		return ts.Add(time.Duration(us) * time.Microsecond)
-	}
-	return time.Time{}
+	c.waitOutput(ovpnclient.Connected, 15*time.Second)
+	return c.ConnectTime()
 }
 
 func (c *client) ping(count int) {
 	c.e.t.Helper()
-	if err := c.e.cliNS.Ping("10.8.0.1", count); err != nil {
-		c.e.t.Fatalf("ping through the tunnel: %v\n---- client output ----\n%s", err, c.p.Output())
+	if err := c.e.lab.Client.Ping("10.8.0.1", count); err != nil {
+		c.e.t.Fatalf("ping through the tunnel: %v", err)
 	}
 }
 
 // clientConf is the common part of the client configurations.
 func clientConf(proto string, extra ...string) string {
 	lines := []string{
-		"client", "dev tun", "proto " + proto, fmt.Sprintf("remote %s %d", labServerIP, labPort),
+		"client", "dev tun", "proto " + proto, fmt.Sprintf("remote %s %d", enginetest.ServerIP, labPort),
 		"nobind", "persist-key", "persist-tun", "ca ca.crt", "cert client.crt", "key client.key",
 		"remote-cert-tls server", "disable-dco", "verb 4", "connect-retry 1", "script-security 1",
 	}
@@ -293,7 +169,7 @@ func TestInteropTCPSeedProfile(t *testing.T) {
 	e := newInterop(t, openvpn.Config{DataCiphers: []string{"AES-256-GCM", "AES-128-GCM", "AES-128-CBC"}})
 	e.be.set("", "123456")
 	e.serveTCP()
-	c := e.startClient("seed", clientConf("tcp", "resolv-retry infinite", "auth-user-pass",
+	c := e.startClient(clientConf("tcp", "resolv-retry infinite", "auth-user-pass",
 		`static-challenge "pin otp" 1`, "cipher AES-128-CBC", "ncp-ciphers AES-128-CBC"), "alice", "123456")
 	t.Logf("stock client connected in %v (TCP, seed profile, static challenge via management)", c.waitConnected())
 	c.ping(3)
@@ -310,7 +186,7 @@ func TestInteropTCPSeedProfile(t *testing.T) {
 func TestInteropUDPAES256GCM(t *testing.T) {
 	e := newInterop(t, openvpn.Config{})
 	e.serveUDP()
-	c := e.startClient("gcm", clientConf("udp", "data-ciphers AES-256-GCM"), "", "")
+	c := e.startClient(clientConf("udp", "data-ciphers AES-256-GCM"), "", "")
 	t.Logf("stock client connected in %v (UDP, AES-256-GCM, TLS 1.3)", c.waitConnected())
 	c.ping(3)
 	expectRequest(t, e.be.lastRequest(), openvpn.UDP, "AES-256-GCM", "tls-ekm")
@@ -321,7 +197,7 @@ func TestInteropUDPAES256GCM(t *testing.T) {
 func TestInteropDefaultClientNegotiatesAES256GCM(t *testing.T) {
 	e := newInterop(t, openvpn.Config{DataCiphers: []string{"AES-128-GCM", "CHACHA20-POLY1305", "AES-256-GCM"}})
 	e.serveTCP()
-	c := e.startClient("default", clientConf("tcp"), "", "")
+	c := e.startClient(clientConf("tcp"), "", "")
 	t.Logf("connected in %v", c.waitConnected())
 	c.ping(2)
 	expectRequest(t, e.be.lastRequest(), openvpn.TCP, "AES-256-GCM", "tls-ekm")
@@ -331,7 +207,7 @@ func TestInteropDefaultClientNegotiatesAES256GCM(t *testing.T) {
 func TestInteropChaCha20Poly1305(t *testing.T) {
 	e := newInterop(t, openvpn.Config{DataCiphers: []string{"CHACHA20-POLY1305"}})
 	e.serveUDP()
-	c := e.startClient("chacha", clientConf("udp"), "", "")
+	c := e.startClient(clientConf("udp"), "", "")
 	c.waitConnected()
 	c.ping(3)
 	expectRequest(t, e.be.lastRequest(), openvpn.UDP, "CHACHA20-POLY1305", "tls-ekm")
@@ -343,7 +219,7 @@ func TestInteropLegacyPRF(t *testing.T) {
 		t.Run(cipher, func(t *testing.T) {
 			e := newInterop(t, openvpn.Config{DataCiphers: []string{cipher}, Auth: "SHA256", DisableKeyExport: true})
 			e.serveUDP()
-			c := e.startClient("prf", clientConf("udp", "data-ciphers "+cipher, "auth SHA256"), "", "")
+			c := e.startClient(clientConf("udp", "data-ciphers "+cipher, "auth SHA256"), "", "")
 			c.waitConnected()
 			c.ping(3)
 			expectRequest(t, e.be.lastRequest(), openvpn.UDP, cipher, "prf")
@@ -356,11 +232,11 @@ func TestInteropTLSCrypt(t *testing.T) {
 	for _, proto := range []string{"udp", "tcp"} {
 		t.Run(proto, func(t *testing.T) {
 			e := newInterop(t, openvpn.Config{TLSCrypt: key})
-			if err := os.WriteFile(filepath.Join(e.dir, "tc.key"), key, 0o600); err != nil {
+			if err := os.WriteFile(filepath.Join(e.lab.Dir, "tc.key"), key, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			e.serve(proto)
-			c := e.startClient("tc", clientConf(proto, "tls-crypt tc.key"), "", "")
+			c := e.startClient(clientConf(proto, "tls-crypt tc.key"), "", "")
 			c.waitConnected()
 			c.ping(3)
 		})
@@ -374,11 +250,11 @@ func TestInteropTLSCryptWrongKey(t *testing.T) {
 	for i := range other {
 		other[i] = byte(i * 7)
 	}
-	if err := os.WriteFile(filepath.Join(e.dir, "bad.key"), tlsCryptKeyFile(other), 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(e.lab.Dir, "bad.key"), tlsCryptKeyFile(other), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	e.serveUDP()
-	c := e.startClient("badtc", clientConf("udp", "tls-crypt bad.key", "hand-window 3"), "", "")
+	c := e.startClient(clientConf("udp", "tls-crypt bad.key", "hand-window 3"), "", "")
 	// Two malformed packets: the client retried because nothing came back, and the server had that long to answer
 	// the first one, had it wanted to.
 	if err := lab.WaitFor(lab.Within(t, 15*time.Second), 50*time.Millisecond, func() error {
@@ -389,8 +265,8 @@ func TestInteropTLSCryptWrongKey(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if strings.Contains(c.p.Output(), "Initial packet from") {
-		t.Fatalf("the server answered a client with the wrong tls-crypt key:\n%s", c.p.Output())
+	if strings.Contains(c.Proc.Output(), "Initial packet from") {
+		t.Fatalf("the server answered a client with the wrong tls-crypt key:\n%s", c.Proc.Output())
 	}
 	if st := e.srv.Stats(); st.Handshakes != 0 {
 		t.Errorf("stats %+v: want no handshake", st)
@@ -400,7 +276,7 @@ func TestInteropTLSCryptWrongKey(t *testing.T) {
 func TestInteropTLS12(t *testing.T) {
 	e := newInterop(t, openvpn.Config{})
 	e.serveTCP()
-	c := e.startClient("tls12", clientConf("tcp", "tls-version-max 1.2"), "", "")
+	c := e.startClient(clientConf("tcp", "tls-version-max 1.2"), "", "")
 	c.waitConnected()
 	c.ping(3)
 	req := e.be.lastRequest()
@@ -417,13 +293,11 @@ func TestInteropAuthFailedReason(t *testing.T) {
 			e := newInterop(t, openvpn.Config{DataCiphers: []string{"AES-128-CBC", "AES-256-GCM"}})
 			e.be.set("", "654321")
 			e.serve(proto)
-			c := e.startClient("authfail", clientConf(proto, "auth-user-pass", `static-challenge "pin otp" 1`,
+			c := e.startClient(clientConf(proto, "auth-user-pass", `static-challenge "pin otp" 1`,
 				"auth-retry none"), "alice", "000000")
 			c.waitOutput("AUTH: Received control message: AUTH_FAILED,wrong one-time password", 10*time.Second)
-			select {
-			case <-c.p.Done():
-			case <-time.After(5 * time.Second):
-				t.Fatalf("client still running after AUTH_FAILED:\n%s", c.p.Output())
+			if err := c.Proc.WaitExit(lab.Within(t, 5*time.Second)); err != nil {
+				t.Fatalf("client still running after AUTH_FAILED: %v", err)
 			}
 			expectError(t, e.be.failed, openvpn.ErrAuthFailed, "HandshakeFailed", 5*time.Second)
 		})
@@ -436,17 +310,15 @@ func TestInteropServerCutsSession(t *testing.T) {
 		t.Run(proto, func(t *testing.T) {
 			e := newInterop(t, openvpn.Config{})
 			e.serve(proto)
-			c := e.startClient("cut", clientConf(proto), "", "")
+			c := e.startClient(clientConf(proto), "", "")
 			c.waitConnected()
 			c.ping(1)
 			s := <-e.be.connected
 			s.Close("certificate revoked")
 			c.waitOutput("Halt command was pushed by server ('certificate revoked')", 5*time.Second)
 			expectError(t, e.be.disconnected, openvpn.ErrKilled, "Disconnected", 5*time.Second)
-			select {
-			case <-c.p.Done():
-			case <-time.After(5 * time.Second):
-				t.Fatalf("client still running after HALT:\n%s", c.p.Output())
+			if err := c.Proc.WaitExit(lab.Within(t, 5*time.Second)); err != nil {
+				t.Fatalf("client still running after HALT: %v", err)
 			}
 			if s.SendPacket(make([]byte, 60)) {
 				t.Error("SendPacket succeeded on a closed session")
@@ -461,15 +333,15 @@ func TestInteropRenegotiation(t *testing.T) {
 		t.Run(proto, func(t *testing.T) {
 			e := newInterop(t, openvpn.Config{RenegotiateAfter: 3 * time.Second, LameDuck: 5 * time.Second})
 			e.serve(proto)
-			c := e.startClient("reneg", clientConf(proto, "reneg-sec 2"), "", "")
+			c := e.startClient(clientConf(proto, "reneg-sec 2"), "", "")
 			c.waitConnected()
 			s := <-e.be.connected
-			if out, err := e.cliNS.Run("ping", "-n", "-q", "-c", "35", "-i", "0.2", "-W", "1", "10.8.0.1"); err != nil {
-				t.Fatalf("ping during renegotiations: %v\n%s\n---- client ----\n%s", err, out, c.p.Output())
+			if out, err := e.lab.Client.Run("ping", "-n", "-q", "-c", "35", "-i", "0.2", "-W", "1", "10.8.0.1"); err != nil {
+				t.Fatalf("ping during renegotiations: %v\n%s\n---- client ----\n%s", err, out, c.Proc.Output())
 			}
 			st := s.Stats()
 			if st.Renegotiations < 2 {
-				t.Errorf("%d renegotiations in 7s, want at least 2\n%s", st.Renegotiations, c.p.Output())
+				t.Errorf("%d renegotiations in 7s, want at least 2\n%s", st.Renegotiations, c.Proc.Output())
 			}
 			if st.DecryptErrors != 0 {
 				t.Errorf("%d decrypt errors", st.DecryptErrors)
@@ -483,9 +355,9 @@ func TestInteropRenegotiation(t *testing.T) {
 func TestInteropExplicitExitNotify(t *testing.T) {
 	e := newInterop(t, openvpn.Config{})
 	e.serveUDP()
-	c := e.startClient("exit", clientConf("udp", "explicit-exit-notify 1"), "", "")
+	c := e.startClient(clientConf("udp", "explicit-exit-notify 1"), "", "")
 	c.waitConnected()
-	c.p.Stop()
+	c.Proc.Stop()
 	expectError(t, e.be.disconnected, openvpn.ErrClientExit, "Disconnected", 5*time.Second)
 }
 
@@ -495,7 +367,7 @@ func TestInteropServerShutdownNotifies(t *testing.T) {
 		t.Run(proto, func(t *testing.T) {
 			e := newInterop(t, openvpn.Config{})
 			e.serve(proto)
-			c := e.startClient("restart", clientConf(proto), "", "")
+			c := e.startClient(clientConf(proto), "", "")
 			c.waitConnected()
 			start := time.Now()
 			e.srv.Close()
@@ -512,7 +384,7 @@ func TestInteropServerShutdownNotifies(t *testing.T) {
 func TestInteropCompressionRefused(t *testing.T) {
 	e := newInterop(t, openvpn.Config{})
 	e.serveUDP()
-	c := e.startClient("comp", clientConf("udp", "compress lz4-v2", "auth-retry none"), "", "")
+	c := e.startClient(clientConf("udp", "compress lz4-v2", "auth-retry none"), "", "")
 	c.waitOutput("AUTH_FAILED,compression (comp-lzo/compress) is not supported", 10*time.Second)
 }
 
@@ -538,22 +410,22 @@ func TestInteropCertificateRefused(t *testing.T) {
 					return nil
 				}
 			})
-			certPEM, keyPEM := e.pki.issue(tc.serial, "mallory", tc.notAfter)
-			os.WriteFile(filepath.Join(e.dir, "bad.crt"), certPEM, 0o600)
-			os.WriteFile(filepath.Join(e.dir, "bad.key"), keyPEM, 0o600)
+			_, certPEM, keyPEM := e.pki.Issue(t, enginetest.Leaf{Serial: tc.serial, CommonName: "mallory",
+				Usage: x509.ExtKeyUsageClientAuth, Hosts: []string{"mallory"}, NotAfter: tc.notAfter})
+			enginetest.WriteFiles(t, e.lab.Dir, map[string][]byte{"bad.crt": certPEM, "bad.key": keyPEM})
 			if tc.proto == "udp" {
 				e.serveUDP()
 			} else {
 				e.serveTCP()
 			}
 			conf := strings.Replace(strings.Replace(clientConf(tc.proto), "cert client.crt", "cert bad.crt", 1), "key client.key", "key bad.key", 1)
-			c := e.startClient("refused", conf, "", "")
+			c := e.startClient(conf, "", "")
 			c.waitOutput("alert", 10*time.Second)
 			expectError(t, e.be.failed, openvpn.ErrTLS, "HandshakeFailed", 5*time.Second)
 			if e.be.lastRequest() != nil {
 				t.Error("Connect called for a refused certificate")
 			}
-			for _, line := range strings.Split(c.p.Output(), "\n") {
+			for _, line := range strings.Split(c.Proc.Output(), "\n") {
 				if strings.Contains(line, "alert") {
 					t.Logf("client: %s", line)
 				}
@@ -569,9 +441,9 @@ func TestInteropUDPDuringResetFlood(t *testing.T) {
 	e := newInterop(t, openvpn.Config{})
 	e.serveUDP()
 	var socks []net.Conn
-	if err := e.cliNS.Do(func() error {
+	if err := e.lab.Client.Do(func() error {
 		for range ports {
-			c, err := net.Dial("udp4", net.JoinHostPort(labServerIP, fmt.Sprint(labPort)))
+			c, err := net.Dial("udp4", net.JoinHostPort(enginetest.ServerIP, fmt.Sprint(labPort)))
 			if err != nil {
 				return err
 			}
@@ -610,7 +482,7 @@ func TestInteropUDPDuringResetFlood(t *testing.T) {
 	}()
 	// The table is full by now on a server that keeps state for resets.
 	time.Sleep(500 * time.Millisecond)
-	c := e.startClient("flood", clientConf("udp"), "", "")
+	c := e.startClient(clientConf("udp"), "", "")
 	t.Logf("stock client connected in %v during the flood", c.waitConnected())
 	close(stop)
 	sent := <-flooded

@@ -460,25 +460,10 @@ func (c *loginCountingConn) Authenticated() { c.logins <- struct{}{} }
 // A TCP connection tells its listener once its client has connected, and not when the login is refused.
 func TestEngineTCPReportsLogin(t *testing.T) {
 	e := newEngine(t, openvpn.Config{})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	logins := make(chan struct{}, 4)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() { defer wg.Done(); _ = e.srv.ServeConn(e.ctx, &loginCountingConn{Conn: c, logins: logins}) }()
-		}
-	}()
+	ln := e.served.ListenStream(nil, "127.0.0.1:0", func(ctx context.Context, c net.Conn) error {
+		return e.srv.ServeConn(ctx, &loginCountingConn{Conn: c, logins: logins})
+	})
 	dial := func() *testclient.Client {
 		conn, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {

@@ -441,6 +441,16 @@ func (p *Process) WaitOutput(ctx context.Context, substr string) error {
 	return err
 }
 
+// WaitExit waits until the process has ended, or ctx is done.
+func (p *Process) WaitExit(ctx context.Context) error {
+	select {
+	case <-p.done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("%s still running: %w", p.Name, ctx.Err())
+	}
+}
+
 // killAll is a safety net: processes are stopped by their own cleanups, which run first.
 func (n *Netns) killAll() {
 	out, err := exec.Command("ip", "netns", "pids", n.Name).Output()

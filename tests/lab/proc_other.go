@@ -2,11 +2,21 @@
 
 package lab
 
-import "syscall"
+import (
+	"os"
+	"syscall"
+)
 
-// The lab runs on Linux only (New skips or fails elsewhere); these let its users build everywhere.
+// The lab needs Linux (network namespaces); elsewhere a process is started on its own and stopped alone.
 
 func processGroup() *syscall.SysProcAttr { return nil }
-func terminateGroup(int)                 {}
-func killGroup(int)                      {}
-func killPid(int)                        {}
+
+func terminateGroup(pid int) { signal(pid, syscall.SIGTERM) }
+func killGroup(pid int)      { signal(pid, syscall.SIGKILL) }
+func killPid(pid int)        { signal(pid, syscall.SIGKILL) }
+
+func signal(pid int, sig os.Signal) {
+	if p, err := os.FindProcess(pid); err == nil {
+		_ = p.Signal(sig)
+	}
+}
