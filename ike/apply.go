@@ -14,7 +14,7 @@ import (
 
 // set stores cfg as the desired state and applies it.
 func (e *engine) set(ctx context.Context, cfg Config) error {
-	e.plans = plan(cfg, e.backend)
+	e.plans = plan(cfg, e.backend, e.mode)
 	e.haveCfg = true
 	if e.client == nil {
 		e.applied = false
@@ -44,7 +44,10 @@ func (e *engine) apply(ctx context.Context) error {
 		conns[cp.name] = cs
 		for _, tp := range cp.tunnels {
 			desired[tp.name] = tp
-			inside = append(inside, tp.localInside)
+			if e.mode != ModeRouteBased {
+				// Route-based tunnels carry their inside address on their own interface.
+				inside = append(inside, tp.localInside)
+			}
 		}
 	}
 	e.conns = conns
@@ -57,6 +60,13 @@ func (e *engine) apply(ctx context.Context) error {
 	}
 	if err := e.addrs.sync(inside); err != nil {
 		errs = append(errs, fmt.Errorf("inside addresses: %w", err))
+	}
+	if e.mode == ModeRouteBased {
+		// Before the connections are loaded: a CHILD_SA may install before the interface it is bound to exists,
+		// but the probes need the inside address on it.
+		if err := e.applyLinks(ctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	for _, cp := range e.plans {
 		for _, tp := range cp.tunnels {

@@ -81,6 +81,12 @@ type Tunnel struct {
 	// KeepaliveTarget is the address this tunnel's probes go to; empty means the cloud's inside address of this
 	// tunnel. A target elsewhere must lie in the connection's RemoteNetworks.
 	KeepaliveTarget netip.Addr `json:"keepalive-target,omitzero" help:"Address probed through this tunnel (default: the cloud's inside address)"`
+	// MTU is the tunnel interface's MTU where tunnels are route-based; the cloud's files give 1436, which leaves
+	// room for ESP in UDP on a 1500-byte path.
+	MTU int `json:"mtu,omitempty" range:"576-9000" help:"Tunnel interface MTU, route-based mode (the cloud's files give 1436)"`
+	// TCPMSS is what the maximum segment size of TCP SYNs crossing the tunnel is clamped to, so that TCP never
+	// sends segments the tunnel must fragment; the cloud's files give 1379.
+	TCPMSS int `json:"tcp-mss,omitempty" range:"536-8960" help:"TCP MSS clamped on SYNs crossing the tunnel (the cloud's files give 1379)"`
 }
 
 // Phase is one negotiation phase's proposal: every combination of the listed algorithms is offered, in order of
@@ -239,6 +245,8 @@ const (
 	DefaultRekeyMargin    = 540 * time.Second
 	DefaultRekeyFuzz      = 100
 	DefaultReplayWindow   = 1024
+	DefaultTunnelMTU      = 1436
+	DefaultTCPMSS         = 1379
 	DefaultDPDDelay       = 10 * time.Second
 	DefaultDPDTimeout     = 30 * time.Second
 	DefaultProbeInterval  = 5 * time.Second
@@ -357,6 +365,12 @@ func (t *Tunnel) FillDefaults() {
 	}
 	if t.ReplayWindow == 0 {
 		t.ReplayWindow = DefaultReplayWindow
+	}
+	if t.MTU == 0 {
+		t.MTU = DefaultTunnelMTU
+	}
+	if t.TCPMSS == 0 {
+		t.TCPMSS = DefaultTCPMSS
 	}
 	t.DPD.FillDefaults()
 	if t.NATTraversal == "" {

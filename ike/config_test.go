@@ -226,7 +226,7 @@ func TestPlan(t *testing.T) {
 	c1.ESP = Phase{Encryption: []Encryption{AES128, AES256GCM16}, Integrity: []Integrity{SHA1}, DHGroups: []int{2}}
 	c2.IKEVersion = 1
 	c2.DisablePFS = true
-	plans := plan(cfg.Normalize(), charon.BackendLibipsec)
+	plans := plan(cfg.Normalize(), charon.BackendLibipsec, ModePolicyBased)
 	t1, t2 := plans[0].tunnels[0], plans[0].tunnels[1]
 
 	if diff := cmp.Diff(t1.ikeConn.Proposals, []string{"aes256-sha256-sha1-modp2048-ecp256", "aes128gcm16-prfsha256-prfsha1-modp2048-ecp256"}); diff != "" {
@@ -264,15 +264,15 @@ func TestPlan(t *testing.T) {
 		t.Errorf("secret: %+v", t2.secret)
 	}
 	// Same config, same hash; any change, another hash. No marks on the kernel backend.
-	again := plan(cfg.Normalize(), charon.BackendLibipsec)
+	again := plan(cfg.Normalize(), charon.BackendLibipsec, ModePolicyBased)
 	if again[0].tunnels[0].hash != t1.hash {
 		t.Error("hash is not stable")
 	}
 	c1.PreSharedKey = "Other.psk_12345"
-	if plan(cfg.Normalize(), charon.BackendLibipsec)[0].tunnels[0].hash == t1.hash {
+	if plan(cfg.Normalize(), charon.BackendLibipsec, ModePolicyBased)[0].tunnels[0].hash == t1.hash {
 		t.Error("a changed PSK must change the hash")
 	}
-	if k := plan(cfg.Normalize(), charon.BackendKernel)[0].tunnels[0]; k.ikeConn.Children[k.netChild].MarkOut != "" {
+	if k := plan(cfg.Normalize(), charon.BackendKernel, ModePolicyBased)[0].tunnels[0]; k.ikeConn.Children[k.netChild].MarkOut != "" {
 		t.Error("kernel-netlink must not use marks")
 	}
 }

@@ -18,6 +18,7 @@ import (
 //	observe.go    what charon has: events and list-sas → each tunnel's SAs and the install order of net CHILD_SAs
 //	keepalive.go  the probers and what they show → each tunnel's health
 //	steer.go      which tunnel carries the traffic, and moving it (the policy itself is failover.go)
+//	routed.go     the same in route-based mode: xfrm interfaces, MSS clamps and the routes into them
 //	status.go     the Status snapshot
 //
 // This file holds the state, the loop, and the session with charon.
@@ -69,11 +70,13 @@ type prober interface {
 // ICMP sockets; the unit tests give it fakes.
 type engineDeps struct {
 	backend     charon.Backend
+	mode        Mode
 	caps        probe.Capabilities
 	charon      charonProcess
 	dial        func(ctx context.Context, socket string) (charonSession, error)
 	addrs       insideAddrs
-	firewall    Firewall // nil: no firewall rules
+	links       tunnelLinks // route-based mode only
+	firewall    Firewall    // nil: no firewall rules
 	startProber func(cfg icmpprobe.Config, report func(icmpprobe.Result)) (prober, error)
 	netnsPath   string // where the probers open their sockets
 	log         *slog.Logger
@@ -107,13 +110,15 @@ type engine struct {
 	events <-chan vici.Event
 	starts int // supervisor's Starts when we connected
 
-	haveCfg bool
-	plans   []*connPlan
-	loaded  map[string][32]byte // tunnel name → hash of what the running charon has loaded
-	fwHash  [32]byte
-	fwSet   bool
-	applied bool
-	lastErr string
+	haveCfg    bool
+	plans      []*connPlan
+	loaded     map[string][32]byte // tunnel name → hash of what the running charon has loaded
+	fwHash     [32]byte
+	fwSet      bool
+	clampsHash [32]byte
+	clampsSet  bool
+	applied    bool
+	lastErr    string
 
 	tunnels  map[string]*tunnelState
 	conns    map[string]*connState
@@ -159,6 +164,9 @@ type connState struct {
 func newEngine(s *Service, deps engineDeps) *engine {
 	if deps.now == nil {
 		deps.now = time.Now
+	}
+	if deps.mode == "" {
+		deps.mode = ModePolicyBased
 	}
 	return &engine{
 		engineDeps: deps,
@@ -303,6 +311,10 @@ func (e *engine) evaluate(ctx context.Context) {
 		e.bringUp(ctx, now, st)
 		e.judge(ctx, now, st)
 	}
+	if e.mode == ModeRouteBased {
+		e.steerRoutes(now)
+		return
+	}
 	for _, cs := range e.conns {
 		e.steer(ctx, now, cs)
 	}
@@ -318,10 +330,13 @@ func (e *engine) shutdown() {
 	e.disconnect()
 	e.addrs.sync(nil)
 	e.addrs.close()
+	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+	defer cancel()
+	if e.links != nil {
+		e.removeLinks(ctx)
+	}
 	if e.firewall != nil && e.fwSet {
-		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 		e.firewall.Set(ctx, FirewallOwner, nil)
-		cancel()
 	}
 	st := *e.s.status.Load()
 	st.Connected = false

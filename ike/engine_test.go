@@ -38,6 +38,7 @@ type harness struct {
 	fw      *fakeFirewall
 	probers []*fakeProber
 	backend charon.Backend
+	links   *fakeLinks // route-based mode; nil in policy-based mode
 }
 
 type testLog struct{ t *testing.T }
@@ -63,7 +64,7 @@ func (h *harness) clock() time.Time { return h.now }
 // startEngine starts an engine on the fake charon as New does (a torided start): it connects before it has a
 // configuration.
 func (h *harness) startEngine() {
-	h.s, h.e = newService(Opts{ResyncInterval: 2 * time.Second}, engineDeps{
+	deps := engineDeps{
 		backend:     h.backend,
 		charon:      h.f,
 		dial:        h.f.dial,
@@ -72,7 +73,11 @@ func (h *harness) startEngine() {
 		startProber: h.startProber,
 		log:         slog.New(slog.NewTextHandler(testLog{h.t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		now:         h.clock,
-	})
+	}
+	if h.links != nil {
+		deps.mode, deps.links = ModeRouteBased, h.links
+	}
+	h.s, h.e = newService(Opts{ResyncInterval: 2 * time.Second}, deps)
 	h.e.connect(h.ctx)
 	h.settle()
 }
@@ -119,7 +124,11 @@ func (h *harness) checkCarrier() {
 		for _, ts := range c.Tunnels {
 			names = append(names, ts.Name)
 		}
-		if want := h.f.carrier(names); c.ActiveTunnel >= 0 && c.ActiveTunnel != want {
+		want := h.f.carrier(names)
+		if h.links != nil {
+			want = h.links.carrier(c.Tunnels)
+		}
+		if (c.ActiveTunnel >= 0 || h.links != nil) && c.ActiveTunnel != want {
 			h.t.Fatalf("%s: the status calls tunnel %d active, but the traffic leaves by tunnel %d",
 				c.Name, c.ActiveTunnel, want)
 		}

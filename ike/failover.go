@@ -25,8 +25,8 @@ import (
 //     starts, not when it installs) say anything about the order; the order of the events does, except for
 //     installs milliseconds apart (see orderCertain), which the engine resolves by promoting a tunnel.
 //   - kernel-netlink (kernel ESP) installs one XFRM policy per selector pair and keeps it pointing at the first
-//     SA that installed it. Without route-based tunnels (xfrm interfaces, a later issue) the engine can only
-//     evict: when the carrying tunnel is unhealthy its IKE_SA is torn down (forced), which hands the policy to the
+//     SA that installed it. Where the kernel has xfrm interfaces the engine does not use this mode at all (see
+//     routed.go: the routing table steers); on a kernel with ESP but without them it can only evict: when the carrying tunnel is unhealthy its IKE_SA is torn down (forced), which hands the policy to the
 //     other tunnel's SA. There is no controlled fail-back on this backend; %unique marks are not used because
 //     kernel policies would then require marked packets.
 //

@@ -474,13 +474,24 @@ func (a *fakeAddrs) sync(want []netip.Addr) error {
 func (a *fakeAddrs) close() {}
 
 // fakeFirewall records the engine's rules.
-type fakeFirewall struct{ rules []nft.Rule }
+type fakeFirewall struct {
+	rules  []nft.Rule
+	clamps []nft.Clamp
+}
 
 func (fw *fakeFirewall) Set(_ context.Context, owner string, rules []nft.Rule) error {
 	if owner != FirewallOwner {
 		return fmt.Errorf("owner %q", owner)
 	}
 	fw.rules = rules
+	return nil
+}
+
+func (fw *fakeFirewall) SetClamps(_ context.Context, owner string, clamps []nft.Clamp) error {
+	if owner != ClampOwner {
+		return fmt.Errorf("owner %q", owner)
+	}
+	fw.clamps = clamps
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"toride/dataplane/xfrm"
 	"toride/ike/charon"
 	"toride/ike/internal/vici"
 )
@@ -23,6 +24,11 @@ type tunnelPlan struct {
 	probeChild string // CHILD_SA carrying the keepalive probes (inside /32 ↔ inside /32); = netChild on IKEv2
 	netChild   string // CHILD_SA carrying LAN traffic; "" when there are no remote networks (BGP)
 
+	// link is the tunnel's xfrm interface in route-based mode (the zero Interface otherwise): its if_id binds
+	// the net CHILD_SA to it, its address is the tunnel's inside address.
+	link xfrm.Interface
+	mss  int // the TCP MSS clamped on SYNs leaving by link
+
 	localInside  netip.Addr
 	remoteInside netip.Addr
 	probeTarget  netip.Addr
@@ -35,6 +41,7 @@ type tunnelPlan struct {
 type connPlan struct {
 	name      string
 	tunnels   []*tunnelPlan
+	remote    []netip.Prefix // the remote networks, routed into the carrier's link in route-based mode
 	keepalive probePlan
 	failover  failoverPlan
 }
@@ -53,14 +60,15 @@ type failoverPlan struct {
 	HoldDown  time.Duration
 }
 
-// plan renders a normalized, validated Config for charon on the given backend: the enabled connections in name
-// order, each with its tunnels in name order.
-func plan(c Config, backend charon.Backend) []*connPlan {
+// plan renders a normalized, validated Config for charon on the given backend in the given mode: the enabled
+// connections in name order, each with its tunnels in name order.
+func plan(c Config, backend charon.Backend, mode Mode) []*connPlan {
 	var out []*connPlan
+	ifIDs := ifIDs{}
 	for _, name := range c.ConnectionNames() {
 		conn := c.Connections[name]
 		ka := conn.Keepalive
-		cp := &connPlan{name: name,
+		cp := &connPlan{name: name, remote: conn.RemoteNetworks,
 			keepalive: probePlan{Disabled: ka.Disable, Interval: time.Duration(ka.Interval), Timeout: time.Duration(ka.Timeout),
 				DownAfter: ka.DownAfter},
 			failover: failoverPlan{HoldDown: time.Duration(conn.Failover.HoldDown)},
@@ -69,14 +77,15 @@ func plan(c Config, backend charon.Backend) []*connPlan {
 			if tn == conn.Failover.Preferred {
 				cp.failover.Preferred = i
 			}
-			cp.tunnels = append(cp.tunnels, planTunnel(name, conn, i, conn.Tunnels[tn], backend))
+			tp := planTunnel(name, conn, i, conn.Tunnels[tn], backend, mode, ifIDs)
+			cp.tunnels = append(cp.tunnels, tp)
 		}
 		out = append(out, cp)
 	}
 	return out
 }
 
-func planTunnel(connName string, conn *Connection, i int, t *Tunnel, backend charon.Backend) *tunnelPlan {
+func planTunnel(connName string, conn *Connection, i int, t *Tunnel, backend charon.Backend, mode Mode, ids ifIDs) *tunnelPlan {
 	name := TunnelName(connName, i)
 	localIn, remoteIn, _ := t.InsideAddresses()
 	p := &tunnelPlan{
@@ -127,6 +136,19 @@ func planTunnel(connName string, conn *Connection, i int, t *Tunnel, backend cha
 		}
 	}
 	switch {
+	case mode == ModeRouteBased:
+		// One CHILD_SA of 0.0.0.0/0 both ways, bound to the tunnel's xfrm interface by its if_id: the routing
+		// table, not the selectors, decides what enters the tunnel. Probes and LAN traffic share the one SA pair
+		// the cloud expects, with IKEv1 as with IKEv2, and either tunnel accepts whatever the cloud sends.
+		id := ids.take(name)
+		p.link = xfrm.Interface{Name: linkName(name, id), IfID: id, MTU: t.MTU,
+			Address: netip.PrefixFrom(localIn, t.InsideCIDR.Bits())}
+		p.mss = t.TCPMSS
+		p.netChild = name + "-net"
+		p.probeChild = p.netChild
+		net := child([]string{"0.0.0.0/0"}, []string{"0.0.0.0/0"})
+		net.IfIDIn, net.IfIDOut = fmt.Sprint(id), fmt.Sprint(id)
+		children[p.netChild] = net
 	case len(conn.RemoteNetworks) == 0:
 		// BGP without static prefixes: only the inside addresses (where BGP runs) for now.
 		children[p.probeChild] = child(probeLocal, probeRemote)
@@ -181,6 +203,8 @@ func planTunnel(connName string, conn *Connection, i int, t *Tunnel, backend cha
 		Data:   string(t.PreSharedKey),
 		Owners: []string{t.LocalID, t.RemoteAddress.String()},
 	}
+	// The link is not part of the hash: it is reconciled on its own (xfrm.Tunnels.Set), and an MTU change must
+	// not re-establish the tunnel. Its if_id is, through the children.
 	p.hash = hashOf(struct {
 		Conn   vici.Conn
 		Secret vici.Shared

@@ -3,6 +3,7 @@
 //
 //	Service.Set(Config) ──► engine goroutine ──VICI──► charon (supervised by ike/charon, own run dir and socket)
 //	                          │  ▲    ▲                    │ SAs into kernel XFRM or libipsec (ipsec0)
+//	                          │  │    │                    │ route-based: xfrm interfaces + routes (routed.go)
 //	   probers (one per ──────┘  │    └── events (ike/child updown, rekey) + periodic list-sas resync
 //	   tunnel, ICMP through      │
 //	   the tunnel's inside /32)  └── supervisor changes (charon restarted → reload everything)
@@ -28,6 +29,7 @@ import (
 
 	"toride/dataplane/nft"
 	"toride/dataplane/probe"
+	"toride/dataplane/xfrm"
 	"toride/ike/charon"
 )
 
@@ -42,6 +44,8 @@ var ErrClosed = errors.New("ike: service closed")
 // *nft.Manager implements it; the owner name used is "ike".
 type Firewall interface {
 	Set(ctx context.Context, owner string, rules []nft.Rule) error
+	// SetClamps sets the MSS clamps of traffic leaving by the route-based tunnels' interfaces (owner ClampOwner).
+	SetClamps(ctx context.Context, owner string, clamps []nft.Clamp) error
 }
 
 // Opts configure a Service. RunDir is required.
@@ -108,29 +112,47 @@ func New(ctx context.Context, opts Opts) (*Service, error) {
 			backend = charon.BackendKernel
 		}
 	}
+	mode := ModePolicyBased
+	var links tunnelLinks
+	if backend == charon.BackendKernel && caps.XFRMInterfaces {
+		t, err := xfrm.Open(opts.NetnsPath)
+		if err != nil {
+			return nil, fmt.Errorf("ike: %w", err)
+		}
+		mode, links = ModeRouteBased, t
+	}
 	sup, err := charon.Start(charon.Options{
 		Binary:     opts.CharonBinary,
 		RunDir:     opts.RunDir,
 		NetnsPath:  opts.NetnsPath,
 		Backend:    backend,
+		RouteBased: mode == ModeRouteBased,
 		Retransmit: opts.Retransmit,
 		LogLevel:   opts.CharonLogLevel,
 		Logger:     opts.Logger.With("component", "charon"),
 	})
 	if err != nil {
+		if links != nil {
+			links.Close()
+		}
 		return nil, fmt.Errorf("ike: %w", err)
 	}
 	addrs, err := openLoopbackAddrs(opts.NetnsPath)
 	if err != nil {
 		sup.Close()
+		if links != nil {
+			links.Close()
+		}
 		return nil, fmt.Errorf("ike: %w", err)
 	}
 	s, e := newService(opts, engineDeps{
 		backend:     backend,
+		mode:        mode,
 		caps:        caps,
 		charon:      sup,
 		dial:        dialVICI,
 		addrs:       addrs,
+		links:       links,
 		firewall:    opts.Firewall,
 		startProber: startICMPProber,
 		netnsPath:   opts.NetnsPath,

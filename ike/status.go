@@ -13,7 +13,10 @@ import (
 // Status is a snapshot of the IPsec engine, for `toride show ipsec` and GET /api/v1/ipsec/status.
 type Status struct {
 	// Backend is how SAs are installed: "kernel-netlink" or "kernel-libipsec" (decided by the kernel probe).
-	Backend      charon.Backend     `json:"backend"`
+	Backend charon.Backend `json:"backend"`
+	// Mode is "route-based" (one xfrm interface per tunnel, remote networks routed into the carrier's) where the
+	// kernel has ESP and xfrm interfaces, else "policy-based" (the tunnels' selectors capture traffic).
+	Mode         Mode               `json:"mode"`
 	Capabilities probe.Capabilities `json:"capabilities"`
 	Charon       charon.Health      `json:"charon"`
 	// Connected is true while the engine has a VICI session with the running charon.
@@ -41,6 +44,8 @@ type ConnectionStatus struct {
 type TunnelStatus struct {
 	Name          string `json:"name"`
 	RemoteAddress string `json:"remote_address"`
+	// Interface is the tunnel's xfrm interface in route-based mode.
+	Interface string `json:"interface,omitempty"`
 	// State is "up" when the tunnel can carry traffic: IKE SA established, CHILD SAs installed, probes answered.
 	State  string `json:"state"`
 	Active bool   `json:"active"`
@@ -78,6 +83,7 @@ type TunnelStatus struct {
 func (e *engine) publish() {
 	st := Status{
 		Backend:      e.backend,
+		Mode:         e.mode,
 		Capabilities: e.caps,
 		Charon:       e.charon.Health(),
 		Connected:    e.client != nil,
@@ -92,7 +98,7 @@ func (e *engine) publish() {
 			c.ActiveTunnel, c.Failovers, c.Failbacks = cs.active, cs.failovers, cs.failbacks
 		}
 		for i, tp := range cp.tunnels {
-			ts := TunnelStatus{Name: tp.name, RemoteAddress: tp.ikeConn.RemoteAddrs[0], State: "down",
+			ts := TunnelStatus{Name: tp.name, RemoteAddress: tp.ikeConn.RemoteAddrs[0], Interface: tp.link.Name, State: "down",
 				IKESA: "NONE", ChildSA: "NONE", Active: c.ActiveTunnel == i}
 			if t := e.tunnels[tp.name]; t != nil {
 				t.fill(&ts)

@@ -87,18 +87,7 @@ func (e *engine) move(ctx context.Context, now time.Time, cs *connState, states 
 		return // a promotion is under way
 	}
 	tgt.promotedAt, tgt.promotedSeq = now, e.lineages.seq
-	switch {
-	case d.failover:
-		cs.failovers++
-		states[cur].failovers++
-		e.log.Warn("failover", "connection", cs.plan.name, "from", from, "to", tgt.plan.name)
-	case d.failback:
-		cs.failbacks++
-		e.log.Info("failback after hold-down", "connection", cs.plan.name, "from", from, "to", tgt.plan.name)
-	default:
-		e.log.Info("steering traffic", "connection", cs.plan.name, "from", from, "to", tgt.plan.name)
-	}
-	cs.steer.movedAway = d.target != cs.plan.failover.Preferred
+	e.countMove(cs, cs.plan, cur, d)
 	if tgt.ike != nil && tgt.ike.Version == 1 {
 		// IKEv1 would take a second identical quick mode for a rekey of the first (same reqid, same place in
 		// libipsec's list): delete first. IKEv1 deletes are not acknowledged, so the old SA is gone before the

@@ -318,6 +318,13 @@ func (v *validator) tunnel(path string, c *Connection, t *Tunnel, opts ValidateO
 		v.add(path+".replay-window", fmt.Sprint(t.ReplayWindow), "the replay window must be 64–2048 packets",
 			"use 1024, or leave it empty")
 	}
+	if t.MTU < 576 || t.MTU > 9000 {
+		v.add(path+".mtu", fmt.Sprint(t.MTU), "the tunnel MTU must be 576–9000 bytes", "use 1436, or leave it empty")
+	}
+	if t.TCPMSS < 536 || t.TCPMSS > t.MTU-40 {
+		v.add(path+".tcp-mss", fmt.Sprint(t.TCPMSS), fmt.Sprintf("the TCP MSS must be 536 to the MTU less 40 (%d)", t.MTU-40),
+			"use 1379, or leave it empty")
+	}
 	switch t.DPD.Action {
 	case DPDClear, DPDRestart, DPDNone:
 	default:

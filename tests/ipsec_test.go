@@ -20,6 +20,12 @@ import (
 // made from the importer's own fixture so that it reads like the real thing.
 func labFile(t *testing.T, format awsconf.Format, ikeVersion int) string {
 	t.Helper()
+	return labFileWith(t, format, ikeVersion, nil)
+}
+
+// labFileWith is labFile with each tunnel changed by edit (nil: none) before the file is written.
+func labFileWith(t *testing.T, format awsconf.Format, ikeVersion int, edit func(*awsconf.Tunnel)) string {
+	t.Helper()
 	data, err := os.ReadFile("../ike/awsconf/testdata/generic-static-ikev1.txt")
 	if err != nil {
 		t.Fatal(err)
@@ -39,6 +45,9 @@ func labFile(t *testing.T, format awsconf.Format, ikeVersion int) string {
 		tn.PreSharedKey = psks[i]
 		tn.IKEVersion = ikeVersion
 		tn.StaticNextHop = tn.VPNGatewayInside.Addr()
+		if edit != nil {
+			edit(tn)
+		}
 	}
 	var out []byte
 	if format == awsconf.FormatXML {
@@ -58,11 +67,16 @@ func labFile(t *testing.T, format awsconf.Format, ikeVersion int) string {
 type ipsecStatus struct {
 	Running     bool
 	Backend     string
+	Mode        string
+	Charon      struct{ PID, Starts int }
 	Connections []struct {
 		Name      string
 		Failovers uint64
+		Failbacks uint64
 		Tunnels   []struct {
 			Name      string
+			Interface string
+			ChildAlgs string `json:"child_algorithms"`
 			State     string
 			Active    bool
 			IKESA     string  `json:"ike_sa"`

@@ -48,7 +48,7 @@ func (a *API) status(r *http.Request) (any, error) {
 			}
 		}
 	}
-	return map[string]any{"running": true, "backend": st.Backend, "capabilities": st.Capabilities, "charon": st.Charon,
+	return map[string]any{"running": true, "backend": st.Backend, "mode": st.Mode, "capabilities": st.Capabilities, "charon": st.Charon,
 		"connected": st.Connected, "applied": st.Applied, "last_error": st.LastError, "connections": st.Connections}, nil
 }
 

@@ -492,12 +492,14 @@ func (c *cli) showIPsec(ctx context.Context) error {
 	var out struct {
 		Running     bool
 		Backend     string
+		Mode        string
 		Connections []struct {
 			Name      string
 			Failovers uint64
 			Tunnels   []struct {
 				Name          string
 				RemoteAddress string `json:"remote_address"`
+				Interface     string
 				State         string
 				Active        bool
 				IKESA         string  `json:"ike_sa"`
@@ -518,21 +520,25 @@ func (c *cli) showIPsec(ctx context.Context) error {
 		return nil
 	}
 	w := tabwriter.NewWriter(c.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "CONNECTION\tTUNNEL\tPEER\tSTATE\tACTIVE\tIKE SA\tCHILD SA\tPROBE LOSS\tRTT ms\tIN\tOUT\tFAILOVERS\n")
+	fmt.Fprintf(w, "CONNECTION\tTUNNEL\tINTERFACE\tPEER\tSTATE\tACTIVE\tIKE SA\tCHILD SA\tPROBE LOSS\tRTT ms\tIN\tOUT\tFAILOVERS\n")
 	for _, conn := range out.Connections {
 		for _, t := range conn.Tunnels {
 			active := ""
 			if t.Active {
 				active = "*"
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f%%\t%.1f\t%d\t%d\t%d\n", conn.Name, t.Name, t.RemoteAddress, t.State, active,
+			ifname := t.Interface
+			if ifname == "" {
+				ifname = "-" // policy-based: the tunnel has no interface of its own
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f%%\t%.1f\t%d\t%d\t%d\n", conn.Name, t.Name, ifname, t.RemoteAddress, t.State, active,
 				t.IKESA, t.ChildSA, t.ProbeLoss*100, t.ProbeRTT, t.BytesIn, t.BytesOut, t.Failovers)
 		}
 	}
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(c.out, "(backend: %s)\n", out.Backend)
+	fmt.Fprintf(c.out, "(backend: %s, %s)\n", out.Backend, out.Mode)
 	return nil
 }
 

@@ -59,6 +59,8 @@ func (c *Connection) IKEConnection(o ImportOptions) (*ike.Connection, error) {
 			IKE:           phase(t.Phase1),
 			ESP:           phase(t.Phase2),
 			DisablePFS:    t.Phase2.DHGroup == 0,
+			MTU:           t.MTU,
+			TCPMSS:        t.TCPMSS,
 		}
 		if t.DPDInterval > 0 {
 			it.DPD.Delay = ike.Duration(t.DPDInterval)

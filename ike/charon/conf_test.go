@@ -25,6 +25,12 @@ func TestConfOrdersLibipsecFirst(t *testing.T) {
 	if strings.Contains(Conf(ConfOptions{Backend: BackendKernel}), "kernel-libipsec") {
 		t.Fatal("kernel backend must not load kernel-libipsec")
 	}
+	if !strings.Contains(conf, "install_routes = yes") {
+		t.Fatalf("policy-based charon must install its routes:\n%s", conf)
+	}
+	if !strings.Contains(Conf(ConfOptions{Backend: BackendKernel, RouteBased: true}), "install_routes = no") {
+		t.Fatal("route-based charon must leave routing to the routing table")
+	}
 }
 
 func TestStartRejectsBadOptions(t *testing.T) {

@@ -45,6 +45,8 @@ type Options struct {
 	NetnsPath string
 	// Backend selects kernel-netlink or kernel-libipsec.
 	Backend Backend
+	// RouteBased keeps charon's routes out (see ConfOptions.RouteBased).
+	RouteBased bool
 	// Retransmit is the IKE retransmission schedule; the zero value means DefaultRetransmit.
 	Retransmit Retransmit
 	// LogLevel is charon's log level for its captured output (see Log); 0 means 1.
@@ -233,6 +235,7 @@ func (s *Supervisor) start() (*process, error) {
 		Socket:     "/run/charon.vici", // as charon sees RunDir
 		Retransmit: s.opts.Retransmit,
 		LogLevel:   s.opts.LogLevel,
+		RouteBased: s.opts.RouteBased,
 	})
 	if err := os.WriteFile(filepath.Join(dir, "strongswan.conf"), []byte(conf), 0o600); err != nil {
 		return nil, fmt.Errorf("%w: write strongswan.conf: %w", ErrCharon, err)

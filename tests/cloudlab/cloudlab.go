@@ -112,6 +112,10 @@ func New(t testing.TB, o Options) *Topo {
 		// The cloud takes the first host address of the inside /30.
 		far := netip.MustParsePrefix(GWInside[i]).Addr().Next()
 		gw.AddAddr("lo", far.String()+"/32")
+		// The cloud's own LAN is reached directly, before charon's table 220: when the appliance negotiates
+		// 0.0.0.0/0 (route-based tunnels), kernel-libipsec routes everything into its tunnel there, the cloud
+		// LAN included, and traffic from the tunnel would go straight back into it.
+		gw.MustRun("ip", "rule", "add", "to", "10.2.0.0/24", "lookup", "main", "priority", "100")
 	}
 	// The cloud LAN: a bridge joining both gateways and the cloud host.
 	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}

@@ -140,7 +140,10 @@ type Child struct {
 	Mode         string   `vici:"mode"`
 	MarkIn       string   `vici:"mark_in"`
 	MarkOut      string   `vici:"mark_out"`
-	Inactivity   string   `vici:"inactivity"`
+	// IfIDIn and IfIDOut bind the CHILD_SA's SAs and policies to the xfrm interface with that if_id (decimal).
+	IfIDIn     string `vici:"if_id_in"`
+	IfIDOut    string `vici:"if_id_out"`
+	Inactivity string `vici:"inactivity"`
 }
 
 // Conn is one connection (IKE_SA configuration) for load-conn.

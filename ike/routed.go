@@ -1,0 +1,200 @@
+package ike
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"maps"
+	"net/netip"
+	"time"
+
+	"toride/dataplane/nft"
+	"toride/dataplane/xfrm"
+)
+
+// Route-based tunnels: where the kernel has ESP and xfrm interfaces, each tunnel is an xfrm interface bound by its
+// if_id to a CHILD_SA of 0.0.0.0/0 both ways, and the remote networks are routed into the interface of the tunnel
+// that should carry them. Moving traffic is one route replacement, and which tunnel carries it is read from the
+// routing table, never inferred from the order charon installed SAs in. Elsewhere (kernel-libipsec, or a kernel
+// without xfrm interfaces) the policy-based mode of failover.go runs.
+
+// Mode is how traffic enters the tunnels.
+type Mode string
+
+// The modes.
+const (
+	// ModeRouteBased routes traffic into one xfrm interface per tunnel.
+	ModeRouteBased Mode = "route-based"
+	// ModePolicyBased lets the tunnels' traffic selectors (IPsec policies) capture traffic.
+	ModePolicyBased Mode = "policy-based"
+)
+
+// tunnelLinks is the kernel side of route-based tunnels. *xfrm.Tunnels implements it.
+type tunnelLinks interface {
+	Set(want []xfrm.Interface) error
+	SetRoutes(want map[netip.Prefix]string) error
+	Routes() (map[netip.Prefix]string, error)
+	Close()
+}
+
+// ClampOwner is the owner of the engine's MSS clamps in the firewall.
+const ClampOwner = "ike"
+
+// ifIDs hands out the tunnels' if_ids: a hash of the tunnel's name, so that a tunnel keeps its if_id (and its
+// interface is not re-created) whatever other tunnels come and go; a collision takes the next free number.
+type ifIDs map[uint32]bool
+
+func (ids ifIDs) take(tunnel string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(tunnel))
+	id := h.Sum32() & 0x7fffffff
+	for id == 0 || ids[id] {
+		id = (id + 1) & 0x7fffffff
+	}
+	ids[id] = true
+	return id
+}
+
+// linkName is the interface name of a tunnel: its own name ("<connection>-t1") when that fits Linux's 15 bytes,
+// else one made of its if_id.
+func linkName(tunnel string, ifID uint32) string {
+	if len(tunnel) <= 15 {
+		return tunnel
+	}
+	return fmt.Sprintf("xfrm-%08x", ifID)
+}
+
+// applyLinks makes the kernel's tunnel interfaces and MSS clamps those of the plans.
+func (e *engine) applyLinks(ctx context.Context) error {
+	var links []xfrm.Interface
+	var clamps []nft.Clamp
+	for _, cp := range e.plans {
+		for _, tp := range cp.tunnels {
+			links = append(links, tp.link)
+			clamps = append(clamps, nft.Clamp{Interface: tp.link.Name, MSS: uint16(tp.mss)})
+		}
+	}
+	var errs []error
+	if err := e.links.Set(links); err != nil {
+		errs = append(errs, fmt.Errorf("tunnel interfaces: %w", err))
+	}
+	if e.firewall != nil {
+		h := hashOf(clamps)
+		if !e.clampsSet || h != e.clampsHash {
+			if err := e.firewall.SetClamps(ctx, ClampOwner, clamps); err != nil {
+				errs = append(errs, fmt.Errorf("MSS clamps: %w", err))
+			} else {
+				e.clampsHash, e.clampsSet = h, true
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// steerRoutes is steering in route-based mode, for every connection at once: the carrier of each is the tunnel
+// its remote networks are routed into, decide says where they should be, and one SetRoutes moves what must move.
+// Until a tunnel is healthy the routes point at the preferred one, whose interface drops what it cannot carry:
+// traffic for the remote networks never leaves unencrypted by another route.
+func (e *engine) steerRoutes(now time.Time) {
+	have, err := e.links.Routes()
+	if err != nil {
+		e.log.Warn("reading the tunnel routes failed", "err", err)
+		return
+	}
+	want := map[netip.Prefix]string{}
+	for _, cp := range e.plans {
+		cs := e.conns[cp.name]
+		if cs == nil || len(cp.remote) == 0 {
+			continue
+		}
+		views := make([]tunnelView, len(cp.tunnels))
+		for i, tp := range cp.tunnels {
+			if st := e.tunnels[tp.name]; st != nil {
+				views[i] = tunnelView{healthy: st.healthy, healthySince: st.healthySince}
+			}
+		}
+		cur := routedTo(cp, have)
+		target := cur
+		if d := decide(now, &cs.steer, views, cur, cp.failover.Preferred, cp.failover.HoldDown); d != nil {
+			target = d.target
+			e.countMove(cs, cp, cur, d)
+		} else if cur < 0 {
+			target = cp.failover.Preferred
+		}
+		for _, p := range cp.remote {
+			want[p.Masked()] = cp.tunnels[target].link.Name
+		}
+		cs.active = target
+	}
+	if maps.Equal(have, want) {
+		return
+	}
+	if err := e.links.SetRoutes(want); err != nil {
+		e.log.Warn("routing into the tunnels failed", "err", err)
+		e.setErr(fmt.Errorf("tunnel routes: %w", err))
+		// What the kernel has is what the status must say.
+		if have, err = e.links.Routes(); err == nil {
+			for _, cp := range e.plans {
+				if cs := e.conns[cp.name]; cs != nil && len(cp.remote) > 0 {
+					cs.active = routedTo(cp, have)
+				}
+			}
+		}
+	}
+}
+
+// routedTo returns the index of the tunnel all of a connection's remote networks are routed into, or -1 when
+// they are not all routed into one of its tunnels.
+func routedTo(cp *connPlan, routes map[netip.Prefix]string) int {
+	idx := -1
+	for n, p := range cp.remote {
+		i := -1
+		for j, tp := range cp.tunnels {
+			if routes[p.Masked()] == tp.link.Name {
+				i = j
+			}
+		}
+		if i < 0 || (n > 0 && i != idx) {
+			return -1
+		}
+		idx = i
+	}
+	return idx
+}
+
+// countMove counts and logs a steering decision.
+func (e *engine) countMove(cs *connState, cp *connPlan, cur int, d *decision) {
+	from, to := "none", cp.tunnels[d.target].name
+	if cur >= 0 {
+		from = cp.tunnels[cur].name
+	}
+	cs.steer.movedAway = d.target != cp.failover.Preferred
+	switch {
+	case d.failover:
+		cs.failovers++
+		if st := e.tunnels[from]; st != nil {
+			st.failovers++
+		}
+		e.log.Warn("failover", "connection", cp.name, "from", from, "to", to)
+	case d.failback:
+		cs.failbacks++
+		e.log.Info("failback after hold-down", "connection", cp.name, "from", from, "to", to)
+	default:
+		e.log.Info("steering traffic", "connection", cp.name, "from", from, "to", to)
+	}
+}
+
+// removeLinks takes the engine's routes, interfaces and clamps away (at shutdown).
+func (e *engine) removeLinks(ctx context.Context) {
+	if err := e.links.SetRoutes(nil); err != nil {
+		e.log.Warn("removing the tunnel routes", "err", err)
+	}
+	if err := e.links.Set(nil); err != nil {
+		e.log.Warn("removing the tunnel interfaces", "err", err)
+	}
+	if e.firewall != nil && e.clampsSet {
+		e.firewall.SetClamps(ctx, ClampOwner, nil)
+	}
+	e.links.Close()
+}
