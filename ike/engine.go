@@ -151,6 +151,8 @@ type tunnelState struct {
 	terminating  map[uint64]bool
 	failovers    uint64
 	restarts     uint64
+	kernel       kernelCounters // route-based mode: from the kernel's SAs
+	kernelEvents uint64         // hard expiries and acquires the kernel announced for the tunnel
 }
 
 type connState struct {
@@ -196,6 +198,8 @@ func (e *engine) run(ctx context.Context) {
 			e.received(ctx, ev, ok)
 		case ev := <-e.s.probes:
 			e.probed(ctx, ev)
+		case ev := <-e.s.kernel:
+			e.kernelEvent(ctx, ev)
 		case <-resync.C:
 			e.tick(ctx)
 		}

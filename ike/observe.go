@@ -100,6 +100,9 @@ func (e *engine) resync(ctx context.Context) {
 	}
 	// Events raised while list-sas ran announce installs it may already show: take their order first.
 	e.drainEvents()
+	if e.links != nil {
+		e.readKernelCounters()
+	}
 	var missed []missedNet
 	for name, st := range e.tunnels {
 		prev := st.nets

@@ -35,7 +35,54 @@ type tunnelLinks interface {
 	Set(want []xfrm.Interface) error
 	SetRoutes(want map[netip.Prefix]string) error
 	Routes() (map[netip.Prefix]string, error)
+	// Stats returns what the kernel counted per SA.
+	Stats() ([]xfrm.SAStats, error)
+	// Watch reports the kernel's SA expiries and acquires until ctx ends.
+	Watch(ctx context.Context, fn func(xfrm.Event)) error
 	Close()
+}
+
+// kernelCounters is what the kernel counted on a tunnel's SAs (those bound to its if_id), summed.
+type kernelCounters struct {
+	replayDrops, integrityFailures uint64
+}
+
+// readKernelCounters takes every tunnel's counters from the kernel's SAs. SAs that are gone take their counts
+// with them: the figures are those of the SAs the tunnel has now.
+func (e *engine) readKernelCounters() {
+	stats, err := e.links.Stats()
+	if err != nil {
+		e.log.Debug("reading the kernel's SA counters failed", "err", err)
+		return
+	}
+	byIfID := map[uint32]kernelCounters{}
+	for _, s := range stats {
+		c := byIfID[s.IfID]
+		c.replayDrops += uint64(s.ReplayDrops)
+		c.integrityFailures += uint64(s.IntegrityFailures)
+		byIfID[s.IfID] = c
+	}
+	for _, st := range e.tunnels {
+		st.kernel = byIfID[st.plan.link.IfID]
+	}
+}
+
+// kernelEvent handles what the kernel's XFRM monitor announced. A hard expiry or an acquire on one of the
+// tunnels' interfaces means a tunnel lacks the SA its traffic needs, now: look at charon at once instead of at
+// the next resync, so that the tunnel is judged and re-initiated without waiting.
+func (e *engine) kernelEvent(ctx context.Context, ev xfrm.Event) {
+	var st *tunnelState
+	for _, t := range e.tunnels {
+		if ev.IfID != 0 && t.plan.link.IfID == ev.IfID {
+			st = t
+		}
+	}
+	if st == nil || ev.Kind == xfrm.SoftExpired {
+		return // not ours, or a rekey charon is about to make
+	}
+	st.kernelEvents++
+	e.log.Info("kernel: "+ev.Kind.String(), "tunnel", st.plan.name, "spi", fmt.Sprintf("%#x", ev.SPI))
+	e.resync(ctx)
 }
 
 // ClampOwner is the owner of the engine's MSS clamps in the firewall.

@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"context"
 	"errors"
 	"maps"
 	"net/netip"
@@ -27,6 +28,7 @@ type fakeLinks struct {
 	created   int // interfaces made, over the whole test: a re-created one counts again
 	routeSets int
 	failRoute error // SetRoutes fails with it
+	stats     []xfrm.SAStats
 	closed    bool
 }
 
@@ -56,6 +58,11 @@ func (l *fakeLinks) SetRoutes(want map[netip.Prefix]string) error {
 
 func (l *fakeLinks) Routes() (map[netip.Prefix]string, error) { return maps.Clone(l.routes), nil }
 func (l *fakeLinks) Close()                                   { l.closed = true }
+func (l *fakeLinks) Stats() ([]xfrm.SAStats, error)           { return l.stats, nil }
+func (l *fakeLinks) Watch(ctx context.Context, _ func(xfrm.Event)) error {
+	<-ctx.Done()
+	return nil
+}
 
 // carrier is the index of the tunnel the routes lead into, or -1.
 func (l *fakeLinks) carrier(tunnels []TunnelStatus) int {
@@ -287,5 +294,39 @@ func TestRouteBasedIfIDsAndNames(t *testing.T) {
 	}
 	if n := linkName("aws-t1", 7); n != "aws-t1" {
 		t.Errorf("short name → %q", n)
+	}
+}
+
+// The kernel's counters reach the status per tunnel (by if_id), and a hard expiry on a tunnel's interface makes
+// the engine look at charon at once; one on an SA that is not a tunnel's, or a soft expiry, does not.
+func TestRouteBasedKernelCountersAndEvents(t *testing.T) {
+	h := newRouteHarness(t)
+	h.routedUp()
+	id1, id2 := h.links.ifaces[0].IfID, h.links.ifaces[1].IfID
+	h.links.stats = []xfrm.SAStats{
+		{IfID: id1, SPI: 1, ReplayDrops: 3, IntegrityFailures: 1},
+		{IfID: id1, SPI: 2, ReplayDrops: 2},
+		{IfID: id2, SPI: 3, IntegrityFailures: 7},
+		{IfID: 0, SPI: 4, ReplayDrops: 100}, // someone else's policy-based SA
+	}
+	h.tick()
+	c := h.conn()
+	if got := [4]uint64{c.Tunnels[0].ReplayDrops, c.Tunnels[0].IntegrityFailures, c.Tunnels[1].ReplayDrops,
+		c.Tunnels[1].IntegrityFailures}; got != [4]uint64{5, 1, 0, 7} {
+		t.Errorf("replay drops and integrity failures per tunnel %v, want [5 1 0 7]", got)
+	}
+	// Tunnel 2's SAs vanish without a word from charon; only the kernel's announcement tells.
+	sa := h.f.ikeByName(t2)
+	h.f.ikes = slices.DeleteFunc(h.f.ikes, func(s *fakeIKE) bool { return s == sa })
+	for _, ev := range []xfrm.Event{{Kind: xfrm.SoftExpired, IfID: id2}, {Kind: xfrm.Expired, IfID: 12345}} {
+		h.e.kernelEvent(h.ctx, ev)
+		h.settle()
+		h.wantStates("up", "up")
+	}
+	h.e.kernelEvent(h.ctx, xfrm.Event{Kind: xfrm.Expired, IfID: id2, SPI: 3})
+	h.settle()
+	h.wantStates("up", "down")
+	if n := h.conn().Tunnels[1].KernelEvents; n != 1 {
+		t.Errorf("tunnel 2 counted %d kernel events, want 1", n)
 	}
 }

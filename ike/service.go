@@ -76,7 +76,8 @@ type Service struct {
 	sup    *charon.Supervisor
 	reqs   chan setRequest
 	probes chan probeEvent
-	ready  chan struct{} // receives (coalesced) when the engine (re)connects to charon
+	kernel chan xfrm.Event // the kernel's XFRM monitor (route-based mode)
+	ready  chan struct{}   // receives (coalesced) when the engine (re)connects to charon
 	status atomic.Pointer[Status]
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -161,8 +162,31 @@ func New(ctx context.Context, opts Opts) (*Service, error) {
 	s.sup = sup
 	ectx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
+	if links != nil {
+		go s.watchKernel(ectx, links)
+	}
 	go e.run(ectx)
 	return s, nil
+}
+
+// watchKernel passes the kernel's XFRM monitor events to the engine until ctx ends, re-opening the monitor when
+// it fails (after an overrun the engine's periodic resync has caught up anyway).
+func (s *Service) watchKernel(ctx context.Context, links tunnelLinks) {
+	for ctx.Err() == nil {
+		err := links.Watch(ctx, func(ev xfrm.Event) {
+			select {
+			case s.kernel <- ev:
+			default: // the engine is busy; the next resync sees what this event would have shown
+			}
+		})
+		if err != nil {
+			s.opts.Logger.Warn("XFRM monitor", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // newService makes a Service and its engine, which has published its first Status but is not running yet.
@@ -171,6 +195,7 @@ func newService(opts Opts, deps engineDeps) (*Service, *engine) {
 		opts:   opts,
 		reqs:   make(chan setRequest),
 		probes: make(chan probeEvent, 256),
+		kernel: make(chan xfrm.Event, 64),
 		ready:  make(chan struct{}, 1),
 		done:   make(chan struct{}),
 	}

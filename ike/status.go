@@ -74,9 +74,15 @@ type TunnelStatus struct {
 	PacketsOut    uint64 `json:"packets_out"`
 	// Failovers counts how often traffic left this tunnel because it was unhealthy; Restarts how often the
 	// engine tore it down and re-initiated it because its data path was dead.
-	Failovers  uint64    `json:"failovers"`
-	Restarts   uint64    `json:"restarts"`
-	LastChange time.Time `json:"last_change,omitzero"`
+	Failovers uint64 `json:"failovers"`
+	Restarts  uint64 `json:"restarts"`
+	// ReplayDrops and IntegrityFailures are what the kernel dropped on the tunnel's current SAs as replayed (or
+	// outside the window) and as failing their integrity check; KernelEvents counts the hard expiries and
+	// acquires it announced for the tunnel. Route-based mode only.
+	ReplayDrops       uint64    `json:"replay_drops,omitempty"`
+	IntegrityFailures uint64    `json:"integrity_failures,omitempty"`
+	KernelEvents      uint64    `json:"kernel_events,omitempty"`
+	LastChange        time.Time `json:"last_change,omitzero"`
 }
 
 // publish stores a new Status snapshot.
@@ -144,6 +150,7 @@ func (t *tunnelState) fill(ts *TunnelStatus) {
 	ts.ProbesSent = t.sent
 	ts.ProbeAnswered = t.answered
 	ts.Failovers, ts.Restarts, ts.LastChange = t.failovers, t.restarts, t.lastChange
+	ts.ReplayDrops, ts.IntegrityFailures, ts.KernelEvents = t.kernel.replayDrops, t.kernel.integrityFailures, t.kernelEvents
 }
 
 func saState(sa *vici.IKESA) string {
