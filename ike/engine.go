@@ -117,6 +117,7 @@ type engine struct {
 	fwSet      bool
 	clampsHash [32]byte
 	clampsSet  bool
+	staleCut   time.Time // when the running charon started: SAs older than that are a dead charon's
 	applied    bool
 	lastErr    string
 
@@ -153,6 +154,7 @@ type tunnelState struct {
 	restarts     uint64
 	kernel       kernelCounters // route-based mode: from the kernel's SAs
 	kernelEvents uint64         // hard expiries and acquires the kernel announced for the tunnel
+	staleGone    bool           // the SAs a dead charon left on the tunnel's interface were removed
 }
 
 type connState struct {
@@ -254,6 +256,7 @@ func (e *engine) connect(ctx context.Context) {
 	e.lineages = newLineages()
 	for _, st := range e.tunnels {
 		st.tunnelSAs = tunnelSAs{}
+		st.staleGone = false
 		st.terminating = map[uint64]bool{}
 		st.lastInit = map[string]time.Time{}
 		st.absentSince, st.promotedAt, st.seenIKE = time.Time{}, time.Time{}, false
@@ -264,6 +267,7 @@ func (e *engine) connect(ctx context.Context) {
 			e.log.Warn("reloading charon failed", "err", err)
 		}
 	}
+	e.staleCut = h.Since
 	e.unloadStrays(cctx)
 	select {
 	case e.s.ready <- struct{}{}:
@@ -316,6 +320,7 @@ func (e *engine) evaluate(ctx context.Context) {
 		e.judge(ctx, now, st)
 	}
 	if e.mode == ModeRouteBased {
+		e.removeStaleSAs()
 		e.steerRoutes(now)
 		return
 	}

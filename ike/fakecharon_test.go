@@ -90,6 +90,7 @@ func (f *fakeCharon) start() {
 	f.reset()
 	f.dropSession()
 	f.health.State = charon.StateRunning
+	f.health.Since = f.now()
 	f.health.Starts++
 	f.health.PID = 1000 + f.health.Starts
 	f.signal()

@@ -39,6 +39,8 @@ type tunnelLinks interface {
 	Stats() ([]xfrm.SAStats, error)
 	// Watch reports the kernel's SA expiries and acquires until ctx ends.
 	Watch(ctx context.Context, fn func(xfrm.Event)) error
+	// RemoveStale deletes the SAs of the listed if_ids installed before the given time.
+	RemoveStale(ifIDs []uint32, before time.Time) (int, error)
 	Close()
 }
 
@@ -244,4 +246,25 @@ func (e *engine) removeLinks(ctx context.Context) {
 		e.firewall.SetClamps(ctx, ClampOwner, nil)
 	}
 	e.links.Close()
+}
+
+// removeStaleSAs deletes the SAs a charon that died without cleaning up left on a tunnel's interface: those
+// installed before the running charon started. They would otherwise stay until their lifetime ends (an hour),
+// counted on the tunnel. It waits for the tunnel's new CHILD_SA: the dead charon's policies stay until the new
+// charon replaces them, and without an SA they would meanwhile send the tunnel's traffic to charon as acquires,
+// which it answers with a second CHILD_SA.
+func (e *engine) removeStaleSAs() {
+	for _, st := range e.tunnels {
+		if st.staleGone || len(st.nets) == 0 {
+			continue
+		}
+		st.staleGone = true
+		n, err := e.links.RemoveStale([]uint32{st.plan.link.IfID}, e.staleCut)
+		if err != nil {
+			e.log.Warn("removing a dead charon's SAs", "tunnel", st.plan.name, "err", err)
+		}
+		if n > 0 {
+			e.log.Info("removed SAs a dead charon left in the kernel", "tunnel", st.plan.name, "count", n)
+		}
+	}
 }

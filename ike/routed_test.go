@@ -29,6 +29,7 @@ type fakeLinks struct {
 	routeSets int
 	failRoute error // SetRoutes fails with it
 	stats     []xfrm.SAStats
+	stale     []time.Time // the cut of every RemoveStale
 	closed    bool
 }
 
@@ -59,6 +60,10 @@ func (l *fakeLinks) SetRoutes(want map[netip.Prefix]string) error {
 func (l *fakeLinks) Routes() (map[netip.Prefix]string, error) { return maps.Clone(l.routes), nil }
 func (l *fakeLinks) Close()                                   { l.closed = true }
 func (l *fakeLinks) Stats() ([]xfrm.SAStats, error)           { return l.stats, nil }
+func (l *fakeLinks) RemoveStale(_ []uint32, before time.Time) (int, error) {
+	l.stale = append(l.stale, before)
+	return 0, nil
+}
 func (l *fakeLinks) Watch(ctx context.Context, _ func(xfrm.Event)) error {
 	<-ctx.Done()
 	return nil
@@ -239,12 +244,22 @@ func TestRouteBasedCharonRestart(t *testing.T) {
 	h.routedUp()
 	created, ifaces := h.links.created, slices.Clone(h.links.ifaces)
 	mark := h.mark()
+	h.advance(time.Second)
 	h.f.start()
 	h.settle()
+	stale := len(h.links.stale)
 	h.wantCalls(mark, "initiate", "initiate "+t1net, "initiate "+t2net)
 	h.wantRoute(t1)
 	h.complete()
 	h.wantStates("up", "up")
+	// The dead charon's SAs go once the new ones are in (not before: its policies would turn traffic into
+	// acquires), one removal per tunnel, up to the new charon's start.
+	if stale != 2 {
+		t.Errorf("%d removals before the new SAs were installed", stale-2)
+	}
+	if got := h.links.stale[2:]; len(got) != 2 || !got[0].Equal(h.f.health.Since) || !got[1].Equal(h.f.health.Since) {
+		t.Errorf("the dead charon's SAs were not removed up to the new charon's start (%v): %v", h.f.health.Since, got)
+	}
 	if h.links.created != created || !slices.Equal(h.links.ifaces, ifaces) {
 		t.Errorf("a charon restart re-created interfaces: %v, was %v", h.links.ifaces, ifaces)
 	}

@@ -135,7 +135,7 @@ func TestIPsecKernelESP(t *testing.T) {
 	tp.WaitPing(lab.Within(t, 30*time.Second), t)
 
 	// charon is killed: the supervisor starts a new one, which brings the tunnels back on the same interfaces
-	// (not re-created: same index), with the routes where they were.
+	// (not re-created: same index), with the routes where they were, and the SAs the dead one left are removed.
 	st = ipsecNow(t, d)
 	indexes := []int{links[0].Attrs().Index, links[1].Attrs().Index}
 	routed := routeInto(t, tp)
@@ -151,6 +151,19 @@ func TestIPsecKernelESP(t *testing.T) {
 	links = tunnelLinks(t, tp, ipsecNow(t, d))
 	if got := []int{links[0].Attrs().Index, links[1].Attrs().Index}; !slices.Equal(got, indexes) {
 		t.Errorf("interfaces re-created by a charon restart: indexes %v, were %v", got, indexes)
+	}
+	// The dead charon's SAs are gone: one pair per tunnel, the new charon's.
+	for _, l := range links {
+		id := l.(*netlink.Xfrmi).Ifid
+		if err := lab.WaitFor(lab.Within(t, 10*time.Second), 200*time.Millisecond, func() error {
+			if n := kernelSAs(t, tp, id); n != 2 {
+				return fmt.Errorf("%d kernel SAs on %s, want the new charon's pair", n, l.Attrs().Name)
+			}
+			return nil
+		}); err != nil {
+			tp.Diagnose(t)
+			t.Error(err)
+		}
 	}
 	if now := routeInto(t, tp); now != routed {
 		t.Errorf("after a charon restart the cloud LAN is routed into %q, was %q", now, routed)

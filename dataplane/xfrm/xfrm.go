@@ -25,6 +25,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 )
 
 // ErrXFRM is wrapped by every error of the package.
@@ -78,6 +79,7 @@ type kernel interface {
 	replaceRoute(dst netip.Prefix, ifname string) error
 	removeRoute(dst netip.Prefix, ifname string) error
 	states() ([]SAStats, error)
+	removeSA(s SAStats) error
 	close()
 }
 
@@ -87,8 +89,9 @@ type SAStats struct {
 	SPI               uint32
 	IfID              uint32 // 0 for an SA of a policy-based tunnel
 	Bytes, Packets    uint64
-	ReplayDrops       uint32 // packets dropped as replays or out of the window
-	IntegrityFailures uint32 // packets whose ICV did not verify
+	ReplayDrops       uint32    // packets dropped as replays or out of the window
+	IntegrityFailures uint32    // packets whose ICV did not verify
+	Added             time.Time // when it was installed (to the second)
 }
 
 // Tunnels programs the xfrm interfaces of one network namespace.
@@ -190,6 +193,34 @@ func (t *Tunnels) Stats() ([]SAStats, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.k.states()
+}
+
+// RemoveStale deletes the ESP SAs bound to one of ifIDs that were installed before the given time, and returns
+// how many it deleted. A charon that dies without a chance to clean up (SIGKILL, a crash) leaves its SAs in the
+// kernel until their lifetime ends; its successor negotiates new ones and knows nothing of them. Called with the
+// moment the running charon started, it removes exactly those: an SA the running charon made is never older. SAs
+// installed in that same second are left alone, as are those of interfaces not listed (not this appliance's).
+func (t *Tunnels) RemoveStale(ifIDs []uint32, before time.Time) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	all, err := t.k.states()
+	if err != nil {
+		return 0, err
+	}
+	cut := before.Truncate(time.Second)
+	n := 0
+	var errs []error
+	for _, s := range all {
+		if s.IfID == 0 || !slices.Contains(ifIDs, s.IfID) || !s.Added.Before(cut) {
+			continue
+		}
+		if err := t.k.removeSA(s); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
 }
 
 // SetRoutes makes the namespace's tunnel routes exactly want: each prefix routed into the named interface, which

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -233,7 +234,17 @@ func (k *netlinkKernel) states() ([]SAStats, error) {
 		dst, _ := netip.AddrFromSlice(s.Dst)
 		out = append(out, SAStats{Src: src.Unmap(), Dst: dst.Unmap(), SPI: uint32(s.Spi), IfID: uint32(s.Ifid),
 			Bytes: s.Statistics.Bytes, Packets: s.Statistics.Packets,
-			ReplayDrops: s.Statistics.Replay, IntegrityFailures: s.Statistics.Failed})
+			ReplayDrops: s.Statistics.Replay, IntegrityFailures: s.Statistics.Failed,
+			Added: time.Unix(int64(s.Statistics.AddTime), 0)})
 	}
 	return out, nil
+}
+
+func (k *netlinkKernel) removeSA(s SAStats) error {
+	err := k.h.XfrmStateDel(&netlink.XfrmState{Src: s.Src.AsSlice(), Dst: s.Dst.AsSlice(), Proto: netlink.XFRM_PROTO_ESP,
+		Spi: int(s.SPI), Ifid: int(s.IfID)})
+	if err != nil && !errors.Is(err, unix.ESRCH) {
+		return fmt.Errorf("%w: delete SA %#x to %s: %v", ErrXFRM, s.SPI, s.Dst, err)
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // fakeKernel is the kernel's links in memory, recording every change Set asks for.
@@ -17,6 +18,7 @@ type fakeKernel struct {
 	rp      map[string]bool
 	calls   []string
 	failAdd error
+	sas     []SAStats
 }
 
 func newFake(ls ...link) *fakeKernel {
@@ -104,8 +106,13 @@ func (f *fakeKernel) removeRoute(dst netip.Prefix, ifname string) error {
 	delete(f.rts, dst)
 	return nil
 }
-func (f *fakeKernel) states() ([]SAStats, error) { return nil, nil }
-func (f *fakeKernel) close()                     {}
+func (f *fakeKernel) states() ([]SAStats, error) { return slices.Clone(f.sas), nil }
+func (f *fakeKernel) removeSA(s SAStats) error {
+	f.call("delete SA %#x", s.SPI)
+	f.sas = slices.DeleteFunc(f.sas, func(x SAStats) bool { return x.SPI == s.SPI })
+	return nil
+}
+func (f *fakeKernel) close() {}
 
 var (
 	tun1 = Interface{Name: "xfrm-aws-1", IfID: 11, MTU: 1436, Address: netip.MustParsePrefix("169.254.10.2/30")}
@@ -242,5 +249,33 @@ func TestSetRoutesMovesOnlyWhatChanged(t *testing.T) {
 		if err := tn.SetRoutes(bad); err == nil || !errors.Is(err, ErrXFRM) {
 			t.Errorf("SetRoutes(%v) = %v, want an error", bad, err)
 		}
+	}
+}
+
+// RemoveStale deletes only the SAs of the listed interfaces installed before the cut (to the second): never a
+// policy-based SA, another interface's, or one the running charon may have made.
+func TestRemoveStaleSAs(t *testing.T) {
+	start := time.Date(2026, 3, 1, 9, 0, 0, 500e6, time.UTC)
+	old, same, later := start.Add(-10*time.Second).Truncate(time.Second), start.Truncate(time.Second), start.Add(time.Second)
+	f := newFake()
+	f.sas = []SAStats{
+		{SPI: 1, IfID: 7, Added: old},  // the dead charon's: goes
+		{SPI: 2, IfID: 8, Added: old},  // the dead charon's, other tunnel: goes
+		{SPI: 3, IfID: 7, Added: same}, // same second as the start: unknown, stays
+		{SPI: 4, IfID: 7, Added: later},
+		{SPI: 5, IfID: 0, Added: old}, // policy-based, not ours to judge
+		{SPI: 6, IfID: 9, Added: old}, // an interface not listed
+	}
+	tn := &Tunnels{k: f}
+	n, err := tn.RemoveStale([]uint32{7, 8}, start)
+	if err != nil || n != 2 {
+		t.Fatalf("RemoveStale = %d, %v; want 2", n, err)
+	}
+	var left []uint32
+	for _, s := range f.sas {
+		left = append(left, s.SPI)
+	}
+	if !slices.Equal(left, []uint32{3, 4, 5, 6}) {
+		t.Errorf("SAs left: %v, want [3 4 5 6]", left)
 	}
 }
