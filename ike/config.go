@@ -1,6 +1,7 @@
 package ike
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -286,12 +287,8 @@ func (c *Config) FillDefaults() {
 
 // FillDefaults sets the connection's unset fields that have a default, its tunnels' included.
 func (c *Connection) FillDefaults() {
-	if c.Routing == "" {
-		c.Routing = RoutingStatic
-	}
-	if c.StartAction == "" {
-		c.StartAction = StartupStart
-	}
+	c.Routing = cmp.Or(c.Routing, RoutingStatic)
+	c.StartAction = cmp.Or(c.StartAction, StartupStart)
 	c.BGP.FillDefaults()
 	c.Keepalive.FillDefaults()
 	c.Failover.FillDefaults()
@@ -307,75 +304,43 @@ func (c *Connection) FillDefaults() {
 
 // FillDefaults sets the unset BGP fields that have a default.
 func (b *BGP) FillDefaults() {
-	if b.RemoteASN == 0 {
-		b.RemoteASN = DefaultRemoteASN
-	}
-	if b.HoldTime == 0 {
-		b.HoldTime = Duration(DefaultBGPHoldTime)
-	}
+	b.RemoteASN = cmp.Or(b.RemoteASN, DefaultRemoteASN)
+	b.HoldTime = cmp.Or(b.HoldTime, Duration(DefaultBGPHoldTime))
 }
 
 // FillDefaults sets the unset keepalive fields; the timeout is at most the interval.
 func (k *Keepalive) FillDefaults() {
-	if k.Interval == 0 {
-		k.Interval = Duration(DefaultProbeInterval)
-	}
-	if k.Timeout == 0 {
-		k.Timeout = min(Duration(DefaultProbeTimeout), k.Interval)
-	}
-	if k.DownAfter == 0 {
-		k.DownAfter = DefaultProbeDownAfter
-	}
+	k.Interval = cmp.Or(k.Interval, Duration(DefaultProbeInterval))
+	k.Timeout = cmp.Or(k.Timeout, min(Duration(DefaultProbeTimeout), k.Interval))
+	k.DownAfter = cmp.Or(k.DownAfter, DefaultProbeDownAfter)
 }
 
 // FillDefaults sets the hold-down when unset. The preferred tunnel's default depends on the connection's tunnels:
 // Connection.FillDefaults sets it.
 func (f *Failover) FillDefaults() {
-	if f.HoldDown == 0 {
-		f.HoldDown = Duration(DefaultHoldDown)
-	}
+	f.HoldDown = cmp.Or(f.HoldDown, Duration(DefaultHoldDown))
 }
 
 // FillDefaults sets the unset DPD fields.
 func (d *DPD) FillDefaults() {
-	if d.Delay == 0 {
-		d.Delay = Duration(DefaultDPDDelay)
-	}
-	if d.Timeout == 0 {
-		d.Timeout = Duration(DefaultDPDTimeout)
-	}
-	if d.Action == "" {
-		d.Action = DPDRestart
-	}
+	d.Delay = cmp.Or(d.Delay, Duration(DefaultDPDDelay))
+	d.Timeout = cmp.Or(d.Timeout, Duration(DefaultDPDTimeout))
+	d.Action = cmp.Or(d.Action, DPDRestart)
 }
 
 // FillDefaults sets the tunnel's unset fields that have a default: the proposals, the timers, and the probe
 // target (the cloud's inside address).
 func (t *Tunnel) FillDefaults() {
-	if t.IKEVersion == 0 {
-		t.IKEVersion = 2
-	}
+	t.IKEVersion = cmp.Or(t.IKEVersion, 2)
 	t.IKE.fill(DefaultIKE())
 	t.ESP.fill(DefaultESP())
-	if t.RekeyMargin == 0 {
-		t.RekeyMargin = Duration(DefaultRekeyMargin)
-	}
-	if t.RekeyFuzz == 0 {
-		t.RekeyFuzz = DefaultRekeyFuzz
-	}
-	if t.ReplayWindow == 0 {
-		t.ReplayWindow = DefaultReplayWindow
-	}
-	if t.MTU == 0 {
-		t.MTU = DefaultTunnelMTU
-	}
-	if t.TCPMSS == 0 {
-		t.TCPMSS = DefaultTCPMSS
-	}
+	t.RekeyMargin = cmp.Or(t.RekeyMargin, Duration(DefaultRekeyMargin))
+	t.RekeyFuzz = cmp.Or(t.RekeyFuzz, DefaultRekeyFuzz)
+	t.ReplayWindow = cmp.Or(t.ReplayWindow, DefaultReplayWindow)
+	t.MTU = cmp.Or(t.MTU, DefaultTunnelMTU)
+	t.TCPMSS = cmp.Or(t.TCPMSS, DefaultTCPMSS)
 	t.DPD.FillDefaults()
-	if t.NATTraversal == "" {
-		t.NATTraversal = NATTAuto
-	}
+	t.NATTraversal = cmp.Or(t.NATTraversal, NATTAuto)
 	if t.LocalID == "" && t.LocalAddress.IsValid() {
 		t.LocalID = t.LocalAddress.String()
 	}
@@ -396,9 +361,7 @@ func (p *Phase) fill(d Phase) {
 	if len(p.DHGroups) == 0 {
 		p.DHGroups = d.DHGroups
 	}
-	if p.Lifetime == 0 {
-		p.Lifetime = d.Lifetime
-	}
+	p.Lifetime = cmp.Or(p.Lifetime, d.Lifetime)
 }
 
 // Clone returns a deep copy of c.

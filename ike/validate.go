@@ -74,10 +74,23 @@ type ValidateOptions struct {
 // connection is only checked for its shape (its tunnels), since it is not loaded.
 func (c Config) Validate() error { return c.ValidateWith(ValidateOptions{}) }
 
-// ValidateWith is Validate that also checks overlaps with prefixes used elsewhere on the appliance.
+// ValidateWith is Validate that also checks overlaps with prefixes used elsewhere on the appliance. It reports
+// the problems of Problems, the shape's first.
 func (c Config) ValidateWith(opts ValidateOptions) error {
-	v := &validator{}
+	shape, rules := c.Problems(opts)
+	if len(shape)+len(rules) == 0 {
+		return nil
+	}
+	return &ValidationError{Errors: append(shape, rules...)}
+}
+
+// Problems returns every problem of c (after Normalize) in two parts: shape, what every connection needs whether
+// it is loaded or not (one or two tunnels, a preferred one among them), and rules, the cloud's rules and the
+// engine's limits, which only the enabled connections are held to. Each part is in the order of the connections'
+// names. The appliance reports the shape with the rest of its configuration's structure and the rules last.
+func (c Config) Problems(opts ValidateOptions) (shape, rules []*FieldError) {
 	n := c.Normalize()
+	s, r := &validator{}, &validator{}
 	remotes := map[netip.Addr]string{}
 	insides := map[netip.Prefix]string{}
 	for _, name := range slices.Sorted(maps.Keys(n.Connections)) {
@@ -86,11 +99,11 @@ func (c Config) ValidateWith(opts ValidateOptions) error {
 			continue
 		}
 		path := "connections." + name
-		v.shape(path, conn)
+		s.shape(path, conn)
 		if conn.Disable {
 			continue
 		}
-		v.connection(path, name, conn, opts)
+		r.connection(path, name, conn, opts)
 		for _, tn := range conn.TunnelNames() {
 			t := conn.Tunnels[tn]
 			if t == nil {
@@ -99,7 +112,7 @@ func (c Config) ValidateWith(opts ValidateOptions) error {
 			tpath := path + ".tunnels." + tn
 			if t.RemoteAddress.IsValid() {
 				if prev, dup := remotes[t.RemoteAddress]; dup {
-					v.add(tpath+".remote-address", t.RemoteAddress.String(),
+					r.add(tpath+".remote-address", t.RemoteAddress.String(),
 						"another tunnel ("+prev+") already uses this cloud endpoint",
 						"each tunnel needs its own remote outside address")
 				} else {
@@ -108,7 +121,7 @@ func (c Config) ValidateWith(opts ValidateOptions) error {
 			}
 			if t.InsideCIDR.IsValid() {
 				if prev, dup := insides[t.InsideCIDR.Masked()]; dup {
-					v.add(tpath+".inside-cidr", t.InsideCIDR.String(),
+					r.add(tpath+".inside-cidr", t.InsideCIDR.String(),
 						"another tunnel ("+prev+") already uses this inside CIDR",
 						"inside CIDRs must be unique on the appliance")
 				} else {
@@ -117,10 +130,7 @@ func (c Config) ValidateWith(opts ValidateOptions) error {
 			}
 		}
 	}
-	if len(v.errs) == 0 {
-		return nil
-	}
-	return &ValidationError{Errors: v.errs}
+	return s.errs, r.errs
 }
 
 type validator struct{ errs []*FieldError }

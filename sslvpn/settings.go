@@ -1,6 +1,7 @@
 package sslvpn
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"net/netip"
@@ -146,52 +147,30 @@ func (s *Settings) FillDefaults() {
 
 // FillDefaults sets the server's unset fields that have a default, its protocols' included.
 func (s *ServerSettings) FillDefaults() {
-	if s.Topology == "" {
-		s.Topology = pool.Subnet
-	}
-	if s.Flavor == "" {
-		s.Flavor = FlavorSmall
-	}
-	if s.MaxSessions == 0 {
-		s.MaxSessions = s.Flavor.Sessions()
-	}
-	if s.MaxPerUser == 0 {
-		s.MaxPerUser = min(DefaultUserSessions, s.MaxSessions)
-	}
+	s.Topology = cmp.Or(s.Topology, pool.Subnet)
+	s.Flavor = cmp.Or(s.Flavor, FlavorSmall)
+	s.MaxSessions = cmp.Or(s.MaxSessions, s.Flavor.Sessions())
+	s.MaxPerUser = cmp.Or(s.MaxPerUser, min(DefaultUserSessions, s.MaxSessions))
 	if len(s.Ciphers) == 0 {
 		s.Ciphers = []Cipher{AES256GCM, AES128GCM, CHACHA20POLY1305, AES256CBC, AES128CBC}
 	}
-	if s.AddressGrace == 0 {
-		s.AddressGrace = 300
-	}
-	if s.IdleTimeout == 0 {
-		s.IdleTimeout = 1800
-	}
-	if s.SessionTimeout == 0 {
-		s.SessionTimeout = 86400
-	}
+	s.AddressGrace = cmp.Or(s.AddressGrace, 300)
+	s.IdleTimeout = cmp.Or(s.IdleTimeout, 1800)
+	s.SessionTimeout = cmp.Or(s.SessionTimeout, 86400)
 	s.OpenVPN.FillDefaults()
 	s.AnyConnect.FillDefaults()
 }
 
 // FillDefaults sets the OpenVPN ports (TCP 443, UDP 1194) and digest (sha1) when unset.
 func (o *OpenVPNSettings) FillDefaults() {
-	if o.TCPPort == 0 {
-		o.TCPPort = 443
-	}
-	if o.UDPPort == 0 {
-		o.UDPPort = 1194
-	}
-	if o.Auth == "" {
-		o.Auth = "sha1"
-	}
+	o.TCPPort = cmp.Or(o.TCPPort, 443)
+	o.UDPPort = cmp.Or(o.UDPPort, 1194)
+	o.Auth = cmp.Or(o.Auth, "sha1")
 }
 
 // FillDefaults sets the AnyConnect port (443) when unset.
 func (a *AnyConnectSettings) FillDefaults() {
-	if a.Port == 0 {
-		a.Port = 443
-	}
+	a.Port = cmp.Or(a.Port, 443)
 }
 
 // LimitName is how the server's session limit is named to a refused client: its flavor, or its max-sessions when

@@ -200,6 +200,14 @@ func (f *API) change(ctx context.Context, comment string, fn func(c *config.Conf
 	return err
 }
 
+// noContent answers a request whose change has nothing to show: 204 No Content, or the change's error.
+func noContent(err error) (any, error) {
+	if err != nil {
+		return nil, err
+	}
+	return api.Reply{Status: http.StatusNoContent}, nil
+}
+
 // ---- VPN services ----
 
 func (f *API) createService(r *http.Request) (any, error) {
@@ -275,13 +283,9 @@ func (f *API) deleteService(r *http.Request) (any, error) {
 			return nil, conflict("VPN service %s is used by SSL-VPN connection %s (%s); delete that first", name, sname, srv.ID)
 		}
 	}
-	err := f.change(r.Context(), "delete VPN service "+name, func(c *config.Config) error {
+	return noContent(f.change(r.Context(), "delete VPN service "+name, func(c *config.Config) error {
 		return c.Delete([]string{"sslvpn", "services", name})
-	})
-	if err != nil {
-		return nil, err
-	}
-	return api.Reply{Status: http.StatusNoContent}, nil
+	}))
 }
 
 // ---- connections ----
@@ -379,13 +383,9 @@ func (f *API) deleteConnection(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	err = f.change(r.Context(), "delete SSL-VPN connection "+name, func(c *config.Config) error {
+	return noContent(f.change(r.Context(), "delete SSL-VPN connection "+name, func(c *config.Config) error {
 		return c.Delete([]string{"sslvpn", "servers", name})
-	})
-	if err != nil {
-		return nil, err
-	}
-	return api.Reply{Status: http.StatusNoContent}, nil
+	}))
 }
 
 // ---- OTP ----
@@ -436,16 +436,12 @@ func (f *API) deleteOTP(r *http.Request) (any, error) {
 	if u := f.Store.Running().Users[user]; u == nil || u.OTPKey == "" {
 		return nil, notFound("no OTP key is issued to user %s", user)
 	}
-	err := f.change(r.Context(), "delete the OTP key of "+user, func(c *config.Config) error {
+	return noContent(f.change(r.Context(), "delete the OTP key of "+user, func(c *config.Config) error {
 		if u := c.Users[user]; u != nil {
 			u.OTPKey = ""
 		}
 		return nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	return api.Reply{Status: http.StatusNoContent}, nil
+	}))
 }
 
 // ---- certificates ----

@@ -322,6 +322,29 @@ set system static-routes 0.0.0.0/0 next-hop 203.0.113.1`,
 			},
 		},
 		{
+			// The order problems are reported in: the schema, the system, the IPsec connections' shape, the SSL-VPN,
+			// users, PKI, API, and the IPsec engine's rules last.
+			name: "order of the sections",
+			lines: `set system host-name 'bad_name'
+set ipsec connections aws local-network 10.50.0.0/24
+set ipsec connections aws remote-network 172.31.0.0/16
+set ipsec connections aws failover preferred tunnel9
+set ipsec connections aws tunnels t1 local-address 198.51.100.10
+set ipsec connections aws tunnels t1 remote-address 203.0.113.11
+set ipsec connections aws tunnels t1 pre-shared-key short
+set ipsec connections aws tunnels t1 inside-cidr 169.254.10.0/30
+set sslvpn servers main pool 10.8.0.0/24
+set api https listen-address 192.168.1.1`,
+			want: []string{
+				`system.host-name: "bad_name" is not a host name; use letters, digits and '-', at most 63, e.g. branch-gw1`,
+				`ipsec.connections.aws.failover.preferred: no tunnel "tunnel9" in this connection; use one of: t1`,
+				"sslvpn.servers.main.service: a server needs the VPN service it serves; set sslvpn servers main service NAME (an sslvpn services entry)",
+				"sslvpn.servers.main.ca: a server needs the CA that issues its client certificates; set sslvpn servers main ca NAME (a pki ca entry)",
+				"api.https.listen-address: HTTPS is on but no API key would be accepted; add a key with `toride generate api-key NAME`, or delete api https",
+				"ipsec.connections.aws.tunnels.t1.pre-shared-key: a pre-shared key must be 8–64 characters of letters, digits, '.' and '_'; use the key the cloud generated, or generate one of 32 such characters",
+			},
+		},
+		{
 			name:  "api https without keys",
 			lines: `set api https listen-address 192.168.1.1`,
 			want:  []string{"api.https.listen-address: HTTPS is on but no API key would be accepted; add a key with `toride generate api-key NAME`, or delete api https"},

@@ -3,6 +3,8 @@ package config
 import (
 	"strings"
 	"testing"
+
+	"toride/ike"
 )
 
 func TestIPsecValidationSpeaksConfigurationPaths(t *testing.T) {
@@ -47,6 +49,36 @@ set sslvpn servers main pool 10.50.0.0/25
 	for _, p := range ps {
 		if p.Fix == "" {
 			t.Errorf("%s has no fix", p.Path)
+		}
+	}
+}
+
+// TestProbeTimeoutDefaultFollowsTheInterval: an unset probe timeout is 2 s, or the interval when that is shorter,
+// so a 1 s interval with no timeout commits (the timeout may not exceed the interval) instead of being refused
+// with a fix that says to leave the timeout empty.
+func TestProbeTimeoutDefaultFollowsTheInterval(t *testing.T) {
+	const conn = `
+set ipsec connections aws local-network 10.50.0.0/24
+set ipsec connections aws remote-network 172.31.0.0/16
+set ipsec connections aws tunnels tunnel1 local-address 198.51.100.10
+set ipsec connections aws tunnels tunnel1 remote-address 203.0.113.11
+set ipsec connections aws tunnels tunnel1 pre-shared-key Good.psk_one_2345
+set ipsec connections aws tunnels tunnel1 inside-cidr 169.254.10.0/30
+`
+	for _, tc := range []struct {
+		interval string
+		want     ike.Duration
+	}{
+		{"", ike.Seconds(2)},
+		{"set ipsec connections aws keepalive interval 7", ike.Seconds(2)},
+		{"set ipsec connections aws keepalive interval 1", ike.Seconds(1)},
+	} {
+		e := mustParse(t, conn+tc.interval).WithDefaults()
+		if got := e.IPsec.Connections["aws"].Keepalive.Timeout; got != tc.want {
+			t.Errorf("%q: timeout %s, want %s", tc.interval, got, tc.want)
+		}
+		if ps := Validate(e); ps != nil {
+			t.Errorf("%q: %v", tc.interval, ps)
 		}
 	}
 }

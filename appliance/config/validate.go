@@ -4,7 +4,6 @@ import (
 	"crypto/x509"
 	"encoding/base32"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"net/netip"
 	"reflect"
@@ -43,17 +42,20 @@ func (ps Problems) Error() string {
 	return fmt.Sprintf("%d configuration problem(s):\n  %s", len(ps), strings.Join(lines, "\n  "))
 }
 
-// Validate checks an effective configuration (WithDefaults applied) and returns every problem it has, in a stable
-// order; nil when it is good.
+// Validate checks an effective configuration (WithDefaults applied) and returns every problem it has, nil when it
+// is good. The order is stable: the schema's checks, then the system, the IPsec connections' shape (their tunnels
+// and preferred tunnel), the SSL-VPN, users, PKI and API, and last the IPsec engine's rules for the connections.
 func Validate(c *Config) Problems {
 	v := &validator{}
 	v.schema(reflect.ValueOf(c).Elem(), nil)
+	ipsecShape, ipsecRules := c.IPsec.Problems(ike.ValidateOptions{})
 	v.system(c)
-	v.ipsec(c)
+	v.ipsec(ipsecShape)
 	v.sslvpn(c)
 	v.users(c)
 	v.pki(c)
 	v.api(c)
+	v.ipsec(ipsecRules)
 	if len(v.ps) == 0 {
 		return nil
 	}
@@ -209,14 +211,10 @@ func lastAddr(pfx netip.Prefix) netip.Addr {
 	return netip.AddrFrom4([4]byte{byte(n >> 24), byte(n >> 16), byte(n >> 8), byte(n)})
 }
 
-// ipsec runs the IPsec engine's own validation (the cloud's rules for connections and tunnels), whose problems
-// already name their fields as set lines do below the ipsec section.
-func (v *validator) ipsec(c *Config) {
-	var ve *ike.ValidationError
-	if !errors.As(c.IPsec.Validate(), &ve) {
-		return
-	}
-	for _, fe := range ve.Errors {
+// ipsec reports problems of the IPsec engine's own validation, which already name their fields as set lines do
+// below the ipsec section.
+func (v *validator) ipsec(fes []*ike.FieldError) {
+	for _, fe := range fes {
 		v.ps = append(v.ps, Problem{Path: "ipsec." + fe.Field, Value: fe.Value, Message: fe.Problem, Fix: fe.Fix})
 	}
 }

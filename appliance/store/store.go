@@ -90,8 +90,8 @@ type Options struct {
 	Clock       Clock          // nil: the real clock
 	ConfirmUnit time.Duration  // what "minute" means for commit-confirm (0: a minute; tests shorten it)
 	Logger      *slog.Logger   // nil: discard
-	// Validate checks an effective configuration; nil means config.Validate. The appliance adds the rules its
-	// engines know (the IPsec engine's, under configuration paths).
+	// Validate checks an effective configuration; nil means config.Validate. The appliance adds the checks that
+	// need its running components (a CRL older than the one in force).
 	Validate func(*config.Config) config.Problems
 	// Secrets turns the configuration's secrets into what the files hold; nil stores them as they are.
 	Secrets SecretCodec

@@ -28,6 +28,8 @@ import (
 	"regexp"
 	"slices"
 	"sync"
+
+	"toride/dataplane/internal/ifname"
 )
 
 // ErrNFT is wrapped by every error of this package.
@@ -85,8 +87,8 @@ type Clamp struct {
 }
 
 func (c Clamp) check() error {
-	if c.Interface == "" || len(c.Interface) > 15 {
-		return fmt.Errorf("interface name %q: want 1 to 15 bytes", c.Interface)
+	if err := ifname.Check(c.Interface); err != nil {
+		return err
 	}
 	if c.MSS < 536 || c.MSS > 65495 {
 		return fmt.Errorf("MSS %d on %s: want 536 to 65495", c.MSS, c.Interface)

@@ -26,6 +26,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"toride/dataplane/internal/ifname"
 )
 
 // ErrXFRM is wrapped by every error of the package.
@@ -43,9 +45,13 @@ type Interface struct {
 }
 
 func (i Interface) validate() error {
+	if err := ifname.Check(i.Name); err != nil {
+		return fmt.Errorf("%w: %w", ErrXFRM, err)
+	}
 	switch {
-	case i.Name == "" || len(i.Name) > 15 || strings.ContainsAny(i.Name, "/. \t\n"):
-		return fmt.Errorf("%w: interface name %q: want 1 to 15 bytes, no '/', '.' or spaces", ErrXFRM, i.Name)
+	case strings.Contains(i.Name, "."):
+		// The name is a component of the interface's sysctl keys (net.ipv4.conf.NAME.rp_filter).
+		return fmt.Errorf("%w: interface name %q: no '.', it would split the interface's sysctl keys", ErrXFRM, i.Name)
 	case i.IfID == 0:
 		return fmt.Errorf("%w: %s: if_id 0 is reserved by the kernel; use 1 or more", ErrXFRM, i.Name)
 	case i.MTU != 0 && (i.MTU < 576 || i.MTU > 65535):

@@ -5,8 +5,11 @@ import (
 	"testing"
 )
 
+// WindowSize is the window the table tests run with: OpenVPN's, the largest in use.
+const WindowSize = 1984
+
 func TestFilter(t *testing.T) {
-	var f Filter
+	f := New(WindowSize)
 	for i, tc := range []struct {
 		n    uint64
 		want bool
@@ -28,7 +31,7 @@ func TestFilter(t *testing.T) {
 }
 
 func TestFilterEveryCounterOnce(t *testing.T) {
-	var f Filter
+	f := New(WindowSize)
 	// In order, then a reordered burst inside the window: each accepted exactly once.
 	for n := uint64(1); n <= 5000; n++ {
 		if !f.Accept(n) {
@@ -49,7 +52,7 @@ func TestFilterEveryCounterOnce(t *testing.T) {
 // does, and never records a counter itself.
 func TestFreshMatchesAccept(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	var f Filter
+	f := New(WindowSize)
 	next := uint64(1)
 	for i := range 200000 {
 		var n uint64
@@ -73,9 +76,63 @@ func TestFreshMatchesAccept(t *testing.T) {
 	}
 }
 
+// TestWindowSizes: for every window size, small or not a multiple of the block, Accept answers what a plain set of
+// the counters seen does: a counter is taken once, and only while it is at most the window below the highest one.
+func TestWindowSizes(t *testing.T) {
+	for _, window := range []uint64{0, 1, 31, 63, 64, 65, 127, 128, 200, 1984} {
+		rng := rand.New(rand.NewPCG(window, 7))
+		f := New(window)
+		seen := map[uint64]bool{}
+		var highest uint64
+		next := uint64(0)
+		for i := range 20000 {
+			var n uint64
+			switch r := rng.IntN(100); {
+			case r < 50:
+				n = next
+				next++
+			case r < 95:
+				n = next - min(next, rng.Uint64N(window+70))
+			default:
+				next += rng.Uint64N(3*window + 130)
+				n = next
+			}
+			want := !seen[n] && n+window >= highest
+			if got := f.Accept(n); got != want {
+				t.Fatalf("window %d, step %d: Accept(%d) = %v, want %v (highest %d)", window, i, n, got, want, highest)
+			}
+			if want {
+				seen[n] = true
+				highest = max(highest, n)
+			}
+		}
+		f.Reset()
+		if !f.Accept(0) || f.Accept(0) {
+			t.Errorf("window %d: after Reset, 0 is not taken exactly once", window)
+		}
+	}
+}
+
+// TestWindowEdge: the counter exactly the window below the highest is the oldest one taken.
+func TestWindowEdge(t *testing.T) {
+	for _, window := range []uint64{63, 1984} {
+		f := New(window)
+		top := 10 * window
+		if !f.Accept(top) {
+			t.Fatalf("window %d: %d refused", window, top)
+		}
+		if f.Fresh(top-window-1) || f.Accept(top-window-1) {
+			t.Errorf("window %d: %d, one beyond the window, taken", window, top-window-1)
+		}
+		if !f.Fresh(top-window) || !f.Accept(top-window) {
+			t.Errorf("window %d: %d, at the window's edge, refused", window, top-window)
+		}
+	}
+}
+
 // BenchmarkAcceptInOrder: the common case, each counter one above the last.
 func BenchmarkAcceptInOrder(b *testing.B) {
-	var f Filter
+	f := New(WindowSize)
 	n := uint64(0)
 	b.ReportAllocs()
 	for b.Loop() {
@@ -86,7 +143,7 @@ func BenchmarkAcceptInOrder(b *testing.B) {
 
 // BenchmarkAcceptReordered: counters arriving in pairs swapped, and every tenth one a replay.
 func BenchmarkAcceptReordered(b *testing.B) {
-	var f Filter
+	f := New(WindowSize)
 	n := uint64(0)
 	b.ReportAllocs()
 	for b.Loop() {

@@ -10,8 +10,8 @@
 //	additional data:   epoch|sequence(8) | type(1) | version(2) | plaintext length(2)
 //
 // Keys come from the master secret as TLS 1.2 defines (the suite's PRF hash, "key expansion", server random
-// then client random). Incoming records pass the anti-replay window both protocols share (sslvpn/internal/replay,
-// RFC 6479 style, replay.WindowSize records; RFC 6347 4.1.2.6 asks for at least 64).
+// then client random). Incoming records pass the anti-replay window both protocols share (sslvpn/internal/replay),
+// sized as RFC 6347 4.1.2.6 suggests: the highest sequence number seen and the 63 below it (ReplayWindow).
 //
 // A Conn's Seal is safe for concurrent use (it serializes on a mutex: the sequence number and its scratch
 // space); Open and the replay window belong to one goroutine (the socket reader). Neither allocates: the AEAD
@@ -54,6 +54,10 @@ const (
 	Headroom = HeaderLen + ExplicitNonce
 
 	contentApplicationData = 23
+
+	// ReplayWindow is how far below the highest sequence number received a record is still taken, once: the
+	// 64-record window of RFC 6347 4.1.2.6, the highest and the 63 below it.
+	ReplayWindow = 63
 )
 
 // Errors of Open.
@@ -121,7 +125,7 @@ func New(p Params) (*Conn, error) {
 	if p.IsServer {
 		sealKey, openKey, sealIV, openIV = serverKey, clientKey, serverIV, clientIV
 	}
-	c := &Conn{suite: p.Suite, epoch: p.Epoch, explicit: p.Suite != TLS_PSK_WITH_CHACHA20_POLY1305_SHA256}
+	c := &Conn{suite: p.Suite, epoch: p.Epoch, explicit: p.Suite != TLS_PSK_WITH_CHACHA20_POLY1305_SHA256, filter: replay.New(ReplayWindow)}
 	var err error
 	if c.seal, err = newAEAD(p.Suite, sealKey); err != nil {
 		return nil, err

@@ -65,6 +65,9 @@ const (
 	pidLen   = 4
 	// PIDLimit is the packet id after which a key must be renegotiated (OpenVPN renegotiates near the wrap).
 	PIDLimit = 0xFF000000
+	// replayWindow is how far below the highest packet id received a packet is still taken, once: 31 blocks of
+	// 64, wide enough for the reordering of a busy UDP path.
+	replayWindow = 1984
 )
 
 // Cipher describes a data-channel cipher by its OpenVPN name.
@@ -156,7 +159,7 @@ func New(c Cipher, digest Digest, km *keymethod.KeyMaterial, server bool) (*Keys
 	if !server {
 		out, in = in, out
 	}
-	k := &Keys{cipher: c, digest: digest}
+	k := &Keys{cipher: c, digest: digest, filter: replay.New(replayWindow)}
 	var err error
 	if k.send, err = newSealer(c, digest, out, true); err != nil {
 		return nil, err

@@ -108,6 +108,26 @@ func TestTamperAndReplay(t *testing.T) {
 	}
 }
 
+// TestReplayWindow: a packet arriving late is taken while its packet id is at most 1984 below the highest one
+// received, and refused beyond.
+func TestReplayWindow(t *testing.T) {
+	server, client := testKeys(t, "AES-256-GCM", "")
+	hdr := wire.NewDataHeader(0, 7)
+	var pkts [][]byte
+	for range 1986 {
+		pkts = append(pkts, seal(t, server, []byte("x"), hdr)) // packet ids 1 to 1986
+	}
+	if _, err := client.Decrypt(pkts[1985], hdr.Len); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Decrypt(pkts[1], hdr.Len); err != nil { // id 2, 1984 below
+		t.Errorf("at the window's edge: %v", err)
+	}
+	if _, err := client.Decrypt(pkts[0], hdr.Len); !errors.Is(err, ErrReplay) { // id 1, 1985 below
+		t.Errorf("beyond the window: %v", err)
+	}
+}
+
 // AEADCovers says whether byte i of a packet is authenticated.
 func AEADCovers(cipher string, i, hdrLen int) bool {
 	c, _ := LookupCipher(cipher)

@@ -56,6 +56,8 @@ const (
 	offPID   = wire.ControlHeaderLen
 	offTag   = offPID + PIDLen
 	offCT    = offTag + TagLen
+	// replayWindow is how far below the highest packet id received a control packet is still taken, once.
+	replayWindow = 1984
 
 	beginMarker = "-----BEGIN OpenVPN Static key V1-----"
 	endMarker   = "-----END OpenVPN Static key V1-----"
@@ -138,7 +140,7 @@ type Context struct {
 // New returns a context for the server (server=true) or client end of a session.
 func New(k *Key, server bool) *Context {
 	first, second := k[:128], k[128:]
-	c := &Context{}
+	c := &Context{filter: replay.New(replayWindow)}
 	if server {
 		c.out, c.in = newDirection(first), newDirection(second)
 	} else {

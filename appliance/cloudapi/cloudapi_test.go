@@ -1,0 +1,90 @@
+package cloudapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"toride/appliance/api"
+	"toride/appliance/config"
+	"toride/appliance/store"
+	"toride/sslvpn"
+)
+
+type nopApplier struct{}
+
+func (nopApplier) Apply(context.Context, *config.Config, *config.Config) error { return nil }
+
+// request is a request to a handler as the router hands it over: the path's values set.
+func request(method, body string, values ...string) *http.Request {
+	r := httptest.NewRequest(method, "/", strings.NewReader(body))
+	for i := 0; i+1 < len(values); i += 2 {
+		r.SetPathValue(values[i], values[i+1])
+	}
+	return r
+}
+
+func wantStatus(t *testing.T, what string, reply any, err error, status int) {
+	t.Helper()
+	var ae *api.Error
+	switch {
+	case errors.As(err, &ae):
+		if ae.Status != status {
+			t.Errorf("%s: %d %s, want %d", what, ae.Status, ae.Message, status)
+		}
+	case err != nil:
+		t.Errorf("%s: %v, want %d", what, err, status)
+	default:
+		got := http.StatusOK
+		if rep, ok := reply.(api.Reply); ok {
+			got = rep.Status
+		}
+		if got != status {
+			t.Errorf("%s: %d, want %d", what, got, status)
+		}
+	}
+}
+
+// TestDeletes: each DELETE answers 204 once its change is committed, and 404 for what is not there (again).
+func TestDeletes(t *testing.T) {
+	st, err := store.Open(store.Options{Dir: t.TempDir(), Applier: nopApplier{}, Validate: func(*config.Config) config.Problems { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	f := &API{Store: st}
+	_, err = st.Change(context.Background(), "test", "set up", func(c *config.Config) error {
+		c.SSLVPN.Services = map[string]*sslvpn.ServiceSettings{"office": {ID: "svc-1"}, "spare": {ID: "svc-2"}}
+		c.SSLVPN.Servers = map[string]*sslvpn.ServerSettings{"main": {ID: "conn-1", Service: "office"}}
+		c.Users = map[string]*config.User{"alice": {OTPKey: "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"}}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reply, err := f.deleteService(request("DELETE", "", "id", "svc-1"))
+	wantStatus(t, "service in use", reply, err, http.StatusConflict)
+	reply, err = f.deleteService(request("DELETE", "", "id", "svc-2"))
+	wantStatus(t, "service", reply, err, http.StatusNoContent)
+	reply, err = f.deleteService(request("DELETE", "", "id", "svc-2"))
+	wantStatus(t, "service again", reply, err, http.StatusNotFound)
+
+	reply, err = f.deleteOTP(request("DELETE", "", "id", "conn-1", "user_id", "alice"))
+	wantStatus(t, "OTP key", reply, err, http.StatusNoContent)
+	if st.Running().Users["alice"].OTPKey != "" {
+		t.Error("the OTP key is still configured")
+	}
+	reply, err = f.deleteOTP(request("DELETE", "", "id", "conn-1", "user_id", "alice"))
+	wantStatus(t, "OTP key again", reply, err, http.StatusNotFound)
+
+	reply, err = f.deleteConnection(request("DELETE", "", "id", "conn-1"))
+	wantStatus(t, "connection", reply, err, http.StatusNoContent)
+	if st.Running().SSLVPN.Servers["main"] != nil {
+		t.Error("the connection is still configured")
+	}
+	reply, err = f.deleteConnection(request("DELETE", "", "id", "conn-1"))
+	wantStatus(t, "connection again", reply, err, http.StatusNotFound)
+}
