@@ -196,7 +196,7 @@ func connectAnyConnect(s *Server, user string) (*fakeACSession, error) {
 		return nil, err
 	}
 	as := &fakeACSession{id: ovpnIDs.Add(1), ident: id}
-	_, err = b.Connect(context.Background(), &anyconnect.ConnectRequest{Remote: remote, Group: defaultGroup, Identity: id}, as)
+	as.grant, err = b.Connect(context.Background(), &anyconnect.ConnectRequest{Remote: remote, Group: defaultGroup, Identity: id}, as)
 	return as, err
 }
 

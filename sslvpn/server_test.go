@@ -157,6 +157,7 @@ type fakeACSession struct {
 	recordingPeer
 	id    uint64
 	ident *anyconnect.Identity
+	grant *anyconnect.Grant // once connected
 }
 
 func (f *fakeACSession) ID() uint64                     { return f.id }

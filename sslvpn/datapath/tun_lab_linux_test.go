@@ -1,7 +1,6 @@
 package datapath_test
 
 import (
-	"encoding/binary"
 	"net/netip"
 	"strings"
 	"testing"
@@ -10,26 +9,21 @@ import (
 	"toride/dataplane/link"
 	"toride/dataplane/tun"
 	"toride/sslvpn/datapath"
+	"toride/sslvpn/internal/icmptest"
 	"toride/tests/lab"
 )
 
-// echoPeer answers ICMP echo requests through its uplink, as a VPN client would.
+// echoPeer answers ICMP echo requests to its address through its uplink, as a VPN client would.
 type echoPeer struct {
+	addr    netip.Addr
 	up      *datapath.Uplink
 	replies chan []byte
 }
 
 func (e *echoPeer) SendPacket(pkt []byte) bool {
-	if len(pkt) < 28 || pkt[9] != 1 || pkt[20] != 8 {
-		return true
+	if r, ok := icmptest.EchoReply(pkt, e.addr); ok {
+		e.replies <- r
 	}
-	r := append([]byte(nil), pkt...)
-	copy(r[12:16], pkt[16:20])
-	copy(r[16:20], pkt[12:16])
-	r[20] = 0 // echo reply; the ICMP checksum grows by the type's 0x0800 difference
-	sum := uint32(binary.BigEndian.Uint16(r[22:])) + 0x0800
-	binary.BigEndian.PutUint16(r[22:], uint16(sum+sum>>16))
-	e.replies <- r
 	return true
 }
 
@@ -58,8 +52,8 @@ func TestRealTUN(t *testing.T) {
 	if err := links.SetUp("sslvpn0", true); err != nil {
 		t.Fatal(err)
 	}
-	peer := &echoPeer{replies: make(chan []byte, 16)}
-	peer.up, err = d.Attach(netip.MustParseAddr("10.8.0.2"), peer)
+	peer := &echoPeer{addr: netip.MustParseAddr("10.8.0.2"), replies: make(chan []byte, 16)}
+	peer.up, err = d.Attach(peer.addr, peer)
 	if err != nil {
 		t.Fatal(err)
 	}

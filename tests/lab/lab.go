@@ -1,5 +1,7 @@
 // Package lab builds small networks of Linux network namespaces for tests: namespaces, veth links, addresses,
-// routes, and processes started inside a namespace with their output kept for the test log.
+// routes, and processes started inside a namespace with their output kept for the test log. A test can also
+// capture what a link carries (Netns.Capture), send raw IPv4 packets of its own making (Netns.SendIP), and read
+// packets with gopacket (DecodeFrame, DecodeIP: TCP options, ICMP, ESP plain or in UDP 4500).
 //
 // Every object a Lab creates is removed through t.Cleanup, also when the test fails or panics, so a test never
 // leaves namespaces or processes behind. Names carry a random prefix, so packages running in parallel never
