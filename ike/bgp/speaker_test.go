@@ -2,6 +2,7 @@ package bgp_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"slices"
@@ -150,12 +151,14 @@ func installedVia(sink *bgptest.Sink, neighbor string) func() bool {
 // TestSpeakerOverTwoSessions runs the speaker against a gobgp cloud over loopback: the prefix both sessions offer
 // is installed via the neighbor with the higher local preference, the other neighbor gets our network with the
 // prepend, a dropped session moves the route and both dropped withdraw it, a preference change moves it without
-// resetting a session, the same Set twice changes nothing, and Close withdraws what was installed.
+// resetting a session, the same Set twice changes nothing, and Close withdraws what was installed. The sink follows
+// gobgp's events alone (no periodic resync).
 func TestSpeakerOverTwoSessions(t *testing.T) {
 	ourPort, cloudPort := freePort(t), freePort(t)
 	cl := startCloud(t, cloudPort, ourPort)
 	sink := &bgptest.Sink{}
-	s, err := bgp.New(bgp.Opts{Sink: sink, ListenPort: ourPort, PeerPort: cloudPort, ResyncInterval: 500 * time.Millisecond})
+	// No periodic resync: gobgp's best-path and session events alone must bring the sink along.
+	s, err := bgp.New(bgp.Opts{Sink: sink, ListenPort: ourPort, PeerPort: cloudPort, ResyncInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +202,7 @@ func TestSpeakerOverTwoSessions(t *testing.T) {
 	if err := s.Set(ctx, speakerConfig()); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1500 * time.Millisecond) // three resync intervals
+	time.Sleep(1500 * time.Millisecond) // time for any event to reach the sink
 	if got := sink.Calls()[calls:]; len(got) != 0 {
 		t.Errorf("the same Set again called the sink: %q", got)
 	}
@@ -251,4 +254,27 @@ func TestSpeakerOverTwoSessions(t *testing.T) {
 		t.Errorf("Set after Close = %v, want ErrClosed", err)
 	}
 	t.Logf("sink calls: %q", sink.Calls())
+}
+
+// TestSinkFailureIsRetried: a route the sink refused is installed by a later resync.
+func TestSinkFailureIsRetried(t *testing.T) {
+	ourPort, cloudPort := freePort(t), freePort(t)
+	startCloud(t, cloudPort, ourPort)
+	sink := &bgptest.Sink{}
+	sink.Fail(errors.New("no such interface"))
+	s, err := bgp.New(bgp.Opts{Sink: sink, ListenPort: ourPort, PeerPort: cloudPort, ResyncInterval: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Set(context.Background(), speakerConfig()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a learned route", 30*time.Second, func() bool { return len(s.Routes()) > 0 })
+	time.Sleep(500 * time.Millisecond)
+	if len(sink.Calls()) != 0 {
+		t.Fatalf("a failing sink recorded %q", sink.Calls())
+	}
+	sink.Fail(nil)
+	waitFor(t, "10.2.0.0/16 installed once the sink works", 5*time.Second, installedVia(sink, "tunnel1"))
 }
