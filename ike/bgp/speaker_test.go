@@ -3,8 +3,11 @@ package bgp_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"testing"
 	"time"
@@ -37,14 +40,20 @@ var netipEqual = []cmp.Option{
 	cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }),
 }
 
+// freePort picks a free TCP port below Linux's ephemeral range (32768–60999), where no outgoing connection of
+// another process on the machine can take it between the check and gobgp's bind.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 100 {
+		port := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", port))
+		if err == nil {
+			l.Close()
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free TCP port in 20000–31999")
+	return 0
 }
 
 // cloud is a gobgp of its own standing for the cloud's two gateways: one session per tunnel, announcing
@@ -277,4 +286,27 @@ func TestSinkFailureIsRetried(t *testing.T) {
 	}
 	sink.Fail(nil)
 	waitFor(t, "10.2.0.0/16 installed once the sink works", 5*time.Second, installedVia(sink, "tunnel1"))
+}
+
+// TestCloseLeavesNoGoroutines: after Close, neither the speaker nor its gobgp leaves a goroutine behind.
+func TestCloseLeavesNoGoroutines(t *testing.T) {
+	before := runtime.NumGoroutine()
+	sink := &bgptest.Sink{}
+	s, err := bgp.New(bgp.Opts{Sink: sink, ListenPort: freePort(t), PeerPort: freePort(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := speakerConfig()
+	if err := s.Set(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.LocalASN++ // a new gobgp instance replaces the first
+	if err := s.Set(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "goroutines back to where they were", 5*time.Second, func() bool { return runtime.NumGoroutine() <= before })
 }
