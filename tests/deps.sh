@@ -6,7 +6,7 @@ set -eu
 
 run_pkgs="iproute2 util-linux strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libcharon-extra-plugins"
 # Real peers the tests start: see ARCHITECTURE.md ("Real peers used in tests").
-test_pkgs="$run_pkgs iputils-ping procps chrony openvpn openconnect ocserv iperf3 oathtool nftables curl"
+test_pkgs="$run_pkgs iputils-ping procps chrony openvpn openconnect ocserv iperf3 oathtool nftables curl frr"
 # The VM tier (tests/vm): qemu boots Debian's kernel with an initramfs of busybox, kmod and the lab's tools.
 vm_pkgs="qemu-system-x86 busybox-static kmod"
 
