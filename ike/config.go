@@ -88,6 +88,19 @@ type Tunnel struct {
 	// TCPMSS is what the maximum segment size of TCP SYNs crossing the tunnel is clamped to, so that TCP never
 	// sends segments the tunnel must fragment; the cloud's files give 1379.
 	TCPMSS int `json:"tcp-mss,omitempty" range:"536-8960" help:"TCP MSS clamped on SYNs crossing the tunnel (the cloud's files give 1379)"`
+	// BGP is how the BGP session over this tunnel prefers it, with routing mode bgp.
+	BGP TunnelBGP `json:"bgp,omitzero" help:"BGP over this tunnel (routing mode bgp)"`
+}
+
+// TunnelBGP makes one tunnel preferred over the other in BGP, both ways: the local preference of what is learned
+// over it decides where the appliance sends, the AS path prepended to what it announces over it where the cloud
+// sends (the shorter path wins).
+type TunnelBGP struct {
+	// LocalPreference is given to every route learned over the tunnel; by default 200 on the connection's
+	// preferred tunnel and 100 on the other, so traffic leaves by the preferred one as with static routing.
+	LocalPreference uint32 `json:"local-preference,omitempty" range:"1-4294967295" help:"Local preference of routes learned over this tunnel (default 200 on the preferred tunnel, 100 on the other)"`
+	// ASPathPrepend is how many extra times our ASN is put in front of what is announced over the tunnel (0–10).
+	ASPathPrepend int `json:"as-path-prepend,omitempty" range:"0-10" help:"Extra copies of our ASN on what we announce over this tunnel, so the cloud prefers the other"`
 }
 
 // Phase is one negotiation phase's proposal: every combination of the listed algorithms is offered, in order of
@@ -255,7 +268,10 @@ const (
 	DefaultProbeDownAfter = 3
 	DefaultHoldDown       = 30 * time.Second
 	DefaultBGPHoldTime    = 30 * time.Second
-	DefaultRemoteASN      = 64512
+	// The local preferences of routes learned over the preferred tunnel and over the other.
+	DefaultPreferredLocalPreference = 200
+	DefaultLocalPreference          = 100
+	DefaultRemoteASN                = 64512
 )
 
 // DefaultIKE returns the phase 1 proposal used for fields left empty: the cloud's common set, strongest first.
@@ -295,9 +311,16 @@ func (c *Connection) FillDefaults() {
 	if c.Failover.Preferred == "" && len(c.Tunnels) > 0 {
 		c.Failover.Preferred = slices.Sorted(maps.Keys(c.Tunnels))[0]
 	}
-	for _, t := range c.Tunnels {
-		if t != nil {
-			t.FillDefaults()
+	for name, t := range c.Tunnels {
+		if t == nil {
+			continue
+		}
+		t.FillDefaults()
+		if c.Routing == RoutingBGP && t.BGP.LocalPreference == 0 {
+			t.BGP.LocalPreference = DefaultLocalPreference
+			if name == c.Failover.Preferred {
+				t.BGP.LocalPreference = DefaultPreferredLocalPreference
+			}
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"toride/dataplane/probe"
+	"toride/ike/bgp"
 	"toride/ike/charon"
 	"toride/ike/internal/icmpprobe"
 	"toride/ike/internal/vici"
@@ -75,8 +76,10 @@ type engineDeps struct {
 	charon      charonProcess
 	dial        func(ctx context.Context, socket string) (charonSession, error)
 	addrs       insideAddrs
-	links       tunnelLinks // route-based mode only
-	firewall    Firewall    // nil: no firewall rules
+	links       tunnelLinks    // route-based mode only
+	bgp         bgpSpeaker     // route-based mode only
+	learned     *learnedRoutes // the speaker's sink
+	firewall    Firewall       // nil: no firewall rules
 	startProber func(cfg icmpprobe.Config, report func(icmpprobe.Result)) (prober, error)
 	netnsPath   string // where the probers open their sockets
 	log         *slog.Logger
@@ -118,8 +121,15 @@ type engine struct {
 	clampsHash [32]byte
 	clampsSet  bool
 	staleCut   time.Time // when the running charon started: SAs older than that are a dead charon's
-	applied    bool
-	lastErr    string
+
+	bgpApplied  bgp.Config // what the speaker was last given
+	bgpSet      bool
+	bgpErr      string
+	bgpRejected []string // learned prefixes not routed, and why
+	bgpStatus   bgp.Status
+	bgpRoutes   []bgp.LearnedRoute
+	applied     bool
+	lastErr     string
 
 	tunnels  map[string]*tunnelState
 	conns    map[string]*connState
@@ -187,6 +197,10 @@ func (e *engine) run(ctx context.Context) {
 	defer e.shutdown()
 	resync := time.NewTicker(e.s.opts.ResyncInterval)
 	defer resync.Stop()
+	var learned <-chan struct{}
+	if e.learned != nil {
+		learned = e.learned.poke
+	}
 	e.connect(ctx)
 	for {
 		select {
@@ -202,6 +216,8 @@ func (e *engine) run(ctx context.Context) {
 			e.probed(ctx, ev)
 		case ev := <-e.s.kernel:
 			e.kernelEvent(ctx, ev)
+		case <-learned:
+			e.evaluate(ctx)
 		case <-resync.C:
 			e.tick(ctx)
 		}
@@ -321,6 +337,7 @@ func (e *engine) evaluate(ctx context.Context) {
 	}
 	if e.mode == ModeRouteBased {
 		e.removeStaleSAs()
+		e.applyBGP(ctx)
 		e.steerRoutes(now)
 		return
 	}
@@ -341,6 +358,9 @@ func (e *engine) shutdown() {
 	e.addrs.close()
 	ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
 	defer cancel()
+	if e.bgp != nil {
+		e.bgp.Close() // withdraws what it learned
+	}
 	if e.links != nil {
 		e.removeLinks(ctx)
 	}

@@ -39,6 +39,8 @@ type harness struct {
 	probers []*fakeProber
 	backend charon.Backend
 	links   *fakeLinks // route-based mode; nil in policy-based mode
+	speaker *fakeSpeaker
+	learned *learnedRoutes
 }
 
 type testLog struct{ t *testing.T }
@@ -76,6 +78,8 @@ func (h *harness) startEngine() {
 	}
 	if h.links != nil {
 		deps.mode, deps.links = ModeRouteBased, h.links
+		h.speaker, h.learned = &fakeSpeaker{}, newLearnedRoutes()
+		deps.bgp, deps.learned = h.speaker, h.learned
 	}
 	h.s, h.e = newService(Opts{ResyncInterval: 2 * time.Second}, deps)
 	h.e.connect(h.ctx)

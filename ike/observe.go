@@ -102,6 +102,7 @@ func (e *engine) resync(ctx context.Context) {
 	e.drainEvents()
 	if e.links != nil {
 		e.readKernelCounters()
+		e.readBGP()
 	}
 	var missed []missedNet
 	for name, st := range e.tunnels {

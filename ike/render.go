@@ -27,7 +27,8 @@ type tunnelPlan struct {
 	// link is the tunnel's xfrm interface in route-based mode (the zero Interface otherwise): its if_id binds
 	// the net CHILD_SA to it, its address is the tunnel's inside address.
 	link xfrm.Interface
-	mss  int // the TCP MSS clamped on SYNs leaving by link
+	mss  int       // the TCP MSS clamped on SYNs leaving by link
+	bgp  TunnelBGP // how the tunnel's BGP session prefers it
 
 	localInside  netip.Addr
 	remoteInside netip.Addr
@@ -42,6 +43,8 @@ type connPlan struct {
 	name      string
 	tunnels   []*tunnelPlan
 	remote    []netip.Prefix // the remote networks, routed into the carrier's link in route-based mode
+	local     []netip.Prefix // the local networks, announced over BGP
+	bgp       *BGP           // routing mode bgp; nil for static
 	keepalive probePlan
 	failover  failoverPlan
 }
@@ -68,12 +71,16 @@ func plan(c Config, backend charon.Backend, mode Mode) []*connPlan {
 	for _, name := range c.ConnectionNames() {
 		conn := c.Connections[name]
 		ka := conn.Keepalive
-		cp := &connPlan{name: name, remote: conn.RemoteNetworks,
+		cp := &connPlan{name: name, remote: conn.RemoteNetworks, local: conn.LocalNetworks,
 			keepalive: probePlan{Disabled: ka.Disable, Interval: time.Duration(ka.Interval), Timeout: time.Duration(ka.Timeout),
 				DownAfter: ka.DownAfter},
 			failover: failoverPlan{HoldDown: time.Duration(conn.Failover.HoldDown)},
 		}
 		for i, tn := range conn.TunnelNames() {
+			if conn.Routing == RoutingBGP {
+				b := conn.BGP
+				cp.bgp = &b
+			}
 			if tn == conn.Failover.Preferred {
 				cp.failover.Preferred = i
 			}
@@ -96,6 +103,7 @@ func planTunnel(connName string, conn *Connection, i int, t *Tunnel, backend cha
 		localInside:  localIn,
 		remoteInside: remoteIn,
 		probeTarget:  t.KeepaliveTarget,
+		bgp:          t.BGP,
 		start:        conn.StartAction == StartupStart,
 	}
 	ikeLife := time.Duration(t.IKE.Lifetime)

@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"maps"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"toride/dataplane/nft"
@@ -39,8 +40,8 @@ type tunnelLinks interface {
 	Stats() ([]xfrm.SAStats, error)
 	// Watch reports the kernel's SA expiries and acquires until ctx ends.
 	Watch(ctx context.Context, fn func(xfrm.Event)) error
-	// RemoveStale deletes the SAs of the listed if_ids installed before the given time.
-	RemoveStale(ifIDs []uint32, before time.Time) (int, error)
+	// RemoveStale deletes the SAs of the listed if_ids installed up to the given time that keep does not list.
+	RemoveStale(ifIDs []uint32, keep map[uint32]bool, before time.Time) (int, error)
 	Close()
 }
 
@@ -157,13 +158,14 @@ func (e *engine) steerRoutes(now time.Time) {
 		if cs == nil || len(cp.remote) == 0 {
 			continue
 		}
+		// The static remote networks first: what BGP learns never takes their place.
 		views := make([]tunnelView, len(cp.tunnels))
 		for i, tp := range cp.tunnels {
 			if st := e.tunnels[tp.name]; st != nil {
 				views[i] = tunnelView{healthy: st.healthy, healthySince: st.healthySince}
 			}
 		}
-		cur := routedTo(cp, have)
+		cur := routedTo(cp, cp.remote, have)
 		target := cur
 		if d := decide(now, &cs.steer, views, cur, cp.failover.Preferred, cp.failover.HoldDown); d != nil {
 			target = d.target
@@ -176,6 +178,17 @@ func (e *engine) steerRoutes(now time.Time) {
 		}
 		cs.active = target
 	}
+	if e.learned != nil {
+		learned := e.learned.snapshot()
+		e.bgpRejected = nil
+		for _, cp := range e.plans {
+			if cs := e.conns[cp.name]; cs != nil && cp.bgp != nil {
+				if a := e.learnedInto(cp, learned, want); len(cp.remote) == 0 {
+					cs.active = a
+				}
+			}
+		}
+	}
 	if maps.Equal(have, want) {
 		return
 	}
@@ -186,18 +199,18 @@ func (e *engine) steerRoutes(now time.Time) {
 		if have, err = e.links.Routes(); err == nil {
 			for _, cp := range e.plans {
 				if cs := e.conns[cp.name]; cs != nil && len(cp.remote) > 0 {
-					cs.active = routedTo(cp, have)
+					cs.active = routedTo(cp, cp.remote, have)
 				}
 			}
 		}
 	}
 }
 
-// routedTo returns the index of the tunnel all of a connection's remote networks are routed into, or -1 when
-// they are not all routed into one of its tunnels.
-func routedTo(cp *connPlan, routes map[netip.Prefix]string) int {
+// routedTo returns the index of the tunnel all of prefixes are routed into, or -1 when they are not all routed
+// into one of the connection's tunnels.
+func routedTo(cp *connPlan, prefixes []netip.Prefix, routes map[netip.Prefix]string) int {
 	idx := -1
-	for n, p := range cp.remote {
+	for n, p := range prefixes {
 		i := -1
 		for j, tp := range cp.tunnels {
 			if routes[p.Masked()] == tp.link.Name {
@@ -249,7 +262,7 @@ func (e *engine) removeLinks(ctx context.Context) {
 }
 
 // removeStaleSAs deletes the SAs a charon that died without cleaning up left on a tunnel's interface: those
-// installed before the running charon started. They would otherwise stay until their lifetime ends (an hour),
+// installed before the running charon started (to the second; in that second, those it does not list). They would otherwise stay until their lifetime ends (an hour),
 // counted on the tunnel. It waits for the tunnel's new CHILD_SA: the dead charon's policies stay until the new
 // charon replaces them, and without an SA they would meanwhile send the tunnel's traffic to charon as acquires,
 // which it answers with a second CHILD_SA.
@@ -259,7 +272,15 @@ func (e *engine) removeStaleSAs() {
 			continue
 		}
 		st.staleGone = true
-		n, err := e.links.RemoveStale([]uint32{st.plan.link.IfID}, e.staleCut)
+		keep := map[uint32]bool{}
+		for _, c := range st.nets {
+			for _, spi := range []string{c.SPIIn, c.SPIOut} {
+				if v, err := strconv.ParseUint(spi, 16, 32); err == nil {
+					keep[uint32(v)] = true
+				}
+			}
+		}
+		n, err := e.links.RemoveStale([]uint32{st.plan.link.IfID}, keep, e.staleCut)
 		if err != nil {
 			e.log.Warn("removing a dead charon's SAs", "tunnel", st.plan.name, "err", err)
 		}

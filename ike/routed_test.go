@@ -60,7 +60,7 @@ func (l *fakeLinks) SetRoutes(want map[netip.Prefix]string) error {
 func (l *fakeLinks) Routes() (map[netip.Prefix]string, error) { return maps.Clone(l.routes), nil }
 func (l *fakeLinks) Close()                                   { l.closed = true }
 func (l *fakeLinks) Stats() ([]xfrm.SAStats, error)           { return l.stats, nil }
-func (l *fakeLinks) RemoveStale(_ []uint32, before time.Time) (int, error) {
+func (l *fakeLinks) RemoveStale(_ []uint32, _ map[uint32]bool, before time.Time) (int, error) {
 	l.stale = append(l.stale, before)
 	return 0, nil
 }

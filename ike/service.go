@@ -30,6 +30,7 @@ import (
 	"toride/dataplane/nft"
 	"toride/dataplane/probe"
 	"toride/dataplane/xfrm"
+	"toride/ike/bgp"
 	"toride/ike/charon"
 )
 
@@ -115,12 +116,20 @@ func New(ctx context.Context, opts Opts) (*Service, error) {
 	}
 	mode := ModePolicyBased
 	var links tunnelLinks
+	var speaker bgpSpeaker
+	var learned *learnedRoutes
 	if backend == charon.BackendKernel && caps.XFRMInterfaces {
 		t, err := xfrm.Open(opts.NetnsPath)
 		if err != nil {
 			return nil, fmt.Errorf("ike: %w", err)
 		}
-		mode, links = ModeRouteBased, t
+		learned = newLearnedRoutes()
+		sp, err := bgp.New(bgp.Opts{Sink: learned, NetnsPath: opts.NetnsPath, Logger: opts.Logger.With("component", "bgp")})
+		if err != nil {
+			t.Close()
+			return nil, fmt.Errorf("ike: %w", err)
+		}
+		mode, links, speaker = ModeRouteBased, t, sp
 	}
 	sup, err := charon.Start(charon.Options{
 		Binary:     opts.CharonBinary,
@@ -133,17 +142,13 @@ func New(ctx context.Context, opts Opts) (*Service, error) {
 		Logger:     opts.Logger.With("component", "charon"),
 	})
 	if err != nil {
-		if links != nil {
-			links.Close()
-		}
+		closeRouted(links, speaker)
 		return nil, fmt.Errorf("ike: %w", err)
 	}
 	addrs, err := openLoopbackAddrs(opts.NetnsPath)
 	if err != nil {
 		sup.Close()
-		if links != nil {
-			links.Close()
-		}
+		closeRouted(links, speaker)
 		return nil, fmt.Errorf("ike: %w", err)
 	}
 	s, e := newService(opts, engineDeps{
@@ -154,6 +159,8 @@ func New(ctx context.Context, opts Opts) (*Service, error) {
 		dial:        dialVICI,
 		addrs:       addrs,
 		links:       links,
+		bgp:         speaker,
+		learned:     learned,
 		firewall:    opts.Firewall,
 		startProber: startICMPProber,
 		netnsPath:   opts.NetnsPath,
@@ -186,6 +193,16 @@ func (s *Service) watchKernel(ctx context.Context, links tunnelLinks) {
 		case <-ctx.Done():
 		case <-time.After(time.Second):
 		}
+	}
+}
+
+// closeRouted releases the route-based mode's kernel handle and BGP speaker when New fails after making them.
+func closeRouted(links tunnelLinks, speaker bgpSpeaker) {
+	if links != nil {
+		links.Close()
+	}
+	if speaker != nil {
+		speaker.Close()
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"toride/dataplane/probe"
+	"toride/ike/bgp"
 	"toride/ike/charon"
 	"toride/ike/internal/vici"
 )
@@ -25,6 +26,23 @@ type Status struct {
 	Applied     bool               `json:"applied"`
 	LastError   string             `json:"last_error,omitempty"`
 	Connections []ConnectionStatus `json:"connections"`
+	// BGPRoutes are the paths the BGP sessions learned (routing mode bgp), best first per prefix; BGPProblems
+	// says what the speaker could not do and which learned prefixes were not routed, and why.
+	BGPRoutes   []bgp.LearnedRoute `json:"bgp_routes,omitempty"`
+	BGPProblems []string           `json:"bgp_problems,omitempty"`
+}
+
+// TunnelBGPStatus is the BGP session over one tunnel.
+type TunnelBGPStatus struct {
+	// State is BGP's session state: idle, connect, active, opensent, openconfirm or established.
+	State string `json:"state"`
+	// UptimeSeconds is how long the session has been established.
+	UptimeSeconds      int64  `json:"uptime_s"`
+	PrefixesReceived   uint64 `json:"prefixes_received"`
+	PrefixesAdvertised uint64 `json:"prefixes_advertised"`
+	LocalPreference    uint32 `json:"local_preference"`
+	ASPathPrepend      int    `json:"as_path_prepend"`
+	LastDown           string `json:"last_down,omitempty"`
 }
 
 // ConnectionStatus is one connection.
@@ -79,10 +97,12 @@ type TunnelStatus struct {
 	// ReplayDrops and IntegrityFailures are what the kernel dropped on the tunnel's current SAs as replayed (or
 	// outside the window) and as failing their integrity check; KernelEvents counts the hard expiries and
 	// acquires it announced for the tunnel. Route-based mode only.
-	ReplayDrops       uint64    `json:"replay_drops,omitempty"`
-	IntegrityFailures uint64    `json:"integrity_failures,omitempty"`
-	KernelEvents      uint64    `json:"kernel_events,omitempty"`
-	LastChange        time.Time `json:"last_change,omitzero"`
+	ReplayDrops       uint64 `json:"replay_drops,omitempty"`
+	IntegrityFailures uint64 `json:"integrity_failures,omitempty"`
+	KernelEvents      uint64 `json:"kernel_events,omitempty"`
+	// BGP is the tunnel's BGP session, with routing mode bgp in route-based mode.
+	BGP        *TunnelBGPStatus `json:"bgp,omitempty"`
+	LastChange time.Time        `json:"last_change,omitzero"`
 }
 
 // publish stores a new Status snapshot.
@@ -109,11 +129,36 @@ func (e *engine) publish() {
 			if t := e.tunnels[tp.name]; t != nil {
 				t.fill(&ts)
 			}
+			if cp.bgp != nil {
+				ts.BGP = e.tunnelBGP(tp.name)
+			}
 			c.Tunnels = append(c.Tunnels, ts)
 		}
 		st.Connections = append(st.Connections, c)
 	}
+	st.BGPRoutes = e.bgpRoutes
+	if e.bgpErr != "" {
+		st.BGPProblems = append(st.BGPProblems, e.bgpErr)
+	}
+	st.BGPProblems = append(st.BGPProblems, e.bgpRejected...)
 	e.s.status.Store(&st)
+}
+
+// tunnelBGP is the status of the BGP session over a tunnel.
+func (e *engine) tunnelBGP(tunnel string) *TunnelBGPStatus {
+	ts := &TunnelBGPStatus{State: bgp.StateIdle}
+	for _, n := range e.bgpApplied.Neighbors {
+		if n.Name == tunnel {
+			ts.LocalPreference, ts.ASPathPrepend = n.LocalPreference, n.Prepend
+		}
+	}
+	for _, n := range e.bgpStatus.Neighbors {
+		if n.Name == tunnel {
+			ts.State, ts.UptimeSeconds = n.State, int64(n.Uptime/time.Second)
+			ts.PrefixesReceived, ts.PrefixesAdvertised, ts.LastDown = n.PrefixesReceived, n.PrefixesAdvertised, n.LastDown
+		}
+	}
+	return ts
 }
 
 func (t *tunnelState) fill(ts *TunnelStatus) {

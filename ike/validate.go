@@ -93,6 +93,7 @@ func (c Config) Problems(opts ValidateOptions) (shape, rules []*FieldError) {
 	s, r := &validator{}, &validator{}
 	remotes := map[netip.Addr]string{}
 	insides := map[netip.Prefix]string{}
+	var asnOf string // the first BGP connection: the appliance has one BGP speaker, hence one ASN
 	for _, name := range slices.Sorted(maps.Keys(n.Connections)) {
 		conn := n.Connections[name]
 		if conn == nil {
@@ -104,6 +105,15 @@ func (c Config) Problems(opts ValidateOptions) (shape, rules []*FieldError) {
 			continue
 		}
 		r.connection(path, name, conn, opts)
+		if conn.Routing == RoutingBGP {
+			if first := n.Connections[asnOf]; asnOf != "" && first.BGP.LocalASN != conn.BGP.LocalASN {
+				r.add(path+".bgp.local-asn", fmt.Sprint(conn.BGP.LocalASN),
+					fmt.Sprintf("connection %s uses local ASN %d: the appliance speaks BGP as one AS", asnOf, first.BGP.LocalASN),
+					fmt.Sprintf("use %d here too", first.BGP.LocalASN))
+			} else if asnOf == "" {
+				asnOf = name
+			}
+		}
 		for _, tn := range conn.TunnelNames() {
 			t := conn.Tunnels[tn]
 			if t == nil {
@@ -327,6 +337,10 @@ func (v *validator) tunnel(path string, c *Connection, t *Tunnel, opts ValidateO
 	if t.ReplayWindow < 64 || t.ReplayWindow > 2048 {
 		v.add(path+".replay-window", fmt.Sprint(t.ReplayWindow), "the replay window must be 64–2048 packets",
 			"use 1024, or leave it empty")
+	}
+	if t.BGP.ASPathPrepend < 0 || t.BGP.ASPathPrepend > 10 {
+		v.add(path+".bgp.as-path-prepend", fmt.Sprint(t.BGP.ASPathPrepend), "the AS path prepend must be 0–10",
+			"use 1 to 3 on the tunnel the cloud should avoid, or leave it empty")
 	}
 	if t.MTU < 576 || t.MTU > 9000 {
 		v.add(path+".mtu", fmt.Sprint(t.MTU), "the tunnel MTU must be 576–9000 bytes", "use 1436, or leave it empty")

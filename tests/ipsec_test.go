@@ -65,10 +65,16 @@ func labFileWith(t *testing.T, format awsconf.Format, ikeVersion int, edit func(
 }
 
 type ipsecStatus struct {
-	Running     bool
-	Backend     string
-	Mode        string
-	Charon      struct{ PID, Starts int }
+	Running   bool
+	Backend   string
+	Mode      string
+	Charon    struct{ PID, Starts int }
+	BGPRoutes []struct {
+		Prefix   string
+		Neighbor string
+		Best     bool
+	} `json:"bgp_routes"`
+	BGPProblems []string `json:"bgp_problems"`
 	Connections []struct {
 		Name      string
 		Failovers uint64
@@ -77,6 +83,11 @@ type ipsecStatus struct {
 			Name      string
 			Interface string
 			ChildAlgs string `json:"child_algorithms"`
+			BGP       *struct {
+				State            string
+				PrefixesReceived uint64 `json:"prefixes_received"`
+				LocalPreference  uint32 `json:"local_preference"`
+			}
 			State     string
 			Active    bool
 			IKESA     string  `json:"ike_sa"`
@@ -131,7 +142,14 @@ func importAndCommit(t *testing.T, d *toridetest.Daemon, tp *cloudlab.Topo, file
 // importAndCommitTunnels is importAndCommit up to both tunnels up, with no traffic yet.
 func importAndCommitTunnels(t *testing.T, d *toridetest.Daemon, tp *cloudlab.Topo, file string) (up time.Duration) {
 	t.Helper()
-	out := d.MustToride("import", "aws-vpn", file, "--local-networks", "10.1.0.0/24", "--remote-networks", "10.2.0.0/24", "--name", "aws")
+	return importAndCommitWith(t, d, tp, file, "--remote-networks", "10.2.0.0/24")
+}
+
+// importAndCommitWith is importAndCommitTunnels with other import options than the cloud's networks.
+func importAndCommitWith(t *testing.T, d *toridetest.Daemon, tp *cloudlab.Topo, file string, opts ...string) (up time.Duration) {
+	t.Helper()
+	args := append([]string{"import", "aws-vpn", file, "--local-networks", "10.1.0.0/24", "--name", "aws"}, opts...)
+	out := d.MustToride(args...)
 	if !strings.Contains(out, "Imported 2 tunnel(s) as connection aws") || !strings.Contains(out, "pre-shared-key '****'") || strings.Contains(out, cloudlab.PSK1) {
 		t.Fatalf("import said:\n%s", out)
 	}

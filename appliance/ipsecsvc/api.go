@@ -49,7 +49,8 @@ func (a *API) status(r *http.Request) (any, error) {
 		}
 	}
 	return map[string]any{"running": true, "backend": st.Backend, "mode": st.Mode, "capabilities": st.Capabilities, "charon": st.Charon,
-		"connected": st.Connected, "applied": st.Applied, "last_error": st.LastError, "connections": st.Connections}, nil
+		"connected": st.Connected, "applied": st.Applied, "last_error": st.LastError, "connections": st.Connections,
+		"bgp_routes": st.BGPRoutes, "bgp_problems": st.BGPProblems}, nil
 }
 
 var connName = regexp.MustCompile(`[^a-z0-9-]+`)

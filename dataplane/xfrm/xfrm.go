@@ -201,12 +201,13 @@ func (t *Tunnels) Stats() ([]SAStats, error) {
 	return t.k.states()
 }
 
-// RemoveStale deletes the ESP SAs bound to one of ifIDs that were installed before the given time, and returns
-// how many it deleted. A charon that dies without a chance to clean up (SIGKILL, a crash) leaves its SAs in the
-// kernel until their lifetime ends; its successor negotiates new ones and knows nothing of them. Called with the
-// moment the running charon started, it removes exactly those: an SA the running charon made is never older. SAs
-// installed in that same second are left alone, as are those of interfaces not listed (not this appliance's).
-func (t *Tunnels) RemoveStale(ifIDs []uint32, before time.Time) (int, error) {
+// RemoveStale deletes the ESP SAs bound to one of ifIDs that were installed no later than the second of the given
+// time and whose SPI is not in keep, and returns how many it deleted. A charon that dies without a chance to
+// clean up (SIGKILL, a crash) leaves its SAs in the kernel until their lifetime ends; its successor negotiates
+// new ones and knows nothing of them. Called with the moment the running charon started and the SPIs it lists,
+// it removes exactly those: the kernel counts installs in whole seconds, so an SA of that second is told apart
+// by its SPI. SAs of interfaces not listed (not this appliance's) are left alone.
+func (t *Tunnels) RemoveStale(ifIDs []uint32, keep map[uint32]bool, before time.Time) (int, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	all, err := t.k.states()
@@ -217,7 +218,7 @@ func (t *Tunnels) RemoveStale(ifIDs []uint32, before time.Time) (int, error) {
 	n := 0
 	var errs []error
 	for _, s := range all {
-		if s.IfID == 0 || !slices.Contains(ifIDs, s.IfID) || !s.Added.Before(cut) {
+		if s.IfID == 0 || !slices.Contains(ifIDs, s.IfID) || s.Added.After(cut) || keep[s.SPI] {
 			continue
 		}
 		if err := t.k.removeSA(s); err != nil {

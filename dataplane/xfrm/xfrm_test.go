@@ -252,8 +252,8 @@ func TestSetRoutesMovesOnlyWhatChanged(t *testing.T) {
 	}
 }
 
-// RemoveStale deletes only the SAs of the listed interfaces installed before the cut (to the second): never a
-// policy-based SA, another interface's, or one the running charon may have made.
+// RemoveStale deletes only the SAs of the listed interfaces installed no later than the cut's second and not
+// kept by SPI: never a policy-based SA, another interface's, or one the running charon made.
 func TestRemoveStaleSAs(t *testing.T) {
 	start := time.Date(2026, 3, 1, 9, 0, 0, 500e6, time.UTC)
 	old, same, later := start.Add(-10*time.Second).Truncate(time.Second), start.Truncate(time.Second), start.Add(time.Second)
@@ -261,15 +261,16 @@ func TestRemoveStaleSAs(t *testing.T) {
 	f.sas = []SAStats{
 		{SPI: 1, IfID: 7, Added: old},  // the dead charon's: goes
 		{SPI: 2, IfID: 8, Added: old},  // the dead charon's, other tunnel: goes
-		{SPI: 3, IfID: 7, Added: same}, // same second as the start: unknown, stays
+		{SPI: 3, IfID: 7, Added: same}, // same second as the start, the running charon's: stays
+		{SPI: 7, IfID: 7, Added: same}, // same second as the start, not the running charon's: goes
 		{SPI: 4, IfID: 7, Added: later},
 		{SPI: 5, IfID: 0, Added: old}, // policy-based, not ours to judge
 		{SPI: 6, IfID: 9, Added: old}, // an interface not listed
 	}
 	tn := &Tunnels{k: f}
-	n, err := tn.RemoveStale([]uint32{7, 8}, start)
-	if err != nil || n != 2 {
-		t.Fatalf("RemoveStale = %d, %v; want 2", n, err)
+	n, err := tn.RemoveStale([]uint32{7, 8}, map[uint32]bool{3: true, 4: true}, start)
+	if err != nil || n != 3 {
+		t.Fatalf("RemoveStale = %d, %v; want 3", n, err)
 	}
 	var left []uint32
 	for _, s := range f.sas {

@@ -51,6 +51,9 @@ var (
 type Options struct {
 	BehindNAT  bool          // the appliance's WAN is 192.168.100.2 behind a masquerading router
 	Inactivity time.Duration // the gateways close idle CHILD_SAs after this (0: never)
+	// BGP runs FRR's bgpd beside each gateway's charon, as the cloud does for dynamic routing: ASN CloudASN,
+	// a session with the appliance's inside address (ASN SiteASN) over the tunnel, announcing the cloud LAN.
+	BGP bool
 }
 
 // Topo is one lab.
@@ -63,8 +66,9 @@ type Topo struct {
 	GW      [2]*lab.Netns
 	Cloud   *lab.Netns
 	GWs     [2]*Gateway
-	LocalIP string // the appliance's own WAN address
-	CGWID   string // the address the cloud sees the appliance as (its IKE identity)
+	BGPs    [2]*BGPSpeaker // with Options.BGP
+	LocalIP string         // the appliance's own WAN address
+	CGWID   string         // the address the cloud sees the appliance as (its IKE identity)
 }
 
 // New builds the lab and starts both gateways. It skips (or, under lab.Required, fails) without strongSwan.
@@ -138,6 +142,11 @@ func New(t testing.TB, o Options) *Topo {
 	tp.Cloud.AddRoute("10.1.0.0/24", "10.2.0.1")
 	for i := range tp.GW {
 		tp.GWs[i] = startGateway(t, tp.GW[i], i, tp.CGWID, o.Inactivity)
+	}
+	if o.BGP {
+		for i := range tp.GW {
+			tp.BGPs[i] = startBGP(t, tp.GW[i], i)
+		}
 	}
 	return tp
 }

@@ -37,7 +37,10 @@ var initScript []byte
 
 // labTools are the programs the lab (tests/lab, tests/cloudlab, tests/toridetest) runs, taken from this machine's
 // Debian packages; busybox provides the rest (sh, mount, sysctl, ...).
-var labTools = []string{"ip", "nft", "unshare", "nsenter", "ping", "sysctl", "swanctl", "kmod"}
+var labTools = []string{"ip", "nft", "unshare", "nsenter", "ping", "sysctl", "swanctl", "kmod", "vtysh"}
+
+// labDaemons are the lab's programs that are not on PATH: FRR's bgpd, the cloud gateways' BGP speaker.
+var labDaemons = []string{"/usr/lib/frr/bgpd"}
 
 // labModules are loaded at boot: what ESP and xfrm interfaces need, and the crypto that the kernel's random
 // number generator needs before any of it works. Everything else below kernelDirs loads on demand.
@@ -78,6 +81,12 @@ func LabImage(k Kernel, g Guest) (*Initramfs, error) {
 		}
 		r.Program(p)
 	}
+	for _, p := range labDaemons {
+		if _, err := os.Stat(p); err != nil {
+			return nil, fmt.Errorf("vm: %w (tests/deps.sh test installs it)", err)
+		}
+		r.Program(p)
+	}
 	kmod, _ := exec.LookPath("kmod")
 	for _, n := range []string{"modprobe", "insmod", "rmmod", "lsmod", "depmod"} {
 		r.Symlink("usr/sbin/"+n, kmod)
@@ -99,6 +108,8 @@ func LabImage(k Kernel, g Guest) (*Initramfs, error) {
 	r.Tree("etc/strongswan.d", "/etc/strongswan.d")
 	r.Data("etc/passwd", 0o644, []byte("root:x:0:0:root:/root:/bin/sh\n"))
 	r.Data("etc/group", 0o644, []byte("root:x:0:\n"))
+	// vtysh refuses to run without its configuration, and asks PAM (absent here) for any user it does not know.
+	r.Data("etc/frr/vtysh.conf", 0o644, []byte("username root nopassword\n"))
 	r.Modules(k.Root, k.Release, kernelDirs, []string{"veth", "tun", "dummy"})
 	r.Data("toride/modules", 0o644, []byte(strings.Join(labModules, "\n")+"\n"))
 

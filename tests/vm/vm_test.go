@@ -18,7 +18,7 @@ import (
 // guestSuites are the tests the VM runs on the kernel's ESP and xfrm interfaces, which the host's kernel may lack
 // (there the end-to-end tests run on strongSwan's userspace ESP): per package, a -test.run pattern.
 var guestSuites = []struct{ pkg, run string }{
-	{"tests", "^(TestIPsecKernelESP)$"},
+	{"tests", "^(TestIPsecKernelESP|TestIPsecKernelBGP|TestIPsecESPOnTheWAN)$"},
 	{"dataplane/xfrm", "^(TestTunnelsOnTheKernel|TestWatchOnTheKernel)$"},
 }
 

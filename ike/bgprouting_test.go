@@ -1,0 +1,175 @@
+package ike
+
+import (
+	"context"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"toride/ike/bgp"
+)
+
+// fakeSpeaker records what the engine gives the BGP speaker; the test plays its sink.
+type fakeSpeaker struct {
+	configs []bgp.Config
+	closed  bool
+}
+
+func (s *fakeSpeaker) Set(_ context.Context, c bgp.Config) error {
+	s.configs = append(s.configs, c)
+	return nil
+}
+func (s *fakeSpeaker) Status() bgp.Status         { return bgp.Status{} }
+func (s *fakeSpeaker) Routes() []bgp.LearnedRoute { return nil }
+func (s *fakeSpeaker) Close() error               { s.closed = true; return nil }
+
+func (s *fakeSpeaker) last(t *testing.T) bgp.Config {
+	t.Helper()
+	if len(s.configs) == 0 {
+		t.Fatal("the speaker was never configured")
+	}
+	return s.configs[len(s.configs)-1]
+}
+
+func bgpConfig() Config {
+	cfg := testConfig()
+	c := cfg.Connections["aws-tokyo"]
+	c.Routing, c.RemoteNetworks = RoutingBGP, nil
+	c.BGP = BGP{LocalASN: 65000}
+	return cfg
+}
+
+var cloudNet = netip.MustParsePrefix("10.2.0.0/16")
+
+// learn plays the speaker's sink: the best path of prefix is now over tunnel (or gone, with "").
+func (h *harness) learn(prefix netip.Prefix, tunnel string) {
+	h.t.Helper()
+	if tunnel == "" {
+		h.learned.Withdraw(h.ctx, prefix)
+	} else {
+		h.learned.Install(h.ctx, bgp.Route{Prefix: prefix, Neighbor: tunnel})
+	}
+	h.tick()
+}
+
+func TestBGPSessionsAndLearnedRoutes(t *testing.T) {
+	h := newRouteHarness(t)
+	h.set(bgpConfig())
+	h.complete()
+	h.probe(t1, true)
+	h.probe(t2, true)
+	want := bgp.Config{
+		LocalASN: 65000,
+		Neighbors: []bgp.Neighbor{
+			{Name: t1, LocalAddress: netip.MustParseAddr("169.254.10.2"), PeerAddress: netip.MustParseAddr("169.254.10.1"),
+				PeerASN: DefaultRemoteASN, HoldTime: DefaultBGPHoldTime, LocalPreference: DefaultPreferredLocalPreference},
+			{Name: t2, LocalAddress: netip.MustParseAddr("169.254.11.2"), PeerAddress: netip.MustParseAddr("169.254.11.1"),
+				PeerASN: DefaultRemoteASN, HoldTime: DefaultBGPHoldTime, LocalPreference: DefaultLocalPreference},
+		},
+		Networks: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")},
+	}
+	if diff := cmp.Diff(h.speaker.last(t), want, cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})); diff != "" {
+		t.Fatalf("speaker configuration (-got +want):\n%s", diff)
+	}
+	// Nothing learned: nothing routed, no tunnel active.
+	if len(h.links.routes) != 0 {
+		t.Fatalf("routes before anything was learned: %v", h.links.routes)
+	}
+	h.wantActive(-1)
+
+	h.learn(cloudNet, t1)
+	h.wantRoute(t1)
+	h.wantActive(0)
+	// The best path moves to the other session: so does the route.
+	h.learn(cloudNet, t2)
+	h.wantRoute(t2)
+	h.wantActive(1)
+	h.learn(cloudNet, "")
+	if len(h.links.routes) != 0 {
+		t.Fatalf("a withdrawn prefix is still routed: %v", h.links.routes)
+	}
+	h.wantActive(-1)
+
+	// Set is idempotent for the speaker too.
+	n := len(h.speaker.configs)
+	h.set(bgpConfig())
+	if len(h.speaker.configs) != n {
+		t.Errorf("the same configuration again reconfigured the speaker")
+	}
+	h.e.shutdown()
+	if !h.speaker.closed {
+		t.Error("shutdown left the speaker running")
+	}
+}
+
+// A tunnel whose probes die while its BGP session lingers gets the lowest local preference, so the cloud's
+// prefixes move to the other tunnel's session; it gets its own back once it is healthy again.
+func TestBGPDeprefersATunnelThatCarriesNothing(t *testing.T) {
+	h := newRouteHarness(t)
+	h.set(bgpConfig())
+	h.complete()
+	h.probe(t1, true)
+	h.probe(t2, true)
+	pref := func() []uint32 {
+		var out []uint32
+		for _, n := range h.speaker.last(t).Neighbors {
+			out = append(out, n.LocalPreference)
+		}
+		return out
+	}
+	if got := pref(); !slices.Equal(got, []uint32{200, 100}) {
+		t.Fatalf("local preferences %v, want [200 100]", got)
+	}
+	h.advance(10 * time.Second)
+	for range 3 {
+		h.advance(time.Second)
+		h.probe(t1, false)
+	}
+	if got := pref(); !slices.Equal(got, []uint32{unhealthyLocalPreference, 100}) {
+		t.Fatalf("local preferences with tunnel 1 dead %v, want [%d 100]", got, unhealthyLocalPreference)
+	}
+	h.complete() // tunnel 1 restarted
+	h.probe(t1, true)
+	if got := pref(); !slices.Equal(got, []uint32{200, 100}) {
+		t.Fatalf("local preferences after recovery %v, want [200 100]", got)
+	}
+}
+
+// A learned prefix that overlaps a network of the configuration is not routed, and the status says why.
+func TestBGPLearnedOverlapIsRefused(t *testing.T) {
+	h := newRouteHarness(t)
+	h.set(bgpConfig())
+	h.complete()
+	h.learn(netip.MustParsePrefix("10.1.2.0/24"), t1) // inside the local 10.1.0.0/16
+	if len(h.links.routes) != 0 {
+		t.Fatalf("an overlapping learned prefix was routed: %v", h.links.routes)
+	}
+	probs := h.s.Status().BGPProblems
+	if len(probs) != 1 || !strings.Contains(probs[0], "10.1.2.0/24 overlaps configured network 10.1.0.0/16") {
+		t.Errorf("status problems %q", probs)
+	}
+	if ts := h.conn().Tunnels[0].BGP; ts == nil || ts.LocalPreference != 200 {
+		t.Errorf("tunnel 1's BGP status %+v", ts)
+	}
+}
+
+// The appliance speaks BGP as one AS: two BGP connections with different local ASNs are refused with the fix.
+func TestValidateOneLocalASN(t *testing.T) {
+	cfg := bgpConfig()
+	other := bgpConfig().Connections["aws-tokyo"]
+	other.BGP.LocalASN = 65001
+	other.Tunnels["tunnel1"].RemoteAddress = netip.MustParseAddr("203.0.113.30")
+	other.Tunnels["tunnel1"].InsideCIDR = netip.MustParsePrefix("169.254.20.0/30")
+	other.Tunnels["tunnel2"].RemoteAddress = netip.MustParseAddr("203.0.113.40")
+	other.Tunnels["tunnel2"].InsideCIDR = netip.MustParsePrefix("169.254.21.0/30")
+	cfg.Connections["aws-osaka"] = other
+	err := cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), "connections.aws-tokyo.bgp.local-asn") || !strings.Contains(err.Error(), "use 65001 here too") {
+		t.Fatalf("Validate = %v", err)
+	}
+}

@@ -1,0 +1,113 @@
+package tests
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"toride/dataplane/probe"
+	"toride/ike/awsconf"
+	"toride/tests/cloudlab"
+	"toride/tests/lab"
+	"toride/tests/toridetest"
+)
+
+// TestIPsecKernelBGP runs where the kernel has ESP and xfrm interfaces (the VM tier): the cloud's BGP file, imported
+// and committed with no other step, gives two route-based tunnels each carrying a BGP session to the cloud's
+// speaker (FRR's bgpd beside each gateway's charon); the cloud LAN is learned and routed into the preferred
+// tunnel's interface, the site LAN announced to both; a BGP session that ends moves the prefix to the other
+// tunnel, and so does a gateway that dies while its session lingers (the probes deprefer it).
+func TestIPsecKernelBGP(t *testing.T) {
+	caps, err := probe.Detect(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab.RequireKernel(t, caps.ESP && caps.XFRMInterfaces, "ESP and xfrm interfaces")
+	tp := cloudlab.New(t, cloudlab.Options{BGP: true})
+	d := toridetest.Start(t, tp.App, t.TempDir())
+	file := labFileWith(t, awsconf.FormatGeneric, 2, func(tn *awsconf.Tunnel) {
+		tn.BGP = &awsconf.BGP{CustomerASN: cloudlab.SiteASN, CloudASN: cloudlab.CloudASN,
+			Neighbor: tn.VPNGatewayInside.Addr(), HoldTime: 30 * time.Second}
+	})
+	start := time.Now()
+	importAndCommitWith(t, d, tp, file)
+	st := waitTunnels(t, d, tp, "both BGP sessions up and the cloud LAN learned", func(st ipsecStatus) error {
+		for _, tn := range st.Connections[0].Tunnels {
+			if tn.BGP == nil || tn.BGP.State != "established" {
+				return fmt.Errorf("%s: BGP %+v", tn.Name, tn.BGP)
+			}
+		}
+		return learnedVia(st, "aws-t1")
+	})
+	t.Logf("commit → both sessions established and %s learned: %v", cloudlab.CloudLAN, time.Since(start).Round(time.Millisecond))
+	if dst := routeInto(t, tp); dst != "aws-t1" {
+		t.Fatalf("the cloud LAN is routed into %q, want the preferred tunnel's aws-t1", dst)
+	}
+	// The cloud hears the site LAN on both sessions (its own view).
+	for i, b := range tp.BGPs {
+		if err := lab.WaitFor(lab.Within(t, 20*time.Second), 200*time.Millisecond, func() error {
+			got, err := b.Received()
+			if err != nil {
+				return err
+			}
+			if _, ok := got["10.1.0.0/24"]; !ok {
+				return fmt.Errorf("gateway %d's bgpd has %v from the appliance", i+1, got)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if show := d.MustToride("show", "ipsec"); !strings.Contains(show, "route-based") {
+		t.Errorf("show ipsec:\n%s", show)
+	}
+	tp.WaitPing(lab.Within(t, 30*time.Second), t)
+	links := tunnelLinks(t, tp, st)
+	pinger := tp.StartPinger(t)
+	waitCarriedBy(t, d, tp, links, 0, "LAN traffic over the tunnel BGP prefers")
+
+	// The preferred tunnel's BGP session ends (its speaker dies): the prefix moves to the other session, and the
+	// traffic with it; the cloud keeps answering over tunnel 1, which is still up.
+	cut := time.Now()
+	tp.BGPs[0].Proc.Kill()
+	waitTunnels(t, d, tp, "the cloud LAN learned over tunnel 2 alone", func(st ipsecStatus) error { return learnedVia(st, "aws-t2") })
+	t.Logf("session over tunnel 1 ended → prefix routed into tunnel 2: %v", time.Since(cut).Round(time.Millisecond))
+	waitCarriedBy(t, d, tp, links, 1, "LAN traffic over tunnel 2 after tunnel 1's session ended")
+	gap, _ := pinger.GapAround(cut)
+	t.Logf("traffic gap while the route moved: %v", gap.Round(100*time.Millisecond))
+
+	// The session comes back: the prefix returns to the preferred tunnel.
+	tp.BGPs[0].Start(t)
+	waitTunnels(t, d, tp, "the cloud LAN back over tunnel 1", func(st ipsecStatus) error { return learnedVia(st, "aws-t1") })
+	waitCarriedBy(t, d, tp, links, 0, "LAN traffic back over tunnel 1")
+
+	// Gateway 1 dies without a word: its BGP session lingers until the hold time, but the probes see the tunnel
+	// carry nothing at once and deprefer it.
+	killed := time.Now()
+	tp.GWs[0].Proc.Kill()
+	tp.RouteCloudVia(t, 1)
+	waitTunnels(t, d, tp, "the cloud LAN routed into tunnel 2 after gateway 1 died", func(st ipsecStatus) error {
+		return learnedVia(st, "aws-t2")
+	})
+	gap = waitResumed(t, tp, pinger, killed)
+	t.Logf("traffic gap after gateway 1 died (probes every 1 s, 3 lost; BGP hold 9 s): %v", gap.Round(100*time.Millisecond))
+}
+
+// learnedVia checks that the cloud LAN's best path is over the given tunnel and no problem is reported.
+func learnedVia(st ipsecStatus, tunnel string) error {
+	if len(st.BGPProblems) > 0 {
+		return lab.Permanent(fmt.Errorf("BGP problems: %q", st.BGPProblems))
+	}
+	for _, r := range st.BGPRoutes {
+		if r.Best && netip.MustParsePrefix(r.Prefix) == netip.MustParsePrefix(cloudlab.CloudLAN) {
+			if r.Neighbor != tunnel {
+				return fmt.Errorf("%s learned best over %s", r.Prefix, r.Neighbor)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("%s not learned: %+v", cloudlab.CloudLAN, st.BGPRoutes)
+}
