@@ -159,7 +159,7 @@ func TestWatchOnTheKernel(t *testing.T) {
 	h := ns.Handle()
 	sa := &netlink.XfrmState{Src: net.ParseIP("198.51.100.2"), Dst: net.ParseIP("198.51.100.1"), Proto: netlink.XFRM_PROTO_ESP,
 		Mode: netlink.XFRM_MODE_TUNNEL, Spi: 0x2002, Reqid: 4, Ifid: int(tun1.IfID),
-		Aead:   &netlink.XfrmStateAlgo{Name: "rfc4106(gcm(aes))", Key: make([]byte, 20), ICVLen: 128},
+		Aead: &netlink.XfrmStateAlgo{Name: "rfc4106(gcm(aes))", Key: make([]byte, 20), ICVLen: 128},
 		// Hard well after soft: a timer that fires late (an emulated CPU) past both reports only the hard expiry.
 		Limits: netlink.XfrmStateLimits{TimeSoft: 1, TimeHard: 4}}
 	if err := h.XfrmStateAdd(sa); err != nil {
