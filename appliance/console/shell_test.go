@@ -1,4 +1,4 @@
-package main
+package console
 
 import (
 	"bytes"
@@ -9,8 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"toride/appliance/api"
 )
 
 // TestShellExitStatus: an admin who leaves the interactive shell with exit has succeeded, whatever failed on the
@@ -31,8 +29,8 @@ func TestShellExitStatus(t *testing.T) {
 		{"script, nothing failed", "# a comment\n\nexit\nshow status\n", false, 0},
 	} {
 		var out bytes.Buffer
-		c := &cli{c: api.NewClient(unreachable), out: &out, errOut: &out}
-		got := c.shell(context.Background(), strings.NewReader(tt.input), &out, tt.interactive)
+		sh := New(Options{API: NewClient(unreachable), Stdout: &out, Stderr: &out})
+		got := sh.Run(context.Background(), NewScriptReader(strings.NewReader(tt.input), nil), tt.interactive)
 		if got != tt.want {
 			t.Errorf("%s: status %d, want %d; output:\n%s", tt.name, got, tt.want, out.String())
 		}
@@ -59,8 +57,8 @@ func TestShowSSLVPN(t *testing.T) {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	var out bytes.Buffer
-	c := &cli{c: api.NewClient(sock), out: &out, errOut: &out}
-	if err := c.showSSLVPN(context.Background()); err != nil {
+	sh := New(Options{API: NewClient(sock), Stdout: &out, Stderr: &out})
+	if err := sh.Exec(context.Background(), []string{"show", "sslvpn"}); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"FAILED HANDSHAKES", "otp=2", "anyconnect=5 openvpn-udp=1000"} {
