@@ -233,11 +233,15 @@ func (s *Server) commits(r *http.Request) (any, error) {
 
 // describe: GET /api/v1/config/describe?path=system+interfaces — the schema node, for help and completion.
 func (s *Server) describe(r *http.Request) (any, error) {
-	path := strings.Fields(r.URL.Query().Get("path"))
-	cand := s.opts.Store.Candidate()
-	n, err := cand.Describe(path)
+	return Describe(s.opts.Store.Candidate(), strings.Fields(r.URL.Query().Get("path")))
+}
+
+// Describe is the answer of the describe endpoint for path in c: the schema node with c's values (a secret's
+// never) and each child's kind and help.
+func Describe(c *config.Config, path []string) (Description, error) {
+	n, err := c.Describe(path)
 	if err != nil {
-		return nil, err
+		return Description{}, err
 	}
 	out := Description{Name: n.Name, Kind: kindNames[n.Kind], Help: n.Help, Default: n.Default, Enum: n.Enum,
 		Children: n.Children, Range: n.Range, Format: n.Format}
@@ -245,8 +249,8 @@ func (s *Server) describe(r *http.Request) (any, error) {
 		out.Values = n.Values
 	}
 	for _, name := range n.Children {
-		if c, err := cand.Describe(append(append([]string(nil), path...), name)); err == nil {
-			out.ChildNodes = append(out.ChildNodes, ChildNode{Name: name, Kind: kindNames[c.Kind], Help: c.Help})
+		if child, err := c.Describe(append(append([]string(nil), path...), name)); err == nil {
+			out.ChildNodes = append(out.ChildNodes, ChildNode{Name: name, Kind: kindNames[child.Kind], Help: child.Help})
 		}
 	}
 	return out, nil

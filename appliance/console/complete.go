@@ -34,10 +34,12 @@ type command struct {
 	schema bool
 	// arg: the form of a free argument that follows (<N>, <file>), if any.
 	arg string
+	// options: the words of next may come in any order (show configuration candidate json).
+	options bool
 }
 
 var showCommands = []command{
-	{word: "configuration", help: "The running configuration (or candidate; json, commands)", next: []command{
+	{word: "configuration", help: "The running configuration (or candidate; json, commands)", options: true, next: []command{
 		{word: "candidate", help: "The candidate instead of the running configuration"},
 		{word: "commands", help: "As set lines"},
 		{word: "json", help: "As JSON"},
@@ -118,6 +120,9 @@ func (s *Shell) Complete(ctx context.Context, line string) (partial string, item
 		return partial, nil, err
 	}
 	for _, it := range all {
+		if it == enter && partial != "" {
+			continue // a word is being typed: Enter would not run this line
+		}
 		if !it.Literal() || strings.HasPrefix(it.Word, partial) {
 			items = append(items, it)
 		}
@@ -128,6 +133,7 @@ func (s *Shell) Complete(ctx context.Context, line string) (partial string, item
 // allowed is every item that may follow words in the grammar cmds.
 func (s *Shell) allowed(ctx context.Context, cmds []command, base, words []string) ([]Item, error) {
 	var items []Item
+	options := false
 	for i, w := range words {
 		var cmd *command
 		for j := range cmds {
@@ -136,8 +142,6 @@ func (s *Shell) allowed(ctx context.Context, cmds []command, base, words []strin
 			}
 		}
 		switch {
-		case cmd == nil && i > 0 && words[i-1] == "configuration":
-			continue // show configuration takes its options in any order
 		case cmd == nil:
 			return nil, fmt.Errorf("%q is not allowed here; one of %s", w, strings.Join(commandWords(cmds), ", "))
 		case cmd.schema:
@@ -147,8 +151,10 @@ func (s *Shell) allowed(ctx context.Context, cmds []command, base, words []strin
 				return []Item{enter}, nil
 			}
 			return []Item{{cmd.arg, cmd.help}, enter}, nil
+		case options:
+			continue // one more option of the same list
 		}
-		cmds = cmd.next
+		cmds, options = cmd.next, cmd.options
 	}
 	for _, c := range cmds {
 		items = append(items, Item{c.word, c.help})
@@ -180,6 +186,9 @@ func (s *Shell) schemaItems(ctx context.Context, verb string, path []string) ([]
 			}
 		}
 		return nil, err
+	}
+	if len(path) > 0 && d.Name != path[len(path)-1] {
+		return []Item{enter}, nil // describe stops at a leaf: the words after it are its value
 	}
 	var items []Item
 	switch d.Kind {
