@@ -230,7 +230,7 @@ func TestScriptPointsAtTheWrongWord(t *testing.T) {
 	if !strings.Contains(errOut.String(), want) {
 		t.Errorf("no pointer at interfces:\n%s", errOut.String())
 	}
-	if !strings.Contains(errOut.String(), "  set system interfaces eth0 mtu 99999\n" + strings.Repeat(" ", 33) + "^\n") {
+	if !strings.Contains(errOut.String(), "  set system interfaces eth0 mtu 99999\n"+strings.Repeat(" ", 33)+"^\n") {
 		t.Errorf("no pointer at the value:\n%s", errOut.String())
 	}
 	if fake.running.System.HostName != "gw2" {
