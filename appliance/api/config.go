@@ -39,11 +39,19 @@ func (s *Server) getConfig(r *http.Request) (any, error) {
 	case "", "json":
 		return c, nil
 	case "commands":
-		return map[string]any{"commands": nonNil(c.Commands())}, nil
+		return ConfigCommands{Commands: nonNil(c.Commands())}, nil
 	case "tree":
-		return map[string]any{"tree": c.Tree()}, nil
+		return ConfigTree{Tree: c.Tree()}, nil
+	case "marked":
+		// The candidate against the running configuration, from the node at path down, as configuration mode
+		// shows it.
+		tree, err := config.MarkedTree(s.opts.Store.Running(), s.opts.Store.Candidate(), strings.Fields(q.Get("path")))
+		if err != nil {
+			return nil, err
+		}
+		return ConfigTree{Tree: tree}, nil
 	default:
-		return nil, Errorf(http.StatusBadRequest, "bad_request", "format=%q: use json, commands or tree", f)
+		return nil, Errorf(http.StatusBadRequest, "bad_request", "format=%q: use json, commands, tree or marked", f)
 	}
 }
 
@@ -128,22 +136,14 @@ func (s *Server) commands(r *http.Request) (any, error) {
 	return s.candidateState(), nil
 }
 
-func (s *Server) candidateState() map[string]any {
-	return map[string]any{"changed": s.opts.Store.Changed()}
+func (s *Server) candidateState() Changed {
+	return Changed{Changed: s.opts.Store.Changed()}
 }
 
 // discard: POST /api/v1/config/discard
 func (s *Server) discard(r *http.Request) (any, error) {
 	s.opts.Store.Discard()
 	return s.candidateState(), nil
-}
-
-type commitJSON struct {
-	Index    int       `json:"index"`
-	Revision int       `json:"revision"`
-	Time     time.Time `json:"time"`
-	Author   string    `json:"author"`
-	Comment  string    `json:"comment,omitempty"`
 }
 
 // commit: POST /api/v1/config/commit {"comment": "…", "confirm_minutes": M}
@@ -159,15 +159,15 @@ func (s *Server) commit(r *http.Request) (any, error) {
 	}
 	c, err := s.opts.Store.Commit(r.Context(), store.CommitRequest{Author: Author(r.Context()), Comment: req.Comment, ConfirmMinutes: req.ConfirmMinutes})
 	if errors.Is(err, store.ErrNoChanges) {
-		return map[string]any{"committed": false, "message": "no configuration changes to commit"}, nil
+		return Committed{Message: "no configuration changes to commit"}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]any{"committed": true, "commit": commitJSON{Revision: c.Revision, Time: c.Time, Author: c.Author, Comment: c.Comment}}
+	out := Committed{Committed: true, Commit: &CommitEntry{Commit: c}}
 	if rev, deadline, ok := s.opts.Store.Pending(); ok && rev == c.Revision {
-		out["confirm_by"] = deadline
-		out["message"] = "confirm with `toride confirm` before " + deadline.Local().Format(time.TimeOnly) + ", or the previous configuration comes back"
+		out.ConfirmBy = &deadline
+		out.Message = "confirm with `toride confirm` before " + deadline.Local().Format(time.TimeOnly) + ", or the previous configuration comes back"
 	}
 	return out, nil
 }
@@ -177,7 +177,7 @@ func (s *Server) confirm(r *http.Request) (any, error) {
 	if err := s.opts.Store.Confirm(Author(r.Context())); err != nil {
 		return nil, err
 	}
-	return map[string]any{"confirmed": true}, nil
+	return Confirmed{Confirmed: true}, nil
 }
 
 // compare: GET /api/v1/config/compare[?rev=N] — the candidate against the running configuration, or against
@@ -195,7 +195,7 @@ func (s *Server) compare(r *http.Request) (any, error) {
 	} else {
 		base = s.opts.Store.Running()
 	}
-	return map[string]any{"diff": nonNil(config.Diff(base, s.opts.Store.Candidate()))}, nil
+	return Compare{Diff: nonNil(config.Diff(base, s.opts.Store.Candidate()))}, nil
 }
 
 // rollback: POST /api/v1/config/rollback {"revision": N} — N counts back from the running configuration (0).
@@ -211,53 +211,52 @@ func (s *Server) rollback(r *http.Request) (any, error) {
 	}
 	c, err := s.opts.Store.Rollback(r.Context(), *req.Revision, Author(r.Context()))
 	if errors.Is(err, store.ErrNoChanges) {
-		return map[string]any{"committed": false, "message": "revision " + strconv.Itoa(*req.Revision) + " is the running configuration already"}, nil
+		return Committed{Message: "revision " + strconv.Itoa(*req.Revision) + " is the running configuration already"}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"committed": true, "commit": commitJSON{Revision: c.Revision, Time: c.Time, Author: c.Author, Comment: c.Comment}}, nil
+	return Committed{Committed: true, Commit: &CommitEntry{Commit: c}}, nil
 }
 
 // commits: GET /api/v1/config/commits
 func (s *Server) commits(r *http.Request) (any, error) {
-	var list []commitJSON
+	var out Commits
 	for i, c := range s.opts.Store.Commits() {
-		list = append(list, commitJSON{Index: i, Revision: c.Revision, Time: c.Time, Author: c.Author, Comment: c.Comment})
+		out.Commits = append(out.Commits, CommitEntry{Index: i, Commit: c})
 	}
-	out := map[string]any{"commits": list}
 	if rev, deadline, ok := s.opts.Store.Pending(); ok {
-		out["pending_confirm"] = map[string]any{"revision": rev, "deadline": deadline}
+		out.PendingConfirm = &PendingConfirm{Revision: rev, Deadline: deadline}
 	}
 	return out, nil
 }
 
 // describe: GET /api/v1/config/describe?path=system+interfaces — the schema node, for help and completion.
 func (s *Server) describe(r *http.Request) (any, error) {
-	path := strings.Fields(r.URL.Query().Get("path"))
-	n, err := s.opts.Store.Candidate().Describe(path)
+	return Describe(s.opts.Store.Candidate(), strings.Fields(r.URL.Query().Get("path")))
+}
+
+// Describe is the answer of the describe endpoint for path in c: the schema node with c's values (a secret's
+// never) and each child's kind and help.
+func Describe(c *config.Config, path []string) (Description, error) {
+	n, err := c.Describe(path)
 	if err != nil {
-		return nil, err
+		return Description{}, err
 	}
-	kinds := map[config.Kind]string{config.Container: "container", config.Tag: "tag", config.Leaf: "leaf", config.Multi: "multi", config.Flag: "flag"}
-	out := map[string]any{"name": n.Name, "kind": kinds[n.Kind], "help": n.Help}
-	if n.Default != "" {
-		out["default"] = n.Default
+	out := Description{Name: n.Name, Kind: kindNames[n.Kind], Help: n.Help, Default: n.Default, Enum: n.Enum,
+		Children: n.Children, Range: n.Range, Format: n.Format}
+	if !n.Secret {
+		out.Values = n.Values
 	}
-	if len(n.Enum) > 0 {
-		out["enum"] = n.Enum
-	}
-	if len(n.Children) > 0 {
-		out["children"] = n.Children
-	}
-	if len(n.Values) > 0 && !n.Secret {
-		out["values"] = n.Values
-	}
-	if n.Range != [2]int64{} {
-		out["range"] = n.Range
+	for _, name := range n.Children {
+		if child, err := c.Describe(append(append([]string(nil), path...), name)); err == nil {
+			out.ChildNodes = append(out.ChildNodes, ChildNode{Name: name, Kind: kindNames[child.Kind], Help: child.Help})
+		}
 	}
 	return out, nil
 }
+
+var kindNames = map[config.Kind]string{config.Container: "container", config.Tag: "tag", config.Leaf: "leaf", config.Multi: "multi", config.Flag: "flag"}
 
 // status: GET /api/v1/status
 func (s *Server) status(r *http.Request) (any, error) {

@@ -39,6 +39,7 @@ type Node struct {
 	Children []string // for a container: its children's names
 	Values   []string // for a tag node: the existing keys; for a leaf: the current values
 	Range    [2]int64 // for an integer leaf with a range
+	Format   string   // how a leaf's value or a tag node's key is written: <x.x.x.x/n>, <1-65535>, <name>
 	typ      reflect.Type
 }
 
@@ -138,7 +139,14 @@ func pathErr(path []string, format string, args ...any) error {
 // Set applies one `set` command (without the word set) to c: path is the node names and keys, and the value last
 // for a leaf. Setting a multi-value leaf adds the value if it is not there yet; setting a tag node's key alone
 // creates an empty entry.
-func (c *Config) Set(path []string) error {
+func (c *Config) Set(path []string) error { return c.set(path, false) }
+
+// SetRedacted is Set for a line of a redacted listing (`show configuration commands` with secrets hidden): a
+// secret given as Placeholder is stored as Placeholder, for KeepSecrets to resolve against the configuration it
+// replaces.
+func (c *Config) SetRedacted(path []string) error { return c.set(path, true) }
+
+func (c *Config) set(path []string, redacted bool) error {
 	if len(path) == 0 {
 		return pathErr(nil, "set needs a path, e.g. set system host-name NAME")
 	}
@@ -211,6 +219,10 @@ func (c *Config) Set(path []string) error {
 					}
 				}
 				fv.Set(reflect.Append(fv, nv))
+				return nil
+			}
+			if f.secret && path[i] == Placeholder && redacted {
+				fv.SetString(Placeholder)
 				return nil
 			}
 			if f.secret && path[i] == Placeholder {
@@ -330,6 +342,7 @@ func (c *Config) Describe(path []string) (Node, error) {
 		if f.ranged {
 			node.Range = [2]int64{f.lo, f.hi}
 		}
+		node.Format = formatOf(f)
 		switch node.Kind {
 		case Container:
 			node.Children = childNames(f.typ)
@@ -370,6 +383,45 @@ func mapKeys(m reflect.Value) []string {
 	}
 	sortKeys(keys)
 	return keys
+}
+
+// formatOf is how a field's value (or a tag node's key) is written, for help: the VyOS-style <…> form.
+func formatOf(f field) string {
+	switch kindOf(f.typ) {
+	case Container, Flag:
+		return ""
+	case Tag:
+		switch f.key {
+		case "ifname":
+			return "<interface>"
+		case "network":
+			return "<x.x.x.x/n>"
+		case "uuid":
+			return "<uuid>"
+		}
+		return "<name>"
+	}
+	t := f.typ
+	if f.scalarT != nil {
+		t = f.scalarT
+	}
+	switch {
+	case f.secret:
+		return "<secret>"
+	case len(f.enum) > 0:
+		return "<" + strings.Join(f.enum, "|") + ">"
+	case f.ranged:
+		return fmt.Sprintf("<%d-%d>", f.lo, f.hi)
+	case t == reflect.TypeFor[netip.Prefix]():
+		return "<x.x.x.x/n>"
+	case t == reflect.TypeFor[netip.Addr]():
+		return "<x.x.x.x>"
+	case t.Kind() == reflect.Int64 && reflect.PointerTo(t).Implements(textUnmarshaler):
+		return "<seconds>"
+	case t.Kind() >= reflect.Int && t.Kind() <= reflect.Uint64:
+		return "<number>"
+	}
+	return "<text>"
 }
 
 func keyWord(kind string) string {

@@ -1,0 +1,204 @@
+package console
+
+import (
+	"context"
+	"encoding/json"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"toride/appliance/api"
+	"toride/appliance/sslvpnsvc"
+	"toride/ike"
+)
+
+// API is what the console asks of torided. *Client is the real one, over the API socket; tests give a fake.
+type API interface {
+	// Config is GET /api/v1/config in JSON, as the server sends it.
+	Config(ctx context.Context, source string, showSecrets bool) ([]byte, error)
+	ConfigTree(ctx context.Context, source string, showSecrets bool) (api.ConfigTree, error)
+	ConfigCommands(ctx context.Context, source string, showSecrets bool) (api.ConfigCommands, error)
+	// MarkedTree is the candidate from the node at path down, each line marked against the running configuration.
+	MarkedTree(ctx context.Context, path []string) (api.ConfigTree, error)
+	PutCandidate(ctx context.Context, configJSON []byte) (api.Changed, error)
+	Set(ctx context.Context, path []string) (api.Changed, error)
+	Delete(ctx context.Context, path []string) (api.Changed, error)
+	Discard(ctx context.Context) (api.Changed, error)
+	Commit(ctx context.Context, comment string, confirmMinutes int) (api.Committed, error)
+	Confirm(ctx context.Context) (api.Confirmed, error)
+	// Compare is the candidate against the running configuration, or against archive entry rev when rev >= 0.
+	Compare(ctx context.Context, rev int) (api.Compare, error)
+	Rollback(ctx context.Context, rev int) (api.Committed, error)
+	Commits(ctx context.Context) (api.Commits, error)
+	Describe(ctx context.Context, path []string) (api.Description, error)
+	// Status is GET /api/v1/status in JSON, as the server sends it (components add sections of their own).
+	Status(ctx context.Context) ([]byte, error)
+	IPsecStatus(ctx context.Context) (IPsecStatus, error)
+	SSLVPNStatus(ctx context.Context) (sslvpnsvc.Status, error)
+	SSLVPNSessions(ctx context.Context) (sslvpnsvc.Sessions, error)
+	ImportAWSVPN(ctx context.Context, file []byte, opts url.Values) (AWSImport, error)
+}
+
+// IPsecStatus is the answer of GET /api/v1/ipsec/status: the engine's status, and whether it runs at all.
+type IPsecStatus struct {
+	Running bool `json:"running"`
+	ike.Status
+}
+
+// AWSImport is the answer of POST /api/v1/ipsec/import.
+type AWSImport struct {
+	Name     string   `json:"name"`
+	Format   string   `json:"format"`
+	Tunnels  int      `json:"tunnels"`
+	Commands []string `json:"commands"`
+	Changed  bool     `json:"changed"`
+	Message  string   `json:"message"`
+}
+
+// Client is API over torided's socket. It is safe for concurrent use.
+type Client struct {
+	c *api.Client
+}
+
+// NewClient returns a Client of the API socket at path.
+func NewClient(path string) *Client { return &Client{c: api.NewClient(path)} }
+
+func configQuery(source, format string, showSecrets bool) string {
+	q := url.Values{"source": {source}, "format": {format}, "secrets": {"hide"}}
+	if showSecrets {
+		q.Set("secrets", "show")
+	}
+	return "/api/v1/config?" + q.Encode()
+}
+
+func (c *Client) Config(ctx context.Context, source string, showSecrets bool) ([]byte, error) {
+	var raw []byte
+	err := c.c.Do(ctx, "GET", configQuery(source, "json", showSecrets), nil, &raw)
+	return raw, err
+}
+
+func (c *Client) ConfigTree(ctx context.Context, source string, showSecrets bool) (api.ConfigTree, error) {
+	var out api.ConfigTree
+	err := c.c.Do(ctx, "GET", configQuery(source, "tree", showSecrets), nil, &out)
+	return out, err
+}
+
+func (c *Client) ConfigCommands(ctx context.Context, source string, showSecrets bool) (api.ConfigCommands, error) {
+	var out api.ConfigCommands
+	err := c.c.Do(ctx, "GET", configQuery(source, "commands", showSecrets), nil, &out)
+	return out, err
+}
+
+func (c *Client) MarkedTree(ctx context.Context, path []string) (api.ConfigTree, error) {
+	var out api.ConfigTree
+	q := url.Values{"source": {"candidate"}, "format": {"marked"}, "path": {strings.Join(path, " ")}}
+	err := c.c.Do(ctx, "GET", "/api/v1/config?"+q.Encode(), nil, &out)
+	return out, err
+}
+
+func (c *Client) PutCandidate(ctx context.Context, configJSON []byte) (api.Changed, error) {
+	var out api.Changed
+	err := c.c.Do(ctx, "PUT", "/api/v1/config/candidate", json.RawMessage(configJSON), &out)
+	return out, err
+}
+
+type pathRequest struct {
+	Path []string `json:"path"`
+}
+
+func (c *Client) Set(ctx context.Context, path []string) (api.Changed, error) {
+	var out api.Changed
+	err := c.c.Do(ctx, "POST", "/api/v1/config/set", pathRequest{path}, &out)
+	return out, err
+}
+
+func (c *Client) Delete(ctx context.Context, path []string) (api.Changed, error) {
+	var out api.Changed
+	err := c.c.Do(ctx, "POST", "/api/v1/config/delete", pathRequest{path}, &out)
+	return out, err
+}
+
+func (c *Client) Discard(ctx context.Context) (api.Changed, error) {
+	var out api.Changed
+	err := c.c.Do(ctx, "POST", "/api/v1/config/discard", nil, &out)
+	return out, err
+}
+
+type commitRequest struct {
+	Comment        string `json:"comment"`
+	ConfirmMinutes int    `json:"confirm_minutes"`
+}
+
+func (c *Client) Commit(ctx context.Context, comment string, confirmMinutes int) (api.Committed, error) {
+	var out api.Committed
+	err := c.c.Do(ctx, "POST", "/api/v1/config/commit", commitRequest{comment, confirmMinutes}, &out)
+	return out, err
+}
+
+func (c *Client) Confirm(ctx context.Context) (api.Confirmed, error) {
+	var out api.Confirmed
+	err := c.c.Do(ctx, "POST", "/api/v1/config/confirm", nil, &out)
+	return out, err
+}
+
+func (c *Client) Compare(ctx context.Context, rev int) (api.Compare, error) {
+	var out api.Compare
+	path := "/api/v1/config/compare"
+	if rev >= 0 {
+		path += "?rev=" + strconv.Itoa(rev)
+	}
+	err := c.c.Do(ctx, "GET", path, nil, &out)
+	return out, err
+}
+
+type rollbackRequest struct {
+	Revision int `json:"revision"`
+}
+
+func (c *Client) Rollback(ctx context.Context, rev int) (api.Committed, error) {
+	var out api.Committed
+	err := c.c.Do(ctx, "POST", "/api/v1/config/rollback", rollbackRequest{rev}, &out)
+	return out, err
+}
+
+func (c *Client) Commits(ctx context.Context) (api.Commits, error) {
+	var out api.Commits
+	err := c.c.Do(ctx, "GET", "/api/v1/config/commits", nil, &out)
+	return out, err
+}
+
+func (c *Client) Describe(ctx context.Context, path []string) (api.Description, error) {
+	var out api.Description
+	err := c.c.Do(ctx, "GET", "/api/v1/config/describe?"+url.Values{"path": {strings.Join(path, " ")}}.Encode(), nil, &out)
+	return out, err
+}
+
+func (c *Client) Status(ctx context.Context) ([]byte, error) {
+	var raw []byte
+	err := c.c.Do(ctx, "GET", "/api/v1/status", nil, &raw)
+	return raw, err
+}
+
+func (c *Client) IPsecStatus(ctx context.Context) (IPsecStatus, error) {
+	var out IPsecStatus
+	err := c.c.Do(ctx, "GET", "/api/v1/ipsec/status", nil, &out)
+	return out, err
+}
+
+func (c *Client) SSLVPNStatus(ctx context.Context) (sslvpnsvc.Status, error) {
+	var out sslvpnsvc.Status
+	err := c.c.Do(ctx, "GET", "/api/v1/sslvpn/status", nil, &out)
+	return out, err
+}
+
+func (c *Client) SSLVPNSessions(ctx context.Context) (sslvpnsvc.Sessions, error) {
+	var out sslvpnsvc.Sessions
+	err := c.c.Do(ctx, "GET", "/api/v1/sslvpn/sessions", nil, &out)
+	return out, err
+}
+
+func (c *Client) ImportAWSVPN(ctx context.Context, file []byte, opts url.Values) (AWSImport, error) {
+	var out AWSImport
+	err := c.c.Do(ctx, "POST", "/api/v1/ipsec/import?"+opts.Encode(), file, &out)
+	return out, err
+}

@@ -1,0 +1,475 @@
+package console
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+	"golang.org/x/term"
+
+	"toride/appliance/api"
+)
+
+// UsageError is a command line that does not fit; toride exits 2 for it.
+type UsageError struct{ Msg string }
+
+func (e UsageError) Error() string { return e.Msg }
+
+func usagef(format string, args ...any) error { return UsageError{fmt.Sprintf(format, args...)} }
+
+// Usage is the help of the operational commands.
+const Usage = `usage: toride [--socket PATH] [COMMAND]
+
+Commands:
+  show configuration [json|commands] [candidate] [--show-secrets]
+                                                   the running (or candidate) configuration; secrets
+                                                   are **** unless --show-secrets (torided logs who asked)
+  show system commit                               the commit archive, newest (0) first
+  show status                                      the appliance and its components
+  show sslvpn [sessions]                           SSL-VPN servers, or their connected sessions
+  show ipsec                                       IPsec connections and their tunnels
+  generate password-hash                           read a password (no echo) and print its bcrypt hash
+  generate api-key NAME                            make an API key, put its hash in the candidate, print the key once
+  import aws-vpn FILE [--local-networks CIDR,…] [--remote-networks CIDR,…] [--name NAME] [--local-address ADDR]
+                                                   put the cloud's VPN configuration file into the candidate
+  set PATH... VALUE                                change the candidate
+  delete PATH...                                   remove from the candidate
+  compare [N]                                      candidate against running, or against commit N
+  commit [COMMENT]                                 validate and apply the candidate
+  commit-confirm MINUTES [COMMENT]                 commit, reverting by itself unless confirmed in time
+  confirm                                          keep a commit-confirm
+  discard                                          throw away the candidate's changes
+  rollback N                                       commit archive entry N again
+With no command, toride reads commands line by line (a shell; configure enters configuration mode).
+
+The socket is --socket, else $TORIDE_SOCKET, else ` + DefaultSocket + `.
+`
+
+// DefaultSocket is where torided serves its API unless told otherwise.
+const DefaultSocket = "/run/toride/api.sock"
+
+// Report prints err as toride does and returns the exit status for it: 0 none, 2 bad usage, 1 anything else.
+func Report(err error, stderr io.Writer) int {
+	if err == nil {
+		return 0
+	}
+	var ue UsageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "toride: %s\n", ue.Msg)
+		return 2
+	}
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		fmt.Fprintf(stderr, "error: %s\n", ae.Message)
+		for _, p := range ae.Problems {
+			fmt.Fprintf(stderr, "  %s\n", p.String())
+		}
+		return 1
+	}
+	fmt.Fprintf(stderr, "toride: %v\n", err)
+	return 1
+}
+
+// operational runs one operational-mode command: what `toride COMMAND…` runs one-shot.
+func (s *Shell) operational(ctx context.Context, args []string) error {
+	switch args[0] {
+	case "show":
+		return s.show(ctx, args[1:])
+	case "set", "delete":
+		if len(args) < 2 {
+			return usagef("%s needs a path, e.g. %s system host-name", args[0], args[0])
+		}
+		return s.edit(ctx, args[0], args[1:])
+	case "commit":
+		return s.commit(ctx, 0, strings.Join(args[1:], " "))
+	case "commit-confirm":
+		if len(args) < 2 {
+			return usagef("commit-confirm needs the minutes to wait, e.g. commit-confirm 5")
+		}
+		m, err := strconv.Atoi(args[1])
+		if err != nil || m < 1 {
+			return usagef("commit-confirm %q: the minutes must be a whole number of at least 1", args[1])
+		}
+		return s.commit(ctx, m, strings.Join(args[2:], " "))
+	case "confirm":
+		if _, err := s.api.Confirm(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintln(s.out, "Confirmed; the configuration stays.")
+		return nil
+	case "discard":
+		ch, err := s.api.Discard(ctx)
+		if err != nil {
+			return err
+		}
+		s.changed = ch.Changed
+		fmt.Fprintln(s.out, "Changes discarded.")
+		return nil
+	case "compare":
+		rev := -1
+		if len(args) > 1 {
+			n, err := strconv.Atoi(args[1])
+			if err != nil {
+				return usagef("compare %q: give a commit number from `show system commit`", args[1])
+			}
+			rev = n
+		}
+		out, err := s.api.Compare(ctx, rev)
+		if err != nil {
+			return err
+		}
+		if len(out.Diff) == 0 {
+			fmt.Fprintln(s.out, "No changes.")
+		}
+		for _, l := range out.Diff {
+			fmt.Fprintln(s.out, l)
+		}
+		return nil
+	case "rollback":
+		if len(args) != 2 {
+			return usagef("rollback needs one commit number from `show system commit`")
+		}
+		n, err := strconv.Atoi(args[1])
+		if err != nil || n < 0 {
+			return usagef("rollback %q: give a commit number from `show system commit`", args[1])
+		}
+		out, err := s.api.Rollback(ctx, n)
+		if err != nil {
+			return err
+		}
+		s.printCommit(out)
+		s.refreshChanged(ctx)
+		return nil
+	case "import":
+		return s.importFile(ctx, args[1:])
+	case "generate":
+		return s.generate(ctx, args[1:])
+	case "help", "--help", "-h":
+		fmt.Fprint(s.out, Usage)
+		return nil
+	}
+	return usagef("unknown command %q; try toride help", args[0])
+}
+
+func (s *Shell) show(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return usagef("show what? configuration, system commit or status")
+	}
+	switch args[0] {
+	case "configuration", "config":
+		format, source, secrets := "tree", "running", false
+		for _, a := range args[1:] {
+			switch a {
+			case "json", "commands", "tree":
+				format = a
+			case "candidate", "running":
+				source = a
+			case "--show-secrets":
+				secrets = true
+			default:
+				return usagef("show configuration %q: use json, commands, candidate or --show-secrets", a)
+			}
+		}
+		switch format {
+		case "json":
+			raw, err := s.api.Config(ctx, source, secrets)
+			if err != nil {
+				return err
+			}
+			_, err = s.out.Write(raw)
+			return err
+		case "commands":
+			out, err := s.api.ConfigCommands(ctx, source, secrets)
+			if err != nil {
+				return err
+			}
+			for _, l := range out.Commands {
+				fmt.Fprintln(s.out, l)
+			}
+		default:
+			out, err := s.api.ConfigTree(ctx, source, secrets)
+			if err != nil {
+				return err
+			}
+			fmt.Fprint(s.out, out.Tree)
+		}
+		return nil
+	case "system":
+		if len(args) < 2 || args[1] != "commit" {
+			return usagef("show system commit")
+		}
+		out, err := s.api.Commits(ctx)
+		if err != nil {
+			return err
+		}
+		for _, cm := range out.Commits {
+			line := fmt.Sprintf("%-3d %s by %s", cm.Index, cm.Time.Local().Format("2006-01-02 15:04:05"), cm.Author)
+			if cm.Comment != "" {
+				line += ": " + cm.Comment
+			}
+			if out.PendingConfirm != nil && out.PendingConfirm.Revision == cm.Revision {
+				line += fmt.Sprintf("  [awaiting confirm until %s]", out.PendingConfirm.Deadline.Local().Format(time.TimeOnly))
+			}
+			fmt.Fprintln(s.out, line)
+		}
+		return nil
+	case "ipsec":
+		return s.showIPsec(ctx)
+	case "sslvpn":
+		if len(args) > 1 && args[1] == "sessions" {
+			return s.showSessions(ctx)
+		}
+		return s.showSSLVPN(ctx)
+	case "status":
+		raw, err := s.api.Status(ctx)
+		if err != nil {
+			return err
+		}
+		_, err = s.out.Write(raw)
+		return err
+	}
+	return usagef("show %q: use configuration, system commit or status", args[0])
+}
+
+func (s *Shell) showSSLVPN(ctx context.Context) error {
+	out, err := s.api.SSLVPNStatus(ctx)
+	if err != nil {
+		return err
+	}
+	if len(out.Servers) == 0 {
+		fmt.Fprintln(s.out, "No SSL-VPN server is running.")
+		return nil
+	}
+	counts := func(m map[string]uint64) string {
+		var f []string
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			f = append(f, fmt.Sprintf("%s=%d", k, m[k]))
+		}
+		return strings.Join(f, " ")
+	}
+	w := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "SERVER\tSESSIONS\tPOOL\tADDRESSES IN USE\tREFUSED\tFAILED HANDSHAKES")
+	for _, sv := range out.Servers {
+		fmt.Fprintf(w, "%s\t%d/%d\t%s\t%d/%d\t%s\t%s\n", sv.Name, sv.Sessions, sv.MaxSessions, sv.Pool, sv.PoolInUse, sv.PoolCapacity,
+			counts(sv.Refused), counts(sv.FailedHandshakes))
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	header := false
+	for _, sv := range out.Servers {
+		for _, crl := range sv.CRLs {
+			if !header {
+				fmt.Fprintln(w, "\nSERVER\tCRL OF\tNUMBER\tREVOKED\tNEXT UPDATE\tSTATE")
+				header = true
+			}
+			state, next := "current", "-"
+			if !crl.NextUpdate.IsZero() {
+				next = crl.NextUpdate.Local().Format(time.DateTime)
+			}
+			if crl.Stale {
+				state = fmt.Sprintf("STALE for %s: still in force; load a newer CRL", time.Since(crl.NextUpdate).Round(time.Minute))
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", sv.Name, crl.Issuer, crl.Number, crl.Revoked, next, state)
+		}
+	}
+	return w.Flush()
+}
+
+func (s *Shell) showSessions(ctx context.Context) error {
+	out, err := s.api.SSLVPNSessions(ctx)
+	if err != nil {
+		return err
+	}
+	if len(out.Sessions) == 0 {
+		fmt.Fprintln(s.out, "No SSL-VPN session.")
+		return nil
+	}
+	w := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "SERVER\tUSER\tADDRESS\tPROTOCOL\tREMOTE\tCIPHER\tSINCE\tIN\tOUT\tID")
+	for _, ss := range out.Sessions {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", ss.Server, ss.User, ss.Address, ss.Protocol, ss.Remote, ss.Cipher,
+			ss.Since.Local().Format("15:04:05"), ss.BytesIn, ss.BytesOut, ss.ID)
+	}
+	return w.Flush()
+}
+
+// generate: generate password-hash | generate api-key NAME.
+func (s *Shell) generate(ctx context.Context, args []string) error {
+	switch {
+	case len(args) == 1 && args[0] == "password-hash":
+		pw, err := readSecret(s.stdin, s.errOut, "Password: ")
+		if err != nil {
+			return err
+		}
+		if len(pw) < 8 {
+			return usagef("the password is shorter than 8 characters")
+		}
+		hash, err := bcrypt.GenerateFromPassword(pw, 12)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(s.out, string(hash))
+		return nil
+	case len(args) == 2 && args[0] == "api-key":
+		raw := make([]byte, 32)
+		if _, err := rand.Read(raw); err != nil {
+			return err
+		}
+		key := base64.RawURLEncoding.EncodeToString(raw)
+		sum := sha256.Sum256([]byte(key))
+		ch, err := s.api.Set(ctx, []string{"api", "keys", args[1], "key-sha256", hex.EncodeToString(sum[:])})
+		if err != nil {
+			return err
+		}
+		s.changed = ch.Changed
+		fmt.Fprintf(s.out, "%s\n", key)
+		fmt.Fprintf(s.errOut, "API key %s is in the candidate; commit to use it. The key above is shown only now: send it as 'Authorization: Bearer KEY'.\n", args[1])
+		return nil
+	}
+	return usagef("generate password-hash | generate api-key NAME")
+}
+
+// readSecret reads a line without echo from a terminal, or plainly from a pipe.
+func readSecret(in io.Reader, prompt io.Writer, what string) ([]byte, error) {
+	if f, ok := in.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprint(prompt, what)
+		defer fmt.Fprintln(prompt)
+		return term.ReadPassword(int(f.Fd()))
+	}
+	if in == nil {
+		return nil, errors.New("reading the password: no input")
+	}
+	line, err := bufio.NewReader(in).ReadString('\n')
+	if err != nil && line == "" {
+		return nil, fmt.Errorf("reading the password: %w", err)
+	}
+	return []byte(strings.TrimRight(line, "\r\n")), nil
+}
+
+// importFile: import aws-vpn FILE [flags].
+func (s *Shell) importFile(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "aws-vpn" {
+		return usagef("import what? import aws-vpn FILE [--local-networks CIDR,…] [--remote-networks CIDR,…] [--name NAME]")
+	}
+	fs := flag.NewFlagSet("import aws-vpn", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	local := fs.String("local-networks", "", "this site's networks, comma-separated")
+	remote := fs.String("remote-networks", "", "the cloud's networks, comma-separated (static routing)")
+	name := fs.String("name", "", "the connection's name (default: from the file)")
+	localAddr := fs.String("local-address", "", "this appliance's outside address, when a NAT sits in front of it")
+	// The file may come before or after the flags.
+	var file string
+	rest := args[1:]
+	for len(rest) > 0 {
+		if err := fs.Parse(rest); err != nil {
+			return usagef("import aws-vpn: %v", err)
+		}
+		rest = fs.Args()
+		if len(rest) > 0 {
+			if file != "" {
+				return usagef("import aws-vpn takes one file, got %q and %q", file, rest[0])
+			}
+			file, rest = rest[0], rest[1:]
+		}
+	}
+	if file == "" {
+		return usagef("import aws-vpn needs the configuration file downloaded from the cloud")
+	}
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	q := url.Values{}
+	for k, v := range map[string]string{"local_networks": *local, "remote_networks": *remote, "name": *name, "local_address": *localAddr} {
+		if v != "" {
+			q.Set(k, v)
+		}
+	}
+	out, err := s.api.ImportAWSVPN(ctx, data, q)
+	if err != nil {
+		return err
+	}
+	s.changed = out.Changed
+	for _, l := range out.Commands {
+		fmt.Fprintln(s.out, l)
+	}
+	fmt.Fprintf(s.out, "Imported %d tunnel(s) as connection %s into the candidate; `toride commit` applies it.\n", out.Tunnels, out.Name)
+	return nil
+}
+
+func (s *Shell) showIPsec(ctx context.Context) error {
+	out, err := s.api.IPsecStatus(ctx)
+	if err != nil {
+		return err
+	}
+	if !out.Running {
+		fmt.Fprintln(s.out, "No IPsec connection is configured.")
+		return nil
+	}
+	w := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "CONNECTION\tTUNNEL\tINTERFACE\tPEER\tSTATE\tACTIVE\tIKE SA\tCHILD SA\tPROBE LOSS\tRTT ms\tIN\tOUT\tFAILOVERS\n")
+	for _, conn := range out.Connections {
+		for _, t := range conn.Tunnels {
+			active := ""
+			if t.Active {
+				active = "*"
+			}
+			ifname := t.Interface
+			if ifname == "" {
+				ifname = "-" // policy-based: the tunnel has no interface of its own
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f%%\t%.1f\t%d\t%d\t%d\n", conn.Name, t.Name, ifname, t.RemoteAddress, t.State, active,
+				t.IKESA, t.ChildSA, t.ProbeLoss*100, t.ProbeRTTMillis, t.BytesIn, t.BytesOut, t.Failovers)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(s.out, "(backend: %s, %s)\n", out.Backend, out.Mode)
+	return nil
+}
+
+func (s *Shell) commit(ctx context.Context, minutes int, comment string) error {
+	out, err := s.api.Commit(ctx, comment, minutes)
+	if err != nil {
+		return err
+	}
+	s.printCommit(out)
+	s.refreshChanged(ctx)
+	return nil
+}
+
+func (s *Shell) printCommit(out api.Committed) {
+	if !out.Committed {
+		fmt.Fprintln(s.out, capitalize(out.Message)+".")
+		return
+	}
+	fmt.Fprintf(s.out, "Committed revision %d.\n", out.Commit.Revision)
+	if out.ConfirmBy != nil {
+		fmt.Fprintf(s.out, "Run `toride confirm` before %s or the previous configuration comes back.\n", out.ConfirmBy.Local().Format(time.TimeOnly))
+	}
+}
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}

@@ -1,0 +1,210 @@
+package tests
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+
+	"toride/tests/lab"
+	"toride/tests/toridetest"
+)
+
+// screen is what a terminal has received from a program, read in the background.
+type screen struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	seen int // what earlier expectations consumed
+}
+
+var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]|\r`)
+
+// text is what arrived since the last expectation, without the cursor movements.
+func (s *screen) text() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return ansi.ReplaceAllString(s.buf.String()[s.seen:], "")
+}
+
+// expect waits until every one of wants has arrived since the last expectation, then consumes what arrived.
+func (s *screen) expect(t *testing.T, step string, wants ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		got := s.text()
+		missing := ""
+		for _, w := range wants {
+			if !strings.Contains(got, w) {
+				missing = w
+				break
+			}
+		}
+		if missing == "" {
+			s.mu.Lock()
+			s.seen = s.buf.Len()
+			s.mu.Unlock()
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the screen never showed %q; it shows:\n%s", step, missing, got)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestConsoleOnATerminal types into the toride shell on a pseudo-terminal, against a real torided: TAB
+// completion, ? help from the schema, configuration mode with its prompt and + marks, an error pointing at the
+// wrong word, commit, rollback, and the history file.
+func TestConsoleOnATerminal(t *testing.T) {
+	l := lab.New(t, "unshare")
+	box := l.Namespace("box")
+	lan := l.Namespace("lan")
+	l.Link(box, "eth0", "", lan, "eth0", "192.168.1.2/24")
+	d := toridetest.Start(t, box, t.TempDir())
+
+	home := t.TempDir()
+	cmd := exec.Command(toridetest.Bin("toride"), "--socket", d.Socket)
+	cmd.Env = []string{"HOME=" + home, "TERM=vt100", "PATH=/usr/bin:/bin"}
+	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Cols: 80, Rows: 24})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+	scr := &screen{}
+	go func() {
+		b := make([]byte, 4096)
+		for {
+			n, err := tty.Read(b)
+			scr.mu.Lock()
+			scr.buf.Write(b[:n])
+			scr.mu.Unlock()
+			if err != nil {
+				return
+			}
+		}
+	}()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	typeKeys := func(keys string) {
+		t.Helper()
+		for _, k := range keys {
+			// One key at a time, as a person types: the shell answers TAB and ? before the next key.
+			if _, err := tty.Write([]byte(string(k))); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(15 * time.Millisecond)
+		}
+	}
+
+	scr.expect(t, "start", "Toride console", "toride> ")
+
+	typeKeys("sh\t")
+	scr.expect(t, "TAB completes a command", "show ")
+	typeKeys("sys\t\t\r")
+	scr.expect(t, "TAB completes show system commit", "system commit", "0   ", " by ")
+
+	typeKeys("configure\r")
+	scr.expect(t, "configure", "toride(config)# ")
+
+	typeKeys("set system ?")
+	scr.expect(t, "? lists the schema's children", "Possible completions:", "host-name", "Host name (RFC 1123)",
+		"interfaces", "Network interfaces")
+	typeKeys("interfaces ?")
+	scr.expect(t, "? lists the existing keys", "<interface>", "eth0")
+	typeKeys("e\t")
+	scr.expect(t, "TAB completes an existing key", "th0 ")
+	typeKeys("mtu ?")
+	scr.expect(t, "? on a value gives its range and default", "<576-9000>", "Maximum transmission unit (default 1500)")
+	typeKeys("1400\r")
+	scr.expect(t, "set", "toride(config*)# ")
+
+	typeKeys("set system interfces eth0 mtu 1400\r")
+	got := scr.expect(t, "a wrong word", `no node "interfces" here`, "toride(config*)# ")
+	if !strings.Contains(got, "  set system interfces eth0 mtu 1400\n             ^\n") {
+		t.Errorf("the error does not point at interfces:\n%s", got)
+	}
+
+	typeKeys("edit system interfaces eth0\r")
+	scr.expect(t, "edit", "toride(config* system interfaces eth0)# ")
+	typeKeys("show\r")
+	got = scr.expect(t, "show marks the change", "+mtu 1400", "toride(config* system interfaces eth0)# ")
+	if !strings.Contains(got, " address 192.168.1.1/24") {
+		t.Errorf("show lacks the unchanged address:\n%s", got)
+	}
+	typeKeys("top\r")
+	scr.expect(t, "top", "toride(config*)# ")
+	typeKeys("exit\r")
+	scr.expect(t, "exit with uncommitted changes", "uncommitted changes", "toride(config*)# ")
+
+	typeKeys("commit from the console\r")
+	scr.expect(t, "commit", "Committed revision 2.", "toride(config)# ")
+	if out := d.MustToride("show", "configuration", "commands"); !strings.Contains(out, "set system interfaces eth0 mtu '1400'") {
+		t.Fatalf("the commit did not reach torided:\n%s", out)
+	}
+	typeKeys("run show system commit\r")
+	scr.expect(t, "run", ": from the console", "toride(config)# ")
+
+	typeKeys("rollback 1\r")
+	scr.expect(t, "rollback", "Committed revision 3.", "toride(config)# ")
+	if out := d.MustToride("show", "configuration", "commands"); strings.Contains(out, "mtu") {
+		t.Fatalf("the rollback left the MTU:\n%s", out)
+	}
+	typeKeys("exit\r")
+	scr.expect(t, "exit configuration mode", "toride> ")
+	typeKeys("exit\r")
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("toride exit: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("toride did not leave on exit")
+	}
+
+	hist := filepath.Join(home, ".toride_history")
+	fi, err := os.Stat(hist)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("history file: %v, %v", fi, err)
+	}
+	if data, _ := os.ReadFile(hist); !strings.Contains(string(data), "commit from the console") {
+		t.Errorf("history lacks the commit:\n%s", data)
+	}
+}
+
+// TestConsoleScript pipes a file of set lines through toride without a terminal: no prompts, every good line
+// applied, and the exit status of the bad line, whose error points at the wrong word.
+func TestConsoleScript(t *testing.T) {
+	l := lab.New(t, "unshare")
+	box := l.Namespace("box")
+	d := toridetest.Start(t, box, t.TempDir())
+
+	script := "configure\n" +
+		"set system host-name piped-gw\n" +
+		"set system interfaces eth0 mtu 99999\n" +
+		"set system dns name-server 192.0.2.53\n" +
+		"commit piped\n" +
+		"exit\n"
+	out, err := d.TorideInput(script)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("status: %v, want exit status 1\n%s", err, out)
+	}
+	if !strings.Contains(err.Error(), `"99999" is not a number from 576 to 9000`) ||
+		!strings.Contains(err.Error(), "  set system interfaces eth0 mtu 99999\n"+strings.Repeat(" ", 33)+"^") {
+		t.Errorf("the error does not point at the value:\n%v", err)
+	}
+	if strings.Contains(out, "toride") || !strings.Contains(out, "Committed revision 2.") {
+		t.Errorf("output:\n%s", out)
+	}
+	if got := d.Hostname(); got != "piped-gw" {
+		t.Errorf("host name %q: the good lines were not committed", got)
+	}
+}
