@@ -262,8 +262,8 @@ func (s *Service) Set(ctx context.Context, cfg Config) error {
 	}
 }
 
-// Status returns the latest snapshot. It never blocks on charon.
-func (s *Service) Status() Status { return *s.status.Load() }
+// Status returns the latest snapshot, the caller's own to change. It never blocks on charon.
+func (s *Service) Status() Status { return s.status.Load().clone() }
 
 // CharonLog returns the tail of charon's own log, for diagnostics.
 func (s *Service) CharonLog() string { return s.sup.Log() }

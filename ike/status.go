@@ -2,6 +2,7 @@ package ike
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -219,4 +220,26 @@ func algorithms(encr string, keysize int, integ, prf, dh string) string {
 		}
 	}
 	return strings.Join(parts, "/")
+}
+
+// clone copies st deeply: every snapshot is shared by all its readers until they take their own copy.
+func (st Status) clone() Status {
+	st.Connections = slices.Clone(st.Connections)
+	for i := range st.Connections {
+		c := &st.Connections[i]
+		c.Tunnels = slices.Clone(c.Tunnels)
+		for j := range c.Tunnels {
+			if b := c.Tunnels[j].BGP; b != nil {
+				cp := *b
+				c.Tunnels[j].BGP = &cp
+			}
+		}
+	}
+	st.BGPRoutes = slices.Clone(st.BGPRoutes)
+	for i := range st.BGPRoutes {
+		st.BGPRoutes[i].ASPath = slices.Clone(st.BGPRoutes[i].ASPath)
+	}
+	st.BGPProblems = slices.Clone(st.BGPProblems)
+	st.Capabilities.Notes = slices.Clone(st.Capabilities.Notes)
+	return st
 }

@@ -40,7 +40,7 @@ func TestIPsecKernelBGP(t *testing.T) {
 				return fmt.Errorf("%s: BGP %+v", tn.Name, tn.BGP)
 			}
 		}
-		return learnedVia(st, "aws-t1")
+		return learnedVia(st, "aws tunnel1")
 	})
 	t.Logf("commit → both sessions established and %s learned: %v", cloudlab.CloudLAN, time.Since(start).Round(time.Millisecond))
 	if dst := routeInto(t, tp); dst != "aws-t1" {
@@ -61,8 +61,11 @@ func TestIPsecKernelBGP(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if show := d.MustToride("show", "ipsec"); !strings.Contains(show, "route-based") {
+	if show := d.MustToride("show", "ipsec"); !strings.Contains(show, "route-based") || !strings.Contains(show, "BGP aws tunnel1: established") {
 		t.Errorf("show ipsec:\n%s", show)
+	}
+	if routes := d.MustToride("show", "ipsec", "bgp", "routes"); !strings.Contains(routes, cloudlab.CloudLAN) || !strings.Contains(routes, "aws tunnel1") {
+		t.Errorf("show ipsec bgp routes:\n%s", routes)
 	}
 	tp.WaitPing(lab.Within(t, 30*time.Second), t)
 	links := tunnelLinks(t, tp, st)
@@ -73,7 +76,7 @@ func TestIPsecKernelBGP(t *testing.T) {
 	// traffic with it; the cloud keeps answering over tunnel 1, which is still up.
 	cut := time.Now()
 	tp.BGPs[0].Proc.Kill()
-	waitTunnels(t, d, tp, "the cloud LAN learned over tunnel 2 alone", func(st ipsecStatus) error { return learnedVia(st, "aws-t2") })
+	waitTunnels(t, d, tp, "the cloud LAN learned over tunnel 2 alone", func(st ipsecStatus) error { return learnedVia(st, "aws tunnel2") })
 	t.Logf("session over tunnel 1 ended → prefix routed into tunnel 2: %v", time.Since(cut).Round(time.Millisecond))
 	waitCarriedBy(t, d, tp, links, 1, "LAN traffic over tunnel 2 after tunnel 1's session ended")
 	gap, _ := pinger.GapAround(cut)
@@ -81,7 +84,7 @@ func TestIPsecKernelBGP(t *testing.T) {
 
 	// The session comes back: the prefix returns to the preferred tunnel.
 	tp.BGPs[0].Start(t)
-	waitTunnels(t, d, tp, "the cloud LAN back over tunnel 1", func(st ipsecStatus) error { return learnedVia(st, "aws-t1") })
+	waitTunnels(t, d, tp, "the cloud LAN back over tunnel 1", func(st ipsecStatus) error { return learnedVia(st, "aws tunnel1") })
 	waitCarriedBy(t, d, tp, links, 0, "LAN traffic back over tunnel 1")
 
 	// Gateway 1 dies without a word: its BGP session lingers until the hold time, but the probes see the tunnel
@@ -90,7 +93,7 @@ func TestIPsecKernelBGP(t *testing.T) {
 	tp.GWs[0].Proc.Kill()
 	tp.RouteCloudVia(t, 1)
 	waitTunnels(t, d, tp, "the cloud LAN routed into tunnel 2 after gateway 1 died", func(st ipsecStatus) error {
-		return learnedVia(st, "aws-t2")
+		return learnedVia(st, "aws tunnel2")
 	})
 	gap = waitResumed(t, tp, pinger, killed)
 	t.Logf("traffic gap after gateway 1 died (probes every 1 s, 3 lost; BGP hold 9 s): %v", gap.Round(100*time.Millisecond))

@@ -8,8 +8,8 @@ import (
 	"strings"
 
 	"toride/appliance/api"
+	"toride/appliance/ipsecsvc"
 	"toride/appliance/sslvpnsvc"
-	"toride/ike"
 )
 
 // API is what the console asks of torided. *Client is the real one, over the API socket; tests give a fake.
@@ -33,26 +33,10 @@ type API interface {
 	Describe(ctx context.Context, path []string) (api.Description, error)
 	// Status is GET /api/v1/status in JSON, as the server sends it (components add sections of their own).
 	Status(ctx context.Context) ([]byte, error)
-	IPsecStatus(ctx context.Context) (IPsecStatus, error)
+	IPsecStatus(ctx context.Context) (ipsecsvc.Status, error)
 	SSLVPNStatus(ctx context.Context) (sslvpnsvc.Status, error)
 	SSLVPNSessions(ctx context.Context) (sslvpnsvc.Sessions, error)
-	ImportAWSVPN(ctx context.Context, file []byte, opts url.Values) (AWSImport, error)
-}
-
-// IPsecStatus is the answer of GET /api/v1/ipsec/status: the engine's status, and whether it runs at all.
-type IPsecStatus struct {
-	Running bool `json:"running"`
-	ike.Status
-}
-
-// AWSImport is the answer of POST /api/v1/ipsec/import.
-type AWSImport struct {
-	Name     string   `json:"name"`
-	Format   string   `json:"format"`
-	Tunnels  int      `json:"tunnels"`
-	Commands []string `json:"commands"`
-	Changed  bool     `json:"changed"`
-	Message  string   `json:"message"`
+	ImportAWSVPN(ctx context.Context, file []byte, opts url.Values) (ipsecsvc.Imported, error)
 }
 
 // Client is API over torided's socket. It is safe for concurrent use.
@@ -179,8 +163,8 @@ func (c *Client) Status(ctx context.Context) ([]byte, error) {
 	return raw, err
 }
 
-func (c *Client) IPsecStatus(ctx context.Context) (IPsecStatus, error) {
-	var out IPsecStatus
+func (c *Client) IPsecStatus(ctx context.Context) (ipsecsvc.Status, error) {
+	var out ipsecsvc.Status
 	err := c.c.Do(ctx, "GET", "/api/v1/ipsec/status", nil, &out)
 	return out, err
 }
@@ -197,8 +181,8 @@ func (c *Client) SSLVPNSessions(ctx context.Context) (sslvpnsvc.Sessions, error)
 	return out, err
 }
 
-func (c *Client) ImportAWSVPN(ctx context.Context, file []byte, opts url.Values) (AWSImport, error) {
-	var out AWSImport
+func (c *Client) ImportAWSVPN(ctx context.Context, file []byte, opts url.Values) (ipsecsvc.Imported, error) {
+	var out ipsecsvc.Imported
 	err := c.c.Do(ctx, "POST", "/api/v1/ipsec/import?"+opts.Encode(), file, &out)
 	return out, err
 }

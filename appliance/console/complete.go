@@ -45,7 +45,9 @@ var showCommands = []command{
 		{word: "json", help: "As JSON"},
 		{word: "--show-secrets", help: "Secrets in clear (logged)"},
 	}},
-	{word: "ipsec", help: "IPsec connections and their tunnels"},
+	{word: "ipsec", help: "IPsec connections and their tunnels", next: []command{
+		{word: "bgp", help: "BGP over the tunnels", next: []command{{word: "routes", help: "The routes learned over BGP"}}},
+	}},
 	{word: "sslvpn", help: "SSL-VPN servers", next: []command{{word: "sessions", help: "Connected SSL-VPN sessions"}}},
 	{word: "status", help: "The appliance and its components"},
 	{word: "system", help: "System information", next: []command{{word: "commit", help: "The commit archive, newest (0) first"}}},

@@ -230,6 +230,12 @@ func (s *Shell) show(ctx context.Context, args []string) error {
 		}
 		return nil
 	case "ipsec":
+		if len(args) > 1 {
+			if len(args) == 3 && args[1] == "bgp" && args[2] == "routes" {
+				return s.showBGPRoutes(ctx)
+			}
+			return usagef("show ipsec %q: use show ipsec, or show ipsec bgp routes", strings.Join(args[1:], " "))
+		}
 		return s.showIPsec(ctx)
 	case "sslvpn":
 		if len(args) > 1 && args[1] == "sessions" {
@@ -443,7 +449,48 @@ func (s *Shell) showIPsec(ctx context.Context) error {
 		return err
 	}
 	fmt.Fprintf(s.out, "(backend: %s, %s)\n", out.Backend, out.Mode)
+	for _, conn := range out.Connections {
+		for _, t := range conn.Tunnels {
+			if b := t.BGP; b != nil {
+				up := ""
+				if b.State == "established" {
+					up = " for " + (time.Duration(b.UptimeSeconds) * time.Second).String()
+				}
+				fmt.Fprintf(s.out, "BGP %s %s: %s%s, %d received, %d advertised, local-preference %d, prepend %d\n",
+					conn.Name, t.Name, b.State, up, b.PrefixesReceived, b.PrefixesAdvertised, b.LocalPreference, b.ASPathPrepend)
+			}
+		}
+	}
+	for _, p := range out.BGPProblems {
+		fmt.Fprintf(s.out, "BGP problem: %s\n", p)
+	}
 	return nil
+}
+
+// showBGPRoutes: show ipsec bgp routes — every path the BGP sessions learned, best first per prefix.
+func (s *Shell) showBGPRoutes(ctx context.Context) error {
+	out, err := s.api.IPsecStatus(ctx)
+	if err != nil {
+		return err
+	}
+	if len(out.BGPRoutes) == 0 {
+		fmt.Fprintln(s.out, "No route learned over BGP.")
+		return nil
+	}
+	w := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(w, "PREFIX\tNEXT HOP\tVIA\tBEST\tLOCAL PREF\tAS PATH\n")
+	for _, r := range out.BGPRoutes {
+		best := ""
+		if r.Best {
+			best = "*"
+		}
+		path := make([]string, len(r.ASPath))
+		for i, as := range r.ASPath {
+			path[i] = strconv.FormatUint(uint64(as), 10)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%s\n", r.Prefix, r.NextHop, r.Neighbor, best, r.LocalPreference, strings.Join(path, " "))
+	}
+	return w.Flush()
 }
 
 func (s *Shell) commit(ctx context.Context, minutes int, comment string) error {

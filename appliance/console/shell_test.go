@@ -67,3 +67,47 @@ func TestShowSSLVPN(t *testing.T) {
 		}
 	}
 }
+
+// show ipsec names each tunnel's interface, mode and BGP session; show ipsec bgp routes lists the learned paths.
+func TestShowIPsecBGP(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "api.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/v1/ipsec/status" {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, `{"running": true, "backend": "kernel-netlink", "mode": "route-based",
+			"connections": [{"name": "aws", "active_tunnel": 0, "tunnels": [
+				{"name": "tunnel1", "interface": "aws-t1", "state": "up", "active": true,
+				 "bgp": {"state": "established", "uptime_s": 125, "prefixes_received": 1, "prefixes_advertised": 1, "local_preference": 200}},
+				{"name": "tunnel2", "interface": "aws-t2", "state": "up",
+				 "bgp": {"state": "active", "local_preference": 100, "as_path_prepend": 2}}]}],
+			"bgp_routes": [{"prefix": "10.2.0.0/24", "next_hop": "169.254.10.1", "neighbor": "aws tunnel1", "best": true,
+				"local_preference": 200, "as_path": [64512]}]}`)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	for _, tt := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"show", "ipsec"}, []string{"aws-t1", "route-based", "BGP aws tunnel1: established for 2m5s, 1 received, 1 advertised, local-preference 200, prepend 0",
+			"BGP aws tunnel2: active, 0 received, 0 advertised, local-preference 100, prepend 2"}},
+		{[]string{"show", "ipsec", "bgp", "routes"}, []string{"10.2.0.0/24", "169.254.10.1", "aws tunnel1", "64512"}},
+	} {
+		var out bytes.Buffer
+		sh := New(Options{API: NewClient(sock), Stdout: &out, Stderr: &out})
+		if err := sh.Exec(context.Background(), tt.args); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range tt.want {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("%s lacks %q:\n%s", strings.Join(tt.args, " "), want, out.String())
+			}
+		}
+	}
+}

@@ -28,12 +28,30 @@ func (a *API) Register(s *api.Server) {
 	s.HandleFunc("POST /api/v1/ipsec/import", a.importFile)
 }
 
+// Status is the answer of GET /api/v1/ipsec/status: the engine's status, its tunnels named as in the
+// configuration, and whether the engine runs at all (it does while a connection is configured).
+type Status struct {
+	Running bool `json:"running"`
+	ike.Status
+}
+
+// Imported is the answer of POST /api/v1/ipsec/import.
+type Imported struct {
+	Name     string   `json:"name"`
+	Format   string   `json:"format"`
+	Tunnels  int      `json:"tunnels"`
+	Commands []string `json:"commands"`
+	Changed  bool     `json:"changed"`
+	Message  string   `json:"message"`
+}
+
 // status: GET /api/v1/ipsec/status — connections → tunnels, named as in the configuration.
 func (a *API) status(r *http.Request) (any, error) {
 	st := a.Component.Status()
 	if st == nil {
-		return map[string]any{"connections": []any{}, "running": false}, nil
+		return Status{Status: ike.Status{Connections: []ike.ConnectionStatus{}}}, nil
 	}
+	engineNames := map[string]string{} // the engine's tunnel names (the interfaces' too) → the configuration's
 	running := a.Store.Running().IPsec
 	for i := range st.Connections {
 		c := &st.Connections[i]
@@ -44,13 +62,17 @@ func (a *API) status(r *http.Request) (any, error) {
 		names := conn.TunnelNames()
 		for j := range c.Tunnels {
 			if j < len(names) {
+				engineNames[c.Tunnels[j].Name] = c.Name + " " + names[j]
 				c.Tunnels[j].Name = names[j]
 			}
 		}
 	}
-	return map[string]any{"running": true, "backend": st.Backend, "mode": st.Mode, "capabilities": st.Capabilities, "charon": st.Charon,
-		"connected": st.Connected, "applied": st.Applied, "last_error": st.LastError, "connections": st.Connections,
-		"bgp_routes": st.BGPRoutes, "bgp_problems": st.BGPProblems}, nil
+	for i, r := range st.BGPRoutes {
+		if n, ok := engineNames[r.Neighbor]; ok {
+			st.BGPRoutes[i].Neighbor = n
+		}
+	}
+	return Status{Running: true, Status: *st}, nil
 }
 
 var connName = regexp.MustCompile(`[^a-z0-9-]+`)
@@ -116,6 +138,6 @@ func (a *API) importFile(r *http.Request) (any, error) {
 	}
 	one := &config.Config{IPsec: ike.Config{Connections: map[string]*ike.Connection{opts.Name: cc}}}
 	commands := config.Redact(one).Commands()
-	return map[string]any{"name": opts.Name, "format": conn.Format, "tunnels": len(cc.Tunnels), "commands": commands,
-		"changed": a.Store.Changed(), "message": fmt.Sprintf("connection %s is in the candidate; review it with compare, apply it with commit", opts.Name)}, nil
+	return Imported{Name: opts.Name, Format: string(conn.Format), Tunnels: len(cc.Tunnels), Commands: commands,
+		Changed: a.Store.Changed(), Message: fmt.Sprintf("connection %s is in the candidate; review it with compare, apply it with commit", opts.Name)}, nil
 }
