@@ -173,3 +173,13 @@ func TestValidateOneLocalASN(t *testing.T) {
 		t.Fatalf("Validate = %v", err)
 	}
 }
+
+// Where the tunnels are policy-based there is no BGP speaker: the status says so instead of showing nothing.
+func TestBGPOnPolicyBasedSaysItDoesNotRun(t *testing.T) {
+	h := newHarness(t)
+	h.set(bgpConfig())
+	probs := h.s.Status().BGPProblems
+	if len(probs) != 1 || !strings.Contains(probs[0], "route-based tunnels only") {
+		t.Errorf("status problems %q", probs)
+	}
+}

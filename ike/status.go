@@ -138,6 +138,11 @@ func (e *engine) publish() {
 		st.Connections = append(st.Connections, c)
 	}
 	st.BGPRoutes = e.bgpRoutes
+	if e.bgp == nil && slices.ContainsFunc(e.plans, func(cp *connPlan) bool { return cp.bgp != nil }) {
+		st.BGPProblems = append(st.BGPProblems, "BGP runs over route-based tunnels only (a kernel with ESP and xfrm "+
+			"interfaces, as the appliance's); on this kernel ("+string(e.backend)+", policy-based) the tunnels come up "+
+			"but no BGP session runs: use static routing here")
+	}
 	if e.bgpErr != "" {
 		st.BGPProblems = append(st.BGPProblems, e.bgpErr)
 	}
