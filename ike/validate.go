@@ -9,50 +9,20 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"toride/ike/internal/fielderr"
 )
 
 // ErrInvalidConfig is wrapped by every validation error.
 var ErrInvalidConfig = errors.New("ike: invalid configuration")
 
-// FieldError is one problem in a Config: which field, the offending value, which rule it broke and how to fix it.
-// Secret values (PSKs) are described, never shown.
-type FieldError struct {
-	Field   string // path below the ipsec section, as set lines name it: "connections.aws.tunnels.tunnel2.pre-shared-key"
-	Value   string
-	Problem string
-	Fix     string
-}
-
-func (e *FieldError) Error() string {
-	return fmt.Sprintf("%s = %s: %s; fix: %s", e.Field, e.Value, e.Problem, e.Fix)
-}
-
-// Unwrap makes errors.Is(err, ErrInvalidConfig) true.
-func (e *FieldError) Unwrap() error { return ErrInvalidConfig }
+// FieldError is one problem in a Config: which field (its path below the ipsec section, as set lines name it:
+// "connections.aws.tunnels.tunnel2.pre-shared-key"), the offending value, which rule it broke and how to fix it.
+// Secret values (PSKs) are described, never shown. errors.Is(err, ErrInvalidConfig) holds.
+type FieldError = fielderr.Error
 
 // ValidationError carries every problem Validate found, in the order of the fields.
-type ValidationError struct {
-	Errors []*FieldError
-}
-
-func (e *ValidationError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "ike: invalid configuration (%d problems):", len(e.Errors))
-	for _, fe := range e.Errors {
-		b.WriteString("\n  ")
-		b.WriteString(fe.Error())
-	}
-	return b.String()
-}
-
-// Unwrap returns the individual field errors.
-func (e *ValidationError) Unwrap() []error {
-	out := make([]error, len(e.Errors))
-	for i, fe := range e.Errors {
-		out[i] = fe
-	}
-	return out
-}
+type ValidationError = fielderr.List
 
 // NamedPrefix is a prefix owned by another part of the appliance (an SSL-VPN address pool, say), which IPsec
 // networks must not overlap.
@@ -81,7 +51,7 @@ func (c Config) ValidateWith(opts ValidateOptions) error {
 	if len(shape)+len(rules) == 0 {
 		return nil
 	}
-	return &ValidationError{Errors: append(shape, rules...)}
+	return fielderr.NewList(ErrInvalidConfig, append(shape, rules...))
 }
 
 // Problems returns every problem of c (after Normalize) in two parts: shape, what every connection needs whether
@@ -146,7 +116,7 @@ func (c Config) Problems(opts ValidateOptions) (shape, rules []*FieldError) {
 type validator struct{ errs []*FieldError }
 
 func (v *validator) add(field, value, problem, fix string) {
-	v.errs = append(v.errs, &FieldError{Field: field, Value: value, Problem: problem, Fix: fix})
+	v.errs = append(v.errs, fielderr.New(ErrInvalidConfig, field, value, problem, fix))
 }
 
 var connNameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)

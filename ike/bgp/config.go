@@ -7,8 +7,9 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
-	"strings"
 	"time"
+
+	"toride/ike/internal/fielderr"
 )
 
 // Config is what the speaker runs: our side's ASN and router ID, one neighbor per IPsec tunnel and the networks
@@ -99,51 +100,19 @@ func (c Config) FillDefaults() Config {
 // ErrInvalidConfig is wrapped by every validation error.
 var ErrInvalidConfig = errors.New("bgp: invalid configuration")
 
-// FieldError is one problem in a Config: which field, the offending value, which rule it broke and how to fix it.
-// Passwords are described, never shown.
-type FieldError struct {
-	Field   string // e.g. "neighbors.tunnel1.hold-time"
-	Value   string
-	Problem string
-	Fix     string
-}
-
-func (e *FieldError) Error() string {
-	return fmt.Sprintf("%s = %s: %s; fix: %s", e.Field, e.Value, e.Problem, e.Fix)
-}
-
-// Unwrap makes errors.Is(err, ErrInvalidConfig) true.
-func (e *FieldError) Unwrap() error { return ErrInvalidConfig }
+// FieldError is one problem in a Config: which field (e.g. "neighbors.tunnel1.hold-time"), the offending value,
+// which rule it broke and how to fix it. Passwords are described, never shown. errors.Is(err, ErrInvalidConfig)
+// holds.
+type FieldError = fielderr.Error
 
 // ValidationError carries every problem Validate found, in the order of the fields.
-type ValidationError struct {
-	Errors []*FieldError
-}
-
-func (e *ValidationError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "bgp: invalid configuration (%d problems):", len(e.Errors))
-	for _, fe := range e.Errors {
-		b.WriteString("\n  ")
-		b.WriteString(fe.Error())
-	}
-	return b.String()
-}
-
-// Unwrap returns the individual field errors.
-func (e *ValidationError) Unwrap() []error {
-	errs := make([]error, len(e.Errors))
-	for i, fe := range e.Errors {
-		errs[i] = fe
-	}
-	return errs
-}
+type ValidationError = fielderr.List
 
 // Validate reports every problem at once as a *ValidationError, or nil. It checks c as given, defaults unfilled.
 func (c Config) Validate() error {
 	var errs []*FieldError
 	add := func(field, value, problem, fix string) {
-		errs = append(errs, &FieldError{Field: field, Value: value, Problem: problem, Fix: fix})
+		errs = append(errs, fielderr.New(ErrInvalidConfig, field, value, problem, fix))
 	}
 	checkASN := func(field string, asn uint32) {
 		if asn == 0 || asn == 4294967295 {
@@ -222,7 +191,7 @@ func (c Config) Validate() error {
 	if len(errs) == 0 {
 		return nil
 	}
-	return &ValidationError{Errors: errs}
+	return fielderr.NewList(ErrInvalidConfig, errs)
 }
 
 func addrString(a netip.Addr) string {
