@@ -75,7 +75,7 @@ func TestIPsecKernelBGP(t *testing.T) {
 	// The preferred tunnel's BGP session ends (its speaker dies): the prefix moves to the other session, and the
 	// traffic with it; the cloud keeps answering over tunnel 1, which is still up.
 	cut := time.Now()
-	tp.BGPs[0].Proc.Kill()
+	tp.BGPs[0].BGPD.Kill()
 	waitTunnels(t, d, tp, "the cloud LAN learned over tunnel 2 alone", func(st ipsecStatus) error { return learnedVia(st, "aws tunnel2") })
 	t.Logf("session over tunnel 1 ended → prefix routed into tunnel 2: %v", time.Since(cut).Round(time.Millisecond))
 	waitCarriedBy(t, d, tp, links, 1, "LAN traffic over tunnel 2 after tunnel 1's session ended")
@@ -83,7 +83,7 @@ func TestIPsecKernelBGP(t *testing.T) {
 	t.Logf("traffic gap while the route moved: %v", gap.Round(100*time.Millisecond))
 
 	// The session comes back: the prefix returns to the preferred tunnel.
-	tp.BGPs[0].Start(t)
+	tp.BGPs[0].StartBGPD(t)
 	waitTunnels(t, d, tp, "the cloud LAN back over tunnel 1", func(st ipsecStatus) error { return learnedVia(st, "aws tunnel1") })
 	waitCarriedBy(t, d, tp, links, 0, "LAN traffic back over tunnel 1")
 
