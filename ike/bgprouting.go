@@ -96,6 +96,7 @@ func (e *engine) bgpConfig() bgp.Config {
 				PeerAddress:     tp.remoteInside,
 				PeerASN:         cp.bgp.RemoteASN,
 				HoldTime:        time.Duration(cp.bgp.HoldTime),
+				Password:        bgp.Password(cp.bgp.Password),
 				LocalPreference: pref,
 				Prepend:         tp.bgp.ASPathPrepend,
 			})

@@ -2,6 +2,7 @@ package ike
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -40,7 +41,7 @@ func bgpConfig() Config {
 	cfg := testConfig()
 	c := cfg.Connections["aws-tokyo"]
 	c.Routing, c.RemoteNetworks = RoutingBGP, nil
-	c.BGP = BGP{LocalASN: 65000}
+	c.BGP = BGP{LocalASN: 65000, Password: "md5-key"}
 	return cfg
 }
 
@@ -67,9 +68,9 @@ func TestBGPSessionsAndLearnedRoutes(t *testing.T) {
 		LocalASN: 65000,
 		Neighbors: []bgp.Neighbor{
 			{Name: t1, LocalAddress: netip.MustParseAddr("169.254.10.2"), PeerAddress: netip.MustParseAddr("169.254.10.1"),
-				PeerASN: DefaultRemoteASN, HoldTime: DefaultBGPHoldTime, LocalPreference: DefaultPreferredLocalPreference},
+				PeerASN: DefaultRemoteASN, HoldTime: DefaultBGPHoldTime, LocalPreference: DefaultPreferredLocalPreference, Password: "md5-key"},
 			{Name: t2, LocalAddress: netip.MustParseAddr("169.254.11.2"), PeerAddress: netip.MustParseAddr("169.254.11.1"),
-				PeerASN: DefaultRemoteASN, HoldTime: DefaultBGPHoldTime, LocalPreference: DefaultLocalPreference},
+				PeerASN: DefaultRemoteASN, HoldTime: DefaultBGPHoldTime, LocalPreference: DefaultLocalPreference, Password: "md5-key"},
 		},
 		Networks: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")},
 	}
@@ -181,5 +182,18 @@ func TestBGPOnPolicyBasedSaysItDoesNotRun(t *testing.T) {
 	probs := h.s.Status().BGPProblems
 	if len(probs) != 1 || !strings.Contains(probs[0], "route-based tunnels only") {
 		t.Errorf("status problems %q", probs)
+	}
+}
+
+// The TCP MD5 key is a secret (never printed) and at most 80 characters, as the kernel takes it.
+func TestBGPPassword(t *testing.T) {
+	cfg := bgpConfig()
+	cfg.Connections["aws-tokyo"].BGP.Password = PSK(strings.Repeat("k", 81))
+	err := cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), "connections.aws-tokyo.bgp.password = (secret)") || strings.Contains(err.Error(), "kkkk") {
+		t.Fatalf("Validate = %v", err)
+	}
+	if s := fmt.Sprintf("%v %+v", cfg.Connections["aws-tokyo"].BGP, cfg.Connections["aws-tokyo"].BGP); strings.Contains(s, "kkkk") {
+		t.Fatalf("the key is printed: %s", s)
 	}
 }

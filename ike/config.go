@@ -233,6 +233,8 @@ type BGP struct {
 	LocalASN  uint32   `json:"local-asn,omitempty" help:"Our autonomous system number (the customer gateway ASN)"`
 	RemoteASN uint32   `json:"remote-asn,omitempty" help:"The cloud's autonomous system number"`
 	HoldTime  Duration `json:"hold-time,omitempty" range:"3-65535" help:"BGP hold time in seconds"`
+	// Password, if set, signs both tunnels' BGP sessions (TCP MD5); the cloud's side must have the same.
+	Password PSK `json:"password,omitempty" help:"TCP MD5 key of the BGP sessions (1-80 characters)"`
 }
 
 // Keepalive is the SLA monitor of a connection's tunnels: ICMP probes through each of them. By default it probes

@@ -154,6 +154,10 @@ func (v *validator) connection(path, name string, c *Connection, opts ValidateOp
 			v.add(path+".bgp.local-asn", fmt.Sprint(c.BGP.LocalASN), "the customer gateway ASN must be 1–2147483647",
 				"use your private ASN, e.g. 65000")
 		}
+		if len(c.BGP.Password) > 80 {
+			v.add(path+".bgp.password", "(secret)", fmt.Sprintf("the TCP MD5 key has %d characters; the kernel takes at most 80", len(c.BGP.Password)),
+				"use a shorter key, the same on the cloud's side")
+		}
 		if c.BGP.RemoteASN == 0 {
 			v.add(path+".bgp.remote-asn", "0", "the cloud's ASN is required with BGP routing",
 				"copy it from the cloud's configuration file (e.g. 64512)")
