@@ -197,3 +197,23 @@ func TestBGPPassword(t *testing.T) {
 		t.Fatalf("the key is printed: %s", s)
 	}
 }
+
+// A cloud network is reached over one connection: two connections routing overlapping remote networks are refused.
+func TestValidateRemoteNetworksOfTwoConnections(t *testing.T) {
+	cfg := testConfig()
+	other := testConfig().Connections["aws-tokyo"]
+	other.RemoteNetworks = []netip.Prefix{netip.MustParsePrefix("10.2.5.0/24")}
+	other.Tunnels["tunnel1"].RemoteAddress = netip.MustParseAddr("203.0.113.30")
+	other.Tunnels["tunnel1"].InsideCIDR = netip.MustParsePrefix("169.254.20.0/30")
+	other.Tunnels["tunnel2"].RemoteAddress = netip.MustParseAddr("203.0.113.40")
+	other.Tunnels["tunnel2"].InsideCIDR = netip.MustParsePrefix("169.254.21.0/30")
+	cfg.Connections["aws-osaka"] = other
+	err := cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), "connections.aws-tokyo.remote-network = 10.2.0.0/16: overlaps remote network 10.2.5.0/24 of connection aws-osaka") {
+		t.Fatalf("Validate = %v", err)
+	}
+	other.RemoteNetworks = []netip.Prefix{netip.MustParsePrefix("10.3.0.0/16")}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("disjoint remote networks: %v", err)
+	}
+}

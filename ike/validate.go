@@ -64,6 +64,7 @@ func (c Config) Problems(opts ValidateOptions) (shape, rules []*FieldError) {
 	remotes := map[netip.Addr]string{}
 	insides := map[netip.Prefix]string{}
 	var asnOf string // the first BGP connection: the appliance has one BGP speaker, hence one ASN
+	remoteNets := map[netip.Prefix]string{} // the enabled connections' remote networks → the connection
 	for _, name := range slices.Sorted(maps.Keys(n.Connections)) {
 		conn := n.Connections[name]
 		if conn == nil {
@@ -75,6 +76,18 @@ func (c Config) Problems(opts ValidateOptions) (shape, rules []*FieldError) {
 			continue
 		}
 		r.connection(path, name, conn, opts)
+		// One route per remote network: two connections cannot both carry one.
+		for _, p := range conn.RemoteNetworks {
+			for q, other := range remoteNets {
+				if p.IsValid() && p.Overlaps(q) {
+					r.add(path+".remote-network", p.String(), "overlaps remote network "+q.String()+" of connection "+other,
+						"a cloud network is reached over one connection: remove it from one of them")
+				}
+			}
+		}
+		for _, p := range conn.RemoteNetworks {
+			remoteNets[p.Masked()] = name
+		}
 		if conn.Routing == RoutingBGP {
 			if first := n.Connections[asnOf]; asnOf != "" && first.BGP.LocalASN != conn.BGP.LocalASN {
 				r.add(path+".bgp.local-asn", fmt.Sprint(conn.BGP.LocalASN),
