@@ -63,7 +63,7 @@ func (c Config) Problems(opts ValidateOptions) (shape, rules []*FieldError) {
 	s, r := &validator{}, &validator{}
 	remotes := map[netip.Addr]string{}
 	insides := map[netip.Prefix]string{}
-	var asnOf string // the first BGP connection: the appliance has one BGP speaker, hence one ASN
+	var asnOf string                        // the first BGP connection: the appliance has one BGP speaker, hence one ASN
 	remoteNets := map[netip.Prefix]string{} // the enabled connections' remote networks → the connection
 	for _, name := range slices.Sorted(maps.Keys(n.Connections)) {
 		conn := n.Connections[name]
