@@ -164,10 +164,7 @@ func TestValidateOneLocalASN(t *testing.T) {
 	cfg := bgpConfig()
 	other := bgpConfig().Connections["aws-tokyo"]
 	other.BGP.LocalASN = 65001
-	other.Tunnels["tunnel1"].RemoteAddress = netip.MustParseAddr("203.0.113.30")
-	other.Tunnels["tunnel1"].InsideCIDR = netip.MustParsePrefix("169.254.20.0/30")
-	other.Tunnels["tunnel2"].RemoteAddress = netip.MustParseAddr("203.0.113.40")
-	other.Tunnels["tunnel2"].InsideCIDR = netip.MustParsePrefix("169.254.21.0/30")
+	secondCloudEndpoints(other)
 	cfg.Connections["aws-osaka"] = other
 	err := cfg.Validate()
 	if err == nil || !strings.Contains(err.Error(), "connections.aws-tokyo.bgp.local-asn") || !strings.Contains(err.Error(), "use 65001 here too") {
@@ -203,10 +200,7 @@ func TestValidateRemoteNetworksOfTwoConnections(t *testing.T) {
 	cfg := testConfig()
 	other := testConfig().Connections["aws-tokyo"]
 	other.RemoteNetworks = []netip.Prefix{netip.MustParsePrefix("10.2.5.0/24")}
-	other.Tunnels["tunnel1"].RemoteAddress = netip.MustParseAddr("203.0.113.30")
-	other.Tunnels["tunnel1"].InsideCIDR = netip.MustParsePrefix("169.254.20.0/30")
-	other.Tunnels["tunnel2"].RemoteAddress = netip.MustParseAddr("203.0.113.40")
-	other.Tunnels["tunnel2"].InsideCIDR = netip.MustParsePrefix("169.254.21.0/30")
+	secondCloudEndpoints(other)
 	cfg.Connections["aws-osaka"] = other
 	err := cfg.Validate()
 	if err == nil || !strings.Contains(err.Error(), "connections.aws-tokyo.remote-network = 10.2.0.0/16: overlaps remote network 10.2.5.0/24 of connection aws-osaka") {
@@ -216,4 +210,13 @@ func TestValidateRemoteNetworksOfTwoConnections(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("disjoint remote networks: %v", err)
 	}
+}
+
+// secondCloudEndpoints gives a copy of the test connection its own cloud endpoints and inside /30s, so that it
+// can stand beside the first.
+func secondCloudEndpoints(c *Connection) {
+	c.Tunnels["tunnel1"].RemoteAddress = netip.MustParseAddr("203.0.113.30")
+	c.Tunnels["tunnel1"].InsideCIDR = netip.MustParsePrefix("169.254.20.0/30")
+	c.Tunnels["tunnel2"].RemoteAddress = netip.MustParseAddr("203.0.113.40")
+	c.Tunnels["tunnel2"].InsideCIDR = netip.MustParsePrefix("169.254.21.0/30")
 }
