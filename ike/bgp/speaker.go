@@ -91,8 +91,12 @@ type Speaker struct {
 	applied Config // defaulted; meaningful only while cur is set
 	dirty   bool   // a Set failed half-way: the next one starts a new instance
 
-	cur  atomic.Pointer[instance] // the running gobgp, nil before the first Set and after Close
-	view atomic.Pointer[Config]   // the applied configuration, for Status, Routes and resync
+	cur atomic.Pointer[instance] // the running gobgp, nil before the first Set and after Close
+	// swap is held for writing while one gobgp server is replaced by another, and for reading by every call
+	// into the running one from outside Set. gobgp's StartBgp writes package-level route-selection options
+	// that its ListPath reads, so the new server must not start while the old one is still being listed.
+	swap sync.RWMutex
+	view atomic.Pointer[Config] // the applied configuration, for Status, Routes and resync
 
 	kick   chan struct{}
 	ctx    context.Context
@@ -175,15 +179,10 @@ func (s *Speaker) Set(ctx context.Context, cfg Config) error {
 
 func (s *Speaker) apply(ctx context.Context, inst *instance, p plan, next Config) error {
 	if p.rebuild {
-		if inst != nil {
-			s.cur.Store(nil)
-			inst.stop()
-		}
 		var err error
-		if inst, err = s.start(ctx, next); err != nil {
+		if inst, err = s.replace(ctx, inst, next); err != nil {
 			return err
 		}
-		s.cur.Store(inst)
 	}
 	srv := inst.srv
 	for _, n := range p.remove {
@@ -231,6 +230,31 @@ func (s *Speaker) apply(ctx context.Context, inst *instance, p plan, next Config
 		}
 	}
 	return nil
+}
+
+// replace stops old (if any) and starts a server for next, with no call from outside Set in flight.
+func (s *Speaker) replace(ctx context.Context, old *instance, next Config) (*instance, error) {
+	s.swap.Lock()
+	defer s.swap.Unlock()
+	if old != nil {
+		s.cur.Store(nil)
+		old.stop()
+	}
+	inst, err := s.start(ctx, next)
+	if err != nil {
+		return nil, err
+	}
+	s.cur.Store(inst)
+	return inst, nil
+}
+
+// running calls fn with the running server, if there is one, holding it from being replaced meanwhile.
+func (s *Speaker) running(fn func(*instance)) {
+	s.swap.RLock()
+	defer s.swap.RUnlock()
+	if inst := s.cur.Load(); inst != nil {
+		fn(inst)
+	}
 }
 
 // start makes a gobgp server for c's ASN and router ID, serving in the speaker's namespace.
@@ -472,16 +496,16 @@ func (s *Speaker) resyncLoop() {
 // resync brings the sink to the best learned path of every prefix.
 func (s *Speaker) resync() {
 	want := map[netip.Prefix]Route{}
-	if inst := s.cur.Load(); inst != nil {
-		names := neighborNames(s.view.Load())
-		err := listLearned(inst.srv, names, func(r LearnedRoute) {
+	var err error
+	s.running(func(inst *instance) {
+		err = listLearned(inst.srv, neighborNames(s.view.Load()), func(r LearnedRoute) {
 			if r.Best {
 				want[r.Prefix] = Route{Prefix: r.Prefix, NextHop: r.NextHop, Neighbor: r.Neighbor}
 			}
 		})
-		if err != nil {
-			return // the instance is being replaced or closed: the next pass sees the new one
-		}
+	})
+	if err != nil {
+		return // the instance is being closed: the next pass sees the new one
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, sinkTimeout)
 	defer cancel()

@@ -62,13 +62,13 @@ func (s *Speaker) Status() Status {
 		st.RouterID = c.RouterID.String()
 	}
 	peers := map[string]*api.Peer{}
-	if inst := s.cur.Load(); inst != nil {
+	s.running(func(inst *instance) {
 		_ = inst.srv.ListPeer(context.Background(), &api.ListPeerRequest{EnableAdvertised: true}, func(p *api.Peer) {
 			if p.GetConf() != nil {
 				peers[p.Conf.NeighborAddress] = p
 			}
 		})
-	}
+	})
 	now := time.Now()
 	for _, n := range c.Neighbors {
 		ns := NeighborStatus{Name: n.Name, PeerAddress: n.PeerAddress.String(), PeerASN: n.PeerASN, State: StateIdle}
@@ -106,9 +106,9 @@ type LearnedRoute struct {
 // Routes lists every learned path, sorted by prefix and best first. It waits briefly for gobgp's event loop.
 func (s *Speaker) Routes() []LearnedRoute {
 	routes := []LearnedRoute{}
-	if inst := s.cur.Load(); inst != nil {
+	s.running(func(inst *instance) {
 		_ = listLearned(inst.srv, neighborNames(s.view.Load()), func(r LearnedRoute) { routes = append(routes, r) })
-	}
+	})
 	slices.SortStableFunc(routes, func(a, b LearnedRoute) int {
 		if c := comparePrefix(a.Prefix, b.Prefix); c != 0 {
 			return c
