@@ -545,7 +545,9 @@ func newPacketConn(conn *udpsrc.Conn, remote netip.AddrPort, local udpsrc.Local,
 // arrivedAt notes the local end of a datagram from the peer. Socket reader only.
 func (c *packetConn) arrivedAt(local udpsrc.Local) {
 	if *c.local.Load() != local {
-		c.local.Store(&local)
+		n := new(udpsrc.Local) // here, not &local: that would move every packet's local to the heap
+		*n = local
+		c.local.Store(n)
 	}
 }
 

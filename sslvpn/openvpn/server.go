@@ -626,7 +626,9 @@ type udpLink struct {
 // arrivedAt notes the local end of a packet from the client. Socket reader only.
 func (l *udpLink) arrivedAt(local udpsrc.Local) {
 	if *l.local.Load() != local {
-		l.local.Store(&local)
+		n := new(udpsrc.Local) // here, not &local: that would move every packet's local to the heap
+		*n = local
+		l.local.Store(n)
 	}
 }
 
