@@ -48,8 +48,8 @@ type Server struct {
 }
 
 type serverCounters struct {
-	handshakes, failedHandshakes, malformed, controlDropped, busy, resetAnswers, replayed atomic.Uint64
-	active                                                                                atomic.Int64
+	handshakes, failedHandshakes, malformed, controlDropped, busy, resetAnswers, replayed, floated atomic.Uint64
+	active                                                                                         atomic.Int64
 }
 
 // ServerStats are a server's counters.
@@ -62,6 +62,7 @@ type ServerStats struct {
 	Replayed          uint64 `json:"replayed"`           // tls-crypt first packets replayed or outside the time window
 	ResetAnswers      uint64 `json:"reset_answers"`      // UDP hard resets answered statelessly
 	ControlDropped    uint64 `json:"control_dropped"`    // control packets dropped on full queues (the peer retransmits)
+	Floated           uint64 `json:"floated"`            // UDP sessions moved to their client's new address
 	Busy              uint64 `json:"busy"`               // handshakes ended to make room for newer ones (handshakeTable)
 	BuffersInUse      int    `json:"buffers_in_use"`
 }
@@ -91,7 +92,7 @@ func (s *Server) Stats() ServerStats {
 		ActiveSessions: s.stats.active.Load(), Handshakes: s.stats.handshakes.Load(),
 		PendingHandshakes: s.handshakes.len(), FailedHandshakes: s.stats.failedHandshakes.Load(),
 		Malformed: s.stats.malformed.Load(), Replayed: s.stats.replayed.Load(), ResetAnswers: s.stats.resetAnswers.Load(),
-		ControlDropped: s.stats.controlDropped.Load(), Busy: s.stats.busy.Load(),
+		ControlDropped: s.stats.controlDropped.Load(), Busy: s.stats.busy.Load(), Floated: s.stats.floated.Load(),
 		BuffersInUse: s.pool.Outstanding(),
 	}
 }
@@ -421,12 +422,18 @@ func (u *udpServer) dispatch(ctx context.Context, pkt []byte, from netip.AddrPor
 			return
 		}
 		peer := uint32(pkt[1])<<16 | uint32(pkt[2])<<8 | uint32(pkt[3])
-		if sess := t.byPeer[peer]; sess != nil && sess.remote == from {
+		sess := t.byPeer[peer]
+		switch {
+		case sess == nil:
+			u.srv.stats.malformed.Add(1)
+		case sess.Remote() == from:
 			sess.arrivedAt(local)
 			sess.handleData(pkt)
-			return
+		case sess.handleData(pkt):
+			// The client moved (a new address or port, as after a NAT rebinding): its session follows it once
+			// an authentic packet came from there, as OpenVPN's float.
+			u.float(sess, from, local)
 		}
-		u.srv.stats.malformed.Add(1)
 		return
 	case wire.DataV1:
 		if sess := t.byAddr[from].active; sess != nil {
@@ -532,8 +539,8 @@ func (u *udpServer) newSession(ctx context.Context, pkt []byte, from netip.AddrP
 	for t.byPeer[peerID] != nil || peerID == wire.NoPeerID {
 		peerID = u.srv.nextPeerID.Add(1) & 0xFFFFFF
 	}
-	l := &udpLink{u: u, to: from}
-	l.local.Store(&local)
+	l := &udpLink{u: u}
+	l.path.Store(&udpPath{to: from, local: local})
 	sess, err := newSession(u.srv, UDP, from, l, sid, peerID)
 	if err != nil {
 		u.mu.Unlock()
@@ -572,14 +579,14 @@ func (u *udpServer) newSession(ctx context.Context, pkt []byte, from netip.AddrP
 func (u *udpServer) promote(sess *session) {
 	u.mu.Lock()
 	t := u.table.Load()
-	peer := t.byAddr[sess.remote]
+	peer := t.byAddr[sess.Remote()]
 	if peer.pending != sess {
 		u.mu.Unlock()
 		return
 	}
 	t = t.clone()
 	old := peer.active
-	t.byAddr[sess.remote] = udpPeer{active: sess}
+	t.byAddr[sess.Remote()] = udpPeer{active: sess}
 	u.table.Store(t)
 	u.mu.Unlock()
 	if old != nil {
@@ -587,11 +594,40 @@ func (u *udpServer) promote(sess *session) {
 	}
 }
 
+// float moves an established session to the client's new address from, answered from local. An address
+// that has a session of its own, or a session still authenticating, does not move. Reader goroutine only.
+func (u *udpServer) float(sess *session, from netip.AddrPort, local udpsrc.Local) {
+	l, ok := sess.link.(*udpLink)
+	if !ok {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	t := u.table.Load()
+	old := sess.Remote()
+	peer := t.byAddr[old]
+	if u.closing.Load() || peer.active != sess || t.byAddr[from] != (udpPeer{}) {
+		return
+	}
+	t = t.clone()
+	if peer.pending != nil {
+		t.byAddr[old] = udpPeer{pending: peer.pending}
+	} else {
+		delete(t.byAddr, old)
+	}
+	t.byAddr[from] = udpPeer{active: sess}
+	sess.remote.Store(&from)
+	l.path.Store(&udpPath{to: from, local: local})
+	u.table.Store(t)
+	u.srv.stats.floated.Add(1)
+}
+
 func (u *udpServer) remove(sess *session) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	t := u.table.Load()
-	peer := t.byAddr[sess.remote]
+	remote := sess.Remote()
+	peer := t.byAddr[remote]
 	if peer.active != sess && peer.pending != sess && t.byPeer[sess.peerID] != sess {
 		return
 	}
@@ -603,9 +639,9 @@ func (u *udpServer) remove(sess *session) {
 		peer.pending = nil
 	}
 	if peer.active == nil && peer.pending == nil {
-		delete(t.byAddr, sess.remote)
+		delete(t.byAddr, remote)
 	} else {
-		t.byAddr[sess.remote] = peer
+		t.byAddr[remote] = peer
 	}
 	if t.byPeer[sess.peerID] == sess {
 		delete(t.byPeer, sess.peerID)
@@ -613,29 +649,35 @@ func (u *udpServer) remove(sess *session) {
 	u.table.Store(t)
 }
 
-// udpLink is one client's view of the shared socket. Its answers leave from the local address the client's
-// packets last arrived at, which the socket reader keeps up to date.
+// udpLink is one client's view of the shared socket. Its answers go to the client's address and leave from
+// the local address the client's packets last arrived at, which the socket reader keeps up to date.
 type udpLink struct {
-	u     *udpServer
+	u    *udpServer
+	path atomic.Pointer[udpPath] // replaced (rarely) by the socket reader, read by the writer
+	sess *session
+	once sync.Once
+}
+
+// udpPath is where a client's answers go and where they leave from.
+type udpPath struct {
 	to    netip.AddrPort
-	local atomic.Pointer[udpsrc.Local] // replaced (rarely) by the socket reader, read by the writer
-	sess  *session
-	once  sync.Once
+	local udpsrc.Local
 }
 
 // arrivedAt notes the local end of a packet from the client. Socket reader only.
 func (l *udpLink) arrivedAt(local udpsrc.Local) {
-	if *l.local.Load() != local {
-		n := new(udpsrc.Local) // here, not &local: that would move every packet's local to the heap
-		*n = local
-		l.local.Store(n)
+	if p := l.path.Load(); p.local != local {
+		n := new(udpPath) // here, not &udpPath{…}: that would move every packet's local to the heap
+		*n = udpPath{to: p.to, local: local}
+		l.path.Store(n)
 	}
 }
 
 // writeFrame sends a datagram. Errors are not fatal for UDP (a full socket buffer loses one packet, as the
 // network may); a dead socket ends ServeUDP instead.
 func (l *udpLink) writeFrame(f []byte) error {
-	if _, err := l.u.conn.WriteTo(f[frameHeadroom:], l.to, *l.local.Load()); err != nil {
+	p := l.path.Load()
+	if _, err := l.u.conn.WriteTo(f[frameHeadroom:], p.to, p.local); err != nil {
 		l.sess.counters.dropped.Add(1)
 	}
 	return nil
@@ -645,7 +687,7 @@ func (l *udpLink) close() { l.once.Do(func() { l.u.remove(l.sess) }) }
 
 func (l *udpLink) connected() {}
 
-func (l *udpLink) addr() net.Addr { return net.UDPAddrFromAddrPort(l.to) }
+func (l *udpLink) addr() net.Addr { return net.UDPAddrFromAddrPort(l.path.Load().to) }
 
 // arrivedAt tells a UDP session's link where the client's latest packet arrived, so answers leave from there.
 func (s *session) arrivedAt(local udpsrc.Local) {
