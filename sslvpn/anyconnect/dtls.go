@@ -21,6 +21,7 @@ import (
 	"toride/sslvpn/anyconnect/internal/dtlsrec"
 	"toride/sslvpn/anyconnect/internal/pskgcm"
 	"toride/sslvpn/internal/bufpool"
+	"toride/sslvpn/internal/udpsrc"
 )
 
 // The DTLS side: one UDP socket for every client.
@@ -41,7 +42,9 @@ import (
 //
 // A peer belongs to one session (its goroutine is in the session's wait group); the session keeps at most one
 // established peer and one in handshake. A new ClientHello from an established peer's address starts a new
-// handshake (the client restarted DTLS). Replies go out through the shared socket.
+// handshake (the client restarted DTLS). Replies go out through the shared socket, from the local address the
+// peer's latest datagram arrived at (internal/udpsrc), so a client that dialed one of several addresses of the
+// box hears from that one.
 
 // dtlsState is the server's UDP side.
 type dtlsState struct {
@@ -125,19 +128,11 @@ func (s *Server) ServeDTLS(ctx context.Context, pc net.PacketConn) error {
 	stop := context.AfterFunc(ctx, func() { _ = pc.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
 
-	udp, _ := pc.(*net.UDPConn)
+	// Without packet info (not Linux) answers leave from the kernel's choice of address.
+	conn, _ := udpsrc.New(pc)
 	buf := make([]byte, 65536)
 	for {
-		var n int
-		var from netip.AddrPort
-		var err error
-		if udp != nil {
-			n, from, err = udp.ReadFromUDPAddrPort(buf)
-		} else {
-			var a net.Addr
-			n, a, err = pc.ReadFrom(buf)
-			from = addrPortOf(a)
-		}
+		n, from, local, err := conn.ReadFrom(buf)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -147,15 +142,15 @@ func (s *Server) ServeDTLS(ctx context.Context, pc net.PacketConn) error {
 			}
 			return fmt.Errorf("%w: UDP socket: %v", ErrTransport, err)
 		}
-		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-		s.datagram(pc, udp, buf[:n], from)
+		s.datagram(conn, buf[:n], from, local)
 	}
 }
 
-// datagram routes one datagram.
-func (s *Server) datagram(pc net.PacketConn, udp *net.UDPConn, b []byte, from netip.AddrPort) {
+// datagram routes one datagram that arrived at local.
+func (s *Server) datagram(conn *udpsrc.Conn, b []byte, from netip.AddrPort, local udpsrc.Local) {
 	hello := dtlsid.IsClientHello(b)
 	if p := (*s.dtls.peers.Load())[from]; p != nil && !(hello && p.established.Load()) {
+		p.vc.arrivedAt(local)
 		if fc := p.fast.Load(); fc != nil && dtlsrec.IsApplicationData(b, fc.Epoch()) {
 			p.receiveFast(fc, b)
 			return
@@ -184,7 +179,7 @@ func (s *Server) datagram(pc net.PacketConn, udp *net.UDPConn, b []byte, from ne
 		s.st.dtlsUnknown.Add(1)
 		return
 	}
-	s.startDTLS(ss, pc, udp, b, from)
+	s.startDTLS(ss, conn, b, from, local)
 }
 
 // dtlsPeer is one client address's DTLS connection, in handshake or established.
@@ -202,8 +197,8 @@ type dtlsPeer struct {
 }
 
 // startDTLS begins a handshake for ss with the client at from.
-func (s *Server) startDTLS(ss *session, pc net.PacketConn, udp *net.UDPConn, hello []byte, from netip.AddrPort) {
-	p := &dtlsPeer{srv: s, sess: ss, remote: from, vc: newPacketConn(pc, udp, from, s.pool)}
+func (s *Server) startDTLS(ss *session, conn *udpsrc.Conn, hello []byte, from netip.AddrPort, local udpsrc.Local) {
+	p := &dtlsPeer{srv: s, sess: ss, remote: from, vc: newPacketConn(conn, from, local, s.pool)}
 	ss.mu.Lock()
 	if ss.ending || ss.endErr != nil || !ss.hasAppID {
 		ss.mu.Unlock()
@@ -520,11 +515,11 @@ func (ss *session) dtlsDown(p *dtlsPeer, why error) {
 }
 
 // packetConn is a peer's view of the shared UDP socket, as pion's DTLS server wants it: ReadFrom returns the
-// datagrams ServeDTLS routed to the peer, WriteTo sends to the peer through the socket. It is safe for
-// concurrent use.
+// datagrams ServeDTLS routed to the peer, WriteTo sends to the peer through the socket, from the local address
+// the peer's datagrams arrive at. It is safe for concurrent use.
 type packetConn struct {
-	pc     net.PacketConn
-	udp    *net.UDPConn // pc, when it is one: writes without allocating an address
+	conn   *udpsrc.Conn
+	local  atomic.Pointer[udpsrc.Local] // replaced (rarely) by the socket reader
 	remote netip.AddrPort
 	raddr  net.Addr
 	pool   *bufpool.Pool
@@ -540,9 +535,20 @@ type packetConn struct {
 // peerQueueLen bounds the datagrams waiting for a peer's DTLS reader.
 const peerQueueLen = 256
 
-func newPacketConn(pc net.PacketConn, udp *net.UDPConn, remote netip.AddrPort, pool *bufpool.Pool) *packetConn {
-	return &packetConn{pc: pc, udp: udp, remote: remote, raddr: net.UDPAddrFromAddrPort(remote), pool: pool,
+func newPacketConn(conn *udpsrc.Conn, remote netip.AddrPort, local udpsrc.Local, pool *bufpool.Pool) *packetConn {
+	c := &packetConn{conn: conn, remote: remote, raddr: net.UDPAddrFromAddrPort(remote), pool: pool,
 		in: make(chan *bufpool.Buf, peerQueueLen), done: make(chan struct{}), dlChange: make(chan struct{})}
+	c.local.Store(&local)
+	return c
+}
+
+// arrivedAt notes the local end of a datagram from the peer. Socket reader only.
+func (c *packetConn) arrivedAt(local udpsrc.Local) {
+	if *c.local.Load() != local {
+		n := new(udpsrc.Local) // here, not &local: that would move every packet's local to the heap
+		*n = local
+		c.local.Store(n)
+	}
 }
 
 // deliver queues a copy of datagram b; false when it was dropped (queue full, no buffer, closed).
@@ -616,10 +622,7 @@ func (c *packetConn) WriteTo(b []byte, _ net.Addr) (int, error) {
 		return 0, net.ErrClosed
 	default:
 	}
-	if c.udp != nil {
-		return c.udp.WriteToUDPAddrPort(b, c.remote)
-	}
-	return c.pc.WriteTo(b, c.raddr)
+	return c.conn.WriteTo(b, c.remote, *c.local.Load())
 }
 
 // Close implements net.PacketConn: it ends the peer's queue, not the shared socket.
@@ -642,7 +645,7 @@ func (c *packetConn) Close() error {
 }
 
 // LocalAddr implements net.PacketConn.
-func (c *packetConn) LocalAddr() net.Addr { return c.pc.LocalAddr() }
+func (c *packetConn) LocalAddr() net.Addr { return c.conn.PacketConn().LocalAddr() }
 
 // SetDeadline implements net.PacketConn.
 func (c *packetConn) SetDeadline(t time.Time) error { return c.SetReadDeadline(t) }

@@ -60,42 +60,44 @@ func (s *session) handleIncoming(pkt []byte) {
 	}
 }
 
-// handleData decrypts a data packet in place and delivers it. Receive goroutine only.
-func (s *session) handleData(pkt []byte) {
+// handleData decrypts a data packet in place and delivers it. It reports whether the packet was authentic (the
+// client's, and no replay), which lets a UDP client float. Receive goroutine only.
+func (s *session) handleData(pkt []byte) bool {
 	h, err := wire.ParseDataHeader(pkt)
 	if err != nil {
 		s.counters.decryptErrors.Add(1)
-		return
+		return false
 	}
 	k := s.keys.Load().rx[h.KeyID]
 	if k == nil {
 		s.counters.dropped.Add(1)
-		return
+		return false
 	}
 	plain, err := k.Decrypt(pkt, h.Len)
 	if err != nil {
 		s.counters.decryptErrors.Add(1)
-		return
+		return false
 	}
 	s.lastRx.Store(s.now())
 	switch datachannel.Classify(plain) {
 	case datachannel.KindPing, datachannel.KindOCC:
-		return
+		return true
 	case datachannel.KindExit:
 		s.requestClose(ErrClientExit)
-		return
+		return true
 	}
 	up := s.uplink.Load()
 	if up == nil {
 		s.counters.dropped.Add(1)
-		return
+		return true
 	}
 	if err := up.u.WritePacket(plain); err != nil {
 		s.counters.dropped.Add(1)
-		return
+		return true
 	}
 	s.counters.packetsIn.Add(1)
 	s.counters.bytesIn.Add(uint64(len(plain)))
+	return true
 }
 
 // SendPacket implements Session.

@@ -132,7 +132,7 @@ func (s *session) keyExchange(ks *keyState, buf []byte) error {
 		kd = "tls-ekm"
 	}
 	req := &ConnectRequest{
-		Remote:           s.remote,
+		Remote:           s.Remote(),
 		Transport:        s.transport,
 		PeerCertificates: cs.PeerCertificates,
 		VerifiedChains:   cs.VerifiedChains,

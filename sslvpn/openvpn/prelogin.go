@@ -225,7 +225,7 @@ var errEvicted = fmt.Errorf("%w: ended to make room for a newer one", ErrBusy)
 func (h *handshakeTable) admit(s *session) (victims []*session) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.entries[s] = h.order.Push(s.remote.Addr(), s, func(v *session) {
+	h.entries[s] = h.order.Push(s.Remote().Addr(), s, func(v *session) {
 		delete(h.entries, v)
 		victims = append(victims, v)
 	})

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"toride/sslvpn/internal/udpsrc"
 	"toride/sslvpn/openvpn/internal/tlscrypt"
 	"toride/sslvpn/openvpn/internal/wire"
 )
@@ -58,7 +59,8 @@ func fuzzUDP(t testing.TB, tlsCfg *tls.Config, withTLSCrypt bool) (*udpServer, *
 	}
 	srv.first.now = func() time.Time { return fuzzNow }
 	pc := &sentPackets{}
-	return &udpServer{srv: srv, pc: pc, cookies: fixedCookies()}, pc
+	conn, _ := udpsrc.New(pc)
+	return &udpServer{srv: srv, conn: conn, cookies: fixedCookies()}, pc
 }
 
 // clientPacket is what a client would send: plain, or wrapped with the fuzz key at fuzzNow.
@@ -94,7 +96,7 @@ func FuzzStatelessAnswer(f *testing.F) {
 		}
 		switch op {
 		case wire.ControlHardResetClientV2:
-			u.answerReset(pkt, fuzzFrom, sid, fuzzNow)
+			u.answerReset(pkt, fuzzFrom, udpsrc.Local{}, sid, fuzzNow)
 			if len(pc.out) == 0 {
 				return
 			}

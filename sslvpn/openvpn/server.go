@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"toride/sslvpn/internal/bufpool"
+	"toride/sslvpn/internal/udpsrc"
 	"toride/sslvpn/openvpn/internal/wire"
 )
 
@@ -47,8 +48,8 @@ type Server struct {
 }
 
 type serverCounters struct {
-	handshakes, failedHandshakes, malformed, controlDropped, busy, resetAnswers, replayed atomic.Uint64
-	active                                                                                atomic.Int64
+	handshakes, failedHandshakes, malformed, controlDropped, busy, resetAnswers, replayed, floated atomic.Uint64
+	active                                                                                         atomic.Int64
 }
 
 // ServerStats are a server's counters.
@@ -61,6 +62,7 @@ type ServerStats struct {
 	Replayed          uint64 `json:"replayed"`           // tls-crypt first packets replayed or outside the time window
 	ResetAnswers      uint64 `json:"reset_answers"`      // UDP hard resets answered statelessly
 	ControlDropped    uint64 `json:"control_dropped"`    // control packets dropped on full queues (the peer retransmits)
+	Floated           uint64 `json:"floated"`            // UDP sessions moved to their client's new address
 	Busy              uint64 `json:"busy"`               // handshakes ended to make room for newer ones (handshakeTable)
 	BuffersInUse      int    `json:"buffers_in_use"`
 }
@@ -90,7 +92,7 @@ func (s *Server) Stats() ServerStats {
 		ActiveSessions: s.stats.active.Load(), Handshakes: s.stats.handshakes.Load(),
 		PendingHandshakes: s.handshakes.len(), FailedHandshakes: s.stats.failedHandshakes.Load(),
 		Malformed: s.stats.malformed.Load(), Replayed: s.stats.replayed.Load(), ResetAnswers: s.stats.resetAnswers.Load(),
-		ControlDropped: s.stats.controlDropped.Load(), Busy: s.stats.busy.Load(),
+		ControlDropped: s.stats.controlDropped.Load(), Busy: s.stats.busy.Load(), Floated: s.stats.floated.Load(),
 		BuffersInUse: s.pool.Outstanding(),
 	}
 }
@@ -319,9 +321,8 @@ func (t *udpTable) clone() *udpTable {
 // udpServer serves every client of one UDP socket. Its reader goroutine (the ServeUDP caller) demultiplexes
 // packets: data by peer-id (P_DATA_V2) or address, control by address and session id, and decrypts data inline.
 type udpServer struct {
-	srv *Server
-	pc  net.PacketConn
-	uc  *net.UDPConn // pc when it is one: zero-allocation reads and writes
+	srv  *Server
+	conn *udpsrc.Conn // reads with each datagram's local address, answers from it
 
 	mu       sync.Mutex // serializes table changes
 	table    atomic.Pointer[udpTable]
@@ -341,8 +342,9 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 		return ErrClosed
 	}
 	defer s.serving.Done()
-	u := &udpServer{srv: s, pc: pc}
-	u.uc, _ = pc.(*net.UDPConn)
+	// Without packet info (not Linux) answers leave from the kernel's choice of address, as before.
+	conn, _ := udpsrc.New(pc)
+	u := &udpServer{srv: s, conn: conn}
 	u.table.Store(&udpTable{byAddr: map[netip.AddrPort]udpPeer{}, byPeer: map[uint32]*session{}})
 	u.cookies = newResetCookies(s.cfg.HandshakeTimeout)
 	sctx, cancel := context.WithCancel(ctx)
@@ -366,13 +368,8 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 	for {
 		var n int
 		var from netip.AddrPort
-		if u.uc != nil {
-			n, from, err = u.uc.ReadFromUDPAddrPort(buf)
-		} else {
-			var a net.Addr
-			n, a, err = pc.ReadFrom(buf)
-			from = addrPortOf(a)
-		}
+		var local udpsrc.Local
+		n, from, local, err = u.conn.ReadFrom(buf)
 		if err != nil {
 			if u.closing.Load() {
 				err = nil
@@ -388,7 +385,7 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 			s.stats.malformed.Add(1)
 			continue
 		}
-		u.dispatch(sctx, buf[:n], netip.AddrPortFrom(from.Addr().Unmap(), from.Port()))
+		u.dispatch(sctx, buf[:n], from, local)
 	}
 	cancel()
 	u.mu.Lock()
@@ -411,8 +408,8 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 	return nil
 }
 
-// dispatch routes one datagram. Reader goroutine only; pkt is only valid during the call.
-func (u *udpServer) dispatch(ctx context.Context, pkt []byte, from netip.AddrPort) {
+// dispatch routes one datagram that arrived at local. Reader goroutine only; pkt is only valid during the call.
+func (u *udpServer) dispatch(ctx context.Context, pkt []byte, from netip.AddrPort, local udpsrc.Local) {
 	if len(pkt) == 0 {
 		return
 	}
@@ -425,14 +422,22 @@ func (u *udpServer) dispatch(ctx context.Context, pkt []byte, from netip.AddrPor
 			return
 		}
 		peer := uint32(pkt[1])<<16 | uint32(pkt[2])<<8 | uint32(pkt[3])
-		if sess := t.byPeer[peer]; sess != nil && sess.remote == from {
+		sess := t.byPeer[peer]
+		switch {
+		case sess == nil:
+			u.srv.stats.malformed.Add(1)
+		case sess.Remote() == from:
+			sess.arrivedAt(local)
 			sess.handleData(pkt)
-			return
+		case sess.handleData(pkt):
+			// The client moved (a new address or port, as after a NAT rebinding): its session follows it once
+			// an authentic packet came from there, as OpenVPN's float.
+			u.float(sess, from, local)
 		}
-		u.srv.stats.malformed.Add(1)
 		return
 	case wire.DataV1:
 		if sess := t.byAddr[from].active; sess != nil {
+			sess.arrivedAt(local)
 			sess.handleData(pkt)
 			return
 		}
@@ -447,6 +452,7 @@ func (u *udpServer) dispatch(ctx context.Context, pkt []byte, from netip.AddrPor
 	peer := t.byAddr[from]
 	for _, sess := range []*session{peer.pending, peer.active} {
 		if sess != nil && sess.remoteSID == sid {
+			sess.arrivedAt(local)
 			sess.handleIncoming(pkt)
 			return
 		}
@@ -457,10 +463,10 @@ func (u *udpServer) dispatch(ctx context.Context, pkt []byte, from netip.AddrPor
 	}
 	switch op {
 	case wire.ControlHardResetClientV2:
-		u.answerReset(pkt, from, sid, time.Now())
+		u.answerReset(pkt, from, local, sid, time.Now())
 	case wire.ControlV1, wire.AckV1:
 		if cookie, ok := u.checkEcho(pkt, op, from, sid, time.Now()); ok {
-			u.newSession(ctx, pkt, from, sid, cookie)
+			u.newSession(ctx, pkt, from, local, sid, cookie)
 		}
 	default:
 		u.srv.stats.malformed.Add(1)
@@ -468,8 +474,9 @@ func (u *udpServer) dispatch(ctx context.Context, pkt []byte, from netip.AddrPor
 }
 
 // answerReset answers a client's hard reset without keeping anything: our own hard reset, once, whose session
-// id is the cookie the client must echo. With tls-crypt, nobody without the key gets an answer.
-func (u *udpServer) answerReset(pkt []byte, from netip.AddrPort, sid wire.SessionID, now time.Time) {
+// id is the cookie the client must echo. With tls-crypt, nobody without the key gets an answer. It leaves from
+// local, the address the client sent to.
+func (u *udpServer) answerReset(pkt []byte, from netip.AddrPort, local udpsrc.Local, sid wire.SessionID, now time.Time) {
 	body, err := u.srv.first.open(u.scratch[:0], pkt)
 	if err != nil {
 		u.srv.countRefused(err)
@@ -488,11 +495,7 @@ func (u *udpServer) answerReset(pkt []byte, from netip.AddrPort, sid wire.Sessio
 	}
 	u.answer = out[:0]
 	u.srv.stats.resetAnswers.Add(1)
-	if u.uc != nil {
-		_, _ = u.uc.WriteToUDPAddrPort(out, from)
-	} else {
-		_, _ = u.pc.WriteTo(out, net.UDPAddrFromAddrPort(from))
-	}
+	_, _ = u.conn.WriteTo(out, from, local)
 }
 
 // checkEcho accepts a client's acknowledgement or first control message that echoes a cookie we gave that
@@ -525,7 +528,7 @@ func (u *udpServer) checkEcho(pkt []byte, op wire.Opcode, from netip.AddrPort, s
 // newSession starts a session for a client that echoed our cookie: its hard reset and ours count as exchanged,
 // and the session's id is the cookie. If the address already has one authenticating, that one is dropped; an
 // established one stays until the new one connects.
-func (u *udpServer) newSession(ctx context.Context, pkt []byte, from netip.AddrPort, sid, cookie wire.SessionID) {
+func (u *udpServer) newSession(ctx context.Context, pkt []byte, from netip.AddrPort, local udpsrc.Local, sid, cookie wire.SessionID) {
 	u.mu.Lock()
 	if u.closing.Load() {
 		u.mu.Unlock()
@@ -536,7 +539,8 @@ func (u *udpServer) newSession(ctx context.Context, pkt []byte, from netip.AddrP
 	for t.byPeer[peerID] != nil || peerID == wire.NoPeerID {
 		peerID = u.srv.nextPeerID.Add(1) & 0xFFFFFF
 	}
-	l := &udpLink{u: u, to: from}
+	l := &udpLink{u: u}
+	l.path.Store(&udpPath{to: from, local: local})
 	sess, err := newSession(u.srv, UDP, from, l, sid, peerID)
 	if err != nil {
 		u.mu.Unlock()
@@ -575,14 +579,14 @@ func (u *udpServer) newSession(ctx context.Context, pkt []byte, from netip.AddrP
 func (u *udpServer) promote(sess *session) {
 	u.mu.Lock()
 	t := u.table.Load()
-	peer := t.byAddr[sess.remote]
+	peer := t.byAddr[sess.Remote()]
 	if peer.pending != sess {
 		u.mu.Unlock()
 		return
 	}
 	t = t.clone()
 	old := peer.active
-	t.byAddr[sess.remote] = udpPeer{active: sess}
+	t.byAddr[sess.Remote()] = udpPeer{active: sess}
 	u.table.Store(t)
 	u.mu.Unlock()
 	if old != nil {
@@ -590,11 +594,40 @@ func (u *udpServer) promote(sess *session) {
 	}
 }
 
+// float moves an established session to the client's new address from, answered from local. An address
+// that has a session of its own, or a session still authenticating, does not move. Reader goroutine only.
+func (u *udpServer) float(sess *session, from netip.AddrPort, local udpsrc.Local) {
+	l, ok := sess.link.(*udpLink)
+	if !ok {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	t := u.table.Load()
+	old := sess.Remote()
+	peer := t.byAddr[old]
+	if u.closing.Load() || peer.active != sess || t.byAddr[from] != (udpPeer{}) {
+		return
+	}
+	t = t.clone()
+	if peer.pending != nil {
+		t.byAddr[old] = udpPeer{pending: peer.pending}
+	} else {
+		delete(t.byAddr, old)
+	}
+	t.byAddr[from] = udpPeer{active: sess}
+	sess.remote.Store(&from)
+	l.path.Store(&udpPath{to: from, local: local})
+	u.table.Store(t)
+	u.srv.stats.floated.Add(1)
+}
+
 func (u *udpServer) remove(sess *session) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	t := u.table.Load()
-	peer := t.byAddr[sess.remote]
+	remote := sess.Remote()
+	peer := t.byAddr[remote]
 	if peer.active != sess && peer.pending != sess && t.byPeer[sess.peerID] != sess {
 		return
 	}
@@ -606,9 +639,9 @@ func (u *udpServer) remove(sess *session) {
 		peer.pending = nil
 	}
 	if peer.active == nil && peer.pending == nil {
-		delete(t.byAddr, sess.remote)
+		delete(t.byAddr, remote)
 	} else {
-		t.byAddr[sess.remote] = peer
+		t.byAddr[remote] = peer
 	}
 	if t.byPeer[sess.peerID] == sess {
 		delete(t.byPeer, sess.peerID)
@@ -616,24 +649,35 @@ func (u *udpServer) remove(sess *session) {
 	u.table.Store(t)
 }
 
-// udpLink is one client's view of the shared socket.
+// udpLink is one client's view of the shared socket. Its answers go to the client's address and leave from
+// the local address the client's packets last arrived at, which the socket reader keeps up to date.
 type udpLink struct {
 	u    *udpServer
-	to   netip.AddrPort
+	path atomic.Pointer[udpPath] // replaced (rarely) by the socket reader, read by the writer
 	sess *session
 	once sync.Once
+}
+
+// udpPath is where a client's answers go and where they leave from.
+type udpPath struct {
+	to    netip.AddrPort
+	local udpsrc.Local
+}
+
+// arrivedAt notes the local end of a packet from the client. Socket reader only.
+func (l *udpLink) arrivedAt(local udpsrc.Local) {
+	if p := l.path.Load(); p.local != local {
+		n := new(udpPath) // here, not &udpPath{…}: that would move every packet's local to the heap
+		*n = udpPath{to: p.to, local: local}
+		l.path.Store(n)
+	}
 }
 
 // writeFrame sends a datagram. Errors are not fatal for UDP (a full socket buffer loses one packet, as the
 // network may); a dead socket ends ServeUDP instead.
 func (l *udpLink) writeFrame(f []byte) error {
-	var err error
-	if l.u.uc != nil {
-		_, err = l.u.uc.WriteToUDPAddrPort(f[frameHeadroom:], l.to)
-	} else {
-		_, err = l.u.pc.WriteTo(f[frameHeadroom:], net.UDPAddrFromAddrPort(l.to))
-	}
-	if err != nil {
+	p := l.path.Load()
+	if _, err := l.u.conn.WriteTo(f[frameHeadroom:], p.to, p.local); err != nil {
 		l.sess.counters.dropped.Add(1)
 	}
 	return nil
@@ -643,4 +687,11 @@ func (l *udpLink) close() { l.once.Do(func() { l.u.remove(l.sess) }) }
 
 func (l *udpLink) connected() {}
 
-func (l *udpLink) addr() net.Addr { return net.UDPAddrFromAddrPort(l.to) }
+func (l *udpLink) addr() net.Addr { return net.UDPAddrFromAddrPort(l.path.Load().to) }
+
+// arrivedAt tells a UDP session's link where the client's latest packet arrived, so answers leave from there.
+func (s *session) arrivedAt(local udpsrc.Local) {
+	if l, ok := s.link.(*udpLink); ok {
+		l.arrivedAt(local)
+	}
+}

@@ -58,7 +58,7 @@ type session struct {
 	id        uint64
 	peerID    uint32
 	transport Transport
-	remote    netip.AddrPort
+	remote    atomic.Pointer[netip.AddrPort] // the client's address; a UDP client's changes when it floats
 	link      link
 	localSID  wire.SessionID
 	remoteSID wire.SessionID
@@ -170,7 +170,6 @@ func newSession(srv *Server, tr Transport, remote netip.AddrPort, l link, remote
 		id:          srv.nextSessionID.Add(1),
 		peerID:      peerID,
 		transport:   tr,
-		remote:      remote,
 		link:        l,
 		remoteSID:   remoteSID,
 		ctrlIn:      make(chan []byte, ctrlQueueLen),
@@ -191,6 +190,7 @@ func newSession(srv *Server, tr Transport, remote netip.AddrPort, l link, remote
 	if srv.cfg.tlsCrypt != nil {
 		s.tc = tlscrypt.New(srv.cfg.tlsCrypt, true)
 	}
+	s.remote.Store(&remote)
 	s.keys.Store(&keySet{})
 	now := s.now()
 	s.lastRx.Store(now)
@@ -224,7 +224,7 @@ func (s *session) wait() { <-s.finished }
 func (s *session) ID() uint64 { return s.id }
 
 // Remote implements Session.
-func (s *session) Remote() netip.AddrPort { return s.remote }
+func (s *session) Remote() netip.AddrPort { return *s.remote.Load() }
 
 // Transport implements Session.
 func (s *session) Transport() Transport { return s.transport }
@@ -342,7 +342,7 @@ func (s *session) run(ctx context.Context) {
 	} else {
 		s.srv.stats.failedHandshakes.Add(1)
 		if s.srv.observer != nil {
-			s.srv.observer.HandshakeFailed(s.remote, s.transport, s.reason)
+			s.srv.observer.HandshakeFailed(s.Remote(), s.transport, s.reason)
 		}
 	}
 	close(s.finished)

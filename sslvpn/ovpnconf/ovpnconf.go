@@ -1,6 +1,8 @@
 // Package ovpnconf renders the .ovpn client configuration a user downloads for the stock OpenVPN 2.6 client,
-// after the cloud guide's template: TCP 443, auth-user-pass with `static-challenge "pin otp" 1` when the server
-// asks for a one-time password, remote-cert-tls server, and the CA, certificate and key inline.
+// after the cloud guide's template: TCP 443, auth-user-pass with `static-challenge "pin otp" 1` only when the
+// server asks for a one-time password (the OpenVPN login checks nothing else that is typed: the user is the
+// certificate's, and a stock client stops to ask for what auth-user-pass names), remote-cert-tls server, and the
+// CA, certificate and key inline.
 package ovpnconf
 
 import (
@@ -30,6 +32,11 @@ func Render(p Profile) string {
 	if p.Comment != "" {
 		line("# %s", strings.ReplaceAll(p.Comment, "\n", " "))
 	}
+	if p.OTP {
+		line("# The client asks for a user name (your user id), a password (leave it empty) and the one-time password.")
+	} else {
+		line("# The client asks for nothing: your certificate below identifies you.")
+	}
 	proto := p.Proto
 	if proto == "" {
 		proto = "tcp"
@@ -44,9 +51,9 @@ func Render(p Profile) string {
 	line("remote %s %d", p.Remote, port)
 	line("resolv-retry infinite")
 	line("nobind")
-	line("auth-user-pass")
 	if p.OTP {
 		// The user name is the user id, the password empty, the response the one-time password.
+		line("auth-user-pass")
 		line(`static-challenge "pin otp" 1`)
 	}
 	line("persist-key")

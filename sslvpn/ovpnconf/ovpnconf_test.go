@@ -24,4 +24,11 @@ func TestRenderFollowsTheTemplate(t *testing.T) {
 	if strings.Contains(plain, "static-challenge") || strings.Contains(plain, "auth SHA1") || !strings.Contains(plain, "remote vpn.example.net 1194") {
 		t.Errorf("without OTP or CBC:\n%s", plain)
 	}
+	// Without OTP the server checks nothing typed, so the client must not stop to ask for it.
+	if strings.Contains(plain, "auth-user-pass") || !strings.Contains(plain, "# The client asks for nothing") {
+		t.Errorf("without OTP the profile asks for a user name:\n%s", plain)
+	}
+	if !strings.Contains(got, "# The client asks for a user name (your user id), a password (leave it empty) and the one-time password.\n") {
+		t.Errorf("with OTP the comment does not say what is asked:\n%s", got)
+	}
 }

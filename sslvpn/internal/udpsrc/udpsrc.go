@@ -1,0 +1,120 @@
+// Package udpsrc answers UDP datagrams from the address they arrived at.
+//
+// A box with several addresses on one socket bound to the wildcard address would answer from the kernel's
+// preferred source for the way back, which need not be the address a client dialed; the client then drops the
+// answer as coming from an unexpected peer. A Conn reads each datagram's local address and interface from its
+// IP_PKTINFO or IPV6_PKTINFO control message, and a write sets them on the answer, so the kernel uses that
+// address as the source and sends it out that interface. Neither reads nor writes allocate.
+package udpsrc
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+)
+
+// Local is the local end of a datagram: the address it was sent to and the interface it came in on. The zero
+// value means unknown, and a write with it leaves the choice to the kernel.
+type Local struct {
+	Addr    netip.Addr // unmapped: an IPv4 address read on a dual-stack socket is IPv4
+	Ifindex int
+}
+
+// IsValid reports whether l names an address.
+func (l Local) IsValid() bool { return l.Addr.IsValid() }
+
+// MsgConn is the part of *net.UDPConn a Conn uses to pass control messages; a fake of it stands in for the
+// socket in tests.
+type MsgConn interface {
+	ReadMsgUDPAddrPort(b, oob []byte) (n, oobn, flags int, addr netip.AddrPort, err error)
+	WriteMsgUDPAddrPort(b, oob []byte, addr netip.AddrPort) (n, oobn int, err error)
+}
+
+// oobSize holds one IP_PKTINFO and one IPV6_PKTINFO message (a dual-stack socket may deliver both for an IPv4
+// datagram) with room to spare.
+const oobSize = 128
+
+// Conn reads datagrams with their local end and writes answers from a given one. ReadFrom must be called by one
+// goroutine at a time (it reuses its control-message buffer); WriteTo is safe for concurrent use. A Conn over
+// a packet connection without control messages reads a zero Local and writes as the connection's WriteTo.
+type Conn struct {
+	pc  net.PacketConn
+	mc  MsgConn      // nil when pc has no control messages
+	uc  *net.UDPConn // mc when it is one: called directly, so the control message stays on the stack
+	oob [oobSize]byte
+}
+
+// New wraps pc. For a *net.UDPConn it enables the reception of IP_PKTINFO and IPV6_PKTINFO; if the system
+// refuses, the Conn works without them and New returns the Conn and the error, for the caller to report.
+// The caller keeps ownership of pc.
+func New(pc net.PacketConn) (*Conn, error) {
+	c := &Conn{pc: pc}
+	if uc, ok := pc.(*net.UDPConn); ok {
+		if err := enable(uc); err != nil {
+			return c, err
+		}
+		c.mc, c.uc = uc, uc
+		return c, nil
+	}
+	if mc, ok := pc.(MsgConn); ok {
+		c.mc = mc
+	}
+	return c, nil
+}
+
+// PacketConn returns the wrapped connection.
+func (c *Conn) PacketConn() net.PacketConn { return c.pc }
+
+// ReadFrom reads one datagram into b and returns its length, its sender (unmapped) and its local end.
+func (c *Conn) ReadFrom(b []byte) (int, netip.AddrPort, Local, error) {
+	if c.mc == nil {
+		n, a, err := c.pc.ReadFrom(b)
+		return n, unmap(addrPortOf(a)), Local{}, err
+	}
+	n, oobn, _, from, err := c.mc.ReadMsgUDPAddrPort(b, c.oob[:])
+	if err != nil {
+		return n, unmap(from), Local{}, err
+	}
+	l, _ := ParseControl(c.oob[:oobn])
+	return n, unmap(from), l, nil
+}
+
+// WriteTo sends b to to, from local when it is valid.
+func (c *Conn) WriteTo(b []byte, to netip.AddrPort, local Local) (int, error) {
+	switch {
+	case c.uc != nil:
+		// Called on the concrete type, so that oob stays on the stack.
+		var oob [oobSize]byte
+		n, _, err := c.uc.WriteMsgUDPAddrPort(b, oob[:control(oob[:], local)], to)
+		return n, err
+	case c.mc != nil:
+		oob := make([]byte, oobSize)
+		n, _, err := c.mc.WriteMsgUDPAddrPort(b, oob[:control(oob, local)], to)
+		return n, err
+	}
+	return c.pc.WriteTo(b, net.UDPAddrFromAddrPort(to))
+}
+
+// control writes into oob the control message that sends from local, if any, and returns its length.
+func control(oob []byte, local Local) int {
+	if !local.IsValid() {
+		return 0
+	}
+	return marshalControl(oob, local)
+}
+
+// ErrControl: a control message is malformed.
+var ErrControl = errors.New("udpsrc: malformed control message")
+
+func unmap(a netip.AddrPort) netip.AddrPort { return netip.AddrPortFrom(a.Addr().Unmap(), a.Port()) }
+
+func addrPortOf(a net.Addr) netip.AddrPort {
+	switch a := a.(type) {
+	case *net.UDPAddr:
+		return a.AddrPort()
+	case nil:
+		return netip.AddrPort{}
+	}
+	ap, _ := netip.ParseAddrPort(a.String())
+	return ap
+}

@@ -1,0 +1,286 @@
+package udpsrc_test
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
+
+	"toride/sslvpn/internal/udpsrc"
+)
+
+// fakeConn is a packet connection that hands out one queued datagram per read and records, for every write,
+// the source the control message asked for (decoded by x/net, not by the code under test).
+type fakeConn struct {
+	net.PacketConn
+	mu     sync.Mutex
+	in     [][2][]byte // payload, control messages
+	from   netip.AddrPort
+	writes []fakeWrite
+}
+
+type fakeWrite struct {
+	To      netip.AddrPort
+	Src     netip.Addr
+	Ifindex int
+	Payload string
+}
+
+func (f *fakeConn) ReadMsgUDPAddrPort(b, oob []byte) (int, int, int, netip.AddrPort, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.in) == 0 {
+		return 0, 0, 0, netip.AddrPort{}, errors.New("no datagram")
+	}
+	d := f.in[0]
+	f.in = f.in[1:]
+	return copy(b, d[0]), copy(oob, d[1]), 0, f.from, nil
+}
+
+func (f *fakeConn) WriteMsgUDPAddrPort(b, oob []byte, to netip.AddrPort) (int, int, error) {
+	w := fakeWrite{To: to, Payload: string(b)}
+	if len(oob) > 0 {
+		msgs, err := unix.ParseSocketControlMessage(oob)
+		if err != nil || len(msgs) != 1 {
+			return 0, 0, fmt.Errorf("control messages %x: %v", oob, err)
+		}
+		m := msgs[0]
+		switch {
+		case m.Header.Level == unix.IPPROTO_IP && m.Header.Type == unix.IP_PKTINFO && len(m.Data) >= unix.SizeofInet4Pktinfo:
+			info := (*unix.Inet4Pktinfo)(unsafe.Pointer(&m.Data[0]))
+			w.Src, w.Ifindex = netip.AddrFrom4(info.Spec_dst), int(info.Ifindex)
+		case m.Header.Level == unix.IPPROTO_IPV6 && m.Header.Type == unix.IPV6_PKTINFO && len(m.Data) >= unix.SizeofInet6Pktinfo:
+			info := (*unix.Inet6Pktinfo)(unsafe.Pointer(&m.Data[0]))
+			w.Src, w.Ifindex = netip.AddrFrom16(info.Addr), int(info.Ifindex)
+		default:
+			return 0, 0, fmt.Errorf("control message %x is no packet info", oob)
+		}
+	}
+	f.mu.Lock()
+	f.writes = append(f.writes, w)
+	f.mu.Unlock()
+	return len(b), len(oob), nil
+}
+
+// pktinfo4 is an IP_PKTINFO message as the kernel gives it, made with x/sys's structures.
+func pktinfo4(specDst, dst string, ifindex int) []byte {
+	b := make([]byte, unix.CmsgSpace(unix.SizeofInet4Pktinfo))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level, h.Type = unix.IPPROTO_IP, unix.IP_PKTINFO
+	h.SetLen(unix.CmsgLen(unix.SizeofInet4Pktinfo))
+	info := (*unix.Inet4Pktinfo)(unsafe.Pointer(&b[unix.CmsgLen(0)]))
+	info.Ifindex = int32(ifindex)
+	info.Spec_dst = netip.MustParseAddr(specDst).As4()
+	info.Addr = netip.MustParseAddr(dst).As4()
+	return b
+}
+
+// pktinfo6 is an IPV6_PKTINFO message.
+func pktinfo6(dst string, ifindex int) []byte {
+	b := make([]byte, unix.CmsgSpace(unix.SizeofInet6Pktinfo))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&b[0]))
+	h.Level, h.Type = unix.IPPROTO_IPV6, unix.IPV6_PKTINFO
+	h.SetLen(unix.CmsgLen(unix.SizeofInet6Pktinfo))
+	info := (*unix.Inet6Pktinfo)(unsafe.Pointer(&b[unix.CmsgLen(0)]))
+	info.Ifindex = uint32(ifindex)
+	info.Addr = netip.MustParseAddr(dst).As16()
+	return b
+}
+
+func TestWriteToSetsSource(t *testing.T) {
+	f := &fakeConn{}
+	c, err := udpsrc.New(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name  string
+		to    netip.AddrPort
+		local udpsrc.Local
+	}{
+		{"ipv4", netip.MustParseAddrPort("198.18.0.7:5000"), udpsrc.Local{Addr: netip.MustParseAddr("203.0.113.1"), Ifindex: 3}},
+		{"ipv4 mapped destination", netip.MustParseAddrPort("[::ffff:198.18.0.7]:5000"), udpsrc.Local{Addr: netip.MustParseAddr("203.0.113.1")}},
+		{"ipv6", netip.MustParseAddrPort("[2001:db8::7]:5000"), udpsrc.Local{Addr: netip.MustParseAddr("2001:db8:1::1"), Ifindex: 7}},
+		{"unknown local", netip.MustParseAddrPort("198.18.0.7:5000"), udpsrc.Local{}},
+	}
+	var want []fakeWrite
+	for _, tc := range cases {
+		if _, err := c.WriteTo([]byte(tc.name), tc.to, tc.local); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		want = append(want, fakeWrite{To: tc.to, Src: tc.local.Addr, Ifindex: tc.local.Ifindex, Payload: tc.name})
+	}
+	if d := cmp.Diff(f.writes, want, cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+		cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); d != "" {
+		t.Errorf("writes (-got +want):\n%s", d)
+	}
+}
+
+func TestReadFromReturnsLocal(t *testing.T) {
+	v4 := pktinfo4("203.0.113.1", "203.0.113.1", 4)
+	v6 := pktinfo6("2001:db8:1::1", 5)
+	mapped := pktinfo6("::ffff:203.0.113.1", 6)
+	f := &fakeConn{from: netip.MustParseAddrPort("[::ffff:198.18.0.7]:5000"),
+		in: [][2][]byte{{[]byte("a"), v4}, {[]byte("b"), v6}, {[]byte("c"), mapped}, {[]byte("d"), nil}}}
+	c, _ := udpsrc.New(f)
+	want := []udpsrc.Local{
+		{Addr: netip.MustParseAddr("203.0.113.1"), Ifindex: 4},
+		{Addr: netip.MustParseAddr("2001:db8:1::1"), Ifindex: 5},
+		{Addr: netip.MustParseAddr("203.0.113.1"), Ifindex: 6},
+		{},
+	}
+	buf := make([]byte, 100)
+	for i, w := range want {
+		n, from, l, err := c.ReadFrom(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if from != netip.MustParseAddrPort("198.18.0.7:5000") || n != 1 {
+			t.Errorf("datagram %d: %d bytes from %v, want 1 from the unmapped sender", i, n, from)
+		}
+		if l != w {
+			t.Errorf("datagram %d: local %+v, want %+v", i, l, w)
+		}
+	}
+}
+
+func TestParseControl(t *testing.T) {
+	v4 := pktinfo4("203.0.113.1", "203.0.113.255", 4) // a broadcast: answered from the address routed to
+	v6 := pktinfo6("2001:db8:1::1", 5)
+	other := (&ipv6.ControlMessage{HopLimit: 9}).Marshal()
+	cases := []struct {
+		name    string
+		oob     []byte
+		want    udpsrc.Local
+		wantErr bool
+	}{
+		{"empty", nil, udpsrc.Local{}, false},
+		{"ipv4", v4, udpsrc.Local{Addr: netip.MustParseAddr("203.0.113.1"), Ifindex: 4}, false},
+		{"ipv6 after another message", append(append([]byte(nil), other...), v6...), udpsrc.Local{Addr: netip.MustParseAddr("2001:db8:1::1"), Ifindex: 5}, false},
+		{"ipv4 wins over ipv6", append(append([]byte(nil), v6...), v4...), udpsrc.Local{Addr: netip.MustParseAddr("203.0.113.1"), Ifindex: 4}, false},
+		{"truncated header", v4[:5], udpsrc.Local{}, true},
+		{"length beyond buffer", v4[:len(v4)-8], udpsrc.Local{}, true},
+	}
+	for _, tc := range cases {
+		got, err := udpsrc.ParseControl(tc.oob)
+		if got != tc.want || (err != nil) != tc.wantErr {
+			t.Errorf("%s: got %+v, %v; want %+v, error %v", tc.name, got, err, tc.want, tc.wantErr)
+		}
+		if tc.wantErr && !errors.Is(err, udpsrc.ErrControl) {
+			t.Errorf("%s: error %v is not ErrControl", tc.name, err)
+		}
+	}
+}
+
+// loopbackPair is a server Conn on the wildcard address of network and a client bound to 127.0.0.1 and
+// connected to 127.0.0.2 (both are the loopback's own), so it takes answers from 127.0.0.2 alone, while the
+// kernel's preferred source towards 127.0.0.1 is 127.0.0.1.
+func loopbackPair(t testing.TB, network string) (*udpsrc.Conn, *net.UDPConn) {
+	t.Helper()
+	pc, err := net.ListenPacket(network, ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pc.Close() })
+	c, err := udpsrc.New(pc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := pc.LocalAddr().(*net.UDPAddr).Port
+	cl, err := net.DialUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 2), Port: port})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cl.Close() })
+	return c, cl
+}
+
+func TestAnswerFromAddressDialed(t *testing.T) {
+	for _, network := range []string{"udp", "udp4"} {
+		t.Run(network, func(t *testing.T) {
+			c, cl := loopbackPair(t, network)
+			if _, err := cl.Write([]byte("ping")); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 100)
+			n, from, local, err := c.ReadFrom(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if local.Addr != netip.MustParseAddr("127.0.0.2") || local.Ifindex == 0 {
+				t.Fatalf("local end %+v, want 127.0.0.2 on the loopback", local)
+			}
+			if _, err := c.WriteTo(buf[:n], from, local); err != nil {
+				t.Fatal(err)
+			}
+			cl.SetReadDeadline(time.Now().Add(2 * time.Second))
+			if n, err := cl.Read(buf); err != nil || string(buf[:n]) != "ping" {
+				t.Fatalf("client got %q, %v; want the answer from 127.0.0.2", buf[:n], err)
+			}
+		})
+	}
+}
+
+func TestNoAllocations(t *testing.T) {
+	c, cl := loopbackPair(t, "udp")
+	buf := make([]byte, 1500)
+	cbuf := make([]byte, 1500)
+	allocs := testing.AllocsPerRun(100, func() { roundTrip(t, c, cl, buf, cbuf) })
+	if allocs != 0 {
+		t.Errorf("%v allocations per read and answer, want 0", allocs)
+	}
+}
+
+func roundTrip(t testing.TB, c *udpsrc.Conn, cl *net.UDPConn, buf, cbuf []byte) {
+	if _, err := cl.Write(cbuf[:1200]); err != nil {
+		t.Fatal(err)
+	}
+	n, from, local, err := c.ReadFrom(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WriteTo(buf[:n], from, local); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Read(cbuf); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// BenchmarkReadWrite measures one datagram read with its local end and answered from it, over the loopback.
+func BenchmarkReadWrite(b *testing.B) {
+	c, cl := loopbackPair(b, "udp")
+	buf := make([]byte, 1500)
+	cbuf := make([]byte, 1500)
+	b.ReportAllocs()
+	b.SetBytes(1200)
+	for b.Loop() {
+		roundTrip(b, c, cl, buf, cbuf)
+	}
+}
+
+func FuzzParseControl(f *testing.F) {
+	f.Fuzz(func(t *testing.T, oob []byte) {
+		l, err := udpsrc.ParseControl(oob)
+		if err != nil || !l.IsValid() {
+			return
+		}
+		// What was read encodes to a message that reads back the same.
+		fc := &fakeConn{}
+		c, _ := udpsrc.New(fc)
+		if _, err := c.WriteTo(nil, netip.MustParseAddrPort("192.0.2.1:1"), l); err != nil {
+			t.Fatal(err)
+		}
+		if w := fc.writes[0]; w.Src != l.Addr || w.Ifindex != l.Ifindex {
+			t.Fatalf("read %+v, wrote source %v on %d", l, w.Src, w.Ifindex)
+		}
+	})
+}
