@@ -47,8 +47,11 @@ var showCommands = []command{
 	}},
 	{word: "ipsec", help: "IPsec connections and their tunnels", next: []command{
 		{word: "bgp", help: "BGP over the tunnels", next: []command{{word: "routes", help: "The routes learned over BGP"}}},
+		{word: "detail", help: "Every tunnel's algorithms, probes, counters and failovers"},
 	}},
-	{word: "sslvpn", help: "SSL-VPN servers", next: []command{{word: "sessions", help: "Connected SSL-VPN sessions"}}},
+	{word: "sslvpn", help: "SSL-VPN servers", next: []command{{word: "sessions", help: "Connected SSL-VPN sessions", next: []command{
+		{word: "detail", help: "Every field of each session"},
+	}}}},
 	{word: "status", help: "The appliance and its components"},
 	{word: "system", help: "System information", next: []command{{word: "commit", help: "The commit archive, newest (0) first"}}},
 }
