@@ -50,6 +50,13 @@ Commands:
   generate api-key NAME                            make an API key, put its hash in the candidate, print the key once
   import aws-vpn FILE [--local-networks CIDR,…] [--remote-networks CIDR,…] [--name NAME] [--local-address ADDR]
                                                    put the cloud's VPN configuration file into the candidate
+  request sslvpn otp generate SERVER USER          issue a TOTP key: its secret, URI and QR code, once
+  request sslvpn otp delete SERVER USER            delete a user's TOTP key
+  request sslvpn session disconnect ID             cut a session (ID or its first characters)
+  request pki crl load SERVER FILE                 load a CA's CRL (PEM or DER) on a server
+  request pki certificate issue|revoke SERVER USER issue or revoke a user's client certificate
+  export sslvpn client-config SERVER USER [FILE] [proto udp]
+                                                   the user's OpenVPN profile (.ovpn), to FILE or stdout
   set PATH... VALUE                                change the candidate
   delete PATH...                                   remove from the candidate
   compare [N]                                      candidate against running, or against commit N
@@ -162,6 +169,10 @@ func (s *Shell) operational(ctx context.Context, args []string) error {
 		return s.importFile(ctx, args[1:])
 	case "generate":
 		return s.generate(ctx, args[1:])
+	case "request":
+		return s.request(ctx, args[1:])
+	case "export":
+		return s.export(ctx, args[1:])
 	case "help", "--help", "-h":
 		fmt.Fprint(s.out, Usage)
 		return nil
