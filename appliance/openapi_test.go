@@ -9,6 +9,7 @@ import (
 	"toride/appliance/api"
 	"toride/appliance/cloudapi"
 	"toride/appliance/ipsecsvc"
+	"toride/appliance/logring"
 	"toride/appliance/sslvpnsvc"
 )
 
@@ -22,6 +23,7 @@ func TestOpenAPIMatchesTheRoutes(t *testing.T) {
 	(&cloudapi.API{}).Register(srv)
 	(&sslvpnsvc.Component{}).Register(srv)
 	(&ipsecsvc.API{}).Register(srv)
+	logring.New(1).Register(srv)
 
 	pathLine := regexp.MustCompile(`^  (/[^:]*):`)
 	methodLine := regexp.MustCompile(`^    (get|post|put|delete):`)

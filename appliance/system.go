@@ -34,6 +34,7 @@ import (
 	"toride/appliance/config"
 	"toride/appliance/health"
 	"toride/appliance/ipsecsvc"
+	"toride/appliance/logring"
 	"toride/appliance/secrets"
 	"toride/appliance/sslvpnsvc"
 	"toride/appliance/store"
@@ -46,6 +47,9 @@ import (
 	"toride/ike"
 	"toride/sslvpn/pki"
 )
+
+// logLines is how many recent log records torided keeps in memory for GET /api/v1/log.
+const logLines = 2000
 
 // Options configure a System.
 type Options struct {
@@ -79,6 +83,9 @@ func New(opts Options) (*System, error) {
 	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
+	// Every record of info and above also goes to a ring that `toride show log` reads.
+	ring := logring.New(logLines)
+	opts.Logger = slog.New(ring.Handler(opts.Logger.Handler()))
 	s := &System{opts: opts, log: opts.Logger, health: health.New()}
 	links, err := link.Open(netns.None())
 	if err != nil {
@@ -144,6 +151,7 @@ func New(opts Options) (*System, error) {
 	(&cloudapi.API{Store: s.store, VPN: vpn, Logger: s.log.With("component", "sslvpn")}).Register(s.api)
 	(&ipsecsvc.API{Store: s.store, Component: ipsec}).Register(s.api)
 	vpn.Register(s.api)
+	ring.Register(s.api)
 	https := api.NewHTTPSListener(api.HTTPSOptions{Handler: s.api.Handler(), StateDir: opts.StateDir, Health: s.health,
 		Logger: s.log.With("component", "api")})
 	s.orch.components = []Component{host, ts, ipsec, vpn, https}

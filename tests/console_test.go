@@ -161,6 +161,8 @@ func TestConsoleOnATerminal(t *testing.T) {
 	}
 	typeKeys("exit\r")
 	scr.expect(t, "exit configuration mode", "toride> ")
+	typeKeys("show log lines 20\r")
+	scr.expect(t, "show log", "INFO  torided running revision=", "toride> ")
 
 	// OTP enrollment: an SSL-VPN connection made through the REST API, a key issued at the console by name,
 	// TAB offering the server; the QR code on the screen is the URI shown above it, module for module.

@@ -10,6 +10,7 @@ import (
 	"toride/appliance/api"
 	"toride/appliance/cloudapi"
 	"toride/appliance/ipsecsvc"
+	"toride/appliance/logring"
 	"toride/appliance/sslvpnsvc"
 )
 
@@ -38,6 +39,8 @@ type API interface {
 	SSLVPNStatus(ctx context.Context) (sslvpnsvc.Status, error)
 	SSLVPNSessions(ctx context.Context) (sslvpnsvc.Sessions, error)
 	ImportAWSVPN(ctx context.Context, file []byte, opts url.Values) (ipsecsvc.Imported, error)
+	// Log is torided's newest lines, of component ("" for all).
+	Log(ctx context.Context, component string, lines int) (logring.Lines, error)
 
 	// The requests below are the cloud-compatible REST API's (/vpn/nfv/ssl-vpn-v3-connections/SERVER/…), the
 	// server named as in the configuration.
@@ -254,4 +257,14 @@ func (c *Client) ClientConfig(ctx context.Context, server, user string, udp bool
 	var raw []byte
 	err := c.c.Do(ctx, "GET", connectionPath(server, "client-config")+"?"+q.Encode(), nil, &raw)
 	return raw, err
+}
+
+func (c *Client) Log(ctx context.Context, component string, lines int) (logring.Lines, error) {
+	q := url.Values{"lines": {strconv.Itoa(lines)}}
+	if component != "" {
+		q.Set("component", component)
+	}
+	var out logring.Lines
+	err := c.c.Do(ctx, "GET", "/api/v1/log?"+q.Encode(), nil, &out)
+	return out, err
 }

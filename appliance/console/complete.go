@@ -89,8 +89,19 @@ var showCommands = []command{
 	{word: "sslvpn", help: "SSL-VPN servers", next: []command{{word: "sessions", help: "Connected SSL-VPN sessions", next: []command{
 		{word: "detail", help: "Every field of each session"},
 	}}}},
+	{word: "log", help: "torided's recent log", next: logWords()},
 	{word: "status", help: "The appliance and its components"},
 	{word: "system", help: "System information", next: []command{{word: "commit", help: "The commit archive, newest (0) first"}}},
+}
+
+// logWords are what may follow show log: a component, then lines N.
+func logWords() []command {
+	lines := command{word: "lines", help: "How many lines (50 unless told)", arg: "<N>"}
+	out := []command{lines}
+	for _, c := range logComponents {
+		out = append(out, command{word: c, help: "Only the " + c + " component's lines", next: []command{lines}})
+	}
+	return out
 }
 
 var candidateCommands = []command{

@@ -46,6 +46,7 @@ Commands:
   show sslvpn [sessions [detail]]                  SSL-VPN servers, or their connected sessions
   show ipsec [detail]                              IPsec connections and their tunnels
   show ipsec bgp routes                            the routes learned over BGP
+  show log [COMPONENT] [lines N]                   torided's recent log (50 lines unless told)
   generate password-hash                           read a password (no echo) and print its bcrypt hash
   generate api-key NAME                            make an API key, put its hash in the candidate, print the key once
   import aws-vpn FILE [--local-networks CIDR,…] [--remote-networks CIDR,…] [--name NAME] [--local-address ADDR]
@@ -262,6 +263,8 @@ func (s *Shell) show(ctx context.Context, args []string) error {
 			return s.showSessions(ctx, true)
 		}
 		return usagef("show sslvpn %q: use show sslvpn [sessions [detail]]", strings.Join(args[1:], " "))
+	case "log":
+		return s.showLog(ctx, args[1:])
 	case "status":
 		raw, err := s.api.Status(ctx)
 		if err != nil {
@@ -384,6 +387,38 @@ func since(t time.Time) string {
 		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
 	}
 	return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
+}
+
+// logComponents are the components torided logs as.
+var logComponents = []string{"api", "ipsec", "ntp", "sslvpn", "store", "system"}
+
+// showLog: show log [COMPONENT] [lines N].
+func (s *Shell) showLog(ctx context.Context, args []string) error {
+	component, lines := "", 50
+	if len(args) > 0 && slices.Contains(logComponents, args[0]) {
+		component, args = args[0], args[1:]
+	}
+	switch {
+	case len(args) == 2 && args[0] == "lines":
+		n, err := strconv.Atoi(args[1])
+		if err != nil || n < 1 {
+			return usagef("show log lines %q: give a number of at least 1", args[1])
+		}
+		lines = n
+	case len(args) != 0:
+		return usagef("show log [%s] [lines N]", strings.Join(logComponents, "|"))
+	}
+	out, err := s.api.Log(ctx, component, lines)
+	if err != nil {
+		return err
+	}
+	if len(out.Lines) == 0 {
+		fmt.Fprintln(s.out, "No log lines.")
+	}
+	for _, e := range out.Lines {
+		fmt.Fprintln(s.out, e.String())
+	}
+	return nil
 }
 
 // generate: generate password-hash | generate api-key NAME.

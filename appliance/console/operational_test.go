@@ -3,12 +3,15 @@ package console
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 	"unicode/utf8"
 
 	"toride/appliance/ipsecsvc"
+	"toride/appliance/logring"
 	"toride/appliance/sslvpnsvc"
 	"toride/ike"
 	"toride/sslvpn"
@@ -19,11 +22,18 @@ type statusAPI struct {
 	*fakeAPI
 	ipsec    ipsecsvc.Status
 	sessions sslvpnsvc.Sessions
+	logAsked []string
 }
 
 func (f *statusAPI) IPsecStatus(context.Context) (ipsecsvc.Status, error) { return f.ipsec, nil }
 func (f *statusAPI) SSLVPNSessions(context.Context) (sslvpnsvc.Sessions, error) {
 	return f.sessions, nil
+}
+
+func (f *statusAPI) Log(_ context.Context, component string, lines int) (logring.Lines, error) {
+	f.logAsked = append(f.logAsked, fmt.Sprintf("%s %d", component, lines))
+	return logring.Lines{Lines: []logring.Entry{{Time: time.Date(2026, 12, 5, 9, 0, 0, 0, time.Local), Level: "WARN", Component: "sslvpn",
+		Message: "login refused", Attrs: "user=alice reason=otp"}}}, nil
 }
 
 func newStatusAPI() *statusAPI {
@@ -100,6 +110,42 @@ func TestHumanBytesAndSince(t *testing.T) {
 		3*time.Hour + 5*time.Minute: "3h05m", 52 * time.Hour: "2d04h"} {
 		if got := since(time.Now().Add(-d)); got != want {
 			t.Errorf("since(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+// TestShowLog: show log asks for a component's lines (50 unless told) and prints each record on one line; a bad
+// count or word is refused before asking; ? offers the components and lines.
+func TestShowLog(t *testing.T) {
+	a := newStatusAPI()
+	for line, want := range map[string]string{"show log": " 50", "show log sslvpn": "sslvpn 50", "show log lines 5": " 5", "show log ipsec lines 200": "ipsec 200"} {
+		a.logAsked = nil
+		out := run(t, a, strings.Fields(line)...)
+		if !slices.Equal(a.logAsked, []string{want}) {
+			t.Errorf("%s asked %q, want %q", line, a.logAsked, want)
+		}
+		if !strings.Contains(out, "2026-12-05 09:00:00 WARN  sslvpn: login refused user=alice reason=otp") {
+			t.Errorf("%s:\n%s", line, out)
+		}
+	}
+	a.logAsked = nil
+	for _, line := range []string{"show log lines 0", "show log lines x", "show log wibble", "show log sslvpn lines"} {
+		sh := New(Options{API: a, Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}})
+		if err := sh.Exec(context.Background(), strings.Fields(line)); err == nil {
+			t.Errorf("%s: no error", line)
+		}
+	}
+	if a.logAsked != nil {
+		t.Errorf("bad lines asked %q", a.logAsked)
+	}
+	for line, want := range map[string][]string{
+		"show log ":        {"lines", "api", "ipsec", "ntp", "sslvpn", "store", "system", "<Enter>"},
+		"show log sslvpn ": {"lines", "<Enter>"},
+		"show log lines ":  {"<N>", "<Enter>"},
+	} {
+		_, items, err := New(Options{API: a}).Complete(context.Background(), line)
+		if got := words(items); err != nil || !slices.Equal(got, want) {
+			t.Errorf("%q: %q, %v; want %q", line, got, err, want)
 		}
 	}
 }
