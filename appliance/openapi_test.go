@@ -11,6 +11,7 @@ import (
 	"toride/appliance/ipsecsvc"
 	"toride/appliance/logring"
 	"toride/appliance/sslvpnsvc"
+	"toride/appliance/system"
 )
 
 // TestOpenAPIMatchesTheRoutes: every operation the OpenAPI document promises is routed.
@@ -24,6 +25,7 @@ func TestOpenAPIMatchesTheRoutes(t *testing.T) {
 	(&sslvpnsvc.Component{}).Register(srv)
 	(&ipsecsvc.API{}).Register(srv)
 	logring.New(1).Register(srv)
+	system.InterfacesAPI{}.Register(srv)
 
 	pathLine := regexp.MustCompile(`^  (/[^:]*):`)
 	methodLine := regexp.MustCompile(`^    (get|post|put|delete):`)

@@ -152,6 +152,7 @@ func New(opts Options) (*System, error) {
 	(&ipsecsvc.API{Store: s.store, Component: ipsec}).Register(s.api)
 	vpn.Register(s.api)
 	ring.Register(s.api)
+	system.InterfacesAPI{List: system.ListInterfaces}.Register(s.api)
 	https := api.NewHTTPSListener(api.HTTPSOptions{Handler: s.api.Handler(), StateDir: opts.StateDir, Health: s.health,
 		Logger: s.log.With("component", "api")})
 	s.orch.components = []Component{host, ts, ipsec, vpn, https}

@@ -161,6 +161,11 @@ func TestConsoleOnATerminal(t *testing.T) {
 	}
 	typeKeys("exit\r")
 	scr.expect(t, "exit configuration mode", "toride> ")
+	typeKeys("show interfaces\r")
+	got = scr.expect(t, "show interfaces", "INTERFACE", "toride> ")
+	if !regexp.MustCompile(`eth0 +up +1500 +\S+ +\S+ +0/0 +192\.168\.1\.1/24`).MatchString(got) {
+		t.Errorf("show interfaces lacks eth0 up with its address:\n%s", got)
+	}
 	typeKeys("show log lines 20\r")
 	scr.expect(t, "show log", "INFO  torided running revision=", "toride> ")
 

@@ -12,6 +12,7 @@ import (
 	"toride/appliance/ipsecsvc"
 	"toride/appliance/logring"
 	"toride/appliance/sslvpnsvc"
+	"toride/appliance/system"
 )
 
 // API is what the console asks of torided. *Client is the real one, over the API socket; tests give a fake.
@@ -39,6 +40,7 @@ type API interface {
 	SSLVPNStatus(ctx context.Context) (sslvpnsvc.Status, error)
 	SSLVPNSessions(ctx context.Context) (sslvpnsvc.Sessions, error)
 	ImportAWSVPN(ctx context.Context, file []byte, opts url.Values) (ipsecsvc.Imported, error)
+	Interfaces(ctx context.Context) (system.Interfaces, error)
 	// Log is torided's newest lines, of component ("" for all).
 	Log(ctx context.Context, component string, lines int) (logring.Lines, error)
 
@@ -266,5 +268,11 @@ func (c *Client) Log(ctx context.Context, component string, lines int) (logring.
 	}
 	var out logring.Lines
 	err := c.c.Do(ctx, "GET", "/api/v1/log?"+q.Encode(), nil, &out)
+	return out, err
+}
+
+func (c *Client) Interfaces(ctx context.Context) (system.Interfaces, error) {
+	var out system.Interfaces
+	err := c.c.Do(ctx, "GET", "/api/v1/system/interfaces", nil, &out)
 	return out, err
 }

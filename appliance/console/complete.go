@@ -89,6 +89,7 @@ var showCommands = []command{
 	{word: "sslvpn", help: "SSL-VPN servers", next: []command{{word: "sessions", help: "Connected SSL-VPN sessions", next: []command{
 		{word: "detail", help: "Every field of each session"},
 	}}}},
+	{word: "interfaces", help: "Network interfaces"},
 	{word: "log", help: "torided's recent log", next: logWords()},
 	{word: "status", help: "The appliance and its components"},
 	{word: "system", help: "System information", next: []command{{word: "commit", help: "The commit archive, newest (0) first"}}},

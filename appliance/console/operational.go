@@ -46,6 +46,7 @@ Commands:
   show sslvpn [sessions [detail]]                  SSL-VPN servers, or their connected sessions
   show ipsec [detail]                              IPsec connections and their tunnels
   show ipsec bgp routes                            the routes learned over BGP
+  show interfaces                                  network interfaces: state, counters, addresses
   show log [COMPONENT] [lines N]                   torided's recent log (50 lines unless told)
   generate password-hash                           read a password (no echo) and print its bcrypt hash
   generate api-key NAME                            make an API key, put its hash in the candidate, print the key once
@@ -265,6 +266,11 @@ func (s *Shell) show(ctx context.Context, args []string) error {
 		return usagef("show sslvpn %q: use show sslvpn [sessions [detail]]", strings.Join(args[1:], " "))
 	case "log":
 		return s.showLog(ctx, args[1:])
+	case "interfaces":
+		if len(args) > 1 {
+			return usagef("show interfaces takes no arguments")
+		}
+		return s.showInterfaces(ctx)
 	case "status":
 		raw, err := s.api.Status(ctx)
 		if err != nil {
@@ -387,6 +393,36 @@ func since(t time.Time) string {
 		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
 	}
 	return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
+}
+
+// showInterfaces: one line per interface (more for its further addresses), the addresses last so that only a
+// long IPv6 address may pass 80 columns.
+func (s *Shell) showInterfaces(ctx context.Context) error {
+	out, err := s.api.Interfaces(ctx)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "INTERFACE\tSTATE\tMTU\tRX\tTX\tERR/DROP\tADDRESSES")
+	for _, ifc := range out.Interfaces {
+		state := "down"
+		switch {
+		case ifc.Up && ifc.Running:
+			state = "up"
+		case ifc.Up:
+			state = "no-carrier"
+		}
+		first := "-"
+		if len(ifc.Addresses) > 0 {
+			first = ifc.Addresses[0]
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%d/%d\t%s\n", ifc.Name, state, ifc.MTU, humanBytes(ifc.RxBytes), humanBytes(ifc.TxBytes),
+			ifc.RxErrors+ifc.TxErrors, ifc.RxDropped+ifc.TxDropped, first)
+		for _, a := range ifc.Addresses[min(1, len(ifc.Addresses)):] {
+			fmt.Fprintf(w, "\t\t\t\t\t\t%s\n", a)
+		}
+	}
+	return w.Flush()
 }
 
 // logComponents are the components torided logs as.

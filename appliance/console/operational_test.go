@@ -13,6 +13,7 @@ import (
 	"toride/appliance/ipsecsvc"
 	"toride/appliance/logring"
 	"toride/appliance/sslvpnsvc"
+	"toride/appliance/system"
 	"toride/ike"
 	"toride/sslvpn"
 )
@@ -34,6 +35,15 @@ func (f *statusAPI) Log(_ context.Context, component string, lines int) (logring
 	f.logAsked = append(f.logAsked, fmt.Sprintf("%s %d", component, lines))
 	return logring.Lines{Lines: []logring.Entry{{Time: time.Date(2026, 12, 5, 9, 0, 0, 0, time.Local), Level: "WARN", Component: "sslvpn",
 		Message: "login refused", Attrs: "user=alice reason=otp"}}}, nil
+}
+
+func (f *statusAPI) Interfaces(context.Context) (system.Interfaces, error) {
+	return system.Interfaces{Interfaces: []system.InterfaceStatus{
+		{Name: "eth0", Up: true, Running: true, MTU: 1500, Addresses: []string{"192.0.2.1/24", "2001:db8:1234:5678::1/64"},
+			RxBytes: 123456789, TxBytes: 4096, RxErrors: 1, TxErrors: 2, RxDropped: 3},
+		{Name: "eth1", Up: true, MTU: 9000, Addresses: []string{}},
+		{Name: "lo", MTU: 65536},
+	}}, nil
 }
 
 func newStatusAPI() *statusAPI {
@@ -78,6 +88,9 @@ func TestTablesFit80Columns(t *testing.T) {
 	}{
 		{[]string{"show", "ipsec"}, []string{"Connection aws-prod:", "tunnel1*", "tunnel2 ", "aws-prod-t1", "203.0.113.101",
 			"ESTABLISHED/INSTALLED", " up ", "25%", "(backend: kernel-netlink, route-based)", "BGP aws-prod tunnel1: established 1m0s, routes 0 in 0 out, pref 200"}},
+		{[]string{"show", "interfaces"}, []string{"eth0       up          1500   118M  4.0K  3/3       192.0.2.1/24\n",
+			"\n" + strings.Repeat(" ", 52) + "2001:db8:1234:5678::1/64\n", "eth1       no-carrier  9000   0B    0B    0/0       -\n",
+			"lo         down        65536"}},
 		{[]string{"show", "ipsec", "detail"}, []string{"Connection aws-prod: 3 failover(s), 2 failback(s)",
 			"Tunnel tunnel1: up, carrying the traffic", "AES_GCM_16-256/PRF_HMAC_SHA2_256/ECP_384", "ESP in UDP 4500",
 			"40 sent, 25% lost, RTT 12.5ms, answered", "118M in 100000 packets", "3, restarts 1", "(backend: kernel-netlink, route-based)"}},
