@@ -10,6 +10,7 @@ import (
 	"toride/appliance/cloudapi"
 	"toride/appliance/ipsecsvc"
 	"toride/appliance/logring"
+	"toride/appliance/metrics"
 	"toride/appliance/sslvpnsvc"
 	"toride/appliance/system"
 )
@@ -26,6 +27,7 @@ func TestOpenAPIMatchesTheRoutes(t *testing.T) {
 	(&ipsecsvc.API{}).Register(srv)
 	logring.New(1).Register(srv)
 	system.InterfacesAPI{}.Register(srv)
+	metrics.New(metrics.Sources{}).Register(srv)
 
 	pathLine := regexp.MustCompile(`^  (/[^:]*):`)
 	methodLine := regexp.MustCompile(`^    (get|post|put|delete):`)
