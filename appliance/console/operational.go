@@ -49,7 +49,8 @@ Commands:
   show interfaces                                  network interfaces: state, counters, addresses
   show log [COMPONENT] [lines N]                   torided's recent log (50 lines unless told)
   generate password-hash                           read a password (no echo) and print its bcrypt hash
-  generate api-key NAME                            make an API key, put its hash in the candidate, print the key once
+  generate api-key NAME [read-only]                make an API key (admin unless read-only), put its hash in
+                                                   the candidate, print the key once
   import aws-vpn FILE [--local-networks CIDR,…] [--remote-networks CIDR,…] [--name NAME] [--local-address ADDR]
                                                    put the cloud's VPN configuration file into the candidate
   request sslvpn otp generate SERVER USER          issue a TOTP key: its secret, URI and QR code, once
@@ -474,7 +475,7 @@ func (s *Shell) generate(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintln(s.out, string(hash))
 		return nil
-	case len(args) == 2 && args[0] == "api-key":
+	case (len(args) == 2 || len(args) == 3 && args[2] == "read-only") && args[0] == "api-key":
 		raw := make([]byte, 32)
 		if _, err := rand.Read(raw); err != nil {
 			return err
@@ -485,12 +486,19 @@ func (s *Shell) generate(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
+		role := "admin"
+		if len(args) == 3 {
+			role = args[2]
+		}
+		if ch, err = s.api.Set(ctx, []string{"api", "keys", args[1], "role", role}); err != nil {
+			return err
+		}
 		s.changed = ch.Changed
 		fmt.Fprintf(s.out, "%s\n", key)
-		fmt.Fprintf(s.errOut, "API key %s is in the candidate; commit to use it. The key above is shown only now: send it as 'Authorization: Bearer KEY'.\n", args[1])
+		fmt.Fprintf(s.errOut, "API key %s (%s) is in the candidate; commit to use it. The key above is shown only now: send it as 'Authorization: Bearer KEY'.\n", args[1], role)
 		return nil
 	}
-	return usagef("generate password-hash | generate api-key NAME")
+	return usagef("generate password-hash | generate api-key NAME [read-only]")
 }
 
 // readSecret reads a line without echo from a terminal, or plainly from a pipe.

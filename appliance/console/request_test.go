@@ -3,6 +3,8 @@ package console
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"slices"
@@ -239,5 +241,34 @@ func TestCompleteRequests(t *testing.T) {
 		if got := words(items); !slices.Equal(got, tt.want) {
 			t.Errorf("%q: %q, want %q", tt.line, got, tt.want)
 		}
+	}
+}
+
+// TestGenerateAPIKey: the key is printed once, its SHA-256 and its role go into the candidate (admin unless
+// read-only is asked for), and ? offers read-only after the name.
+func TestGenerateAPIKey(t *testing.T) {
+	for _, tt := range []struct {
+		line, role string
+	}{{"generate api-key ops", "admin"}, {"generate api-key grafana read-only", "read-only"}} {
+		a := newFakeAPI(baseConfig)
+		var out, errOut bytes.Buffer
+		sh := New(Options{API: a, Stdout: &out, Stderr: &errOut})
+		if err := sh.Exec(context.Background(), strings.Fields(tt.line)); err != nil {
+			t.Fatal(err)
+		}
+		name := strings.Fields(tt.line)[2]
+		key := strings.TrimSpace(out.String())
+		sum := sha256.Sum256([]byte(key))
+		k := a.candidate.API.Keys[name]
+		if len(key) < 40 || k == nil || string(k.KeyHash) != hex.EncodeToString(sum[:]) || k.Role != tt.role || !sh.changed {
+			t.Errorf("%s: key %q, configured %+v", tt.line, key, k)
+		}
+	}
+	if err := New(Options{API: newFakeAPI(baseConfig)}).Exec(context.Background(), strings.Fields("generate api-key ops root")); err == nil {
+		t.Error("generate api-key ops root: no error")
+	}
+	_, items, err := New(Options{API: newFakeAPI(baseConfig)}).Complete(context.Background(), "generate api-key ops ")
+	if got := words(items); err != nil || !slices.Equal(got, []string{"read-only", "<Enter>"}) {
+		t.Errorf("after the name: %q, %v", got, err)
 	}
 }
