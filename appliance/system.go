@@ -34,6 +34,8 @@ import (
 	"toride/appliance/config"
 	"toride/appliance/health"
 	"toride/appliance/ipsecsvc"
+	"toride/appliance/logring"
+	"toride/appliance/metrics"
 	"toride/appliance/secrets"
 	"toride/appliance/sslvpnsvc"
 	"toride/appliance/store"
@@ -44,8 +46,13 @@ import (
 	"toride/dataplane/sysctl"
 	"toride/dataplane/tun"
 	"toride/ike"
+	"toride/sslvpn"
 	"toride/sslvpn/pki"
+	"toride/sslvpn/userauth"
 )
+
+// logLines is how many recent log records torided keeps in memory for GET /api/v1/log.
+const logLines = 2000
 
 // Options configure a System.
 type Options struct {
@@ -79,6 +86,9 @@ func New(opts Options) (*System, error) {
 	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("state directory: %w", err)
 	}
+	// Every record of info and above also goes to a ring that `toride show log` reads.
+	ring := logring.New(logLines)
+	opts.Logger = slog.New(ring.Handler(opts.Logger.Handler()))
 	s := &System{opts: opts, log: opts.Logger, health: health.New()}
 	links, err := link.Open(netns.None())
 	if err != nil {
@@ -142,8 +152,20 @@ func New(opts Options) (*System, error) {
 	s.api = api.New(api.Options{Store: s.store, Health: s.health, Version: opts.Version, Logger: s.log.With("component", "api"),
 		Status: func() map[string]any { return map[string]any{"ntp": ts.Status()} }})
 	(&cloudapi.API{Store: s.store, VPN: vpn, Logger: s.log.With("component", "sslvpn")}).Register(s.api)
-	(&ipsecsvc.API{Store: s.store, Component: ipsec}).Register(s.api)
+	ipsecAPI := &ipsecsvc.API{Store: s.store, Component: ipsec}
+	ipsecAPI.Register(s.api)
 	vpn.Register(s.api)
+	metrics.New(metrics.Sources{
+		Version: opts.Version,
+		SSLVPN: func() ([]sslvpn.ServerStatus, []sslvpn.SessionInfo, userauth.Counters) {
+			conc := vpn.Concentrator()
+			return conc.Status(), conc.Sessions(""), conc.Auth().Counters()
+		},
+		IPsec:   ipsecAPI.Status,
+		Commits: s.store.CommitCounts,
+	}).Register(s.api)
+	ring.Register(s.api)
+	system.InterfacesAPI{List: system.ListInterfaces}.Register(s.api)
 	https := api.NewHTTPSListener(api.HTTPSOptions{Handler: s.api.Handler(), StateDir: opts.StateDir, Health: s.health,
 		Logger: s.log.With("component", "api")})
 	s.orch.components = []Component{host, ts, ipsec, vpn, https}

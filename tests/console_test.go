@@ -2,6 +2,7 @@ package tests
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/boombuler/barcode/qr"
 	"github.com/creack/pty"
 
 	"toride/tests/lab"
@@ -159,6 +161,26 @@ func TestConsoleOnATerminal(t *testing.T) {
 	}
 	typeKeys("exit\r")
 	scr.expect(t, "exit configuration mode", "toride> ")
+	typeKeys("show interfaces\r")
+	got = scr.expect(t, "show interfaces", "INTERFACE", "toride> ")
+	if !regexp.MustCompile(`eth0 +up +1500 +\S+ +\S+ +0/0 +192\.168\.1\.1/24`).MatchString(got) {
+		t.Errorf("show interfaces lacks eth0 up with its address:\n%s", got)
+	}
+	typeKeys("show log lines 20\r")
+	scr.expect(t, "show log", "INFO  torided running revision=", "toride> ")
+
+	// OTP enrollment: an SSL-VPN connection made through the REST API, a key issued at the console by name,
+	// TAB offering the server; the QR code on the screen is the URI shown above it, module for module.
+	createConnection(t, d)
+	typeKeys("request sslvpn otp generate m\t")
+	scr.expect(t, "TAB completes the server", "generate main ")
+	typeKeys("alice\r")
+	got = scr.expect(t, "otp generate", "Scan with Google or Microsoft Authenticator:", "toride> ")
+	uri := regexp.MustCompile(`URI +(otpauth://\S+)`).FindStringSubmatch(got)
+	if uri == nil || !strings.Contains(uri[1], "Toride%20main:alice") {
+		t.Fatalf("no otpauth:// URI of alice on main:\n%s", got)
+	}
+	checkQR(t, got, uri[1])
 	typeKeys("exit\r")
 	select {
 	case err := <-done:
@@ -176,6 +198,56 @@ func TestConsoleOnATerminal(t *testing.T) {
 	}
 	if data, _ := os.ReadFile(hist); !strings.Contains(string(data), "commit from the console") {
 		t.Errorf("history lacks the commit:\n%s", data)
+	}
+}
+
+// createConnection makes the SSL-VPN connection main (and its VPN service) through the REST API.
+func createConnection(t *testing.T, d *toridetest.Daemon) {
+	t.Helper()
+	var svc struct {
+		VPNService struct{ ID string } `json:"vpnservice"`
+	}
+	ctx := context.Background()
+	if err := d.API.Do(ctx, "POST", "/vpn/nfv/vpnservices", map[string]any{"vpnservice": map[string]any{
+		"name": "office", "local_networks": []string{"10.50.0.0/24"}, "external_address": "192.168.1.1"}}, &svc); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.API.Do(ctx, "POST", "/vpn/nfv/ssl-vpn-v3-connections", map[string]any{"ssl-vpn-v3-connection": map[string]any{
+		"name": "main", "client_address_pool_cidr": "10.8.0.0/24", "vpnservice_id": svc.VPNService.ID, "otp": true, "flavor": "small"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// checkQR reads the QR code drawn on the screen (half blocks, two rows of modules a line, in a 4-module
+// margin) and compares it with the encoding of uri.
+func checkQR(t *testing.T, screen, uri string) {
+	t.Helper()
+	var rows [][]bool
+	for _, l := range strings.Split(screen, "\n") {
+		if l == "" || strings.Trim(l, "█▀▄ ") != "" {
+			continue
+		}
+		var top, bottom []bool
+		for _, r := range l {
+			top, bottom = append(top, r == '█' || r == '▀'), append(bottom, r == '█' || r == '▄')
+		}
+		rows = append(rows, top, bottom)
+	}
+	code, err := qr.Encode(uri, qr.M, qr.Auto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := code.Bounds().Dx()
+	if len(rows) < n+8 || len(rows[0]) != n+8 {
+		t.Fatalf("the QR block is %d rows of %d modules, want %d of %d:\n%s", len(rows), len(rows[0]), n+8, n+8, screen)
+	}
+	for y := range n {
+		for x := range n {
+			r, _, _, _ := code.At(x, y).RGBA()
+			if rows[y+4][x+4] != (r == 0) {
+				t.Fatalf("module (%d,%d) of the QR code on the screen is wrong:\n%s", x, y, screen)
+			}
+		}
 	}
 }
 

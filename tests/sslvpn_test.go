@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -232,6 +233,25 @@ func TestOpenVPNSeedProfileOverTCP(t *testing.T) {
 	}
 	if out := v.box.MustToride("show", "sslvpn"); !strings.Contains(out, "1/20") || !strings.Contains(out, "10.8.0.0/24") {
 		t.Fatalf("show sslvpn:\n%s", out)
+	}
+	// And so does Prometheus: the session, its login, the traffic of the ping, the commits that made the server.
+	var scrape []byte
+	if err := v.box.API.Do(context.Background(), "GET", "/metrics", nil, &scrape); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`(?m)^toride_sslvpn_sessions\{protocol="openvpn-tcp",server="main"\} 1$`,
+		`(?m)^toride_sslvpn_sessions\{protocol="openvpn-udp",server="main"\} 0$`,
+		`(?m)^toride_sslvpn_logins_total 1$`,
+		`(?m)^toride_sslvpn_login_failures_total\{reason="wrong_code"\} 0$`,
+		`(?m)^toride_sslvpn_session_bytes\{direction="in",protocol="openvpn-tcp",server="main"\} [1-9]`,
+		`(?m)^toride_sslvpn_packets_total\{direction="from_clients",server="main"\} [1-9]`,
+		`(?m)^toride_commits_total [1-9]`,
+		`(?m)^toride_build_info\{`,
+	} {
+		if !regexp.MustCompile(want).Match(scrape) {
+			t.Errorf("the metrics lack %s:\n%s", want, scrape)
+		}
 	}
 }
 

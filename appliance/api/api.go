@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -40,10 +41,11 @@ type Options struct {
 
 // Server routes API requests.
 type Server struct {
-	opts  Options
-	mux   *http.ServeMux
-	log   *slog.Logger
-	start time.Time
+	opts   Options
+	mux    *http.ServeMux
+	routes []string // the patterns registered, in order
+	log    *slog.Logger
+	start  time.Time
 }
 
 // New returns a Server with the configuration and status endpoints.
@@ -77,7 +79,7 @@ type HandlerFunc func(r *http.Request) (any, error)
 
 // HandleFunc registers a JSON handler for a pattern of net/http.ServeMux ("POST /api/v1/…").
 func (s *Server) HandleFunc(pattern string, h HandlerFunc) {
-	s.mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	s.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := h(r)
 		if err != nil {
 			s.writeError(w, r, err)
@@ -116,7 +118,13 @@ func (s *Server) Routed(method, path string) bool {
 }
 
 // Handle registers a plain handler (for bodies that are not JSON).
-func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+func (s *Server) Handle(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, h)
+	s.routes = append(s.routes, pattern)
+}
+
+// Routes returns the patterns registered ("GET /api/v1/status"), in order (for tests of the API's documentation).
+func (s *Server) Routes() []string { return slices.Clone(s.routes) }
 
 // Raw is a non-JSON response body (a client configuration file, a PKCS#12 bundle).
 type Raw struct {

@@ -46,7 +46,7 @@ type HTTPSListener struct {
 	log      *slog.Logger
 	limits   httpsLimits // zero fields: the defaults
 
-	keys atomic.Pointer[map[string]string] // hex SHA-256 → key name
+	keys atomic.Pointer[map[string]apiKey] // hex SHA-256 → key
 
 	mu      sync.Mutex
 	running listenerSpec
@@ -133,9 +133,9 @@ func specOf(c *config.Config) listenerSpec {
 
 // Apply implements Component.
 func (a *HTTPSListener) Apply(ctx context.Context, _, new *config.Config) error {
-	keys := map[string]string{}
+	keys := map[string]apiKey{}
 	for name, k := range new.API.Keys {
-		keys[string(k.KeyHash)] = name
+		keys[string(k.KeyHash)] = apiKey{name: name, readOnly: k.Role == RoleReadOnly}
 	}
 	a.keys.Store(&keys)
 
@@ -205,20 +205,46 @@ func (a *HTTPSListener) Close() error {
 	return nil
 }
 
-// authenticate admits requests with a configured API key and names the key as their author.
+// RoleReadOnly is the role of an API key that may read but change nothing (api keys NAME role).
+const RoleReadOnly = "read-only"
+
+// apiKey is a configured API key: its name, and whether its role is read-only (else admin).
+type apiKey struct {
+	name     string
+	readOnly bool
+}
+
+// readOnlyAllowed reports whether a read-only key may make r: a read that shows no secret. The unix socket
+// never asks: its file mode is its gate, and whoever opens it is admin.
+func readOnlyAllowed(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	switch {
+	case r.URL.Path == "/api/v1/config" && r.URL.Query().Get("secrets") == "show":
+		return false
+	case strings.HasPrefix(r.URL.Path, "/vpn/nfv/") && strings.HasSuffix(r.URL.Path, "/client-config"):
+		return false // the profile holds the user's private key
+	}
+	return true
+}
+
+// authenticate admits requests with a configured API key and names the key as their author: 401 without a
+// key it knows, 403 for a read-only key's request that changes state or shows a secret.
 func (a *HTTPSListener) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 		sum := sha256.Sum256([]byte(token))
 		got := hex.EncodeToString(sum[:])
-		name := ""
+		var key apiKey
 		if ok && token != "" {
-			for hash, n := range *a.keys.Load() {
+			for hash, k := range *a.keys.Load() {
 				if subtle.ConstantTimeCompare([]byte(hash), []byte(got)) == 1 {
-					name = n
+					key = k
 				}
 			}
 		}
+		name := key.name
 		if name == "" {
 			// A stranger keeps no kept-alive connection.
 			w.Header().Set("Connection", "close")
@@ -230,6 +256,11 @@ func (a *HTTPSListener) authenticate(next http.Handler) http.Handler {
 		}
 		if c, ok := r.Context().Value(limitedConnKey{}).(*limitedConn); ok {
 			c.authenticated()
+		}
+		if key.readOnly && !readOnlyAllowed(r) {
+			writeJSON(w, http.StatusForbidden, &Error{Code: "forbidden",
+				Message: fmt.Sprintf("API key %s is read-only: it may read, without secrets, and change nothing", name)})
+			return
 		}
 		next.ServeHTTP(w, r.WithContext(WithAuthor(r.Context(), "api-key:"+name)))
 	})

@@ -156,9 +156,17 @@ func connectionByID(c *config.Config, id string) (string, *sslvpn.ServerSettings
 	return "", nil
 }
 
+// connection is the SSL-VPN connection of the path's {id}: its ID, or else its name in the configuration (what the
+// console knows it by; a server configured by set lines has no ID).
 func (f *API) connection(r *http.Request) (*config.Config, string, *sslvpn.ServerSettings, error) {
-	c := f.Store.Running()
-	name, s := connectionByID(c, r.PathValue("id"))
+	c, id := f.Store.Running(), r.PathValue("id")
+	if id == "" {
+		return nil, "", nil, notFound("no SSL-VPN connection %q", id)
+	}
+	name, s := connectionByID(c, id)
+	if s == nil {
+		name, s = id, c.SSLVPN.Servers[id]
+	}
 	if s == nil {
 		return nil, "", nil, notFound("no SSL-VPN connection %q", r.PathValue("id"))
 	}
@@ -390,6 +398,42 @@ func (f *API) deleteConnection(r *http.Request) (any, error) {
 
 // ---- OTP ----
 
+// OTPIssued is the answer of POST …/{id}/otp: the key, shown this once.
+type OTPIssued struct {
+	Key OTPKey `json:"ssl-vpn-v3-connection"`
+}
+
+// OTPKey is a user's new TOTP key: the base32 secret and the otpauth:// URI an authenticator app scans.
+type OTPKey struct {
+	UserID     string `json:"user_id"`
+	Secret     string `json:"secret"`
+	OTPAuthURI string `json:"otpauth_uri"`
+}
+
+// IssuedCertificate is the answer of POST …/{id}/users/{user_id}/certificate in PEM.
+type IssuedCertificate struct {
+	Certificate string    `json:"certificate"`
+	PrivateKey  string    `json:"private_key"`
+	CA          string    `json:"ca"`
+	Serial      string    `json:"serial"`
+	NotAfter    time.Time `json:"not_after"`
+}
+
+// CRLLoaded is the answer of PUT …/{id}/crl.
+type CRLLoaded struct {
+	CRL LoadedCRL `json:"crl"`
+}
+
+// LoadedCRL is the CRL now in force for one CA of the connection.
+type LoadedCRL struct {
+	CA         string    `json:"ca"`
+	Issuer     string    `json:"issuer"`
+	Revoked    int       `json:"revoked"`
+	ThisUpdate time.Time `json:"this_update"`
+	NextUpdate time.Time `json:"next_update"`
+	Stale      bool      `json:"stale"`
+}
+
 func (f *API) createOTP(r *http.Request) (any, error) {
 	_, name, _, err := f.connection(r)
 	if err != nil {
@@ -421,10 +465,10 @@ func (f *API) createOTP(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return api.Reply{Status: http.StatusCreated, Body: map[string]any{"ssl-vpn-v3-connection": map[string]string{
-		"user_id":     req.UserID,
-		"secret":      userauth.Base32(secret),
-		"otpauth_uri": userauth.URI("Toride "+name, req.UserID, secret),
+	return api.Reply{Status: http.StatusCreated, Body: OTPIssued{OTPKey{
+		UserID:     req.UserID,
+		Secret:     userauth.Base32(secret),
+		OTPAuthURI: userauth.URI("Toride "+name, req.UserID, secret),
 	}}}, nil
 }
 
@@ -491,8 +535,8 @@ func (f *API) issueCertificate(r *http.Request) (any, error) {
 	default:
 		return nil, badRequest("format=%q: use pem (the default) or p12", q.Get("format"))
 	}
-	return api.Reply{Status: http.StatusCreated, Body: map[string]any{
-		"certificate": e.CertPEM, "private_key": key, "ca": caPEM, "serial": e.Serial, "not_after": e.NotAfter,
+	return api.Reply{Status: http.StatusCreated, Body: IssuedCertificate{
+		Certificate: e.CertPEM, PrivateKey: key, CA: caPEM, Serial: e.Serial, NotAfter: e.NotAfter,
 	}}, nil
 }
 
@@ -598,8 +642,8 @@ func (f *API) loadCRL(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return map[string]any{"crl": map[string]any{"ca": caName, "issuer": crl.Issuer.String(), "revoked": len(crl.RevokedCertificateEntries),
-		"this_update": crl.ThisUpdate, "next_update": crl.NextUpdate, "stale": !crl.NextUpdate.IsZero() && time.Now().After(crl.NextUpdate)}}, nil
+	return CRLLoaded{LoadedCRL{CA: caName, Issuer: crl.Issuer.String(), Revoked: len(crl.RevokedCertificateEntries),
+		ThisUpdate: crl.ThisUpdate, NextUpdate: crl.NextUpdate, Stale: !crl.NextUpdate.IsZero() && time.Now().After(crl.NextUpdate)}}, nil
 }
 
 // clientConfig: GET …/{id}/client-config?user_id=U[&proto=udp] — the .ovpn with the CA, the user's newest

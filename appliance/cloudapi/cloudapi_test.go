@@ -88,3 +88,40 @@ func TestDeletes(t *testing.T) {
 	reply, err = f.deleteConnection(request("DELETE", "", "id", "conn-1"))
 	wantStatus(t, "connection again", reply, err, http.StatusNotFound)
 }
+
+// TestConnectionByName: a connection is found by its ID or, as the console names it, by its name; one without an
+// ID (configured by set lines) too; an OTP key issued so comes back typed, with its otpauth:// URI.
+func TestConnectionByName(t *testing.T) {
+	st, err := store.Open(store.Options{Dir: t.TempDir(), Applier: nopApplier{}, Validate: func(*config.Config) config.Problems { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	f := &API{Store: st}
+	_, err = st.Change(context.Background(), "test", "set up", func(c *config.Config) error {
+		c.SSLVPN.Servers = map[string]*sslvpn.ServerSettings{"main": {ID: "conn-1"}, "branch": {}}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]string{"conn-1": "main", "main": "main", "branch": "branch", "": "", "conn-2": ""} {
+		_, name, _, err := f.connection(request("GET", "", "id", id))
+		if name != want || (want == "") != (err != nil) {
+			t.Errorf("connection %q: %q, %v; want %q", id, name, err, want)
+		}
+	}
+	reply, err := f.createOTP(request("POST", `{"ssl-vpn-v3-connection": {"user_id": "carol"}}`, "id", "branch"))
+	wantStatus(t, "OTP key", reply, err, http.StatusCreated)
+	if err != nil {
+		return
+	}
+	key := reply.(api.Reply).Body.(OTPIssued).Key
+	if key.UserID != "carol" || len(key.Secret) < 16 || !strings.HasPrefix(key.OTPAuthURI, "otpauth://totp/") ||
+		!strings.Contains(key.OTPAuthURI, "secret="+key.Secret) {
+		t.Errorf("OTP key %+v", key)
+	}
+	if got := string(st.Running().Users["carol"].OTPKey); got != key.Secret {
+		t.Errorf("configured key %q, issued %q", got, key.Secret)
+	}
+}

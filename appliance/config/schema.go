@@ -120,4 +120,5 @@ type APIHTTPS struct {
 // APIKey is one API key, stored as the SHA-256 of the key.
 type APIKey struct {
 	KeyHash Secret `json:"key-sha256,omitempty" help:"Hex SHA-256 of the key presented as 'Authorization: Bearer KEY'"`
+	Role    string `json:"role,omitempty" default:"admin" enum:"admin|read-only" help:"admin: any request; read-only: reads without secrets"`
 }

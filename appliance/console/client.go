@@ -8,8 +8,11 @@ import (
 	"strings"
 
 	"toride/appliance/api"
+	"toride/appliance/cloudapi"
 	"toride/appliance/ipsecsvc"
+	"toride/appliance/logring"
 	"toride/appliance/sslvpnsvc"
+	"toride/appliance/system"
 )
 
 // API is what the console asks of torided. *Client is the real one, over the API socket; tests give a fake.
@@ -37,6 +40,20 @@ type API interface {
 	SSLVPNStatus(ctx context.Context) (sslvpnsvc.Status, error)
 	SSLVPNSessions(ctx context.Context) (sslvpnsvc.Sessions, error)
 	ImportAWSVPN(ctx context.Context, file []byte, opts url.Values) (ipsecsvc.Imported, error)
+	Interfaces(ctx context.Context) (system.Interfaces, error)
+	// Log is torided's newest lines, of component ("" for all).
+	Log(ctx context.Context, component string, lines int) (logring.Lines, error)
+
+	// The requests below are the cloud-compatible REST API's (/vpn/nfv/ssl-vpn-v3-connections/SERVER/…), the
+	// server named as in the configuration.
+	IssueOTP(ctx context.Context, server, user string) (cloudapi.OTPIssued, error)
+	DeleteOTP(ctx context.Context, server, user string) error
+	Disconnect(ctx context.Context, server, sessionID string) error
+	LoadCRL(ctx context.Context, server string, crl []byte) (cloudapi.CRLLoaded, error)
+	IssueCertificate(ctx context.Context, server, user string) (cloudapi.IssuedCertificate, error)
+	RevokeCertificate(ctx context.Context, server, user string) error
+	// ClientConfig is the user's OpenVPN profile (.ovpn) for server, over UDP when udp is set.
+	ClientConfig(ctx context.Context, server, user string, udp bool) ([]byte, error)
 }
 
 // Client is API over torided's socket. It is safe for concurrent use.
@@ -184,5 +201,78 @@ func (c *Client) SSLVPNSessions(ctx context.Context) (sslvpnsvc.Sessions, error)
 func (c *Client) ImportAWSVPN(ctx context.Context, file []byte, opts url.Values) (ipsecsvc.Imported, error) {
 	var out ipsecsvc.Imported
 	err := c.c.Do(ctx, "POST", "/api/v1/ipsec/import?"+opts.Encode(), file, &out)
+	return out, err
+}
+
+// connectionPath is the REST API's path of an SSL-VPN connection (a server), by name, with more path elements.
+func connectionPath(server string, elems ...string) string {
+	p := "/vpn/nfv/ssl-vpn-v3-connections/" + url.PathEscape(server)
+	for _, e := range elems {
+		p += "/" + url.PathEscape(e)
+	}
+	return p
+}
+
+type otpRequest struct {
+	Connection struct {
+		UserID string `json:"user_id"`
+	} `json:"ssl-vpn-v3-connection"`
+}
+
+func (c *Client) IssueOTP(ctx context.Context, server, user string) (cloudapi.OTPIssued, error) {
+	var req otpRequest
+	req.Connection.UserID = user
+	var out cloudapi.OTPIssued
+	err := c.c.Do(ctx, "POST", connectionPath(server, "otp"), req, &out)
+	return out, err
+}
+
+func (c *Client) DeleteOTP(ctx context.Context, server, user string) error {
+	return c.c.Do(ctx, "DELETE", connectionPath(server, "otp", user), nil, nil)
+}
+
+func (c *Client) Disconnect(ctx context.Context, server, sessionID string) error {
+	return c.c.Do(ctx, "DELETE", connectionPath(server, "sessions", sessionID), nil, nil)
+}
+
+func (c *Client) LoadCRL(ctx context.Context, server string, crl []byte) (cloudapi.CRLLoaded, error) {
+	var out cloudapi.CRLLoaded
+	err := c.c.Do(ctx, "PUT", connectionPath(server, "crl"), crl, &out)
+	return out, err
+}
+
+func (c *Client) IssueCertificate(ctx context.Context, server, user string) (cloudapi.IssuedCertificate, error) {
+	var out cloudapi.IssuedCertificate
+	err := c.c.Do(ctx, "POST", connectionPath(server, "users", user, "certificate"), nil, &out)
+	return out, err
+}
+
+func (c *Client) RevokeCertificate(ctx context.Context, server, user string) error {
+	return c.c.Do(ctx, "DELETE", connectionPath(server, "users", user, "certificate"), nil, nil)
+}
+
+func (c *Client) ClientConfig(ctx context.Context, server, user string, udp bool) ([]byte, error) {
+	q := url.Values{"user_id": {user}}
+	if udp {
+		q.Set("proto", "udp")
+	}
+	var raw []byte
+	err := c.c.Do(ctx, "GET", connectionPath(server, "client-config")+"?"+q.Encode(), nil, &raw)
+	return raw, err
+}
+
+func (c *Client) Log(ctx context.Context, component string, lines int) (logring.Lines, error) {
+	q := url.Values{"lines": {strconv.Itoa(lines)}}
+	if component != "" {
+		q.Set("component", component)
+	}
+	var out logring.Lines
+	err := c.c.Do(ctx, "GET", "/api/v1/log?"+q.Encode(), nil, &out)
+	return out, err
+}
+
+func (c *Client) Interfaces(ctx context.Context) (system.Interfaces, error) {
+	var out system.Interfaces
+	err := c.c.Do(ctx, "GET", "/api/v1/system/interfaces", nil, &out)
 	return out, err
 }

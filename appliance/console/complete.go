@@ -36,6 +36,43 @@ type command struct {
 	arg string
 	// options: the words of next may come in any order (show configuration candidate json).
 	options bool
+	// args: the arguments that follow, in order, each a form (<server>, <user>, <file>, <id>); those after
+	// optional may be left out.
+	args     []string
+	optional int
+	// udp: proto udp may end the line.
+	udp bool
+}
+
+// argValues are where the configuration lists the names an argument may take, for TAB.
+var argValues = map[string][]string{"<server>": {"sslvpn", "servers"}, "<user>": {"users"}}
+
+var requestCommands = []command{
+	{word: "pki", help: "Certificates and CRLs", next: []command{
+		{word: "certificate", help: "Users' client certificates", next: []command{
+			{word: "issue", help: "Issue a client certificate from the server's CA", args: []string{"<server>", "<user>"}, optional: 2},
+			{word: "revoke", help: "Revoke a user's certificates and cut their sessions", args: []string{"<server>", "<user>"}, optional: 2},
+		}},
+		{word: "crl", help: "Certificate revocation lists", next: []command{
+			{word: "load", help: "Load a CA's CRL file (PEM or DER) on a server", args: []string{"<server>", "<file>"}, optional: 2},
+		}},
+	}},
+	{word: "sslvpn", help: "SSL-VPN users and sessions", next: []command{
+		{word: "otp", help: "Users' one-time password (TOTP) keys", next: []command{
+			{word: "delete", help: "Delete a user's TOTP key", args: []string{"<server>", "<user>"}, optional: 2},
+			{word: "generate", help: "Issue a TOTP key: secret, URI and QR code, shown once", args: []string{"<server>", "<user>"}, optional: 2},
+		}},
+		{word: "session", help: "Connected sessions", next: []command{
+			{word: "disconnect", help: "Cut a session", args: []string{"<id>"}, optional: 1},
+		}},
+	}},
+}
+
+var exportCommands = []command{
+	{word: "sslvpn", help: "SSL-VPN client files", next: []command{
+		{word: "client-config", help: "A user's OpenVPN profile (.ovpn), to a file or the screen",
+			args: []string{"<server>", "<user>", "<file>"}, optional: 2, udp: true},
+	}},
 }
 
 var showCommands = []command{
@@ -47,10 +84,25 @@ var showCommands = []command{
 	}},
 	{word: "ipsec", help: "IPsec connections and their tunnels", next: []command{
 		{word: "bgp", help: "BGP over the tunnels", next: []command{{word: "routes", help: "The routes learned over BGP"}}},
+		{word: "detail", help: "Every tunnel's algorithms, probes, counters and failovers"},
 	}},
-	{word: "sslvpn", help: "SSL-VPN servers", next: []command{{word: "sessions", help: "Connected SSL-VPN sessions"}}},
+	{word: "sslvpn", help: "SSL-VPN servers", next: []command{{word: "sessions", help: "Connected SSL-VPN sessions", next: []command{
+		{word: "detail", help: "Every field of each session"},
+	}}}},
+	{word: "interfaces", help: "Network interfaces"},
+	{word: "log", help: "torided's recent log", next: logWords()},
 	{word: "status", help: "The appliance and its components"},
 	{word: "system", help: "System information", next: []command{{word: "commit", help: "The commit archive, newest (0) first"}}},
+}
+
+// logWords are what may follow show log: a component, then lines N.
+func logWords() []command {
+	lines := command{word: "lines", help: "How many lines (50 unless told)", arg: "<N>"}
+	out := []command{lines}
+	for _, c := range logComponents {
+		out = append(out, command{word: c, help: "Only the " + c + " component's lines", next: []command{lines}})
+	}
+	return out
 }
 
 var candidateCommands = []command{
@@ -67,7 +119,8 @@ var operationalCommands = sortCommands(append(slices.Clone(candidateCommands),
 	command{word: "delete", help: "Remove from the candidate", schema: true},
 	command{word: "exit", help: "Leave the console"},
 	command{word: "generate", help: "Generate a password hash or an API key", next: []command{
-		{word: "api-key", help: "Make an API key, put its hash in the candidate", arg: "<name>"},
+		{word: "api-key", help: "Make an API key (admin, or read-only), put its hash in the candidate",
+			args: []string{"<name>", "read-only"}, optional: 1},
 		{word: "password-hash", help: "Read a password and print its bcrypt hash"},
 	}},
 	command{word: "help", help: "The commands"},
@@ -76,6 +129,8 @@ var operationalCommands = sortCommands(append(slices.Clone(candidateCommands),
 	}},
 	command{word: "set", help: "Change the candidate", schema: true},
 	command{word: "show", help: "Show the configuration or the state", next: showCommands},
+	command{word: "request", help: "Act on users, sessions and certificates", next: requestCommands},
+	command{word: "export", help: "Write a client's files", next: exportCommands},
 ))
 
 var configurationCommands = sortCommands(append(slices.Clone(candidateCommands),
@@ -148,6 +203,8 @@ func (s *Shell) allowed(ctx context.Context, cmds []command, base, words []strin
 			return nil, fmt.Errorf("%q is not allowed here; one of %s", w, strings.Join(commandWords(cmds), ", "))
 		case cmd.schema:
 			return s.schemaItems(ctx, w, append(slices.Clone(base), words[i+1:]...))
+		case cmd.args != nil:
+			return s.argItems(ctx, cmd, words[i+1:]), nil
 		case cmd.arg != "":
 			if i+1 < len(words) && cmd.arg != "<comment>" {
 				return []Item{enter}, nil
@@ -165,6 +222,37 @@ func (s *Shell) allowed(ctx context.Context, cmds []command, base, words []strin
 		items = append(items, enter)
 	}
 	return items, nil
+}
+
+// argItems is what may follow the arguments given to a command with args: the next argument's form and the
+// configured names it may take, proto udp at the end, Enter once the required ones are there.
+func (s *Shell) argItems(ctx context.Context, cmd *command, given []string) []Item {
+	n := len(given)
+	if cmd.udp && n > 0 && given[n-1] == "proto" {
+		return []Item{{"udp", "The profile connects over UDP"}, {"tcp", "The profile connects over TCP (the default)"}}
+	}
+	if cmd.udp && n >= 2 && given[n-2] == "proto" {
+		return []Item{enter}
+	}
+	var items []Item
+	if n < len(cmd.args) {
+		form := cmd.args[n]
+		items = append(items, Item{form, cmd.help})
+		if path, ok := argValues[form]; ok {
+			if d, err := s.api.Describe(ctx, path); err == nil {
+				for _, v := range d.Values {
+					items = append(items, Item{v, ""})
+				}
+			}
+		}
+	}
+	if n >= cmd.optional {
+		if cmd.udp {
+			items = append(items, Item{"proto", "proto udp: the profile connects over UDP"})
+		}
+		items = append(items, enter)
+	}
+	return items
 }
 
 func commandWords(cmds []command) []string {

@@ -24,6 +24,7 @@ import (
 	"golang.org/x/term"
 
 	"toride/appliance/api"
+	"toride/ike"
 )
 
 // UsageError is a command line that does not fit; toride exits 2 for it.
@@ -42,12 +43,23 @@ Commands:
                                                    are **** unless --show-secrets (torided logs who asked)
   show system commit                               the commit archive, newest (0) first
   show status                                      the appliance and its components
-  show sslvpn [sessions]                           SSL-VPN servers, or their connected sessions
-  show ipsec                                       IPsec connections and their tunnels
+  show sslvpn [sessions [detail]]                  SSL-VPN servers, or their connected sessions
+  show ipsec [detail]                              IPsec connections and their tunnels
+  show ipsec bgp routes                            the routes learned over BGP
+  show interfaces                                  network interfaces: state, counters, addresses
+  show log [COMPONENT] [lines N]                   torided's recent log (50 lines unless told)
   generate password-hash                           read a password (no echo) and print its bcrypt hash
-  generate api-key NAME                            make an API key, put its hash in the candidate, print the key once
+  generate api-key NAME [read-only]                make an API key (admin unless read-only), put its hash in
+                                                   the candidate, print the key once
   import aws-vpn FILE [--local-networks CIDR,…] [--remote-networks CIDR,…] [--name NAME] [--local-address ADDR]
                                                    put the cloud's VPN configuration file into the candidate
+  request sslvpn otp generate SERVER USER          issue a TOTP key: its secret, URI and QR code, once
+  request sslvpn otp delete SERVER USER            delete a user's TOTP key
+  request sslvpn session disconnect ID             cut a session (ID or its first characters)
+  request pki crl load SERVER FILE                 load a CA's CRL (PEM or DER) on a server
+  request pki certificate issue|revoke SERVER USER issue or revoke a user's client certificate
+  export sslvpn client-config SERVER USER [FILE] [proto udp]
+                                                   the user's OpenVPN profile (.ovpn), to FILE or stdout
   set PATH... VALUE                                change the candidate
   delete PATH...                                   remove from the candidate
   compare [N]                                      candidate against running, or against commit N
@@ -160,6 +172,10 @@ func (s *Shell) operational(ctx context.Context, args []string) error {
 		return s.importFile(ctx, args[1:])
 	case "generate":
 		return s.generate(ctx, args[1:])
+	case "request":
+		return s.request(ctx, args[1:])
+	case "export":
+		return s.export(ctx, args[1:])
 	case "help", "--help", "-h":
 		fmt.Fprint(s.out, Usage)
 		return nil
@@ -230,18 +246,32 @@ func (s *Shell) show(ctx context.Context, args []string) error {
 		}
 		return nil
 	case "ipsec":
-		if len(args) > 1 {
-			if len(args) == 3 && args[1] == "bgp" && args[2] == "routes" {
-				return s.showBGPRoutes(ctx)
-			}
-			return usagef("show ipsec %q: use show ipsec, or show ipsec bgp routes", strings.Join(args[1:], " "))
+		switch strings.Join(args[1:], " ") {
+		case "":
+			return s.showIPsec(ctx, false)
+		case "detail":
+			return s.showIPsec(ctx, true)
+		case "bgp routes":
+			return s.showBGPRoutes(ctx)
 		}
-		return s.showIPsec(ctx)
+		return usagef("show ipsec %q: use show ipsec [detail], or show ipsec bgp routes", strings.Join(args[1:], " "))
 	case "sslvpn":
-		if len(args) > 1 && args[1] == "sessions" {
-			return s.showSessions(ctx)
+		switch strings.Join(args[1:], " ") {
+		case "":
+			return s.showSSLVPN(ctx)
+		case "sessions":
+			return s.showSessions(ctx, false)
+		case "sessions detail":
+			return s.showSessions(ctx, true)
 		}
-		return s.showSSLVPN(ctx)
+		return usagef("show sslvpn %q: use show sslvpn [sessions [detail]]", strings.Join(args[1:], " "))
+	case "log":
+		return s.showLog(ctx, args[1:])
+	case "interfaces":
+		if len(args) > 1 {
+			return usagef("show interfaces takes no arguments")
+		}
+		return s.showInterfaces(ctx)
 	case "status":
 		raw, err := s.api.Status(ctx)
 		if err != nil {
@@ -298,7 +328,9 @@ func (s *Shell) showSSLVPN(ctx context.Context) error {
 	return w.Flush()
 }
 
-func (s *Shell) showSessions(ctx context.Context) error {
+// showSessions: show sslvpn sessions — one line per session within 80 columns (the ID's first 8 characters,
+// which request sslvpn session disconnect takes); detail adds the rest.
+func (s *Shell) showSessions(ctx context.Context, detail bool) error {
 	out, err := s.api.SSLVPNSessions(ctx)
 	if err != nil {
 		return err
@@ -307,13 +339,123 @@ func (s *Shell) showSessions(ctx context.Context) error {
 		fmt.Fprintln(s.out, "No SSL-VPN session.")
 		return nil
 	}
+	if detail {
+		for _, ss := range out.Sessions {
+			fmt.Fprintf(s.out, "Session %s\n", ss.ID)
+			field := func(label, format string, args ...any) {
+				fmt.Fprintf(s.out, "  %-12s %s\n", label, fmt.Sprintf(format, args...))
+			}
+			field("server", "%s", ss.Server)
+			field("user", "%s (group %s)", ss.User, orDash(ss.Group))
+			field("protocol", "%s", ss.Protocol)
+			if ss.DTLS {
+				field("transport", "DTLS")
+			}
+			field("address", "%s", ss.Address)
+			field("remote", "%s", ss.Remote)
+			field("cipher", "%s", orDash(ss.Cipher))
+			if ss.CertSerial != "" {
+				field("certificate", "serial %s", ss.CertSerial)
+			}
+			field("since", "%s (%s)", ss.Since.Local().Format(time.DateTime), since(ss.Since))
+			field("bytes", "%d in, %d out", ss.BytesIn, ss.BytesOut)
+		}
+		return nil
+	}
 	w := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "SERVER\tUSER\tADDRESS\tPROTOCOL\tREMOTE\tCIPHER\tSINCE\tIN\tOUT\tID")
+	server := ""
 	for _, ss := range out.Sessions {
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", ss.Server, ss.User, ss.Address, ss.Protocol, ss.Remote, ss.Cipher,
-			ss.Since.Local().Format("15:04:05"), ss.BytesIn, ss.BytesOut, ss.ID)
+		if ss.Server != server || server == "" {
+			if server != "" {
+				fmt.Fprintln(w)
+			}
+			server = ss.Server
+			fmt.Fprintf(w, "Server %s:\n", server)
+			fmt.Fprintln(w, "ID\tUSER\tADDRESS\tPROTOCOL\tCIPHER\tUP\tIN/OUT")
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s/%s\n", shortID(ss.ID), ss.User, ss.Address, ss.Protocol, orDash(ss.Cipher),
+			since(ss.Since), humanBytes(ss.BytesIn), humanBytes(ss.BytesOut))
 	}
 	return w.Flush()
+}
+
+// shortID is the first 8 characters of a session ID: unique enough to name a session at the console.
+func shortID(id string) string { return id[:min(len(id), 8)] }
+
+// since is how long ago t was, in at most two units: 45s, 12m30s, 3h05m, 2d04h.
+func since(t time.Time) string {
+	d := max(time.Since(t), 0).Round(time.Second)
+	switch {
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	case d < 24*time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
+}
+
+// showInterfaces: one line per interface (more for its further addresses), the addresses last so that only a
+// long IPv6 address may pass 80 columns.
+func (s *Shell) showInterfaces(ctx context.Context) error {
+	out, err := s.api.Interfaces(ctx)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "INTERFACE\tSTATE\tMTU\tRX\tTX\tERR/DROP\tADDRESSES")
+	for _, ifc := range out.Interfaces {
+		state := "down"
+		switch {
+		case ifc.Up && ifc.Running:
+			state = "up"
+		case ifc.Up:
+			state = "no-carrier"
+		}
+		first := "-"
+		if len(ifc.Addresses) > 0 {
+			first = ifc.Addresses[0]
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%d/%d\t%s\n", ifc.Name, state, ifc.MTU, humanBytes(ifc.RxBytes), humanBytes(ifc.TxBytes),
+			ifc.RxErrors+ifc.TxErrors, ifc.RxDropped+ifc.TxDropped, first)
+		for _, a := range ifc.Addresses[min(1, len(ifc.Addresses)):] {
+			fmt.Fprintf(w, "\t\t\t\t\t\t%s\n", a)
+		}
+	}
+	return w.Flush()
+}
+
+// logComponents are the components torided logs as.
+var logComponents = []string{"api", "ipsec", "ntp", "sslvpn", "store", "system"}
+
+// showLog: show log [COMPONENT] [lines N].
+func (s *Shell) showLog(ctx context.Context, args []string) error {
+	component, lines := "", 50
+	if len(args) > 0 && slices.Contains(logComponents, args[0]) {
+		component, args = args[0], args[1:]
+	}
+	switch {
+	case len(args) == 2 && args[0] == "lines":
+		n, err := strconv.Atoi(args[1])
+		if err != nil || n < 1 {
+			return usagef("show log lines %q: give a number of at least 1", args[1])
+		}
+		lines = n
+	case len(args) != 0:
+		return usagef("show log [%s] [lines N]", strings.Join(logComponents, "|"))
+	}
+	out, err := s.api.Log(ctx, component, lines)
+	if err != nil {
+		return err
+	}
+	if len(out.Lines) == 0 {
+		fmt.Fprintln(s.out, "No log lines.")
+	}
+	for _, e := range out.Lines {
+		fmt.Fprintln(s.out, e.String())
+	}
+	return nil
 }
 
 // generate: generate password-hash | generate api-key NAME.
@@ -333,7 +475,7 @@ func (s *Shell) generate(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintln(s.out, string(hash))
 		return nil
-	case len(args) == 2 && args[0] == "api-key":
+	case (len(args) == 2 || len(args) == 3 && args[2] == "read-only") && args[0] == "api-key":
 		raw := make([]byte, 32)
 		if _, err := rand.Read(raw); err != nil {
 			return err
@@ -344,12 +486,19 @@ func (s *Shell) generate(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
+		role := "admin"
+		if len(args) == 3 {
+			role = args[2]
+		}
+		if ch, err = s.api.Set(ctx, []string{"api", "keys", args[1], "role", role}); err != nil {
+			return err
+		}
 		s.changed = ch.Changed
 		fmt.Fprintf(s.out, "%s\n", key)
-		fmt.Fprintf(s.errOut, "API key %s is in the candidate; commit to use it. The key above is shown only now: send it as 'Authorization: Bearer KEY'.\n", args[1])
+		fmt.Fprintf(s.errOut, "API key %s (%s) is in the candidate; commit to use it. The key above is shown only now: send it as 'Authorization: Bearer KEY'.\n", args[1], role)
 		return nil
 	}
-	return usagef("generate password-hash | generate api-key NAME")
+	return usagef("generate password-hash | generate api-key NAME [read-only]")
 }
 
 // readSecret reads a line without echo from a terminal, or plainly from a pipe.
@@ -420,7 +569,8 @@ func (s *Shell) importFile(ctx context.Context, args []string) error {
 	return nil
 }
 
-func (s *Shell) showIPsec(ctx context.Context) error {
+// showIPsec: show ipsec — one line per tunnel, within 80 columns; detail adds everything the engine knows.
+func (s *Shell) showIPsec(ctx context.Context, detail bool) error {
 	out, err := s.api.IPsecStatus(ctx)
 	if err != nil {
 		return err
@@ -429,24 +579,29 @@ func (s *Shell) showIPsec(ctx context.Context) error {
 		fmt.Fprintln(s.out, "No IPsec connection is configured.")
 		return nil
 	}
-	w := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "CONNECTION\tTUNNEL\tINTERFACE\tPEER\tSTATE\tACTIVE\tIKE SA\tCHILD SA\tPROBE LOSS\tRTT ms\tIN\tOUT\tFAILOVERS\n")
-	for _, conn := range out.Connections {
-		for _, t := range conn.Tunnels {
-			active := ""
-			if t.Active {
-				active = "*"
+	if detail {
+		s.writeIPsecDetail(out.Connections)
+	} else {
+		w := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+		for i, conn := range out.Connections {
+			if i > 0 {
+				fmt.Fprintln(w)
 			}
-			ifname := t.Interface
-			if ifname == "" {
-				ifname = "-" // policy-based: the tunnel has no interface of its own
+			fmt.Fprintf(w, "Connection %s:\n", conn.Name)
+			fmt.Fprintf(w, "TUNNEL\tINTERFACE\tPEER\tSTATE\tIKE/CHILD SA\tLOSS\n")
+			for _, t := range conn.Tunnels {
+				name := t.Name
+				if t.Active {
+					name += "*"
+				}
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s/%s\t%.0f%%\n", name, orDash(t.Interface), t.RemoteAddress, t.State,
+					t.IKESA, t.ChildSA, t.ProbeLoss*100)
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.0f%%\t%.1f\t%d\t%d\t%d\n", conn.Name, t.Name, ifname, t.RemoteAddress, t.State, active,
-				t.IKESA, t.ChildSA, t.ProbeLoss*100, t.ProbeRTTMillis, t.BytesIn, t.BytesOut, t.Failovers)
 		}
-	}
-	if err := w.Flush(); err != nil {
-		return err
+		if err := w.Flush(); err != nil {
+			return err
+		}
+		fmt.Fprintln(s.out, "(* carries the traffic; show ipsec detail: counters, probes, failovers)")
 	}
 	fmt.Fprintf(s.out, "(backend: %s, %s)\n", out.Backend, out.Mode)
 	for _, conn := range out.Connections {
@@ -454,9 +609,9 @@ func (s *Shell) showIPsec(ctx context.Context) error {
 			if b := t.BGP; b != nil {
 				up := ""
 				if b.State == "established" {
-					up = " for " + (time.Duration(b.UptimeSeconds) * time.Second).String()
+					up = " " + (time.Duration(b.UptimeSeconds) * time.Second).String()
 				}
-				fmt.Fprintf(s.out, "BGP %s %s: %s%s, %d received, %d advertised, local-preference %d, prepend %d\n",
+				fmt.Fprintf(s.out, "BGP %s %s: %s%s, routes %d in %d out, pref %d, prepend %d\n",
 					conn.Name, t.Name, b.State, up, b.PrefixesReceived, b.PrefixesAdvertised, b.LocalPreference, b.ASPathPrepend)
 			}
 		}
@@ -465,6 +620,78 @@ func (s *Shell) showIPsec(ctx context.Context) error {
 		fmt.Fprintf(s.out, "BGP problem: %s\n", p)
 	}
 	return nil
+}
+
+// writeIPsecDetail prints each tunnel as a block of labelled lines: every field fits 80 columns however long.
+func (s *Shell) writeIPsecDetail(conns []ike.ConnectionStatus) {
+	for _, conn := range conns {
+		fmt.Fprintf(s.out, "Connection %s: %d failover(s), %d failback(s)\n", conn.Name, conn.Failovers, conn.Failbacks)
+		for _, t := range conn.Tunnels {
+			active := ""
+			if t.Active {
+				active = ", carrying the traffic"
+			}
+			fmt.Fprintf(s.out, "  Tunnel %s: %s%s\n", t.Name, t.State, active)
+			field := func(label, format string, args ...any) {
+				fmt.Fprintf(s.out, "    %-14s %s\n", label, fmt.Sprintf(format, args...))
+			}
+			field("interface", "%s", orDash(t.Interface))
+			field("peer", "%s", t.RemoteAddress)
+			field("IKE SA", "%s %s", t.IKESA, t.IKEAlgorithms)
+			field("CHILD SA", "%s %s", t.ChildSA, t.ChildAlgorithms)
+			nat := "none"
+			if t.NATDetected {
+				nat = "detected"
+			}
+			if t.UDPEncap {
+				nat += ", ESP in UDP 4500"
+			}
+			field("NAT", "%s", nat)
+			answered := "not answered yet"
+			if t.ProbeAnswered {
+				answered = "answered"
+			}
+			field("probes", "%d sent, %.0f%% lost, RTT %s, %s", t.ProbesSent, t.ProbeLoss*100, rtt(t.ProbeRTTMillis), answered)
+			field("in", "%s in %d packets", humanBytes(t.BytesIn), t.PacketsIn)
+			field("out", "%s in %d packets", humanBytes(t.BytesOut), t.PacketsOut)
+			field("failovers", "%d, restarts %d", t.Failovers, t.Restarts)
+			if t.ReplayDrops+t.IntegrityFailures+t.KernelEvents > 0 || t.Interface != "" {
+				field("kernel", "%d replay drops, %d integrity failures, %d events", t.ReplayDrops, t.IntegrityFailures, t.KernelEvents)
+			}
+		}
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-" // e.g. a policy-based tunnel has no interface of its own
+	}
+	return s
+}
+
+func rtt(ms float64) string {
+	if ms == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1fms", ms)
+}
+
+// humanBytes is n in B, K, M, G, T (powers of 1024) with two or three digits, short enough for a table cell.
+func humanBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit && exp < 3; m /= unit {
+		div *= unit
+		exp++
+	}
+	v := float64(n) / float64(div)
+	if v < 10 {
+		return fmt.Sprintf("%.1f%c", v, "KMGT"[exp])
+	}
+	return fmt.Sprintf("%.0f%c", v, "KMGT"[exp])
 }
 
 // showBGPRoutes: show ipsec bgp routes — every path the BGP sessions learned, best first per prefix.

@@ -31,6 +31,8 @@ type Options struct {
 	Stdin  io.Reader // for commands that read a secret (generate password-hash)
 	Stdout io.Writer
 	Stderr io.Writer
+	// Terminal, when set, says whether Stdout can draw a QR code, instead of asking whether it is a terminal.
+	Terminal *bool
 }
 
 // Shell runs console commands. Its zero value is not usable; make one with New.
@@ -42,11 +44,12 @@ type Shell struct {
 	configuring bool     // configuration mode
 	level       []string // the edit level in configuration mode: node names and keys
 	changed     bool     // the candidate differs from the running configuration, as last seen
+	terminal    *bool    // whether out is a terminal that can draw a QR code; nil: ask the file
 }
 
 // New returns a Shell in operational mode.
 func New(opts Options) *Shell {
-	return &Shell{api: opts.API, stdin: opts.Stdin, out: opts.Stdout, errOut: opts.Stderr}
+	return &Shell{api: opts.API, stdin: opts.Stdin, out: opts.Stdout, errOut: opts.Stderr, terminal: opts.Terminal}
 }
 
 // Configuring reports whether the shell is in configuration mode, and its edit level.

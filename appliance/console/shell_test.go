@@ -95,8 +95,8 @@ func TestShowIPsecBGP(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"show", "ipsec"}, []string{"aws-t1", "route-based", "BGP aws tunnel1: established for 2m5s, 1 received, 1 advertised, local-preference 200, prepend 0",
-			"BGP aws tunnel2: active, 0 received, 0 advertised, local-preference 100, prepend 2"}},
+		{[]string{"show", "ipsec"}, []string{"aws-t1", "route-based", "BGP aws tunnel1: established 2m5s, routes 1 in 1 out, pref 200, prepend 0",
+			"BGP aws tunnel2: active, routes 0 in 0 out, pref 100, prepend 2"}},
 		{[]string{"show", "ipsec", "bgp", "routes"}, []string{"10.2.0.0/24", "169.254.10.1", "aws tunnel1", "64512"}},
 	} {
 		var out bytes.Buffer

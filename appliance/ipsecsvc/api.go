@@ -45,11 +45,15 @@ type Imported struct {
 	Message  string   `json:"message"`
 }
 
-// status: GET /api/v1/ipsec/status — connections → tunnels, named as in the configuration.
-func (a *API) status(r *http.Request) (any, error) {
+// status: GET /api/v1/ipsec/status.
+func (a *API) status(*http.Request) (any, error) { return a.Status(), nil }
+
+// Status is the engine's status with connections → tunnels named as in the configuration: GET
+// /api/v1/ipsec/status and the metrics.
+func (a *API) Status() Status {
 	st := a.Component.Status()
 	if st == nil {
-		return Status{Status: ike.Status{Connections: []ike.ConnectionStatus{}}}, nil
+		return Status{Status: ike.Status{Connections: []ike.ConnectionStatus{}}}
 	}
 	engineNames := map[string]string{} // the engine's tunnel names (the interfaces' too) → the configuration's
 	running := a.Store.Running().IPsec
@@ -72,7 +76,7 @@ func (a *API) status(r *http.Request) (any, error) {
 			st.BGPRoutes[i].Neighbor = n
 		}
 	}
-	return Status{Running: true, Status: *st}, nil
+	return Status{Running: true, Status: *st}
 }
 
 var connName = regexp.MustCompile(`[^a-z0-9-]+`)

@@ -140,6 +140,10 @@ type Store struct {
 	commitMu sync.Mutex
 	running  atomic.Pointer[config.Config]
 
+	// committed and failed count the commits applied and those refused or failed (validation, apply, save),
+	// for the metrics.
+	committed, failed atomic.Uint64
+
 	notices []string // what Open found; not changed after Open
 
 	mu        sync.Mutex
@@ -617,7 +621,14 @@ func (s *Store) commitLocked(ctx context.Context, running, next *config.Config, 
 
 // commitWith is commitLocked with two extras for Change: keepPending leaves a waiting commit-confirm waiting (it
 // then reverts this commit too), and rebase, if not nil, is applied to a candidate holding other edits.
-func (s *Store) commitWith(ctx context.Context, running, next *config.Config, meta Commit, pc *pendingConfirm, keepPending bool, rebase func(*config.Config) error) (Commit, error) {
+func (s *Store) commitWith(ctx context.Context, running, next *config.Config, meta Commit, pc *pendingConfirm, keepPending bool, rebase func(*config.Config) error) (_ Commit, err error) {
+	defer func() {
+		if err != nil {
+			s.failed.Add(1)
+		} else {
+			s.committed.Add(1)
+		}
+	}()
 	eff := next.WithDefaults()
 	if ps := s.opts.Validate(eff); len(ps) > 0 {
 		return Commit{}, ps
@@ -670,6 +681,10 @@ func (s *Store) commitWith(ctx context.Context, running, next *config.Config, me
 	s.mu.Unlock()
 	return c, nil
 }
+
+// CommitCounts returns how many commits (rollbacks and API changes included) were applied, and how many were
+// refused or failed, since Open. It is safe for concurrent use.
+func (s *Store) CommitCounts() (committed, failed uint64) { return s.committed.Load(), s.failed.Load() }
 
 // Change commits one change, made by fn to a copy of the running configuration, as a transaction of its own:
 // an API operation (create an SSL-VPN, enroll an OTP key) never commits an admin's uncommitted edits, and those

@@ -696,3 +696,31 @@ func TestChangeKeepsACommitConfirmWaiting(t *testing.T) {
 		t.Fatal("the timeout did not revert")
 	}
 }
+
+// TestCommitCounts: applied commits and refused or failed ones are counted apart; a commit with nothing to commit
+// is neither.
+func TestCommitCounts(t *testing.T) {
+	f := newFixture(t)
+	ok0, failed0 := f.s.CommitCounts()
+	want := func(step string, ok, failed uint64) {
+		t.Helper()
+		if gotOK, gotFailed := f.s.CommitCounts(); gotOK-ok0 != ok || gotFailed-failed0 != failed {
+			t.Errorf("%s: %d applied, %d failed; want %d, %d", step, gotOK-ok0, gotFailed-failed0, ok, failed)
+		}
+	}
+	f.mustCommitHost("gw1", 0)
+	want("a commit", 1, 0)
+	if _, err := f.s.Commit(context.Background(), CommitRequest{}); !errors.Is(err, ErrNoChanges) {
+		t.Fatal(err)
+	}
+	want("nothing to commit", 1, 0)
+	if _, err := f.commitHost("bad_name", 0); err == nil {
+		t.Fatal("an invalid host name was committed")
+	}
+	want("an invalid candidate", 1, 1)
+	f.app.failOn = "doomed"
+	if _, err := f.commitHost("doomed", 0); err == nil {
+		t.Fatal("a failed apply was committed")
+	}
+	want("a failed apply", 1, 2)
+}
