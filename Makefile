@@ -7,14 +7,14 @@ BINARIES := torided toride
 ARCHES := amd64 arm64
 ARCH ?= amd64
 
-.PHONY: run test build image vm native deps-run deps-test deps-image modules fmt-check vet unit vmtest bench clean
+.PHONY: run test build image vm native deps-run deps-test deps-image modules fmt-check vet unit vmtest imagetest bench clean
 
 ## run: build and start the appliance on its embedded default config in its own network namespace, with the shell
 run: deps-run native
 	images/netns-run.sh
 
 ## test: everything CI runs: formatting, vet, race tests (root-only lab tests included), every benchmark once
-test: deps-test modules fmt-check vet unit vmtest bench
+test: deps-test modules fmt-check vet unit vmtest imagetest bench
 
 ## build: static binaries for linux/amd64 and linux/arm64 in bin/linux-ARCH/
 build: modules
@@ -54,14 +54,18 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-# unit: every package but the VM tier, which runs on its own so that its emulated CPUs never share the two cores
-# with the timing-sensitive end-to-end tests
+# unit: every package but the VM tier and the image's boot test, which run on their own so that their emulated
+# CPUs never share the two cores with the timing-sensitive end-to-end tests
 unit:
-	$(GO) test -race -timeout 40m $$($(GO) list ./... | grep -v -e '/tests/vm$$')
+	$(GO) test -race -timeout 40m $$($(GO) list ./... | grep -v -e '/tests/vm$$' -e '/images$$')
 
 ## vmtest: the VM tier: Debian's kernel in qemu runs the end-to-end tests that need kernel ESP
 vmtest:
 	$(GO) test -timeout 20m ./tests/vm
+
+## imagetest: build the amd64 image once, boot it in qemu with OVMF, reach the toride shell
+imagetest: deps-image
+	$(GO) test -timeout 30m ./images
 
 # bench: one package at a time, so the side-by-side throughput harnesses never share the two cores with another
 bench:
