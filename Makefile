@@ -5,15 +5,16 @@ VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BINARIES := torided toride
 ARCHES := amd64 arm64
+ARCH ?= amd64
 
-.PHONY: run test build native deps-run deps-test modules fmt-check vet unit vm bench clean
+.PHONY: run test build image vm native deps-run deps-test deps-image modules fmt-check vet unit vmtest imagetest bench clean
 
 ## run: build and start the appliance on its embedded default config in its own network namespace, with the shell
 run: deps-run native
 	images/netns-run.sh
 
 ## test: everything CI runs: formatting, vet, race tests (root-only lab tests included), every benchmark once
-test: deps-test modules fmt-check vet unit vm bench
+test: deps-test modules fmt-check vet unit vmtest imagetest bench
 
 ## build: static binaries for linux/amd64 and linux/arm64 in bin/linux-ARCH/
 build: modules
@@ -21,6 +22,15 @@ build: modules
 		echo "build bin/linux-$$arch/$$b"; \
 		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/linux-$$arch/$$b ./cmd/$$b || exit 1; \
 	done; done
+
+## image: the appliance's disk image for ARCH (amd64): images/out/toride-ARCH.img (raw GPT) and .qcow2 (as root)
+image: deps-image build
+	images/build.sh $(ARCH)
+
+## vm: boot the amd64 image in qemu, its serial console on this terminal (Ctrl-a x quits)
+vm:
+	@[ -f images/out/toride-amd64.qcow2 ] || $(MAKE) image ARCH=amd64
+	images/vm.sh
 
 # native: the binaries for this machine, in bin/
 native: modules
@@ -32,6 +42,9 @@ deps-run:
 deps-test:
 	@tests/deps.sh test
 
+deps-image:
+	@tests/deps.sh image
+
 modules:
 	@$(GO) mod download
 
@@ -41,14 +54,18 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-# unit: every package but the VM tier, which runs on its own so that its emulated CPUs never share the two cores
-# with the timing-sensitive end-to-end tests
+# unit: every package but the VM tier and the image's boot test, which run on their own so that their emulated
+# CPUs never share the two cores with the timing-sensitive end-to-end tests
 unit:
-	$(GO) test -race -timeout 40m $$($(GO) list ./... | grep -v '/tests/vm$$')
+	$(GO) test -race -timeout 40m $$($(GO) list ./... | grep -v -e '/tests/vm$$' -e '/images$$')
 
-## vm: the VM tier: Debian's kernel in qemu runs the end-to-end tests that need kernel ESP
-vm:
+## vmtest: the VM tier: Debian's kernel in qemu runs the end-to-end tests that need kernel ESP
+vmtest:
 	$(GO) test -timeout 20m ./tests/vm
+
+## imagetest: build the amd64 image once, boot it in qemu with OVMF, reach the toride shell
+imagetest: deps-image
+	$(GO) test -timeout 30m ./images
 
 # bench: one package at a time, so the side-by-side throughput harnesses never share the two cores with another
 bench:

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs the Debian packages that running or testing Toride needs, only those missing, so `make run` and
 # `make test` work on a fresh Debian 12 machine; for the tests, also unpacks the kernel the VM tier boots.
-# Usage: tests/deps.sh run|test
+# Usage: tests/deps.sh run|test|image
 set -eu
 
 run_pkgs="iproute2 util-linux strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libcharon-extra-plugins"
@@ -9,11 +9,14 @@ run_pkgs="iproute2 util-linux strongswan-charon strongswan-swanctl libstrongswan
 test_pkgs="$run_pkgs iputils-ping procps chrony openvpn openconnect ocserv iperf3 oathtool nftables curl frr"
 # The VM tier (tests/vm): qemu boots Debian's kernel with an initramfs of busybox, kmod and the lab's tools.
 vm_pkgs="qemu-system-x86 busybox-static kmod"
+# The appliance image (images/build.sh) and its boot test: Debian's tools build it, OVMF boots it in qemu.
+image_pkgs="mmdebstrap squashfs-tools dosfstools mtools fdisk e2fsprogs grub-efi-amd64-bin ovmf qemu-utils qemu-system-x86"
 
 case "${1:-test}" in
 run) pkgs=$run_pkgs ;;
-test) pkgs="$test_pkgs $vm_pkgs" ;;
-*) echo "usage: $0 run|test" >&2; exit 2 ;;
+test) pkgs="$test_pkgs $vm_pkgs $image_pkgs" ;;
+image) pkgs=$image_pkgs ;;
+*) echo "usage: $0 run|test|image" >&2; exit 2 ;;
 esac
 
 sudo=""
