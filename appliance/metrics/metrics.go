@@ -14,6 +14,7 @@ import (
 
 	"toride/appliance/api"
 	"toride/appliance/ipsecsvc"
+	"toride/ike/bgp"
 	"toride/sslvpn"
 	"toride/sslvpn/userauth"
 )
@@ -57,6 +58,12 @@ var (
 	tunnelRest   = desc("ipsec_tunnel_restarts_total", "Restarts of the tunnel because its data path was dead.", "connection", "tunnel")
 	connFail     = desc("ipsec_failovers_total", "Moves of the connection's traffic away from an unhealthy tunnel.", "connection")
 	connBack     = desc("ipsec_failbacks_total", "Returns of the connection's traffic to the preferred tunnel.", "connection")
+	bgpUp        = desc("ipsec_bgp_session_up", "1 while the tunnel's BGP session is established (routing mode bgp).", "connection", "tunnel")
+	bgpUptime    = desc("ipsec_bgp_session_uptime_seconds", "How long the tunnel's BGP session has been established.", "connection", "tunnel")
+	bgpReceived  = desc("ipsec_bgp_prefixes_received", "Prefixes the tunnel's BGP session received.", "connection", "tunnel")
+	bgpSent      = desc("ipsec_bgp_prefixes_advertised", "Prefixes the tunnel's BGP session advertised.", "connection", "tunnel")
+	bgpRoutes    = desc("ipsec_bgp_routes", "Learned BGP paths, and of them the best ones (routed into a tunnel).", "kind")
+	bgpProblems  = desc("ipsec_bgp_problems", "What keeps BGP, or a learned prefix, from routing (show ipsec lists them).")
 	charonUp     = desc("ipsec_charon_up", "1 while the IKE daemon runs and the engine has a session with it.")
 	charonRest   = desc("ipsec_charon_restarts_total", "Unplanned exits of the IKE daemon followed by a restart.")
 
@@ -74,7 +81,7 @@ func New(src Sources) *Collector { return &Collector{src: src} }
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{buildInfo, sslSessions, sslBytes, sslPackets, sslDrops, sslRefused, sslFailedHS, sslPoolInUse,
 		sslPoolSize, logins, loginFails, lockouts, sourceBlocks, tunnelUp, tunnelActive, probeRTT, probeLoss, tunnelBytes, tunnelFail,
-		tunnelRest, connFail, connBack, charonUp, charonRest, commits, commitFailure} {
+		tunnelRest, connFail, connBack, bgpUp, bgpUptime, bgpReceived, bgpSent, bgpRoutes, bgpProblems, charonUp, charonRest, commits, commitFailure} {
 		ch <- d
 	}
 }
@@ -163,6 +170,7 @@ func (c *Collector) collectIPsec(ch chan<- prometheus.Metric) {
 	}
 	gauge(ch, charonUp, bit(st.Connected))
 	counter(ch, charonRest, uint64(max(st.Charon.Restarts, 0)))
+	anyBGP := false
 	for _, conn := range st.Connections {
 		counter(ch, connFail, conn.Failovers, conn.Name)
 		counter(ch, connBack, conn.Failbacks, conn.Name)
@@ -175,7 +183,25 @@ func (c *Collector) collectIPsec(ch chan<- prometheus.Metric) {
 			counter(ch, tunnelBytes, t.BytesOut, conn.Name, t.Name, "out")
 			counter(ch, tunnelFail, t.Failovers, conn.Name, t.Name)
 			counter(ch, tunnelRest, t.Restarts, conn.Name, t.Name)
+			if b := t.BGP; b != nil {
+				anyBGP = true
+				gauge(ch, bgpUp, bit(b.State == bgp.StateEstablished), conn.Name, t.Name)
+				gauge(ch, bgpUptime, float64(b.UptimeSeconds), conn.Name, t.Name)
+				gauge(ch, bgpReceived, float64(b.PrefixesReceived), conn.Name, t.Name)
+				gauge(ch, bgpSent, float64(b.PrefixesAdvertised), conn.Name, t.Name)
+			}
 		}
+	}
+	if anyBGP {
+		best := 0
+		for _, r := range st.BGPRoutes {
+			if r.Best {
+				best++
+			}
+		}
+		gauge(ch, bgpRoutes, float64(len(st.BGPRoutes)), "learned")
+		gauge(ch, bgpRoutes, float64(best), "best")
+		gauge(ch, bgpProblems, float64(len(st.BGPProblems)))
 	}
 }
 

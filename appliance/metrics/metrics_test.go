@@ -12,6 +12,7 @@ import (
 	"toride/appliance/api"
 	"toride/appliance/ipsecsvc"
 	"toride/ike"
+	"toride/ike/bgp"
 	"toride/sslvpn"
 	"toride/sslvpn/datapath"
 	"toride/sslvpn/userauth"
@@ -36,7 +37,11 @@ func sources() Sources {
 			st.Connections = []ike.ConnectionStatus{{Name: "aws", Failovers: 1, Tunnels: []ike.TunnelStatus{
 				{Name: "tunnel1", State: "up", Active: true, ProbeRTTMillis: 12, ProbeLoss: 0.25, BytesIn: 7},
 				{Name: "tunnel2", State: "down"},
+			}}, {Name: "dyn", Tunnels: []ike.TunnelStatus{
+				{Name: "tunnel1", State: "up", BGP: &ike.TunnelBGPStatus{State: bgp.StateEstablished, UptimeSeconds: 90, PrefixesReceived: 3, PrefixesAdvertised: 1}},
+				{Name: "tunnel2", State: "up", BGP: &ike.TunnelBGPStatus{State: bgp.StateActive}},
 			}}}
+			st.BGPRoutes = []bgp.LearnedRoute{{Best: true}, {}, {Best: true}}
 			return st
 		},
 		Commits: func() (uint64, uint64) { return 4, 1 },
@@ -66,10 +71,26 @@ toride_sslvpn_login_failures_total{reason="wrong_password"} 0
 # TYPE toride_ipsec_tunnel_up gauge
 toride_ipsec_tunnel_up{connection="aws",tunnel="tunnel1"} 1
 toride_ipsec_tunnel_up{connection="aws",tunnel="tunnel2"} 0
+toride_ipsec_tunnel_up{connection="dyn",tunnel="tunnel1"} 1
+toride_ipsec_tunnel_up{connection="dyn",tunnel="tunnel2"} 1
 # HELP toride_ipsec_probe_rtt_seconds The last answered keepalive probe's round trip.
 # TYPE toride_ipsec_probe_rtt_seconds gauge
 toride_ipsec_probe_rtt_seconds{connection="aws",tunnel="tunnel1"} 0.012
 toride_ipsec_probe_rtt_seconds{connection="aws",tunnel="tunnel2"} 0
+toride_ipsec_probe_rtt_seconds{connection="dyn",tunnel="tunnel1"} 0
+toride_ipsec_probe_rtt_seconds{connection="dyn",tunnel="tunnel2"} 0
+# HELP toride_ipsec_bgp_session_up 1 while the tunnel's BGP session is established (routing mode bgp).
+# TYPE toride_ipsec_bgp_session_up gauge
+toride_ipsec_bgp_session_up{connection="dyn",tunnel="tunnel1"} 1
+toride_ipsec_bgp_session_up{connection="dyn",tunnel="tunnel2"} 0
+# HELP toride_ipsec_bgp_prefixes_received Prefixes the tunnel's BGP session received.
+# TYPE toride_ipsec_bgp_prefixes_received gauge
+toride_ipsec_bgp_prefixes_received{connection="dyn",tunnel="tunnel1"} 3
+toride_ipsec_bgp_prefixes_received{connection="dyn",tunnel="tunnel2"} 0
+# HELP toride_ipsec_bgp_routes Learned BGP paths, and of them the best ones (routed into a tunnel).
+# TYPE toride_ipsec_bgp_routes gauge
+toride_ipsec_bgp_routes{kind="best"} 2
+toride_ipsec_bgp_routes{kind="learned"} 3
 # HELP toride_ipsec_charon_restarts_total Unplanned exits of the IKE daemon followed by a restart.
 # TYPE toride_ipsec_charon_restarts_total counter
 toride_ipsec_charon_restarts_total 2
@@ -78,11 +99,12 @@ toride_ipsec_charon_restarts_total 2
 toride_commit_failures_total 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "toride_sslvpn_sessions", "toride_sslvpn_login_failures_total",
-		"toride_ipsec_tunnel_up", "toride_ipsec_probe_rtt_seconds", "toride_ipsec_charon_restarts_total", "toride_commit_failures_total"); err != nil {
+		"toride_ipsec_tunnel_up", "toride_ipsec_probe_rtt_seconds", "toride_ipsec_charon_restarts_total", "toride_commit_failures_total",
+		"toride_ipsec_bgp_session_up", "toride_ipsec_bgp_prefixes_received", "toride_ipsec_bgp_routes"); err != nil {
 		t.Error(err)
 	}
-	for name, want := range map[string]int{"toride_sslvpn_session_bytes": 6, "toride_sslvpn_refused_total": 1, "toride_ipsec_tunnel_active": 2,
-		"toride_sslvpn_lockouts_total": 1, "toride_build_info": 1, "toride_ipsec_failovers_total": 1, "toride_commits_total": 1} {
+	for name, want := range map[string]int{"toride_sslvpn_session_bytes": 6, "toride_sslvpn_refused_total": 1, "toride_ipsec_tunnel_active": 4,
+		"toride_sslvpn_lockouts_total": 1, "toride_build_info": 1, "toride_ipsec_failovers_total": 2, "toride_commits_total": 1} {
 		if n, err := testutil.GatherAndCount(reg, name); err != nil || n != want {
 			t.Errorf("%s: %d series, %v; want %d", name, n, err, want)
 		}
