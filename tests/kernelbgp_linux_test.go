@@ -67,6 +67,15 @@ func TestIPsecKernelBGP(t *testing.T) {
 	if routes := d.MustToride("show", "ipsec", "bgp", "routes"); !strings.Contains(routes, cloudlab.CloudLAN) || !strings.Contains(routes, "aws tunnel1") {
 		t.Errorf("show ipsec bgp routes:\n%s", routes)
 	}
+	// And so does Prometheus.
+	requireMetrics(t, d,
+		`^toride_ipsec_tunnel_up\{connection="aws",tunnel="tunnel1"\} 1$`,
+		`^toride_ipsec_tunnel_active\{connection="aws",tunnel="tunnel1"\} 1$`,
+		`^toride_ipsec_bgp_session_up\{connection="aws",tunnel="tunnel1"\} 1$`,
+		`^toride_ipsec_bgp_session_up\{connection="aws",tunnel="tunnel2"\} 1$`,
+		`^toride_ipsec_bgp_prefixes_received\{connection="aws",tunnel="tunnel1"\} 1$`,
+		`^toride_ipsec_bgp_routes\{kind="best"\} 1$`,
+		`^toride_ipsec_charon_up 1$`)
 	tp.WaitPing(lab.Within(t, 30*time.Second), t)
 	links := tunnelLinks(t, tp, st)
 	pinger := tp.StartPinger(t)

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -235,24 +234,15 @@ func TestOpenVPNSeedProfileOverTCP(t *testing.T) {
 		t.Fatalf("show sslvpn:\n%s", out)
 	}
 	// And so does Prometheus: the session, its login, the traffic of the ping, the commits that made the server.
-	var scrape []byte
-	if err := v.box.API.Do(context.Background(), "GET", "/metrics", nil, &scrape); err != nil {
-		t.Fatal(err)
-	}
-	for _, want := range []string{
-		`(?m)^toride_sslvpn_sessions\{protocol="openvpn-tcp",server="main"\} 1$`,
-		`(?m)^toride_sslvpn_sessions\{protocol="openvpn-udp",server="main"\} 0$`,
-		`(?m)^toride_sslvpn_logins_total 1$`,
-		`(?m)^toride_sslvpn_login_failures_total\{reason="wrong_code"\} 0$`,
-		`(?m)^toride_sslvpn_session_bytes\{direction="in",protocol="openvpn-tcp",server="main"\} [1-9]`,
-		`(?m)^toride_sslvpn_packets_total\{direction="from_clients",server="main"\} [1-9]`,
-		`(?m)^toride_commits_total [1-9]`,
-		`(?m)^toride_build_info\{`,
-	} {
-		if !regexp.MustCompile(want).Match(scrape) {
-			t.Errorf("the metrics lack %s:\n%s", want, scrape)
-		}
-	}
+	requireMetrics(t, v.box,
+		`^toride_sslvpn_sessions\{protocol="openvpn-tcp",server="main"\} 1$`,
+		`^toride_sslvpn_sessions\{protocol="openvpn-udp",server="main"\} 0$`,
+		`^toride_sslvpn_logins_total 1$`,
+		`^toride_sslvpn_login_failures_total\{reason="wrong_code"\} 0$`,
+		`^toride_sslvpn_session_bytes\{direction="in",protocol="openvpn-tcp",server="main"\} [1-9]`,
+		`^toride_sslvpn_packets_total\{direction="from_clients",server="main"\} [1-9]`,
+		`^toride_commits_total [1-9]`,
+		`^toride_build_info\{`)
 }
 
 // TestOpenVPNDownloadedProfileOverUDP: the profile the appliance hands out, over UDP, negotiates AES-256-GCM with

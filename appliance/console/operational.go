@@ -292,40 +292,60 @@ func (s *Shell) showSSLVPN(ctx context.Context) error {
 		fmt.Fprintln(s.out, "No SSL-VPN server is running.")
 		return nil
 	}
-	counts := func(m map[string]uint64) string {
-		var f []string
-		for _, k := range slices.Sorted(maps.Keys(m)) {
-			f = append(f, fmt.Sprintf("%s=%d", k, m[k]))
-		}
-		return strings.Join(f, " ")
-	}
 	w := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "SERVER\tSESSIONS\tPOOL\tADDRESSES IN USE\tREFUSED\tFAILED HANDSHAKES")
+	fmt.Fprintln(w, "SERVER\tSESSIONS\tPOOL\tIN USE\tREFUSED\tFAILED")
 	for _, sv := range out.Servers {
-		fmt.Fprintf(w, "%s\t%d/%d\t%s\t%d/%d\t%s\t%s\n", sv.Name, sv.Sessions, sv.MaxSessions, sv.Pool, sv.PoolInUse, sv.PoolCapacity,
-			counts(sv.Refused), counts(sv.FailedHandshakes))
+		fmt.Fprintf(w, "%s\t%d/%d\t%s\t%d/%d\t%d\t%d\n", sv.Name, sv.Sessions, sv.MaxSessions, sv.Pool, sv.PoolInUse,
+			sv.PoolCapacity, sum(sv.Refused), sum(sv.FailedHandshakes))
 	}
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	header := false
+	// What the totals are made of, and the CRLs, as wrapped lines: reasons and issuers have no bounded width.
 	for _, sv := range out.Servers {
+		if len(sv.Refused) > 0 || len(sv.FailedHandshakes) > 0 || len(sv.CRLs) > 0 {
+			fmt.Fprintf(s.out, "\nServer %s:\n", sv.Name)
+		}
+		writeCounts(s.out, "refused", sv.Refused)
+		writeCounts(s.out, "failed handshakes", sv.FailedHandshakes)
 		for _, crl := range sv.CRLs {
-			if !header {
-				fmt.Fprintln(w, "\nSERVER\tCRL OF\tNUMBER\tREVOKED\tNEXT UPDATE\tSTATE")
-				header = true
-			}
-			state, next := "current", "-"
+			fmt.Fprintf(s.out, "  CRL of %s\n", crl.Issuer)
+			next := "no next update"
 			if !crl.NextUpdate.IsZero() {
-				next = crl.NextUpdate.Local().Format(time.DateTime)
+				next = "next update " + crl.NextUpdate.Local().Format(time.DateTime)
 			}
+			fmt.Fprintf(s.out, "    number %s, %d revoked, %s\n", orDash(crl.Number), crl.Revoked, next)
 			if crl.Stale {
-				state = fmt.Sprintf("STALE for %s: still in force; load a newer CRL", time.Since(crl.NextUpdate).Round(time.Minute))
+				fmt.Fprintf(s.out, "    STALE for %s: still in force; load a newer CRL\n", time.Since(crl.NextUpdate).Round(time.Minute))
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%d\t%s\t%s\n", sv.Name, crl.Issuer, crl.Number, crl.Revoked, next, state)
 		}
 	}
-	return w.Flush()
+	return nil
+}
+
+func sum(m map[string]uint64) uint64 {
+	var n uint64
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+// writeCounts writes "  what: k=v k=v …" in key order, wrapped at 80 columns, nothing when m is empty.
+func writeCounts(out io.Writer, what string, m map[string]uint64) {
+	if len(m) == 0 {
+		return
+	}
+	line := "  " + what + ":"
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		f := fmt.Sprintf(" %s=%d", k, m[k])
+		if len(line)+len(f) > 80 {
+			fmt.Fprintln(out, line)
+			line = strings.Repeat(" ", 4)
+		}
+		line += f
+	}
+	fmt.Fprintln(out, line)
 }
 
 // showSessions: show sslvpn sessions — one line per session within 80 columns (the ID's first 8 characters,

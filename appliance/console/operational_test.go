@@ -16,6 +16,7 @@ import (
 	"toride/appliance/system"
 	"toride/ike"
 	"toride/sslvpn"
+	"toride/sslvpn/trust"
 )
 
 // statusAPI answers the state endpoints with fixed answers.
@@ -29,6 +30,18 @@ type statusAPI struct {
 func (f *statusAPI) IPsecStatus(context.Context) (ipsecsvc.Status, error) { return f.ipsec, nil }
 func (f *statusAPI) SSLVPNSessions(context.Context) (sslvpnsvc.Sessions, error) {
 	return f.sessions, nil
+}
+
+func (f *statusAPI) SSLVPNStatus(context.Context) (sslvpnsvc.Status, error) {
+	refused := map[string]uint64{}
+	for _, r := range []string{"bad_certificate", "revoked", "wrong_code", "locked_out", "pool_exhausted", "max_sessions", "no_group"} {
+		refused[r] = 123456
+	}
+	return sslvpnsvc.Status{Servers: []sslvpn.ServerStatus{{Name: "branch-office-east", Pool: "10.128.100.0/22",
+		Sessions: 1000, MaxSessions: 1020, PoolInUse: 1000, PoolCapacity: 1021, Refused: refused,
+		FailedHandshakes: map[string]uint64{"anyconnect": 5, "openvpn-tcp": 99999999, "openvpn-udp": 1000},
+		CRLs: []trust.CRLInfo{{Issuer: "CN=Corp Root CA,O=Example Corporation", Number: "42", Revoked: 7,
+			NextUpdate: time.Now().Add(-2 * time.Hour), Stale: true}}}}}, nil
 }
 
 func (f *statusAPI) Log(_ context.Context, component string, lines int) (logring.Lines, error) {
@@ -78,7 +91,7 @@ func run(t *testing.T, a API, args ...string) string {
 	return out.String()
 }
 
-// TestTablesFit80Columns: show ipsec and show sslvpn sessions fit an 80-column console with realistic names
+// TestTablesFit80Columns: show ipsec, show sslvpn and its sessions fit an 80-column console with realistic names
 // and still give what an admin (and the end-to-end tests) look for; their detail views give every field.
 func TestTablesFit80Columns(t *testing.T) {
 	a := newStatusAPI()
@@ -94,6 +107,8 @@ func TestTablesFit80Columns(t *testing.T) {
 		{[]string{"show", "ipsec", "detail"}, []string{"Connection aws-prod: 3 failover(s), 2 failback(s)",
 			"Tunnel tunnel1: up, carrying the traffic", "AES_GCM_16-256/PRF_HMAC_SHA2_256/ECP_384", "ESP in UDP 4500",
 			"40 sent, 25% lost, RTT 12.5ms, answered", "118M in 100000 packets", "3, restarts 1", "(backend: kernel-netlink, route-based)"}},
+		{[]string{"show", "sslvpn"}, []string{"branch-office-east", "1000/1020", "10.128.100.0/22", "1000/1021", "864192",
+			"100001004", "revoked=123456", "openvpn-udp=1000", "CRL of CN=Corp Root CA", "number 42, 7 revoked", "STALE for 2h0m0s"}},
 		{[]string{"show", "sslvpn", "sessions"}, []string{"Server branch:", "Server main:", "01234567", "alice.martin", "anyconnect", "10.8.100.200", "AES-256-GCM", "3h05m",
 			"5.0G/700M", "fedcba98", "AES-128-CBC", "10.8.0.2", "10B/2.0K"}},
 		{[]string{"show", "sslvpn", "sessions", "detail"}, []string{"Session 0123456789abcdef", "alice.martin (group staff)", "DTLS",

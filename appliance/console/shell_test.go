@@ -61,7 +61,7 @@ func TestShowSSLVPN(t *testing.T) {
 	if err := sh.Exec(context.Background(), []string{"show", "sslvpn"}); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"FAILED HANDSHAKES", "otp=2", "anyconnect=5 openvpn-udp=1000"} {
+	for _, want := range []string{"FAILED", "refused: otp=2", "failed handshakes: anyconnect=5 openvpn-udp=1000"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("show sslvpn lacks %q:\n%s", want, out.String())
 		}
