@@ -17,7 +17,9 @@ import (
 // routed into the interface of the tunnel it was learned over, beside the static routes (routed.go). A session
 // that drops takes its prefixes along, so they move to the other tunnel's session by routing. The keepalive
 // probes stay in force: a tunnel whose probes die while its session lingers gets the lowest local preference, so
-// its prefixes move too (so does any tunnel not healthy).
+// its prefixes move too (so does any tunnel not healthy). In policy-based mode on kernel-libipsec the learned
+// prefixes are let into charon's table instead (gate.go), and the connection's traffic follows a tunnel whose
+// session is established (steer.go).
 
 // bgpSpeaker is the BGP speaker as the engine drives it. *bgp.Speaker implements it.
 type bgpSpeaker interface {
@@ -127,6 +129,16 @@ func (e *engine) applyBGP(ctx context.Context) {
 		return
 	}
 	e.bgpApplied, e.bgpSet, e.bgpErr = want, true, ""
+}
+
+// bgpSession says whether the BGP session over the tunnel is established, and since when.
+func (e *engine) bgpSession(now time.Time, tunnel string) (up bool, since time.Time) {
+	for _, n := range e.bgpStatus.Neighbors {
+		if n.Name == tunnel && n.State == bgp.StateEstablished {
+			return true, now.Add(-n.Uptime)
+		}
+	}
+	return false, time.Time{}
 }
 
 // readBGP refreshes what the status shows of the speaker.

@@ -13,11 +13,13 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"toride/ike/bgp"
+	"toride/ike/charon"
 )
 
 // fakeSpeaker records what the engine gives the BGP speaker; the test plays its sink.
 type fakeSpeaker struct {
 	configs []bgp.Config
+	status  bgp.Status
 	closed  bool
 }
 
@@ -25,7 +27,7 @@ func (s *fakeSpeaker) Set(_ context.Context, c bgp.Config) error {
 	s.configs = append(s.configs, c)
 	return nil
 }
-func (s *fakeSpeaker) Status() bgp.Status         { return bgp.Status{} }
+func (s *fakeSpeaker) Status() bgp.Status         { return s.status }
 func (s *fakeSpeaker) Routes() []bgp.LearnedRoute { return nil }
 func (s *fakeSpeaker) Close() error               { s.closed = true; return nil }
 
@@ -172,13 +174,82 @@ func TestValidateOneLocalASN(t *testing.T) {
 	}
 }
 
-// Where the tunnels are policy-based there is no BGP speaker: the status says so instead of showing nothing.
-func TestBGPOnPolicyBasedSaysItDoesNotRun(t *testing.T) {
-	h := newHarness(t)
+// With kernel ESP but no xfrm interfaces there is no BGP speaker: the status says so instead of showing nothing.
+func TestBGPWithoutXFRMInterfacesSaysItDoesNotRun(t *testing.T) {
+	h := newHarnessOn(t, charon.BackendKernel)
 	h.set(bgpConfig())
 	probs := h.s.Status().BGPProblems
-	if len(probs) != 1 || !strings.Contains(probs[0], "route-based tunnels only") {
+	if len(probs) != 1 || !strings.Contains(probs[0], "BGP needs xfrm interfaces") {
 		t.Errorf("status problems %q", probs)
+	}
+}
+
+// fakeGate records what the engine lets into charon's routing table.
+type fakeGate struct{ want []netip.Prefix }
+
+func (g *fakeGate) Set(want []netip.Prefix) error { g.want = slices.Clone(want); return nil }
+func (g *fakeGate) Close()                        {}
+
+func (h *harness) wantGate(want ...string) {
+	h.t.Helper()
+	var got []string
+	for _, p := range h.gate.want {
+		got = append(got, p.String())
+	}
+	if !slices.Equal(got, want) {
+		h.t.Fatalf("let into charon's table: %v, want %v", got, want)
+	}
+}
+
+// established makes the fake speaker's sessions over the given tunnels established, the others idle.
+func (h *harness) established(tunnels ...string) {
+	h.speaker.status = bgp.Status{}
+	for _, n := range []string{t1, t2} {
+		st := bgp.StateIdle
+		if slices.Contains(tunnels, n) {
+			st = bgp.StateEstablished
+		}
+		h.speaker.status.Neighbors = append(h.speaker.status.Neighbors, bgp.NeighborStatus{Name: n, State: st})
+	}
+}
+
+// On kernel-libipsec (policy-based) BGP runs too: each tunnel's CHILD_SA selects everything on the cloud's side,
+// as the cloud's own does; the gate lets into charon's table only the far inside addresses and what was learned;
+// the connection's traffic follows a tunnel whose session is established, the preferred one first.
+func TestBGPOnKernelLibipsec(t *testing.T) {
+	h := newHarness(t)
+	h.set(bgpConfig())
+	net := h.f.conns[t1].Children[t1+"-net"]
+	if !slices.Equal(net.RemoteTS, []string{"0.0.0.0/0"}) || !slices.Equal(net.LocalTS, []string{"10.1.0.0/16", "169.254.10.2/32"}) {
+		t.Fatalf("tunnel 1's CHILD_SA selects %v === %v", net.LocalTS, net.RemoteTS)
+	}
+	h.complete()
+	h.probe(t1, true)
+	h.probe(t2, true)
+	if n := len(h.speaker.last(t).Neighbors); n != 2 {
+		t.Fatalf("the speaker has %d neighbors, want one per tunnel", n)
+	}
+	h.wantGate("169.254.10.1/32", "169.254.11.1/32")
+
+	h.established(t1, t2)
+	h.learn(cloudNet, t1)
+	h.wantGate("10.2.0.0/16", "169.254.10.1/32", "169.254.11.1/32")
+	h.complete() // steering re-installs the carrier's CHILD_SA, so that libipsec puts it first
+	h.wantActive(0)
+	// Tunnel 1's session ends: its best paths go to tunnel 2's, and so does the traffic, at once.
+	h.established(t2)
+	h.learn(cloudNet, t2)
+	h.complete()
+	h.wantActive(1)
+	if ts := h.conn().Tunnels[0].BGP; ts == nil || ts.State != bgp.StateIdle {
+		t.Errorf("tunnel 1's BGP status %+v", ts)
+	}
+	// Nothing learned any more: only the sessions' own addresses go into the tunnels.
+	h.learn(cloudNet, "")
+	h.wantGate("169.254.10.1/32", "169.254.11.1/32")
+	h.e.shutdown()
+	if !h.speaker.closed {
+		t.Error("shutdown left the speaker running")
 	}
 }
 

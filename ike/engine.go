@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"toride/dataplane/probe"
@@ -77,7 +78,8 @@ type engineDeps struct {
 	dial        func(ctx context.Context, socket string) (charonSession, error)
 	addrs       insideAddrs
 	links       tunnelLinks    // route-based mode only
-	bgp         bgpSpeaker     // route-based mode only
+	gate        tableGate      // policy-based mode on kernel-libipsec only
+	bgp         bgpSpeaker     // route-based mode, and policy-based mode on kernel-libipsec
 	learned     *learnedRoutes // the speaker's sink
 	firewall    Firewall       // nil: no firewall rules
 	startProber func(cfg icmpprobe.Config, report func(icmpprobe.Result)) (prober, error)
@@ -125,7 +127,9 @@ type engine struct {
 	bgpApplied  bgp.Config // what the speaker was last given
 	bgpSet      bool
 	bgpErr      string
-	bgpRejected []string // learned prefixes not routed, and why
+	bgpRejected []string       // learned prefixes not routed, and why
+	gateApplied []netip.Prefix // what the gate was last given
+	gateSet     bool
 	bgpStatus   bgp.Status
 	bgpRoutes   []bgp.LearnedRoute
 	applied     bool
@@ -341,9 +345,12 @@ func (e *engine) evaluate(ctx context.Context) {
 		e.steerRoutes(now)
 		return
 	}
+	e.applyBGP(ctx)
+	e.readBGP() // steering follows the sessions' state
 	for _, cs := range e.conns {
 		e.steer(ctx, now, cs)
 	}
+	e.applyGate()
 }
 
 // shutdown stops probers, removes our addresses and firewall rules. charon is stopped by Service.Close.
@@ -364,6 +371,7 @@ func (e *engine) shutdown() {
 	if e.links != nil {
 		e.removeLinks(ctx)
 	}
+
 	if e.firewall != nil && e.fwSet {
 		e.firewall.Set(ctx, FirewallOwner, nil)
 	}

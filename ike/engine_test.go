@@ -39,6 +39,7 @@ type harness struct {
 	probers []*fakeProber
 	backend charon.Backend
 	links   *fakeLinks // route-based mode; nil in policy-based mode
+	gate    *fakeGate  // policy-based mode on kernel-libipsec
 	speaker *fakeSpeaker
 	learned *learnedRoutes
 }
@@ -76,10 +77,15 @@ func (h *harness) startEngine() {
 		log:         slog.New(slog.NewTextHandler(testLog{h.t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		now:         h.clock,
 	}
-	if h.links != nil {
+	switch {
+	case h.links != nil:
 		deps.mode, deps.links = ModeRouteBased, h.links
 		h.speaker, h.learned = &fakeSpeaker{}, newLearnedRoutes()
 		deps.bgp, deps.learned = h.speaker, h.learned
+	case h.backend == charon.BackendLibipsec:
+		h.gate = &fakeGate{}
+		h.speaker, h.learned = &fakeSpeaker{}, newLearnedRoutes()
+		deps.gate, deps.bgp, deps.learned = h.gate, h.speaker, h.learned
 	}
 	h.s, h.e = newService(Opts{ResyncInterval: 2 * time.Second}, deps)
 	h.e.connect(h.ctx)

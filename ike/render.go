@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -143,6 +144,14 @@ func planTunnel(connName string, conn *Connection, i int, t *Tunnel, backend cha
 			ch.MarkIn, ch.MarkOut = "%unique", "%unique"
 		}
 	}
+	// The remote networks the policy-based CHILD_SAs select. What BGP will learn is unknown when they are
+	// negotiated: on kernel-libipsec they select everything, as the cloud's do, and the gate (gate.go) decides
+	// what is routed into them. Elsewhere (kernel ESP without xfrm interfaces) BGP does not run.
+	remoteNets := prefixStrings(conn.RemoteNetworks)
+	dynamic := conn.Routing == RoutingBGP && backend == charon.BackendLibipsec
+	if dynamic {
+		remoteNets = []string{"0.0.0.0/0"}
+	}
 	switch {
 	case mode == ModeRouteBased:
 		// One CHILD_SA of 0.0.0.0/0 both ways, bound to the tunnel's xfrm interface by its if_id: the routing
@@ -157,8 +166,8 @@ func planTunnel(connName string, conn *Connection, i int, t *Tunnel, backend cha
 		net := child([]string{"0.0.0.0/0"}, []string{"0.0.0.0/0"})
 		net.IfIDIn, net.IfIDOut = fmt.Sprint(id), fmt.Sprint(id)
 		children[p.netChild] = net
-	case len(conn.RemoteNetworks) == 0:
-		// BGP without static prefixes: only the inside addresses (where BGP runs) for now.
+	case len(remoteNets) == 0 || len(conn.LocalNetworks) == 0:
+		// Nothing but the probes (and BGP where it cannot run: see remoteNets).
 		children[p.probeChild] = child(probeLocal, probeRemote)
 	case t.IKEVersion == 2:
 		// One CHILD_SA carries both the LAN traffic and the probes, as the cloud expects (one SA pair per
@@ -166,15 +175,18 @@ func planTunnel(connName string, conn *Connection, i int, t *Tunnel, backend cha
 		// keep the very SA the LAN traffic needs from idling out.
 		p.netChild = name + "-net"
 		p.probeChild = p.netChild
-		net := child(append(prefixStrings(conn.LocalNetworks), probeLocal...),
-			append(prefixStrings(conn.RemoteNetworks), probeRemote...))
+		remote := remoteNets
+		if !dynamic {
+			remote = append(slices.Clone(remoteNets), probeRemote...)
+		}
+		net := child(append(prefixStrings(conn.LocalNetworks), probeLocal...), remote)
 		markUnique(&net)
 		children[p.netChild] = net
 	default:
 		// IKEv1 negotiates one selector pair per SA: the probes need a CHILD_SA of their own.
 		children[p.probeChild] = child(probeLocal, probeRemote)
 		p.netChild = name + "-net"
-		net := child(prefixStrings(conn.LocalNetworks), prefixStrings(conn.RemoteNetworks))
+		net := child(prefixStrings(conn.LocalNetworks), remoteNets)
 		markUnique(&net)
 		children[p.netChild] = net
 	}

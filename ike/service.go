@@ -29,6 +29,7 @@ import (
 
 	"toride/dataplane/nft"
 	"toride/dataplane/probe"
+	"toride/dataplane/tablegate"
 	"toride/dataplane/xfrm"
 	"toride/ike/bgp"
 	"toride/ike/charon"
@@ -75,6 +76,7 @@ type Opts struct {
 type Service struct {
 	opts   Opts
 	sup    *charon.Supervisor
+	gate   tableGate // kernel-libipsec: cleared once charon, whose routes it holds back, is gone
 	reqs   chan setRequest
 	probes chan probeEvent
 	kernel chan xfrm.Event // the kernel's XFRM monitor (route-based mode)
@@ -116,20 +118,53 @@ func New(ctx context.Context, opts Opts) (*Service, error) {
 	}
 	mode := ModePolicyBased
 	var links tunnelLinks
+	var gate tableGate
 	var speaker bgpSpeaker
 	var learned *learnedRoutes
-	if backend == charon.BackendKernel && caps.XFRMInterfaces {
+	newSpeaker := func() error {
+		learned = newLearnedRoutes()
+		sp, err := bgp.New(bgp.Opts{Sink: learned, NetnsPath: opts.NetnsPath, Logger: opts.Logger.With("component", "bgp")})
+		if err != nil {
+			return fmt.Errorf("ike: %w", err)
+		}
+		speaker = sp
+		return nil
+	}
+	switch {
+	case backend == charon.BackendKernel && caps.XFRMInterfaces:
 		t, err := xfrm.Open(opts.NetnsPath)
 		if err != nil {
 			return nil, fmt.Errorf("ike: %w", err)
 		}
-		learned = newLearnedRoutes()
-		sp, err := bgp.New(bgp.Opts{Sink: learned, NetnsPath: opts.NetnsPath, Logger: opts.Logger.With("component", "bgp")})
-		if err != nil {
+		if err := newSpeaker(); err != nil {
 			t.Close()
+			return nil, err
+		}
+		mode, links = ModeRouteBased, t
+	case backend == charon.BackendLibipsec:
+		// kernel-libipsec routes every CHILD_SA into its TUN device: the gate lets through only what the
+		// engine routes into the tunnels, which is what lets BGP's CHILD_SAs of 0.0.0.0/0 run here.
+		g, err := tablegate.Open(opts.NetnsPath)
+		if err != nil {
 			return nil, fmt.Errorf("ike: %w", err)
 		}
-		mode, links, speaker = ModeRouteBased, t, sp
+		if err := newSpeaker(); err != nil {
+			g.Close()
+			return nil, err
+		}
+		gate = g
+	}
+	// closeRouted releases what the mode made when New fails after making it.
+	closeRouted := func() {
+		if links != nil {
+			links.Close()
+		}
+		if gate != nil {
+			gate.Close()
+		}
+		if speaker != nil {
+			speaker.Close()
+		}
 	}
 	sup, err := charon.Start(charon.Options{
 		Binary:     opts.CharonBinary,
@@ -142,13 +177,13 @@ func New(ctx context.Context, opts Opts) (*Service, error) {
 		Logger:     opts.Logger.With("component", "charon"),
 	})
 	if err != nil {
-		closeRouted(links, speaker)
+		closeRouted()
 		return nil, fmt.Errorf("ike: %w", err)
 	}
 	addrs, err := openLoopbackAddrs(opts.NetnsPath)
 	if err != nil {
 		sup.Close()
-		closeRouted(links, speaker)
+		closeRouted()
 		return nil, fmt.Errorf("ike: %w", err)
 	}
 	s, e := newService(opts, engineDeps{
@@ -159,6 +194,7 @@ func New(ctx context.Context, opts Opts) (*Service, error) {
 		dial:        dialVICI,
 		addrs:       addrs,
 		links:       links,
+		gate:        gate,
 		bgp:         speaker,
 		learned:     learned,
 		firewall:    opts.Firewall,
@@ -166,7 +202,7 @@ func New(ctx context.Context, opts Opts) (*Service, error) {
 		netnsPath:   opts.NetnsPath,
 		log:         opts.Logger,
 	})
-	s.sup = sup
+	s.sup, s.gate = sup, gate
 	ectx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	if links != nil {
@@ -193,16 +229,6 @@ func (s *Service) watchKernel(ctx context.Context, links tunnelLinks) {
 		case <-ctx.Done():
 		case <-time.After(time.Second):
 		}
-	}
-}
-
-// closeRouted releases the route-based mode's kernel handle and BGP speaker when New fails after making them.
-func closeRouted(links tunnelLinks, speaker bgpSpeaker) {
-	if links != nil {
-		links.Close()
-	}
-	if speaker != nil {
-		speaker.Close()
 	}
 }
 
@@ -279,6 +305,12 @@ func (s *Service) Close() error {
 		s.cancel()
 		<-s.done
 		s.sup.Close()
+		if s.gate != nil {
+			if err := s.gate.Set(nil); err != nil {
+				s.opts.Logger.Warn("removing the routing rules failed", "err", err)
+			}
+			s.gate.Close()
+		}
 	})
 	return nil
 }

@@ -139,9 +139,9 @@ func (e *engine) publish() {
 	}
 	st.BGPRoutes = e.bgpRoutes
 	if e.bgp == nil && slices.ContainsFunc(e.plans, func(cp *connPlan) bool { return cp.bgp != nil }) {
-		st.BGPProblems = append(st.BGPProblems, "BGP runs over route-based tunnels only (a kernel with ESP and xfrm "+
-			"interfaces, as the appliance's); on this kernel ("+string(e.backend)+", policy-based) the tunnels come up "+
-			"but no BGP session runs: use static routing here")
+		st.BGPProblems = append(st.BGPProblems, "BGP needs xfrm interfaces (the appliance's kernel) or kernel-libipsec "+
+			"(a kernel without ESP); on this kernel ("+string(e.backend)+", ESP without xfrm interfaces) the tunnels come "+
+			"up but no BGP session runs: use static routing here")
 	}
 	if e.bgpErr != "" {
 		st.BGPProblems = append(st.BGPProblems, e.bgpErr)

@@ -22,6 +22,15 @@ func (e *engine) steer(ctx context.Context, now time.Time, cs *connState) {
 			continue
 		}
 		v := tunnelView{healthy: st.healthy, healthySince: st.healthySince}
+		if cp.bgp != nil {
+			// All the connection's traffic follows one tunnel's selectors here: a tunnel whose BGP session is
+			// down has no learned route to carry, so it carries nothing; its hold-down counts from the session.
+			up, since := e.bgpSession(now, tp.name)
+			v.healthy = v.healthy && up
+			if since.After(v.healthySince) {
+				v.healthySince = since
+			}
+		}
 		for _, n := range st.nets {
 			v.netOrder = append(v.netOrder, e.lineages.order[n.UniqueID])
 			v.netInstalled = append(v.netInstalled, n.InstallTime)

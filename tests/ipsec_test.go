@@ -117,6 +117,15 @@ func waitTunnels(t *testing.T, d *toridetest.Daemon, tp *cloudlab.Topo, what str
 	return st
 }
 
+// packetsOut is each tunnel's packets-out counter, in tunnel order, for cloudlab.CarriedBy.
+func packetsOut(st ipsecStatus) []uint64 {
+	var o []uint64
+	for _, tn := range st.Connections[0].Tunnels {
+		o = append(o, tn.PktsOut)
+	}
+	return o
+}
+
 func bothTunnelsUp(st ipsecStatus) error {
 	if len(st.Connections) != 1 || len(st.Connections[0].Tunnels) != 2 {
 		return fmt.Errorf("want one connection with two tunnels: %+v", st)
@@ -203,13 +212,7 @@ func TestIPsecImportGenericIKEv2(t *testing.T) {
 	}
 	pinger := tp.StartPinger(t)
 	// The status' active flag is the truth (cloudlab.CarriedBy).
-	sent := func(st ipsecStatus) []uint64 {
-		var o []uint64
-		for _, tn := range st.Connections[0].Tunnels {
-			o = append(o, tn.PktsOut)
-		}
-		return o
-	}
+	sent := packetsOut
 	waitTunnels(t, d, tp, "LAN traffic out over the active tunnel", func(now ipsecStatus) error {
 		return cloudlab.CarriedBy(sent(st), sent(now), active)
 	})

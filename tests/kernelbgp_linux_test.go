@@ -26,40 +26,9 @@ func TestIPsecKernelBGP(t *testing.T) {
 		t.Fatal(err)
 	}
 	lab.RequireKernel(t, caps.ESP && caps.XFRMInterfaces, "ESP and xfrm interfaces")
-	tp := cloudlab.New(t, cloudlab.Options{BGP: true})
-	d := toridetest.Start(t, tp.App, t.TempDir())
-	file := labFileWith(t, awsconf.FormatGeneric, 2, func(tn *awsconf.Tunnel) {
-		tn.BGP = &awsconf.BGP{CustomerASN: cloudlab.SiteASN, CloudASN: cloudlab.CloudASN,
-			Neighbor: tn.VPNGatewayInside.Addr(), HoldTime: 30 * time.Second}
-	})
-	start := time.Now()
-	importAndCommitWith(t, d, tp, file)
-	st := waitTunnels(t, d, tp, "both BGP sessions up and the cloud LAN learned", func(st ipsecStatus) error {
-		for _, tn := range st.Connections[0].Tunnels {
-			if tn.BGP == nil || tn.BGP.State != "established" {
-				return fmt.Errorf("%s: BGP %+v", tn.Name, tn.BGP)
-			}
-		}
-		return learnedVia(st, "aws tunnel1")
-	})
-	t.Logf("commit → both sessions established and %s learned: %v", cloudlab.CloudLAN, time.Since(start).Round(time.Millisecond))
+	tp, d, st := bgpLab(t)
 	if dst := routeInto(t, tp); dst != "aws-t1" {
 		t.Fatalf("the cloud LAN is routed into %q, want the preferred tunnel's aws-t1", dst)
-	}
-	// The cloud hears the site LAN on both sessions (its own view).
-	for i, b := range tp.BGPs {
-		if err := lab.WaitFor(lab.Within(t, 20*time.Second), 200*time.Millisecond, func() error {
-			got, err := b.Received()
-			if err != nil {
-				return err
-			}
-			if _, ok := got["10.1.0.0/24"]; !ok {
-				return fmt.Errorf("gateway %d's bgpd has %v from the appliance", i+1, got)
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
 	}
 	if show := d.MustToride("show", "ipsec"); !strings.Contains(show, "route-based") || !strings.Contains(show, "BGP aws tunnel1: established") {
 		t.Errorf("show ipsec:\n%s", show)
@@ -106,6 +75,98 @@ func TestIPsecKernelBGP(t *testing.T) {
 	})
 	gap = waitResumed(t, tp, pinger, killed)
 	t.Logf("traffic gap after gateway 1 died (probes every 1 s, 3 lost; BGP hold 9 s): %v", gap.Round(100*time.Millisecond))
+}
+
+// TestIPsecBGPOverLibipsec runs where the kernel has no ESP (kernel-libipsec, policy-based tunnels): the same
+// import and commit give both BGP sessions over CHILD_SAs that select everything on the cloud's side, as the
+// cloud's own do; only the learned prefix and the sessions' addresses are routed into the tunnels, never the
+// box's other traffic; a session that ends takes the LAN traffic to the other tunnel.
+func TestIPsecBGPOverLibipsec(t *testing.T) {
+	caps, err := probe.Detect(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if caps.ESP {
+		t.Skip("this kernel has ESP: torided runs it route-based (TestIPsecKernelBGP)")
+	}
+	tp, d, st := bgpLab(t)
+	if st.Backend != "kernel-libipsec" || st.Mode != "policy-based" {
+		t.Fatalf("backend %q, mode %q", st.Backend, st.Mode)
+	}
+	if show := d.MustToride("show", "ipsec"); !strings.Contains(show, "policy-based") || !strings.Contains(show, "BGP aws tunnel1: established") {
+		t.Errorf("show ipsec:\n%s", show)
+	}
+	// The box's own traffic elsewhere keeps the main table's default route; the cloud LAN goes into the tunnels.
+	for dst, dev := range map[string]string{"192.0.2.77": "wan0", "10.2.0.20": "ipsec0"} {
+		if out := tp.App.MustRun("ip", "route", "get", dst); !strings.Contains(out, "dev "+dev) {
+			t.Errorf("ip route get %s: %s, want it to leave by %s", dst, out, dev)
+		}
+	}
+	requireMetrics(t, d, `^toride_ipsec_bgp_session_up\{connection="aws",tunnel="tunnel2"\} 1$`)
+	tp.WaitPing(lab.Within(t, 30*time.Second), t)
+	pinger := tp.StartPinger(t)
+	carriedBy := func(want int, what string) {
+		t.Helper()
+		start := packetsOut(ipsecNow(t, d))
+		waitTunnels(t, d, tp, what, func(now ipsecStatus) error {
+			if !now.Connections[0].Tunnels[want].Active {
+				return fmt.Errorf("tunnel %d is not active", want+1)
+			}
+			return cloudlab.CarriedBy(start, packetsOut(now), want)
+		})
+	}
+	carriedBy(0, "LAN traffic over the tunnel BGP prefers")
+
+	// The preferred tunnel's session ends (its speaker dies): the prefix is withdrawn from it, and the LAN
+	// traffic moves to tunnel 2; the cloud keeps answering over tunnel 1, which is still up.
+	cut := time.Now()
+	tp.BGPs[0].BGPD.Kill()
+	waitTunnels(t, d, tp, "the cloud LAN learned over tunnel 2 alone", func(st ipsecStatus) error { return learnedVia(st, "aws tunnel2") })
+	t.Logf("session over tunnel 1 ended → prefix learned over tunnel 2 alone: %v", time.Since(cut).Round(time.Millisecond))
+	carriedBy(1, "LAN traffic over tunnel 2 after tunnel 1's session ended")
+	t.Logf("session over tunnel 1 ended → LAN traffic over tunnel 2: %v", time.Since(cut).Round(time.Millisecond))
+	gap, _ := pinger.GapAround(cut)
+	t.Logf("traffic gap while the traffic moved: %v", gap.Round(100*time.Millisecond))
+}
+
+// bgpLab starts the lab with FRR beside each gateway and torided, imports the cloud's BGP file and commits with
+// no other step, and waits for both sessions, the cloud LAN learned over the preferred tunnel, and the site LAN
+// heard by both of the cloud's speakers.
+func bgpLab(t *testing.T) (*cloudlab.Topo, *toridetest.Daemon, ipsecStatus) {
+	t.Helper()
+	tp := cloudlab.New(t, cloudlab.Options{BGP: true})
+	d := toridetest.Start(t, tp.App, t.TempDir())
+	file := labFileWith(t, awsconf.FormatGeneric, 2, func(tn *awsconf.Tunnel) {
+		tn.BGP = &awsconf.BGP{CustomerASN: cloudlab.SiteASN, CloudASN: cloudlab.CloudASN,
+			Neighbor: tn.VPNGatewayInside.Addr(), HoldTime: 30 * time.Second}
+	})
+	start := time.Now()
+	importAndCommitWith(t, d, tp, file)
+	st := waitTunnels(t, d, tp, "both BGP sessions up and the cloud LAN learned", func(st ipsecStatus) error {
+		for _, tn := range st.Connections[0].Tunnels {
+			if tn.BGP == nil || tn.BGP.State != "established" {
+				return fmt.Errorf("%s: BGP %+v", tn.Name, tn.BGP)
+			}
+		}
+		return learnedVia(st, "aws tunnel1")
+	})
+	t.Logf("commit → both sessions established and %s learned: %v", cloudlab.CloudLAN, time.Since(start).Round(time.Millisecond))
+	// The cloud hears the site LAN on both sessions (its own view).
+	for i, b := range tp.BGPs {
+		if err := lab.WaitFor(lab.Within(t, 20*time.Second), 200*time.Millisecond, func() error {
+			got, err := b.Received()
+			if err != nil {
+				return err
+			}
+			if _, ok := got["10.1.0.0/24"]; !ok {
+				return fmt.Errorf("gateway %d's bgpd has %v from the appliance", i+1, got)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return tp, d, st
 }
 
 // learnedVia checks that the cloud LAN's best path is over the given tunnel and no problem is reported.
