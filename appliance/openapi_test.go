@@ -12,6 +12,7 @@ import (
 	"toride/appliance/logring"
 	"toride/appliance/metrics"
 	"toride/appliance/sslvpnsvc"
+	"toride/appliance/sysimage"
 	"toride/appliance/system"
 )
 
@@ -28,6 +29,7 @@ func TestOpenAPIMatchesTheRoutes(t *testing.T) {
 	(&ipsecsvc.API{}).Register(srv)
 	logring.New(1).Register(srv)
 	system.InterfacesAPI{}.Register(srv)
+	sysimage.New(sysimage.Layout{}).Register(srv)
 	metrics.New(metrics.Sources{}).Register(srv)
 
 	pathLine := regexp.MustCompile(`^  (/[^:]*):`)

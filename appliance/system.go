@@ -39,6 +39,7 @@ import (
 	"toride/appliance/secrets"
 	"toride/appliance/sslvpnsvc"
 	"toride/appliance/store"
+	"toride/appliance/sysimage"
 	"toride/appliance/system"
 	"toride/dataplane/link"
 	"toride/dataplane/nft"
@@ -75,6 +76,7 @@ type System struct {
 	orch    *Orchestrator
 	api     *api.Server
 	host    *system.Host
+	image   *sysimage.Images
 	closers []io.Closer // closed in reverse order
 }
 
@@ -166,6 +168,8 @@ func New(opts Options) (*System, error) {
 	}).Register(s.api)
 	ring.Register(s.api)
 	system.InterfacesAPI{List: system.ListInterfaces}.Register(s.api)
+	s.image = sysimage.New(sysimage.ApplianceLayout())
+	s.image.Register(s.api)
 	https := api.NewHTTPSListener(api.HTTPSOptions{Handler: s.api.Handler(), StateDir: opts.StateDir, Health: s.health,
 		Logger: s.log.With("component", "api")})
 	s.orch.components = []Component{host, ts, ipsec, vpn, https}
@@ -203,13 +207,28 @@ func (f closerFunc) Close() error { return f() }
 // Run applies the running configuration, serves the API until ctx ends, then stops every subsystem. ready, if
 // not nil, is called once the API socket accepts requests.
 func (s *System) Run(ctx context.Context, ready func()) error {
-	if err := s.store.Boot(ctx); err != nil {
+	bootErr := s.store.Boot(ctx)
+	if bootErr != nil {
 		// Boot is best effort: the API must come up so the admin can fix what failed.
-		s.log.Error("some components failed to start with the saved configuration", "err", err)
+		s.log.Error("some components failed to start with the saved configuration", "err", bootErr)
 	}
 	s.host.Watch()
 	s.log.Info("torided running", "revision", s.store.Commits()[0].Revision, "api_socket", s.opts.APISocket)
-	err := s.api.ServeUnix(ctx, s.opts.APISocket, ready)
+	err := s.api.ServeUnix(ctx, s.opts.APISocket, func() {
+		if ready != nil {
+			ready()
+		}
+		// Healthy: serving, with the configuration applied. A trial boot of a new image is kept only then.
+		if bootErr != nil {
+			s.log.Warn("this boot is not kept as healthy: the saved configuration did not apply")
+			return
+		}
+		if kept, err := s.image.Keep(); err != nil {
+			s.log.Error("keeping this system image", "err", err)
+		} else if kept {
+			s.log.Info("the new system image came up healthy and is kept")
+		}
+	})
 	s.close()
 	return err
 }

@@ -3,12 +3,15 @@ package images
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,12 +26,15 @@ const (
 	ovmfVars = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 )
 
-// TestBootAmd64 builds the amd64 image once, boots its qcow2 in qemu with OVMF and reads the serial console: GRUB
-// picks slot A, systemd starts torided with its state on /config, and the console's autologin lands in the toride
-// shell, which answers `show status` from the running torided. TORIDE_IMAGE, if set, names a qcow2 already built
-// to boot instead.
-func TestBootAmd64(t *testing.T) {
-	lab.Require(t, "qemu-system-x86_64", "qemu-img", "mmdebstrap")
+// TestBootAndUpdateAmd64 builds the amd64 image once, boots its qcow2 in qemu with OVMF and reads the serial
+// console: GRUB picks slot A, systemd starts torided with its state on /config, and the console's autologin lands in
+// the toride shell, which answers `show status` and `show interfaces` from the running torided. Then the update:
+// a second version of the root, installed from the first with request system image install, boots on trial and
+// is kept; a broken one (its torided never comes up) boots on trial, is rebooted by toride-trial.service, and the
+// appliance comes back on the previous slot by itself. The configuration committed before survives every step.
+// TORIDE_IMAGE, if set, names a qcow2 already built (its root beside it, .root.squashfs) to boot instead.
+func TestBootAndUpdateAmd64(t *testing.T) {
+	lab.Require(t, "qemu-system-x86_64", "qemu-img", "mmdebstrap", "unsquashfs", "mksquashfs")
 	for _, f := range []string{ovmfCode, ovmfVars} {
 		if _, err := os.Stat(f); err != nil {
 			t.Fatalf("%v (tests/deps.sh image installs ovmf)", err)
@@ -50,9 +56,10 @@ func TestBootAmd64(t *testing.T) {
 		t.Logf("image built in %s", time.Since(began).Round(time.Second))
 		image = filepath.Join(top, "images/out/toride-amd64.qcow2")
 	}
-
-	// The boot writes to the disk (/config) and the firmware's variables: both go to copies.
 	dir := t.TempDir()
+	version, update, broken := updateImages(t, strings.TrimSuffix(image, ".qcow2")+".root.squashfs", dir)
+
+	// The boot writes to the disk (/config, the other slot, grubenv) and the firmware's variables: both go to copies.
 	disk := filepath.Join(dir, "disk.qcow2")
 	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
 		"-b", image, disk).CombinedOutput(); err != nil {
@@ -65,14 +72,17 @@ func TestBootAmd64(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
+	// The two update images are disks of their own, /dev/vdb and /dev/vdc, as a USB stick would be.
 	cmd := exec.CommandContext(ctx, "qemu-system-x86_64",
 		"-accel", "tcg", "-cpu", "max", "-machine", "q35", "-m", "1024", "-smp", "2",
-		"-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
+		"-display", "none", "-monitor", "none", "-serial", "stdio",
 		"-drive", "if=pflash,format=raw,readonly=on,file="+ovmfCode,
 		"-drive", "if=pflash,format=raw,file="+vars,
 		"-drive", "if=virtio,format=qcow2,file="+disk,
+		"-drive", "if=virtio,format=raw,readonly=on,file="+update.path,
+		"-drive", "if=virtio,format=raw,readonly=on,file="+broken.path,
 		"-nic", "user,model=virtio-net-pci")
 	cmd.WaitDelay = 5 * time.Second
 	stdin, err := cmd.StdinPipe()
@@ -96,24 +106,146 @@ func TestBootAmd64(t *testing.T) {
 			t.Logf("serial console:\n%s", con.String())
 		}
 	}()
+	await := func(what string, re string, from int) {
+		t.Helper()
+		if err := con.await(ctx, regexp.MustCompile(re), from); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	// run types a command and waits for the prompt after its answer, which it returns.
+	run := func(command string) string {
+		t.Helper()
+		mark := con.Len()
+		if _, err := io.WriteString(stdin, command+"\r"); err != nil {
+			t.Fatal(err)
+		}
+		await(command, `(?s)`+regexp.QuoteMeta(command)+`.*toride(\(config\)#|>) $`, mark)
+		return con.String()[mark:]
+	}
+	// booted waits for a boot of slot (on trial or not) to reach the shell with torided serving.
+	bootOf := func(slot string, trial bool, from int) {
+		t.Helper()
+		arg := `toride\.slot=` + slot + ` panic`
+		if trial {
+			arg = `toride\.slot=` + slot + ` toride\.trial=1`
+		}
+		await("the kernel of slot "+slot, `Command line:.*`+arg, from)
+		await("torided", `Started torided\.service`, from)
+		await("the shell", `toride> $`, from)
+	}
+	// imageShows waits until show system image has every line of want (torided keeps a trial at its start).
+	imageShows := func(want ...string) string {
+		t.Helper()
+		var out string
+		for deadline := time.Now().Add(time.Minute); ; {
+			out = run("show system image")
+			missing := slices.ContainsFunc(want, func(w string) bool { return !regexp.MustCompile(w).MatchString(out) })
+			if !missing {
+				return out
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("show system image lacks one of %q:\n%s", want, out)
+			}
+			time.Sleep(2 * time.Second)
+		}
+	}
 
-	// The console's autologin may reach the shell before torided serves its socket: wait for both.
-	if err := con.await(ctx, regexp.MustCompile(`Started torided\.service`), 0); err != nil {
-		t.Fatalf("torided never started: %v", err)
-	}
-	if err := con.await(ctx, regexp.MustCompile(`toride> `), 0); err != nil {
-		t.Fatalf("no toride shell on the console: %v", err)
-	}
+	bootOf("a", false, 0)
 	t.Logf("time to prompt: %s (TCG)", time.Since(booted).Round(time.Second))
+	if out := run("show status"); !strings.Contains(out, `"version"`) {
+		t.Fatalf("show status did not answer:\n%s", out)
+	}
+	if out := run("show interfaces"); !regexp.MustCompile(`eth0 +up`).MatchString(out) {
+		t.Fatalf("show interfaces:\n%s", out)
+	}
+	imageShows(`A +`+regexp.QuoteMeta(version)+` +running, default`, `B +- +-`)
+	run("configure")
+	run("set system host-name update-test")
+	if out := run("commit"); !strings.Contains(out, "Committed revision") {
+		t.Fatalf("commit:\n%s", out)
+	}
+	run("exit")
+	marker := "set system host-name update-test"
 
+	// A new version: installed into slot B, tried at the next boot, kept once torided is up.
+	if out := run("request system image install /dev/vdb " + update.sum); !strings.Contains(out, "Installed "+update.version+" into slot b") {
+		t.Fatalf("install:\n%s", out)
+	}
+	imageShows(`B +` + regexp.QuoteMeta(update.version) + ` +next boot, on trial`)
 	mark := con.Len()
-	if _, err := io.WriteString(stdin, "show status\r"); err != nil {
+	rebooted := time.Now()
+	if _, err := io.WriteString(stdin, "request system reboot\r"); err != nil {
 		t.Fatal(err)
 	}
-	if err := con.await(ctx, regexp.MustCompile(`(?s)"version":.*toride> `), mark); err != nil {
-		t.Fatalf("show status did not answer: %v", err)
+	bootOf("b", true, mark)
+	imageShows(`A +`+regexp.QuoteMeta(version)+` +-`, `B +`+regexp.QuoteMeta(update.version)+` +running, default`)
+	t.Logf("update: reboot → new image kept: %s", time.Since(rebooted).Round(time.Second))
+	if out := run("show configuration commands"); !strings.Contains(out, marker) {
+		t.Fatalf("the configuration did not survive the update:\n%s", out)
 	}
-	t.Logf("show status:\n%s", strings.TrimSpace(con.String()[mark:]))
+
+	// A broken version (its torided exits at once): tried once, not kept, and the appliance comes back on B.
+	if out := run("request system image install /dev/vdc " + broken.sum); !strings.Contains(out, "Installed "+broken.version+" into slot a") {
+		t.Fatalf("install:\n%s", out)
+	}
+	mark = con.Len()
+	rebooted = time.Now()
+	if _, err := io.WriteString(stdin, "request system reboot\r"); err != nil {
+		t.Fatal(err)
+	}
+	await("the broken image on trial", `Command line:.*toride\.slot=a toride\.trial=1`, mark)
+	await("toride-trial.service giving up", `did not come up healthy`, mark)
+	bootOf("b", false, con.Len())
+	imageShows(`A +`+regexp.QuoteMeta(broken.version)+` +-`, `B +`+regexp.QuoteMeta(update.version)+` +running, default`)
+	t.Logf("broken update: reboot → back on the previous image: %s", time.Since(rebooted).Round(time.Second))
+	if out := run("show configuration commands"); !strings.Contains(out, marker) {
+		t.Fatalf("the configuration did not survive the failed update:\n%s", out)
+	}
+}
+
+// updateImage is a root image to install: its file, SHA-256 and version.
+type updateImage struct{ path, sum, version string }
+
+// updateImages makes, from the built root, a second version and a broken one (its torided exits at once); gzip
+// level 1 keeps it to seconds. It returns the built root's version.
+func updateImages(t *testing.T, root, dir string) (string, updateImage, updateImage) {
+	t.Helper()
+	tree := filepath.Join(dir, "root")
+	if out, err := exec.Command("unsquashfs", "-q", "-no-progress", "-d", tree, root).CombinedOutput(); err != nil {
+		t.Fatalf("unsquashfs: %v: %s", err, out)
+	}
+	defer os.RemoveAll(tree)
+	raw, err := os.ReadFile(filepath.Join(tree, "usr/lib/toride/version"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	version := strings.TrimSpace(string(raw))
+	variant := func(name string) updateImage {
+		v := version + "-" + name
+		if err := os.WriteFile(filepath.Join(tree, "usr/lib/toride/version"), []byte(v+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, name+".squashfs")
+		if out, err := exec.Command("mksquashfs", tree, p, "-comp", "gzip", "-Xcompression-level", "1", "-noappend",
+			"-quiet", "-no-progress").CombinedOutput(); err != nil {
+			t.Fatalf("mksquashfs: %v: %s", err, out)
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err != nil {
+			t.Fatal(err)
+		}
+		return updateImage{path: p, sum: hex.EncodeToString(h.Sum(nil)), version: v}
+	}
+	update := variant("update")
+	if err := os.WriteFile(filepath.Join(tree, "usr/sbin/torided"), []byte("#!/bin/sh\necho broken on purpose >&2\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return version, update, variant("broken")
 }
 
 // console collects the serial console's output as it comes, until qemu exits.

@@ -24,6 +24,8 @@ root=$work/root
 suite=bookworm
 mirror=http://deb.debian.org/debian
 : "${SOURCE_DATE_EPOCH:=$(git -C "$top" log -1 --format=%ct 2>/dev/null || echo 0)}"
+# The image's version, as the binaries' (make build): what show system image lists for each slot.
+: "${TORIDE_VERSION:=$(git -C "$top" describe --always --dirty 2>/dev/null || echo dev)}"
 export SOURCE_DATE_EPOCH E2FSPROGS_FAKE_TIME=$SOURCE_DATE_EPOCH LC_ALL=C.UTF-8 TZ=UTC
 
 # Sizes in MiB. The slots leave the root room to grow; the raw disk is sparse, the qcow2 holds only what is used.
@@ -58,9 +60,10 @@ install -m 0755 "$top/bin/linux-$arch/torided" "$root/usr/sbin/torided"
 install -m 0755 "$top/bin/linux-$arch/toride" "$root/usr/bin/toride"
 echo /usr/bin/toride >>"$root/etc/shells"
 ln -sf ../run/toride/resolv.conf "$root/etc/resolv.conf"
-mkdir -p "$root/config"
+mkdir -p "$root/config" "$root/boot/efi" "$root/usr/lib/toride"
+echo "$TORIDE_VERSION" >"$root/usr/lib/toride/version"
 systemd-sysusers --root="$root" >/dev/null
-systemctl --root="$root" enable torided.service 2>/dev/null
+systemctl --root="$root" enable torided.service toride-trial.service 2>/dev/null
 # strongswan-charon's package starts a charon of its own (ipsec.conf); torided starts and drives the only one.
 systemctl --root="$root" mask strongswan-starter.service 2>/dev/null
 : >"$root/etc/motd"
@@ -80,7 +83,7 @@ stage "4/6 EFI system partition: GRUB"
 grub-mkimage --format="$efi_target" --prefix=/EFI/BOOT --output="$work/$efi_name" \
 	part_gpt fat squash4 normal configfile linux echo test regexp loadenv serial terminal all_video gzio
 grub-editenv "$work/grubenv" create
-grub-editenv "$work/grubenv" set slot=a
+grub-editenv "$work/grubenv" set slot=a "version_a=$TORIDE_VERSION"
 touch --date="@$SOURCE_DATE_EPOCH" "$work/$efi_name" "$work/grubenv" "$top/images/grub.cfg"
 truncate -s "${esp_mib}M" "$work/esp.img"
 mkfs.vfat -F 32 -n ESP -i 544f5249 --invariant "$work/esp.img" >/dev/null
@@ -109,10 +112,12 @@ dd if="$work/config.img" of="$disk" bs=1M seek=$((1 + esp_mib + 2 * slot_mib)) c
 stage "6/6 qcow2"
 qemu-img convert -f raw -O qcow2 "$disk" "$out/toride-$arch.qcow2"
 cp "$work/root.squashfs" "$out/toride-$arch.root.squashfs"
+# What request system image install checks the root against.
+(cd "$out" && sha256sum "toride-$arch.root.squashfs" >"toride-$arch.root.squashfs.sha256")
 rm -rf "$work"
 
 stage "done"
 mib() { echo "$(($(stat -c %s "$1") >> 20)) MiB"; }
 echo "  $out/toride-$arch.img: $(mib "$disk") (raw GPT disk, sparse: $(($(du -k "$disk" | cut -f1) >> 10)) MiB used)"
 echo "  $out/toride-$arch.qcow2: $(mib "$out/toride-$arch.qcow2")"
-echo "  $out/toride-$arch.root.squashfs: $(mib "$out/toride-$arch.root.squashfs") (the root of one slot; kernel $kver)"
+echo "  $out/toride-$arch.root.squashfs: $(mib "$out/toride-$arch.root.squashfs") (the root of one slot, version $TORIDE_VERSION, kernel $kver; the update file, with its .sha256)"

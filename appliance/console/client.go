@@ -13,6 +13,7 @@ import (
 	"toride/appliance/logring"
 	"toride/appliance/sslvpnsvc"
 	"toride/appliance/system"
+	"toride/appliance/sysimage"
 )
 
 // API is what the console asks of torided. *Client is the real one, over the API socket; tests give a fake.
@@ -41,6 +42,10 @@ type API interface {
 	SSLVPNSessions(ctx context.Context) (sslvpnsvc.Sessions, error)
 	ImportAWSVPN(ctx context.Context, file []byte, opts url.Values) (ipsecsvc.Imported, error)
 	Interfaces(ctx context.Context) (system.Interfaces, error)
+	SystemImage(ctx context.Context) (sysimage.Status, error)
+	// InstallImage writes the root image at path (on the appliance) into the other slot; sum "" reads path.sha256.
+	InstallImage(ctx context.Context, path, sum string) (sysimage.Installed, error)
+	Reboot(ctx context.Context) error
 	// Log is torided's newest lines, of component ("" for all).
 	Log(ctx context.Context, component string, lines int) (logring.Lines, error)
 
@@ -269,6 +274,22 @@ func (c *Client) Log(ctx context.Context, component string, lines int) (logring.
 	var out logring.Lines
 	err := c.c.Do(ctx, "GET", "/api/v1/log?"+q.Encode(), nil, &out)
 	return out, err
+}
+
+func (c *Client) SystemImage(ctx context.Context) (sysimage.Status, error) {
+	var out sysimage.Status
+	err := c.c.Do(ctx, "GET", "/api/v1/system/image", nil, &out)
+	return out, err
+}
+
+func (c *Client) InstallImage(ctx context.Context, path, sum string) (sysimage.Installed, error) {
+	var out sysimage.Installed
+	err := c.c.Do(ctx, "POST", "/api/v1/system/image/install", sysimage.InstallRequest{Path: path, SHA256: sum}, &out)
+	return out, err
+}
+
+func (c *Client) Reboot(ctx context.Context) error {
+	return c.c.Do(ctx, "POST", "/api/v1/system/reboot", nil, nil)
 }
 
 func (c *Client) Interfaces(ctx context.Context) (system.Interfaces, error) {

@@ -57,6 +57,13 @@ var requestCommands = []command{
 			{word: "load", help: "Load a CA's CRL file (PEM or DER) on a server", args: []string{"<server>", "<file>"}, optional: 2},
 		}},
 	}},
+	{word: "system", help: "The appliance itself", next: []command{
+		{word: "image", help: "System images", next: []command{
+			{word: "install", help: "Write a root image into the other slot, to try at the next boot (SHA-256 from FILE.sha256 unless given)",
+				args: []string{"<file>", "<sha256>"}, optional: 1},
+		}},
+		{word: "reboot", help: "Reboot the appliance"},
+	}},
 	{word: "sslvpn", help: "SSL-VPN users and sessions", next: []command{
 		{word: "otp", help: "Users' one-time password (TOTP) keys", next: []command{
 			{word: "delete", help: "Delete a user's TOTP key", args: []string{"<server>", "<user>"}, optional: 2},
@@ -92,7 +99,10 @@ var showCommands = []command{
 	{word: "interfaces", help: "Network interfaces"},
 	{word: "log", help: "torided's recent log", next: logWords()},
 	{word: "status", help: "The appliance and its components"},
-	{word: "system", help: "System information", next: []command{{word: "commit", help: "The commit archive, newest (0) first"}}},
+	{word: "system", help: "System information", next: []command{
+		{word: "commit", help: "The commit archive, newest (0) first"},
+		{word: "image", help: "The root slots A and B: their versions, which runs, which boots next"},
+	}},
 }
 
 // logWords are what may follow show log: a component, then lines N.
@@ -129,7 +139,7 @@ var operationalCommands = sortCommands(append(slices.Clone(candidateCommands),
 	}},
 	command{word: "set", help: "Change the candidate", schema: true},
 	command{word: "show", help: "Show the configuration or the state", next: showCommands},
-	command{word: "request", help: "Act on users, sessions and certificates", next: requestCommands},
+	command{word: "request", help: "Act on users, sessions, certificates and the system", next: requestCommands},
 	command{word: "export", help: "Write a client's files", next: exportCommands},
 ))
 

@@ -227,8 +227,11 @@ func (s *Shell) show(ctx context.Context, args []string) error {
 		}
 		return nil
 	case "system":
+		if len(args) == 2 && args[1] == "image" {
+			return s.showImage(ctx)
+		}
 		if len(args) < 2 || args[1] != "commit" {
-			return usagef("show system commit")
+			return usagef("show system commit|image")
 		}
 		out, err := s.api.Commits(ctx)
 		if err != nil {
@@ -346,6 +349,40 @@ func writeCounts(out io.Writer, what string, m map[string]uint64) {
 		line += f
 	}
 	fmt.Fprintln(out, line)
+}
+
+// showImage: show system image — the two root slots.
+func (s *Shell) showImage(ctx context.Context) error {
+	st, err := s.api.SystemImage(ctx)
+	if err != nil {
+		return err
+	}
+	if !st.Appliance {
+		fmt.Fprintln(s.out, "Not running from an appliance image: no system image slots.")
+		return nil
+	}
+	w := tabwriter.NewWriter(s.out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "SLOT\tVERSION\tSTATE")
+	for _, sl := range st.Slots {
+		var state []string
+		if sl.Running {
+			state = append(state, "running")
+		}
+		if sl.Default {
+			state = append(state, "default")
+		}
+		if sl.Trial {
+			state = append(state, "next boot, on trial")
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\n", strings.ToUpper(sl.Name), orDash(sl.Version), orDash(strings.Join(state, ", ")))
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if st.TrialBoot {
+		fmt.Fprintln(s.out, "This boot is a trial not kept yet: the next boot returns to the default slot.")
+	}
+	return nil
 }
 
 // showSessions: show sslvpn sessions — one line per session within 80 columns (the ID's first 8 characters,

@@ -14,6 +14,7 @@ import (
 	"toride/appliance/logring"
 	"toride/appliance/sslvpnsvc"
 	"toride/appliance/system"
+	"toride/appliance/sysimage"
 	"toride/ike"
 	"toride/sslvpn"
 	"toride/sslvpn/trust"
@@ -42,6 +43,11 @@ func (f *statusAPI) SSLVPNStatus(context.Context) (sslvpnsvc.Status, error) {
 		FailedHandshakes: map[string]uint64{"anyconnect": 5, "openvpn-tcp": 99999999, "openvpn-udp": 1000},
 		CRLs: []trust.CRLInfo{{Issuer: "CN=Corp Root CA,O=Example Corporation", Number: "42", Revoked: 7,
 			NextUpdate: time.Now().Add(-2 * time.Hour), Stale: true}}}}}, nil
+}
+
+func (f *statusAPI) SystemImage(context.Context) (sysimage.Status, error) {
+	return sysimage.Status{Appliance: true, Running: "b", TrialBoot: true, Slots: []sysimage.SlotStatus{
+		{Name: "a", Version: "v1.4.0-12-g0123abc", Default: true}, {Name: "b", Version: "v1.5.0", Running: true}}}, nil
 }
 
 func (f *statusAPI) Log(_ context.Context, component string, lines int) (logring.Lines, error) {
@@ -107,6 +113,8 @@ func TestTablesFit80Columns(t *testing.T) {
 		{[]string{"show", "ipsec", "detail"}, []string{"Connection aws-prod: 3 failover(s), 2 failback(s)",
 			"Tunnel tunnel1: up, carrying the traffic", "AES_GCM_16-256/PRF_HMAC_SHA2_256/ECP_384", "ESP in UDP 4500",
 			"40 sent, 25% lost, RTT 12.5ms, answered", "118M in 100000 packets", "3, restarts 1", "(backend: kernel-netlink, route-based)"}},
+		{[]string{"show", "system", "image"}, []string{"A     v1.4.0-12-g0123abc  default\n", "B     v1.5.0              running\n",
+			"a trial not kept yet"}},
 		{[]string{"show", "sslvpn"}, []string{"branch-office-east", "1000/1020", "10.128.100.0/22", "1000/1021", "864192",
 			"100001004", "revoked=123456", "openvpn-udp=1000", "CRL of CN=Corp Root CA", "number 42, 7 revoked", "STALE for 2h0m0s"}},
 		{[]string{"show", "sslvpn", "sessions"}, []string{"Server branch:", "Server main:", "01234567", "alice.martin", "anyconnect", "10.8.100.200", "AES-256-GCM", "3h05m",

@@ -11,7 +11,8 @@ import (
 )
 
 // request: request sslvpn otp generate|delete SERVER USER, request sslvpn session disconnect ID,
-// request pki crl load SERVER FILE, request pki certificate issue|revoke SERVER USER.
+// request pki crl load SERVER FILE, request pki certificate issue|revoke SERVER USER,
+// request system image install FILE [SHA256], request system reboot.
 func (s *Shell) request(ctx context.Context, args []string) error {
 	switch {
 	case len(args) == 5 && args[0] == "sslvpn" && args[1] == "otp" && args[2] == "generate":
@@ -34,6 +35,24 @@ func (s *Shell) request(ctx context.Context, args []string) error {
 		fmt.Fprintf(s.out, "Issued certificate %s to %s, valid until %s.\n", out.Serial, args[4], out.NotAfter.Local().Format(time.DateOnly))
 		fmt.Fprintf(s.out, "`export sslvpn client-config %s %s FILE` writes the OpenVPN profile with it and its key.\n", args[3], args[4])
 		return nil
+	case (len(args) == 4 || len(args) == 5) && args[0] == "system" && args[1] == "image" && args[2] == "install":
+		sum := ""
+		if len(args) == 5 {
+			sum = args[4]
+		}
+		fmt.Fprintf(s.out, "Writing %s into the slot not running and checking it...\n", args[3])
+		out, err := s.api.InstallImage(ctx, args[3], sum)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(s.out, out.Message)
+		return nil
+	case len(args) == 2 && args[0] == "system" && args[1] == "reboot":
+		if err := s.api.Reboot(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintln(s.out, "Rebooting.")
+		return nil
 	case len(args) == 5 && args[0] == "pki" && args[1] == "certificate" && args[2] == "revoke":
 		if err := s.api.RevokeCertificate(ctx, args[3], args[4]); err != nil {
 			return err
@@ -42,7 +61,8 @@ func (s *Shell) request(ctx context.Context, args []string) error {
 		return nil
 	}
 	return usagef("request sslvpn otp generate|delete SERVER USER | request sslvpn session disconnect ID | " +
-		"request pki crl load SERVER FILE | request pki certificate issue|revoke SERVER USER")
+		"request pki crl load SERVER FILE | request pki certificate issue|revoke SERVER USER | " +
+		"request system image install FILE [SHA256] | request system reboot")
 }
 
 // generateOTP issues a TOTP key and shows it this once: the secret, the otpauth:// URI and, on a terminal, the

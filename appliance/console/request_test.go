@@ -220,7 +220,9 @@ func TestCompleteRequests(t *testing.T) {
 		line string
 		want []string
 	}{
-		{"request ", []string{"pki", "sslvpn", "<Enter>"}},
+		{"request ", []string{"pki", "system", "sslvpn", "<Enter>"}},
+		{"request system image install f ", []string{"<sha256>", "<Enter>"}},
+		{"request system ", []string{"image", "reboot", "<Enter>"}},
 		{"request sslvpn otp ", []string{"delete", "generate", "<Enter>"}},
 		{"request sslvpn otp generate ", []string{"<server>", "branch", "main"}},
 		{"request sslvpn otp generate m", []string{"<server>", "main"}},
