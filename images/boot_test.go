@@ -106,9 +106,13 @@ func TestBootAndUpdateAmd64(t *testing.T) {
 			t.Logf("serial console:\n%s", con.String())
 		}
 	}()
+	// await waits for re in the console's text from offset from on, for 4 minutes at most (a TCG boot takes
+	// about 30 s, a trial that is not kept 90 s more).
 	await := func(what string, re string, from int) {
 		t.Helper()
-		if err := con.await(ctx, regexp.MustCompile(re), from); err != nil {
+		actx, cancel := context.WithTimeout(ctx, 4*time.Minute)
+		defer cancel()
+		if err := con.await(actx, regexp.MustCompile(re), from); err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
 	}
@@ -119,19 +123,24 @@ func TestBootAndUpdateAmd64(t *testing.T) {
 		if _, err := io.WriteString(stdin, command+"\r"); err != nil {
 			t.Fatal(err)
 		}
-		await(command, `(?s)`+regexp.QuoteMeta(command)+`.*toride(\(config\)#|>) $`, mark)
+		// The line editor redraws the line as it is typed and once more at Enter: the answer is over at the
+		// first prompt that starts a line after the command's own.
+		await(command, `(?s)`+regexp.QuoteMeta(command)+`[^\n]*\n(.*\n)?\r?toride(\(config\*?\)#|>) `, mark)
 		return con.String()[mark:]
 	}
 	// booted waits for a boot of slot (on trial or not) to reach the shell with torided serving.
 	bootOf := func(slot string, trial bool, from int) {
 		t.Helper()
-		arg := `toride\.slot=` + slot + ` panic`
+		arg := `toride\.slot=` + slot + ` +panic`
 		if trial {
 			arg = `toride\.slot=` + slot + ` toride\.trial=1`
 		}
-		await("the kernel of slot "+slot, `Command line:.*`+arg, from)
+		kernel := regexp.MustCompile(`Command line:.*` + arg)
+		await("the kernel of slot "+slot, kernel.String(), from)
+		// What follows is this boot's, not what the shell printed before it went down.
+		from += kernel.FindStringIndex(con.String()[from:])[1]
 		await("torided", `Started torided\.service`, from)
-		await("the shell", `toride> $`, from)
+		await("the shell", `toride> `, from)
 	}
 	// imageShows waits until show system image has every line of want (torided keeps a trial at its start).
 	imageShows := func(want ...string) string {
@@ -165,7 +174,7 @@ func TestBootAndUpdateAmd64(t *testing.T) {
 		t.Fatalf("commit:\n%s", out)
 	}
 	run("exit")
-	marker := "set system host-name update-test"
+	marker := "set system host-name 'update-test'"
 
 	// A new version: installed into slot B, tried at the next boot, kept once torided is up.
 	if out := run("request system image install /dev/vdb " + update.sum); !strings.Contains(out, "Installed "+update.version+" into slot b") {
