@@ -63,7 +63,7 @@ unit:
 vmtest:
 	$(GO) test -timeout 20m ./tests/vm
 
-## imagetest: build the amd64 image once, boot it in qemu with OVMF, reach the toride shell
+## imagetest: build the amd64 image once, boot it in qemu with OVMF to the toride shell, update it (kept), then with a broken root (back on the previous slot)
 imagetest: deps-image
 	$(GO) test -timeout 30m ./images
 
