@@ -12,8 +12,8 @@ import (
 	"toride/appliance/ipsecsvc"
 	"toride/appliance/logring"
 	"toride/appliance/sslvpnsvc"
-	"toride/appliance/system"
 	"toride/appliance/sysimage"
+	"toride/appliance/system"
 )
 
 // API is what the console asks of torided. *Client is the real one, over the API socket; tests give a fake.
