@@ -32,7 +32,8 @@ const (
 // a second version of the root, installed from the first with request system image install, boots on trial and
 // is kept; a broken one (its torided never comes up) boots on trial, is rebooted by toride-trial.service, and the
 // appliance comes back on the previous slot by itself. The configuration committed before survives every step.
-// TORIDE_IMAGE, if set, names a qcow2 already built (its root beside it, .root.squashfs) to boot instead.
+// A second build of the same commit must give the same bytes. TORIDE_IMAGE, if set, names a qcow2 already built
+// (its root beside it, .root.squashfs) to boot instead, with no build.
 func TestBootAndUpdateAmd64(t *testing.T) {
 	lab.Require(t, "qemu-system-x86_64", "qemu-img", "mmdebstrap", "unsquashfs", "mksquashfs")
 	for _, f := range []string{ovmfCode, ovmfVars} {
@@ -55,6 +56,7 @@ func TestBootAndUpdateAmd64(t *testing.T) {
 		}
 		t.Logf("image built in %s", time.Since(began).Round(time.Second))
 		image = filepath.Join(top, "images/out/toride-amd64.qcow2")
+		checkReproducible(t, top, filepath.Join(top, "images/out"))
 	}
 	dir := t.TempDir()
 	version, update, broken := updateImages(t, strings.TrimSuffix(image, ".qcow2")+".root.squashfs", dir)
@@ -212,6 +214,40 @@ func TestBootAndUpdateAmd64(t *testing.T) {
 	}
 }
 
+// checkReproducible builds the image a second time, elsewhere, and requires the same bytes: the root (the update
+// file) and the raw disk.
+func checkReproducible(t *testing.T, top, first string) {
+	t.Helper()
+	began := time.Now()
+	second := t.TempDir()
+	build := exec.Command(filepath.Join(top, "images/build.sh"), "amd64")
+	build.Env = append(os.Environ(), "TORIDE_IMAGE_OUT="+second)
+	build.Stdout, build.Stderr = testWriter{t}, testWriter{t}
+	if err := build.Run(); err != nil {
+		t.Fatalf("the second build: %v", err)
+	}
+	for _, f := range []string{"toride-amd64.root.squashfs", "toride-amd64.img"} {
+		if a, b := fileSum(t, filepath.Join(first, f)), fileSum(t, filepath.Join(second, f)); a != b {
+			t.Errorf("%s: two builds of the same commit differ (SHA-256 %s and %s)", f, a, b)
+		}
+	}
+	t.Logf("a second build, %s, gave the same root and disk", time.Since(began).Round(time.Second))
+}
+
+func fileSum(t *testing.T, path string) string {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
 // updateImage is a root image to install: its file, SHA-256 and version.
 type updateImage struct{ path, sum, version string }
 
@@ -239,16 +275,7 @@ func updateImages(t *testing.T, root, dir string) (string, updateImage, updateIm
 			"-quiet", "-no-progress").CombinedOutput(); err != nil {
 			t.Fatalf("mksquashfs: %v: %s", err, out)
 		}
-		f, err := os.Open(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		h := sha256.New()
-		if _, err := io.Copy(h, f); err != nil {
-			t.Fatal(err)
-		}
-		return updateImage{path: p, sum: hex.EncodeToString(h.Sum(nil)), version: v}
+		return updateImage{path: p, sum: fileSum(t, p), version: v}
 	}
 	update := variant("update")
 	if err := os.WriteFile(filepath.Join(tree, "usr/sbin/torided"), []byte("#!/bin/sh\necho broken on purpose >&2\nexit 1\n"), 0o755); err != nil {

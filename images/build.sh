@@ -18,7 +18,9 @@ esac
 [ "$(id -u)" -eq 0 ] || { echo "images/build.sh: needs root (mmdebstrap's root mode)" >&2; exit 1; }
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-out=$top/images/out
+# TORIDE_IMAGE_OUT puts the result elsewhere (the image test's second build, which must give the same bytes).
+out=${TORIDE_IMAGE_OUT:-$top/images/out}
+mkdir -p "$out"
 work=$out/work-$arch
 root=$work/root
 suite=bookworm

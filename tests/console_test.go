@@ -110,7 +110,9 @@ func TestConsoleOnATerminal(t *testing.T) {
 
 	typeKeys("sh\t")
 	scr.expect(t, "TAB completes a command", "show ")
-	typeKeys("sys\t\t\r")
+	typeKeys("sys\t\t")
+	scr.expect(t, "a second TAB lists what may follow", "commit  image")
+	typeKeys("c\t\r")
 	scr.expect(t, "TAB completes show system commit", "system commit", "0   ", " by ")
 
 	typeKeys("configure\r")
