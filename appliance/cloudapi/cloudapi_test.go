@@ -48,15 +48,21 @@ func wantStatus(t *testing.T, what string, reply any, err error, status int) {
 	}
 }
 
-// TestDeletes: each DELETE answers 204 once its change is committed, and 404 for what is not there (again).
-func TestDeletes(t *testing.T) {
+// newStoreAPI is an API over a store of its own, in a temporary directory, that applies nothing.
+func newStoreAPI(t *testing.T) (*store.Store, *API) {
+	t.Helper()
 	st, err := store.Open(store.Options{Dir: t.TempDir(), Applier: nopApplier{}, Validate: func(*config.Config) config.Problems { return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(st.Close)
-	f := &API{Store: st}
-	_, err = st.Change(context.Background(), "test", "set up", func(c *config.Config) error {
+	return st, &API{Store: st}
+}
+
+// TestDeletes: each DELETE answers 204 once its change is committed, and 404 for what is not there (again).
+func TestDeletes(t *testing.T) {
+	st, f := newStoreAPI(t)
+	_, err := st.Change(context.Background(), "test", "set up", func(c *config.Config) error {
 		c.SSLVPN.Services = map[string]*sslvpn.ServiceSettings{"office": {ID: "svc-1"}, "spare": {ID: "svc-2"}}
 		c.SSLVPN.Servers = map[string]*sslvpn.ServerSettings{"main": {ID: "conn-1", Service: "office"}}
 		c.Users = map[string]*config.User{"alice": {OTPKey: "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"}}
@@ -92,13 +98,8 @@ func TestDeletes(t *testing.T) {
 // TestConnectionByName: a connection is found by its ID or, as the console names it, by its name; one without an
 // ID (configured by set lines) too; an OTP key issued so comes back typed, with its otpauth:// URI.
 func TestConnectionByName(t *testing.T) {
-	st, err := store.Open(store.Options{Dir: t.TempDir(), Applier: nopApplier{}, Validate: func(*config.Config) config.Problems { return nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	f := &API{Store: st}
-	_, err = st.Change(context.Background(), "test", "set up", func(c *config.Config) error {
+	st, f := newStoreAPI(t)
+	_, err := st.Change(context.Background(), "test", "set up", func(c *config.Config) error {
 		c.SSLVPN.Servers = map[string]*sslvpn.ServerSettings{"main": {ID: "conn-1"}, "branch": {}}
 		return nil
 	})
