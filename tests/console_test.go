@@ -29,34 +29,38 @@ type screen struct {
 
 var ansi = regexp.MustCompile(`\x1b\[[0-9;?]*[A-Za-z]|\r`)
 
-// text is what arrived since the last expectation, without the cursor movements.
-func (s *screen) text() string {
+// text is what arrived since the last expectation, without the cursor movements, and where the buffer ended.
+func (s *screen) text() (string, int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return ansi.ReplaceAllString(s.buf.String()[s.seen:], "")
+	return ansi.ReplaceAllString(s.buf.String()[s.seen:], ""), s.buf.Len()
 }
 
-// expect waits until every one of wants has arrived since the last expectation, then consumes what arrived.
+// expect waits until wants have arrived since the last expectation, each after the one before it (a prompt the
+// line editor redraws while the command runs must not count as the prompt that ends its output), then consumes
+// what it read.
 func (s *screen) expect(t *testing.T, step string, wants ...string) string {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		got := s.text()
-		missing := ""
+		got, end := s.text()
+		missing, rest := "", got
 		for _, w := range wants {
-			if !strings.Contains(got, w) {
+			i := strings.Index(rest, w)
+			if i < 0 {
 				missing = w
 				break
 			}
+			rest = rest[i+len(w):]
 		}
 		if missing == "" {
 			s.mu.Lock()
-			s.seen = s.buf.Len()
+			s.seen = end
 			s.mu.Unlock()
 			return got
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: the screen never showed %q; it shows:\n%s", step, missing, got)
+			t.Fatalf("%s: the screen never showed %q (in its turn); it shows:\n%s", step, missing, got)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -241,7 +245,7 @@ func checkQR(t *testing.T, screen, uri string) {
 	}
 	n := code.Bounds().Dx()
 	if len(rows) < n+8 || len(rows[0]) != n+8 {
-		t.Fatalf("the QR block is %d rows of %d modules, want %d of %d:\n%s", len(rows), len(rows[0]), n+8, n+8, screen)
+		t.Fatalf("the QR block is %d rows, the first of %d modules; want %d of %d:\n%s", len(rows), len(append(rows, nil)[0]), n+8, n+8, screen)
 	}
 	for y := range n {
 		for x := range n {
