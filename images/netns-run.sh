@@ -1,8 +1,9 @@
 #!/bin/sh
 # Runs the appliance on this machine without touching the host's networking: torided in a network namespace of
 # its own ("toride"), in a UTS namespace of its own (its host name), with eth0 cabled by a veth pair to a second
-# namespace ("toride-uplink") that stands for the network the box is plugged into (192.168.1.2/24 there). Then
-# the toride shell is attached to it; leaving the shell (exit, or end of input) stops the appliance.
+# namespace ("toride-uplink") that stands for the network the box is plugged into (192.168.1.2/24 there, with a
+# DHCP server, dnsmasq, that gives the box 192.168.1.1 as the embedded default asks). Then the toride shell is
+# attached to it; leaving the shell (exit, or end of input) stops the appliance.
 #
 # State survives between runs in .run/state; delete that folder to start from the embedded default again.
 set -eu
@@ -19,6 +20,10 @@ cleanup() {
 		kill -TERM "$pid"
 		wait "$pid" 2>/dev/null || true
 	fi
+	if [ -n "${dhcp_pid:-}" ]; then
+		kill -TERM "$dhcp_pid" 2>/dev/null || true
+		wait "$dhcp_pid" 2>/dev/null || true
+	fi
 	ip netns del "$ns" 2>/dev/null || true
 	ip netns del "$uplink" 2>/dev/null || true
 }
@@ -33,6 +38,12 @@ ip -n "$ns" link add eth0 type veth peer name eth0 netns "$uplink"
 ip -n "$uplink" addr add 192.168.1.2/24 dev eth0
 ip -n "$uplink" link set eth0 up
 ip -n "$uplink" link set lo up
+# A new network each run (the veth's MAC address is new too): no leases remembered.
+rm -f "$run/uplink.leases"
+ip netns exec "$uplink" dnsmasq --keep-in-foreground --conf-file=/dev/null --port=0 --interface=eth0 --no-ping \
+	--bind-interfaces --dhcp-range=192.168.1.1,192.168.1.1,255.255.255.0,1h --dhcp-option=option:router,192.168.1.2 \
+	--dhcp-leasefile="$run/uplink.leases" --pid-file= --log-facility="$run/dnsmasq.log" &
+dhcp_pid=$!
 
 ip netns exec "$ns" unshare --uts bin/torided \
 	--state-dir "$run/state" --api-socket "$run/api.sock" --resolv-conf "$run/resolv.conf" \
@@ -50,5 +61,5 @@ until bin/toride --socket "$run/api.sock" show status >/dev/null 2>&1; do
 	sleep 0.1
 done
 echo "torided is running in network namespace '$ns' (log: .run/torided.log, API socket: .run/api.sock)."
-echo "Its eth0 is cabled to namespace '$uplink' (192.168.1.2/24). Try: show configuration, set system host-name NAME, commit."
+echo "Its eth0 is cabled to namespace '$uplink' (192.168.1.2/24), whose DHCP server gives it 192.168.1.1. Try: show configuration, set system host-name NAME, commit."
 bin/toride --socket "$run/api.sock"

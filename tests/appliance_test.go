@@ -29,11 +29,20 @@ func TestConsoleWorkflow(t *testing.T) {
 	box := l.Namespace("box")
 	lan := l.Namespace("lan")
 	l.Link(box, "eth0", "", lan, "eth0", "192.168.1.2/24")
+	lan.DHCPServer("eth0", "192.168.1.1", "192.168.1.1")
 	d := toridetest.Start(t, box, t.TempDir())
 
-	// The embedded default configuration is applied at first start.
-	if err := box.Ping("192.168.1.2", 1); err != nil {
-		t.Fatalf("the default management address does not work: %v", err)
+	// The embedded default configuration is applied at first start: eth0 takes its address, default route and
+	// name server by DHCP.
+	if err := lab.WaitFor(lab.Within(t, 20*time.Second), 200*time.Millisecond, func() error { return box.Ping("192.168.1.2", 1) }); err != nil {
+		t.Fatalf("the default management address (DHCP) does not work: %v", err)
+	}
+	if out := box.MustRun("ip", "route", "show", "default"); !strings.Contains(out, "via 192.168.1.2") || !strings.Contains(out, "metric 210") {
+		t.Fatalf("no default route from the lease:\n%s", out)
+	}
+	if data, err := os.ReadFile(filepath.Join(d.StateDir, "resolv.conf")); err != nil || !strings.Contains(string(data), "nameserver 192.168.1.2") ||
+		!strings.Contains(string(data), "search lab.example") {
+		t.Fatalf("resolver file from the lease: %q %v", data, err)
 	}
 	if got := d.Hostname(); got != "toride" {
 		t.Fatalf("host name %q, want the default toride", got)
@@ -83,9 +92,9 @@ func TestConsoleWorkflow(t *testing.T) {
 
 	// An invalid commit is refused whole, with every problem listed, and changes nothing.
 	d.MustToride("set", "system", "host-name", "bad_name")
-	d.MustToride("set", "system", "static-routes", "0.0.0.0/0", "next-hop", "203.0.113.1")
+	d.MustToride("set", "system", "static-routes", "10.98.0.0/16", "distance", "5")
 	_, err := d.Toride("commit")
-	if err == nil || !strings.Contains(err.Error(), "system.host-name") || !strings.Contains(err.Error(), "system.static-routes.0.0.0.0/0.next-hop") {
+	if err == nil || !strings.Contains(err.Error(), "system.host-name") || !strings.Contains(err.Error(), "system.static-routes.10.98.0.0/16.next-hop") {
 		t.Fatalf("invalid commit: %v", err)
 	}
 	if got := d.Hostname(); got != "branch-gw1" {

@@ -74,6 +74,7 @@ func TestConsoleOnATerminal(t *testing.T) {
 	box := l.Namespace("box")
 	lan := l.Namespace("lan")
 	l.Link(box, "eth0", "", lan, "eth0", "192.168.1.2/24")
+	lan.DHCPServer("eth0", "192.168.1.1", "192.168.1.1")
 	d := toridetest.Start(t, box, t.TempDir())
 
 	home := t.TempDir()
@@ -144,8 +145,8 @@ func TestConsoleOnATerminal(t *testing.T) {
 	scr.expect(t, "edit", "toride(config* system interfaces eth0)# ")
 	typeKeys("show\r")
 	got = scr.expect(t, "show marks the change", "+mtu 1400", "toride(config* system interfaces eth0)# ")
-	if !strings.Contains(got, " address 192.168.1.1/24") {
-		t.Errorf("show lacks the unchanged address:\n%s", got)
+	if !strings.Contains(got, "\n dhcp\n") {
+		t.Errorf("show lacks the unchanged dhcp:\n%s", got)
 	}
 	typeKeys("top\r")
 	scr.expect(t, "top", "toride(config*)# ")

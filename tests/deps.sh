@@ -4,7 +4,8 @@
 # Usage: tests/deps.sh run|test|image
 set -eu
 
-run_pkgs="iproute2 util-linux strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libcharon-extra-plugins"
+run_pkgs="iproute2 util-linux dnsmasq-base strongswan-charon strongswan-swanctl libstrongswan-standard-plugins libcharon-extra-plugins"
+# dnsmasq: the DHCP server of the network the box is plugged into (make run's uplink, the tests' LANs).
 # Real peers the tests start: see ARCHITECTURE.md ("Real peers used in tests").
 test_pkgs="$run_pkgs iputils-ping procps chrony openvpn openconnect ocserv iperf3 oathtool nftables curl frr"
 # The VM tier (tests/vm): qemu boots Debian's kernel with an initramfs of busybox, kmod and the lab's tools.

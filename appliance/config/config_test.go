@@ -345,6 +345,19 @@ set api https listen-address 192.168.1.1`,
 			},
 		},
 		{
+			// A lease's network is known only when it comes: with DHCP on an enabled interface, a static route's
+			// next hop may be outside every configured network; with that interface disabled, it may not.
+			name: "next hop behind a DHCP interface",
+			lines: `set system interfaces eth0 dhcp
+set system interfaces eth0 disable
+set system static-routes 10.99.0.0/16 next-hop 203.0.113.1`,
+			want: []string{"system.static-routes.10.99.0.0/16.next-hop: 203.0.113.1 is not inside any interface's network; use a gateway inside the network of an enabled interface, or add that interface's address"},
+		},
+		{
+			name:  "next hop from DHCP",
+			lines: "set system interfaces eth0 dhcp\nset system static-routes 10.99.0.0/16 next-hop 203.0.113.1",
+		},
+		{
 			name:  "api https without keys",
 			lines: `set api https listen-address 192.168.1.1`,
 			want:  []string{"api.https.listen-address: HTTPS is on but no API key would be accepted; add a key with `toride generate api-key NAME`, or delete api https"},

@@ -5,7 +5,7 @@ import _ "embed"
 //go:embed default.json
 var defaultJSON []byte
 
-// Default returns the configuration a new appliance boots with: its host name and a management address on eth0.
+// Default returns the configuration a new appliance boots with: its host name, and eth0 addressed by DHCP.
 func Default() *Config {
 	c, err := Unmarshal(defaultJSON)
 	if err != nil {

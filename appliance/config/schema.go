@@ -56,6 +56,7 @@ type System struct {
 type Interface struct {
 	Description string         `json:"description,omitempty" help:"Free text"`
 	Addresses   []netip.Prefix `json:"address,omitempty" help:"Address with prefix length, e.g. 192.0.2.1/24"`
+	DHCP        bool           `json:"dhcp,omitempty" help:"Take an address, a default route and name servers from a DHCP server"`
 	MTU         int            `json:"mtu,omitempty" default:"1500" range:"576-9000" help:"Maximum transmission unit"`
 	Disable     bool           `json:"disable,omitempty" help:"Keep the interface administratively down"`
 }

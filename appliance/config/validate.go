@@ -186,6 +186,10 @@ func (v *validator) system(c *Config) {
 		for _, o := range seen {
 			onLink = onLink || (o.pfx.Masked().Contains(r.NextHop) && !s.Interfaces[o.ifname].Disable)
 		}
+		for _, ifc := range s.Interfaces {
+			// A network that DHCP gives is known only when the lease comes: the route waits for it.
+			onLink = onLink || (ifc.DHCP && !ifc.Disable)
+		}
 		if !onLink {
 			v.add(path, r.NextHop, "use a gateway inside the network of an enabled interface, or add that interface's address",
 				"%s is not inside any interface's network", r.NextHop)

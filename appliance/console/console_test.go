@@ -58,7 +58,7 @@ func TestComplete(t *testing.T) {
 		{name: "a wrong command", line: "wibble ", err: `"wibble"`},
 		{name: "configuration commands", configuring: true, line: "", has: []string{"edit", "up", "top", "load", "save", "run", "show", "exit"}, lacks: []string{"configure"}},
 		{name: "relative to the edit level", configuring: true, level: []string{"system", "interfaces", "eth0"}, line: "set ",
-			want: []string{"description", "address", "mtu", "disable"}},
+			want: []string{"description", "address", "dhcp", "mtu", "disable"}},
 		{name: "show at the edit level", configuring: true, level: []string{"system"}, line: "show in", want: []string{"interfaces"}},
 		{name: "run reaches operational commands", configuring: true, line: "run sh", want: []string{"show"}},
 		{name: "run show's words", configuring: true, line: "run show sslvpn ", want: []string{"sessions", "<Enter>"}},

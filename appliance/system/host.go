@@ -1,5 +1,5 @@
-// Package system holds the components of the box as a host: Host (host name, resolver, interfaces, static
-// routes) and TimeSync (NTP, and the clock's health). Each is a component of the orchestrator: Apply(old, new)
+// Package system holds the components of the box as a host: Host (host name, resolver, interfaces and their
+// DHCP leases, static routes) and TimeSync (NTP, and the clock's health). Each is a component of the orchestrator: Apply(old, new)
 // is idempotent and takes the component's lock, which its own watcher takes too.
 package system
 
@@ -57,10 +57,13 @@ type Host struct {
 	setSysctl   func(name, value string) error
 	health      *health.Tracker
 	log         *slog.Logger
+	dhcp        DHCPRunner
 
 	mu      sync.Mutex
-	applied *config.Config  // the effective configuration last applied
-	waiting map[string]bool // configured interfaces absent at the last apply, and "" for routes waiting on a link
+	leases  map[string]*lease // the DHCP clients, by interface
+	stopped []*lease          // clients stopped by a commit, whose goroutines Close waits for
+	applied *config.Config    // the effective configuration last applied
+	waiting map[string]bool   // configured interfaces absent at the last apply, and "" for routes waiting on a link
 
 	stopWatch context.CancelFunc
 	watchDone chan struct{}
@@ -74,14 +77,19 @@ type HostOptions struct {
 	SetHostname func(string) error
 	ResolvConf  string // the resolver file to write; "" leaves the resolver alone
 	SetSysctl   func(name, value string) error
+	DHCP        DHCPRunner // nil: RunDHCP
 	Health      *health.Tracker
 	Logger      *slog.Logger
 }
 
 // NewHost returns the host component; nothing is applied until Apply.
 func NewHost(o HostOptions) *Host {
-	return &Host{links: o.Links, routes: o.Routes, hostname: o.Hostname, setHostname: o.SetHostname, resolvConf: o.ResolvConf,
-		setSysctl: o.SetSysctl, health: o.Health, log: o.Logger}
+	h := &Host{links: o.Links, routes: o.Routes, hostname: o.Hostname, setHostname: o.SetHostname, resolvConf: o.ResolvConf,
+		setSysctl: o.SetSysctl, health: o.Health, log: o.Logger, dhcp: o.DHCP, leases: map[string]*lease{}}
+	if h.dhcp == nil {
+		h.dhcp = RunDHCP
+	}
+	return h
 }
 
 // Name implements the orchestrator's Component.
@@ -102,9 +110,6 @@ func (s *Host) applyLocked(old, new *config.Config) error {
 	if err := s.applyHostname(new.System.HostName); err != nil {
 		return err
 	}
-	if err := s.applyResolver(&old.System, &new.System); err != nil {
-		return err
-	}
 	if s.setSysctl != nil {
 		// The appliance routes between its interfaces, its tunnels and its SSL-VPN clients.
 		if err := s.setSysctl("net.ipv4.ip_forward", "1"); err != nil {
@@ -120,6 +125,14 @@ func (s *Host) applyLocked(old, new *config.Config) error {
 	for _, name := range absent {
 		pending = append(pending, "interface "+name+" is not present")
 		waiting[name] = true
+	}
+	leaseless, err := s.applyDHCP(new)
+	if err != nil {
+		return err
+	}
+	pending = append(pending, leaseless...)
+	if err := s.applyResolver(&old.System, &new.System); err != nil {
+		return err
 	}
 	unreachable, err := s.applyRoutes(old.System.StaticRoutes, new.System.StaticRoutes)
 	if err != nil {
@@ -151,8 +164,9 @@ func (s *Host) applyHostname(name string) error {
 	return nil
 }
 
-// applyResolver writes the resolver file when the DNS settings ask for one. A box whose configuration never
-// mentioned DNS keeps the file it has.
+// applyResolver writes the resolver file when the DNS settings or a DHCP lease ask for one: the configured name
+// servers, or the leases' when none are configured. A box whose configuration never mentioned DNS and that has
+// no lease with name servers keeps the file it has.
 func (s *Host) applyResolver(old, new *config.System) error {
 	if s.resolvConf == "" {
 		return nil
@@ -160,19 +174,26 @@ func (s *Host) applyResolver(old, new *config.System) error {
 	empty := func(c *config.System) bool {
 		return len(c.DNS.NameServers) == 0 && len(c.DNS.SearchDomains) == 0 && c.DomainName == ""
 	}
-	if empty(old) && empty(new) {
+	servers, domain := new.DNS.NameServers, new.DomainName
+	if len(servers) == 0 {
+		servers, domain = s.leaseResolver()
+		if new.DomainName != "" {
+			domain = new.DomainName
+		}
+	}
+	if empty(old) && empty(new) && len(servers) == 0 {
 		return nil
 	}
 	var b bytes.Buffer
-	b.WriteString("# Written by torided from `system dns`; changes here are overwritten.\n")
+	b.WriteString("# Written by torided from `system dns` and DHCP leases; changes here are overwritten.\n")
 	search := slices.Clone(new.DNS.SearchDomains)
-	if new.DomainName != "" {
-		search = append([]string{new.DomainName}, search...)
+	if domain != "" {
+		search = append([]string{domain}, search...)
 	}
 	if len(search) > 0 {
 		fmt.Fprintf(&b, "search %s\n", strings.Join(search, " "))
 	}
-	for _, ns := range new.DNS.NameServers {
+	for _, ns := range servers {
 		fmt.Fprintf(&b, "nameserver %s\n", ns)
 	}
 	if cur, err := os.ReadFile(s.resolvConf); err == nil && bytes.Equal(cur, b.Bytes()) {
@@ -233,12 +254,15 @@ func (s *Host) applyInterfaces(old, new map[string]*config.Interface) (absent []
 	return absent, nil
 }
 
-// applyRoutes makes torided's routes in the kernel exactly the configured ones; it returns those whose next hop
-// is not reachable yet.
+// applyRoutes makes torided's routes in the kernel exactly the configured ones and the leases' default routes;
+// it returns those whose next hop is not reachable yet.
 func (s *Host) applyRoutes(_, new map[string]*config.StaticRoute) (unreachable []string, err error) {
 	want := map[route.Route]bool{}
 	for dst, r := range new {
 		want[route.Route{Dst: netip.MustParsePrefix(dst), Via: r.NextHop, Metric: r.Distance}] = true
+	}
+	for _, r := range s.leaseRoutes() {
+		want[r] = true
 	}
 	have, err := s.routes.List()
 	if err != nil {
@@ -251,7 +275,9 @@ func (s *Host) applyRoutes(_, new map[string]*config.StaticRoute) (unreachable [
 			}
 		}
 	}
-	for _, r := range slices.SortedFunc(maps.Keys(want), func(a, b route.Route) int { return strings.Compare(a.Dst.String(), b.Dst.String()) }) {
+	for _, r := range slices.SortedFunc(maps.Keys(want), func(a, b route.Route) int {
+		return strings.Compare(a.Dst.String()+fmt.Sprint(a.Metric), b.Dst.String()+fmt.Sprint(b.Metric))
+	}) {
 		if err := s.routes.Replace(r); err != nil {
 			if errors.Is(err, route.ErrUnreachable) {
 				unreachable = append(unreachable, r.Dst.String()+" via "+r.Via.String())
@@ -280,12 +306,7 @@ func (s *Host) Watch() {
 				if s.applied == nil || !s.waiting[e.Name] && !s.waiting[""] {
 					return
 				}
-				if err := s.applyLocked(s.applied, s.applied); err != nil {
-					s.log.Error("applying the configuration to a new interface failed", "interface", e.Name, "err", err)
-					s.health.Set(s.Name(), health.Degraded, "interface "+e.Name+": "+err.Error())
-				} else {
-					s.log.Info("interface appeared; applied its configuration", "interface", e.Name)
-				}
+				s.reapplyLocked("interface " + e.Name + " appeared")
 			})
 			if err != nil && ctx.Err() == nil {
 				s.log.Warn("watching links failed; retrying", "err", err)
@@ -298,12 +319,24 @@ func (s *Host) Watch() {
 	}()
 }
 
-// Close stops watching links; the configuration stays applied.
+// reapplyLocked applies the configuration in force again, when the box changed under it (a link appeared, a
+// lease came or went). Called with s.mu held.
+func (s *Host) reapplyLocked(why string) {
+	if err := s.applyLocked(s.applied, s.applied); err != nil {
+		s.log.Error("applying the configuration again failed", "why", why, "err", err)
+		s.health.Set(s.Name(), health.Degraded, why+": "+err.Error())
+		return
+	}
+	s.log.Info("applied the configuration again", "why", why)
+}
+
+// Close stops watching links and the DHCP clients; the configuration, leases included, stays applied.
 func (s *Host) Close() error {
 	if s.stopWatch != nil {
 		s.stopWatch()
 		<-s.watchDone
 		s.stopWatch = nil
 	}
+	s.stopDHCP()
 	return nil
 }
