@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -122,38 +123,51 @@ func (PSK) Format(f fmt.State, _ rune) { _, _ = io.WriteString(f, "****") }
 // LogValue makes slog print "****".
 func (PSK) LogValue() slog.Value { return slog.StringValue("****") }
 
-// Duration is a time.Duration that the configuration writes in whole seconds, in set lines and in JSON.
+// Duration is a time.Duration that the configuration writes in seconds, in set lines and in JSON: whole seconds
+// as an integer ("30"), and fractions to the millisecond as a decimal ("0.25"), for the keepalive probes.
 type Duration time.Duration
 
 // Seconds returns n seconds.
 func Seconds(n int) Duration { return Duration(time.Duration(n) * time.Second) }
 
-// MarshalText writes whole seconds.
+// MarshalText writes seconds, with up to three decimals.
 func (d Duration) MarshalText() ([]byte, error) {
-	return strconv.AppendInt(nil, int64(time.Duration(d)/time.Second), 10), nil
+	ms := time.Duration(d).Round(time.Millisecond).Milliseconds()
+	if ms%1000 == 0 {
+		return strconv.AppendInt(nil, ms/1000, 10), nil
+	}
+	return strconv.AppendFloat(nil, float64(ms)/1000, 'f', -1, 64), nil
 }
 
-// UnmarshalText reads whole seconds.
+// UnmarshalText reads seconds, with up to three decimals.
 func (d *Duration) UnmarshalText(b []byte) error {
-	n, err := strconv.ParseInt(string(b), 10, 32)
-	if err != nil {
-		return fmt.Errorf("%q is not a number of seconds", b)
+	whole, frac, dotted := strings.Cut(string(b), ".")
+	n, err := strconv.ParseInt(whole, 10, 32)
+	ms := int64(0)
+	if err == nil && dotted {
+		if len(frac) == 0 || len(frac) > 3 || strings.HasPrefix(whole, "-") {
+			err = strconv.ErrSyntax
+		} else {
+			ms, err = strconv.ParseInt((frac + "00")[:3], 10, 32)
+		}
 	}
-	*d = Seconds(int(n))
+	if err != nil || ms < 0 {
+		return fmt.Errorf("%q is not a number of seconds (e.g. 30, or 0.25: at most three decimals)", b)
+	}
+	*d = Duration(time.Duration(n)*time.Second + time.Duration(ms)*time.Millisecond)
 	return nil
 }
 
-// MarshalJSON writes whole seconds as a JSON number.
+// MarshalJSON writes seconds as a JSON number.
 func (d Duration) MarshalJSON() ([]byte, error) { return d.MarshalText() }
 
 // UnmarshalJSON reads a JSON number of seconds.
 func (d *Duration) UnmarshalJSON(b []byte) error {
-	var n int32
+	var n json.Number
 	if err := json.Unmarshal(b, &n); err != nil {
 		return err
 	}
-	*d = Seconds(int(n))
-	return nil
+	return d.UnmarshalText([]byte(n))
 }
 
 func (d Duration) String() string { return time.Duration(d).String() }
@@ -238,10 +252,12 @@ type BGP struct {
 }
 
 // Keepalive is the SLA monitor of a connection's tunnels: ICMP probes through each of them. By default it probes
-// every 5 s, waits 2 s for each answer and declares a tunnel's data path dead after 3 consecutive losses.
+// every 0.2 s, waits up to 1 s for each answer (requests overlap: a slow path is not a dead one) and declares a
+// tunnel's data path dead after 3 consecutive losses: a dead gateway is noticed within 1.6 s, and traffic moves
+// to the other tunnel, for about 0.5 KB/s of probes each way per tunnel.
 type Keepalive struct {
-	Interval  Duration `json:"interval,omitempty" range:"1-60" help:"Seconds between probes"`
-	Timeout   Duration `json:"timeout,omitempty" range:"1-60" help:"Seconds to wait for each answer"`
+	Interval  Duration `json:"interval,omitempty" help:"Seconds between probes, e.g. 0.2 (0.1 to 300)"`
+	Timeout   Duration `json:"timeout,omitempty" help:"Seconds to wait for each answer, e.g. 1 (0.1 to 60)"`
 	DownAfter int      `json:"down-after,omitempty" range:"1-100" help:"Lost probes in a row before the tunnel counts as down"`
 	Disable   bool     `json:"disable,omitempty" help:"Send no probes (the cloud then closes idle tunnels)"`
 }
@@ -265,8 +281,8 @@ const (
 	DefaultTCPMSS         = 1379
 	DefaultDPDDelay       = 10 * time.Second
 	DefaultDPDTimeout     = 30 * time.Second
-	DefaultProbeInterval  = 5 * time.Second
-	DefaultProbeTimeout   = 2 * time.Second
+	DefaultProbeInterval  = 200 * time.Millisecond
+	DefaultProbeTimeout   = time.Second
 	DefaultProbeDownAfter = 3
 	DefaultHoldDown       = 30 * time.Second
 	DefaultBGPHoldTime    = 30 * time.Second
@@ -333,10 +349,10 @@ func (b *BGP) FillDefaults() {
 	b.HoldTime = cmp.Or(b.HoldTime, Duration(DefaultBGPHoldTime))
 }
 
-// FillDefaults sets the unset keepalive fields; the timeout is at most the interval.
+// FillDefaults sets the unset keepalive fields.
 func (k *Keepalive) FillDefaults() {
 	k.Interval = cmp.Or(k.Interval, Duration(DefaultProbeInterval))
-	k.Timeout = cmp.Or(k.Timeout, min(Duration(DefaultProbeTimeout), k.Interval))
+	k.Timeout = cmp.Or(k.Timeout, Duration(DefaultProbeTimeout))
 	k.DownAfter = cmp.Or(k.DownAfter, DefaultProbeDownAfter)
 }
 

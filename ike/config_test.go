@@ -165,16 +165,16 @@ func TestNormalizeDefaults(t *testing.T) {
 		tun.NATTraversal != NATTAuto || tun.LocalID != "198.51.100.2" || tun.KeepaliveTarget != netip.MustParseAddr("169.254.10.1") {
 		t.Errorf("tunnel defaults: %+v", tun)
 	}
-	if c.StartAction != StartupStart || c.Routing != RoutingStatic || c.Keepalive.Interval != Seconds(5) ||
-		c.Keepalive.Timeout != Seconds(2) || c.Failover.HoldDown != Seconds(30) || c.Failover.Preferred != "tunnel1" ||
+	if c.StartAction != StartupStart || c.Routing != RoutingStatic || c.Keepalive.Interval != Duration(200*time.Millisecond) ||
+		c.Keepalive.Timeout != Seconds(1) || c.Failover.HoldDown != Seconds(30) || c.Failover.Preferred != "tunnel1" ||
 		c.BGP.RemoteASN != 64512 || c.BGP.HoldTime != Seconds(30) {
 		t.Errorf("connection defaults: %+v", c)
 	}
-	// The probe timeout is at most the interval.
-	short := goodConfig()
-	short.Connections["aws-tokyo"].Keepalive.Interval = Seconds(1)
-	if got := short.Normalize().Connections["aws-tokyo"].Keepalive.Timeout; got != Seconds(1) {
-		t.Errorf("timeout with a 1 s interval = %s, want 1s", got)
+	// The probe timeout does not follow the interval: requests overlap.
+	slow := goodConfig()
+	slow.Connections["aws-tokyo"].Keepalive.Interval = Seconds(5)
+	if got := slow.Normalize().Connections["aws-tokyo"].Keepalive.Timeout; got != Seconds(1) {
+		t.Errorf("timeout with a 5 s interval = %s, want 1s", got)
 	}
 	// Normalize must not share anything with its input.
 	orig := goodConfig()
@@ -186,17 +186,29 @@ func TestNormalizeDefaults(t *testing.T) {
 	}
 }
 
-func TestDurationIsWholeSeconds(t *testing.T) {
-	d := Seconds(3600)
-	if b, _ := d.MarshalJSON(); string(b) != "3600" {
-		t.Errorf("JSON %s, want 3600", b)
+// TestDurationIsSeconds: durations are written in seconds, whole ones as integers, fractions to the millisecond.
+func TestDurationIsSeconds(t *testing.T) {
+	for _, tc := range []struct {
+		d    Duration
+		text string
+	}{{Seconds(3600), "3600"}, {Duration(200 * time.Millisecond), "0.2"}, {Duration(1250 * time.Millisecond), "1.25"},
+		{Duration(time.Millisecond), "0.001"}, {0, "0"}} {
+		if b, _ := tc.d.MarshalJSON(); string(b) != tc.text {
+			t.Errorf("JSON of %v: %s, want %s", time.Duration(tc.d), b, tc.text)
+		}
+		var back Duration
+		if err := back.UnmarshalJSON([]byte(tc.text)); err != nil || back != tc.d {
+			t.Errorf("UnmarshalJSON(%s) = %v, %v", tc.text, back, err)
+		}
+		if err := back.UnmarshalText([]byte(tc.text)); err != nil || back != tc.d {
+			t.Errorf("UnmarshalText(%s) = %v, %v", tc.text, back, err)
+		}
 	}
-	var back Duration
-	if err := back.UnmarshalJSON([]byte("540")); err != nil || back != Seconds(540) {
-		t.Errorf("UnmarshalJSON(540) = %v, %v", back, err)
-	}
-	if err := back.UnmarshalText([]byte("5m")); err == nil {
-		t.Error("a duration is written in seconds; 5m must be refused")
+	for _, bad := range []string{"5m", "0.0001", "1.", ".5", "-0.5", "1e3", "", "0x10"} {
+		var d Duration
+		if err := d.UnmarshalText([]byte(bad)); err == nil {
+			t.Errorf("%q was taken as %v; a duration is a number of seconds with at most three decimals", bad, time.Duration(d))
+		}
 	}
 }
 

@@ -134,6 +134,7 @@ type engine struct {
 	bgpRoutes   []bgp.LearnedRoute
 	applied     bool
 	lastErr     string
+	evaluated   time.Time // the last evaluate
 
 	tunnels  map[string]*tunnelState
 	conns    map[string]*connState
@@ -335,6 +336,7 @@ func (e *engine) evaluate(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, callTimeout)
 	defer cancel()
 	now := e.now()
+	e.evaluated = now
 	for _, st := range e.tunnels {
 		e.bringUp(ctx, now, st)
 		e.judge(ctx, now, st)

@@ -71,7 +71,7 @@ func TestLabFailover(t *testing.T) {
 	s := tp.startService(t, nil)
 	p := tp.StartPinger(t)
 	gap := failoverScenario(t, tp, s, p, 2)
-	// Generous: probes every 1 s, 3 losses, one CREATE_CHILD_SA round trip.
+	// Generous: the default probes (every 0.2 s, 1 s timeout, 3 lost), one CREATE_CHILD_SA round trip.
 	if gap > 15*time.Second {
 		t.Errorf("traffic gap %v, want well under DPD's ~26 s", gap)
 	}

@@ -102,18 +102,25 @@ func (e *engine) ensureProber(st *tunnelState) error {
 	return nil
 }
 
-// probed handles one probe result and acts on what it shows.
+// probed handles one probe result and acts on what it shows. Probes come several times a second per tunnel: a
+// result costs an evaluation when it changes what judge concludes (a first answer, the loss that reaches
+// down-after, an answer after such losses), and otherwise at most once a second (a hold-down running out).
 func (e *engine) probed(ctx context.Context, ev probeEvent) {
-	e.onProbe(ev)
-	e.evaluate(ctx)
+	if e.onProbe(ev) || e.now().Sub(e.evaluated) >= time.Second {
+		e.evaluate(ctx)
+	}
 }
 
-func (e *engine) onProbe(ev probeEvent) {
+// onProbe records a probe result and reports whether it changed the tunnel's verdict.
+func (e *engine) onProbe(ev probeEvent) bool {
 	st := e.tunnels[ev.tunnel]
 	if st == nil || st.proberGen != ev.gen {
-		return
+		return false
 	}
+	down := st.conn.keepalive.DownAfter
+	answered, dead := st.answered, st.lost >= down
 	st.probeRecord.add(ev.res)
+	return st.answered != answered || (st.lost >= down) != dead
 }
 
 // judge updates a tunnel's health and restarts a tunnel whose IKE_SA looks fine but whose data path is dead.

@@ -95,7 +95,6 @@ func (tp *topo) labConfig(version int) Config {
 	c := &Connection{
 		LocalNetworks:  []netip.Prefix{netip.MustParsePrefix("10.1.0.0/24")},
 		RemoteNetworks: []netip.Prefix{netip.MustParsePrefix("10.2.0.0/24")},
-		Keepalive:      Keepalive{Interval: Duration(time.Second), Timeout: Duration(500 * time.Millisecond), DownAfter: 3},
 		Failover:       Failover{HoldDown: Duration(5 * time.Second)},
 		Tunnels:        map[string]*Tunnel{},
 	}

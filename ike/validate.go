@@ -201,11 +201,11 @@ func (v *validator) connection(path, name string, c *Connection, opts ValidateOp
 	if !ka.Disable {
 		if ka.Interval < Duration(100*time.Millisecond) || ka.Interval > Duration(5*time.Minute) {
 			v.add(path+".keepalive.interval", ka.Interval.String(), "the probe interval must be 100ms–5m",
-				"use 5s: the cloud idles a tunnel out after about 10 s without traffic")
+				"leave it empty for 0.2 s; at most 5 s keeps the cloud from idling the tunnel out")
 		}
-		if ka.Timeout <= 0 || ka.Timeout > ka.Interval {
-			v.add(path+".keepalive.timeout", ka.Timeout.String(), "the probe timeout must be positive and at most the interval",
-				"use 2s, or leave it empty")
+		if ka.Timeout < Duration(100*time.Millisecond) || ka.Timeout > Duration(time.Minute) || ka.Timeout > 100*ka.Interval {
+			v.add(path+".keepalive.timeout", ka.Timeout.String(), "the probe timeout must be 100ms–60s and at most 100 intervals",
+				"leave it empty for 1 s, or set it above the path's round-trip time")
 		}
 		if ka.DownAfter < 1 || ka.DownAfter > 100 {
 			v.add(path+".keepalive.down-after", fmt.Sprint(ka.DownAfter), "must be 1–100 lost probes",

@@ -87,7 +87,7 @@ func TestIPsecKernelESP(t *testing.T) {
 	tp.GWs[active].Proc.Kill()
 	tp.RouteCloudVia(t, 1-active)
 	gap := waitResumed(t, tp, pinger, killed)
-	t.Logf("traffic gap after the active gateway died (probes every 1 s, 3 lost): %v", gap.Round(100*time.Millisecond))
+	t.Logf("traffic gap after the active gateway died (default probes): %v", gap.Round(100*time.Millisecond))
 	waitTunnels(t, d, tp, "the other tunnel active after a counted failover", func(st ipsecStatus) error {
 		c := st.Connections[0]
 		if c.Failovers == 0 || !c.Tunnels[1-active].Active {

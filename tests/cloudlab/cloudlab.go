@@ -306,7 +306,7 @@ func (g *Gateway) Start(t testing.TB) {
 	}
 }
 
-// Pinger pings the cloud host from the site LAN every 100 ms and records when answers arrive.
+// Pinger pings the cloud host from the site LAN every 50 ms and records when answers arrive.
 type Pinger struct {
 	proc *lab.Process
 }
@@ -314,7 +314,7 @@ type Pinger struct {
 // StartPinger starts pinging.
 func (tp *Topo) StartPinger(t testing.TB) *Pinger {
 	t.Helper()
-	return &Pinger{proc: tp.Site.Start("ping", "-n", "-D", "-i", "0.1", "-W", "1", CloudHost)}
+	return &Pinger{proc: tp.Site.Start("ping", "-n", "-D", "-i", "0.05", "-W", "1", CloudHost)}
 }
 
 var pingReply = regexp.MustCompile(`^\[(\d+)\.(\d+)\] \d+ bytes from`)
@@ -335,9 +335,9 @@ func (p *Pinger) Replies() []time.Time {
 }
 
 // CarriedBy judges, from two readings of each tunnel's packets-out counter (start and now, tunnel order),
-// whether the site LAN's traffic (the Pinger's 10 packets a second) went out over tunnel want and not over the
-// other: the status' active flag must be the truth, not the engine's belief. Each tunnel also sends one probe a
-// second on its own SA, which the counts include. Too little traffic yet is a plain error (wait on); traffic
+// whether the site LAN's traffic (the Pinger's 20 packets a second) went out over tunnel want and not over the
+// other: the status' active flag must be the truth, not the engine's belief. Each tunnel also sends its probes
+// (5 a second by default) on its own SA, which the counts include. Too little traffic yet is a plain error (wait on); traffic
 // over the other tunnel is a permanent one.
 func CarriedBy(start, now []uint64, want int) error {
 	carried, other := now[want]-start[want], now[1-want]-start[1-want]

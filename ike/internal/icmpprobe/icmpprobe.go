@@ -3,8 +3,8 @@
 // so the echoes travel through that tunnel's CHILD_SA: they keep the tunnel from idling out, and their fate is
 // the tunnel's data-path health.
 //
-// A Prober owns one raw ICMP socket (opened in the given network namespace) and one goroutine; Close stops both
-// and waits. SetEnabled and Close are safe for concurrent use.
+// A Prober owns one raw ICMP socket (opened in the given network namespace) and two goroutines (one sends and
+// reports, one reads); Close stops them and waits. SetEnabled and Close are safe for concurrent use.
 package icmpprobe
 
 import (
@@ -31,8 +31,8 @@ type Config struct {
 	NetnsPath string     // network namespace to open the socket in; "" is the caller's
 	Source    netip.Addr // a local address; the socket is bound to it
 	Target    netip.Addr
-	Interval  time.Duration
-	Timeout   time.Duration // how long to wait for each answer; at most Interval
+	Interval  time.Duration // between requests
+	Timeout   time.Duration // how long to wait for each answer; may be longer than Interval
 	ID        uint16        // ICMP echo identifier, to tell our answers apart
 }
 
@@ -64,7 +64,6 @@ func Start(cfg Config, report func(Result)) (*Prober, error) {
 	if cfg.Interval <= 0 || cfg.Timeout <= 0 {
 		return nil, fmt.Errorf("%w: interval and timeout must be positive", ErrProbe)
 	}
-	cfg.Timeout = min(cfg.Timeout, cfg.Interval)
 	var conn *icmp.PacketConn
 	err := nsutil.Do(cfg.NetnsPath, func() error {
 		var err error
@@ -94,59 +93,99 @@ func (p *Prober) Close() error {
 	return nil
 }
 
+// outstanding is a sent echo request not yet reported.
+type outstanding struct {
+	Result
+	done bool // answered, or failed to send
+}
+
+// echoReply is an answer read off the socket.
+type echoReply struct {
+	seq int
+	at  time.Time
+}
+
+// run sends a request every interval, without waiting for the previous one's answer: the timeout may be longer
+// than the interval, so that a slow path (a satellite link, a congested uplink) is not mistaken for a dead one
+// while dense probes still notice a dead one quickly. Results are reported in the order the requests were sent,
+// each once it is answered or its timeout has passed, so that the caller can count losses in a row.
 func (p *Prober) run(ctx context.Context, report func(Result)) {
 	defer close(p.done)
+	replies := make(chan echoReply, 64)
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		p.read(ctx, replies)
+	}()
+	defer func() { <-readerDone }()
+
 	tick := time.NewTicker(p.cfg.Interval)
 	defer tick.Stop()
-	buf := make([]byte, 1500)
+	deadline := time.NewTimer(time.Hour)
+	defer deadline.Stop()
+	var pending []outstanding
 	seq := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			if p.enabled.Load() {
+				seq = (seq + 1) & 0xffff
+				pending = append(pending, p.send(seq))
+			}
+		case r := <-replies:
+			for i := range pending {
+				o := &pending[i]
+				if o.Seq == r.seq && !o.done && r.at.Sub(o.Sent) <= p.cfg.Timeout {
+					o.OK, o.RTT, o.done = true, r.at.Sub(o.Sent), true
+					break
+				}
+			}
+		case <-deadline.C:
 		}
-		if !p.enabled.Load() {
-			continue
+		now := time.Now()
+		for len(pending) > 0 && (pending[0].done || now.Sub(pending[0].Sent) >= p.cfg.Timeout) {
+			report(pending[0].Result)
+			pending = pending[1:]
 		}
-		seq = (seq + 1) & 0xffff
-		r := p.probe(ctx, seq, buf)
-		if ctx.Err() != nil {
-			return
+		if len(pending) > 0 {
+			deadline.Reset(pending[0].Sent.Add(p.cfg.Timeout).Sub(now))
 		}
-		report(r)
 	}
 }
 
-// probe sends one echo request and waits for its answer.
-func (p *Prober) probe(ctx context.Context, seq int, buf []byte) Result {
+// send sends echo request seq.
+func (p *Prober) send(seq int) outstanding {
 	msg := icmp.Message{
 		Type: ipv4.ICMPTypeEcho,
-		Body: &icmp.Echo{ID: int(p.cfg.ID), Seq: seq, Data: []byte("toride-keepalive")},
+		Body: &icmp.Echo{ID: int(p.cfg.ID), Seq: seq, Data: []byte("toride")},
 	}
+	o := outstanding{Result: Result{Seq: seq, Sent: time.Now()}}
 	wire, err := msg.Marshal(nil)
+	if err == nil {
+		_, err = p.conn.WriteTo(wire, &net.IPAddr{IP: p.cfg.Target.AsSlice()})
+	}
 	if err != nil {
-		return Result{Seq: seq, Err: err}
+		o.Err, o.done = err, true
 	}
-	sent := time.Now()
-	res := Result{Seq: seq, Sent: sent}
-	dst := &net.IPAddr{IP: p.cfg.Target.AsSlice()}
-	if _, err := p.conn.WriteTo(wire, dst); err != nil {
-		res.Err = err
-		return res
-	}
-	deadline := sent.Add(p.cfg.Timeout)
-	for ctx.Err() == nil {
-		if err := p.conn.SetReadDeadline(deadline); err != nil {
-			res.Err = err
-			return res
-		}
+	return o
+}
+
+// read passes the target's echo replies to our identifier on to run, until the socket is closed.
+func (p *Prober) read(ctx context.Context, replies chan<- echoReply) {
+	buf := make([]byte, 1500)
+	target := p.cfg.Target.AsSlice()
+	for {
 		n, from, err := p.conn.ReadFrom(buf)
 		if err != nil {
-			return res // timeout (or closed): a loss
+			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			continue
 		}
-		ip, ok := from.(*net.IPAddr)
-		if !ok || !ip.IP.Equal(dst.IP) {
+		at := time.Now()
+		if ip, ok := from.(*net.IPAddr); !ok || !ip.IP.Equal(target) {
 			continue
 		}
 		m, err := icmp.ParseMessage(1, buf[:n])
@@ -154,11 +193,13 @@ func (p *Prober) probe(ctx context.Context, seq int, buf []byte) Result {
 			continue
 		}
 		echo, ok := m.Body.(*icmp.Echo)
-		if !ok || echo.ID != int(p.cfg.ID) || echo.Seq != seq {
-			continue // another prober's answer, or a late one
+		if !ok || echo.ID != int(p.cfg.ID) {
+			continue // another prober's answer
 		}
-		res.OK, res.RTT = true, time.Since(sent)
-		return res
+		select {
+		case replies <- echoReply{seq: echo.Seq, at: at}:
+		case <-ctx.Done():
+			return
+		}
 	}
-	return res
 }
