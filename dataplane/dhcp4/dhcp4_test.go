@@ -52,7 +52,7 @@ func (s *script) Renew(context.Context, *nclient4.Lease, ...dhcpv4.Modifier) (*n
 
 func (s *script) Close() error { return nil }
 
-func ack(t *testing.T, ip string, lease time.Duration, dns ...string) *dhcpv4.DHCPv4 {
+func ack(t testing.TB, ip string, lease time.Duration, dns ...string) *dhcpv4.DHCPv4 {
 	t.Helper()
 	mods := []dhcpv4.Modifier{
 		dhcpv4.WithMessageType(dhcpv4.MessageTypeAck),
