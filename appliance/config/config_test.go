@@ -4,6 +4,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -227,7 +228,7 @@ func TestWithDefaults(t *testing.T) {
 		{"set ike encryption kept", tun.IKE.Encryption, []ike.Encryption{"aes256"}},
 		{"keepalive target", tun.KeepaliveTarget.String(), "169.254.10.1"},
 		{"preferred tunnel", e.IPsec.Connections["aws"].Failover.Preferred, "tunnel1"},
-		{"probe interval", e.IPsec.Connections["aws"].Keepalive.Interval, ike.Seconds(5)},
+		{"probe interval", e.IPsec.Connections["aws"].Keepalive.Interval, ike.Duration(200 * time.Millisecond)},
 		{"replay window", tun.ReplayWindow, 1024},
 		{"max sessions from flavor", e.SSLVPN.Servers["main"].MaxSessions, 20},
 		{"sessions per user", e.SSLVPN.Servers["main"].MaxPerUser, sslvpn.DefaultUserSessions},

@@ -53,10 +53,9 @@ set sslvpn servers main pool 10.50.0.0/25
 	}
 }
 
-// TestProbeTimeoutDefaultFollowsTheInterval: an unset probe timeout is 2 s, or the interval when that is shorter,
-// so a 1 s interval with no timeout commits (the timeout may not exceed the interval) instead of being refused
-// with a fix that says to leave the timeout empty.
-func TestProbeTimeoutDefaultFollowsTheInterval(t *testing.T) {
+// TestProbeTimeoutDefault: an unset probe timeout is 1 s whatever the interval (requests overlap), so an interval
+// set alone, long or short, commits; a timeout of more than 100 intervals is refused.
+func TestProbeTimeoutDefault(t *testing.T) {
 	const conn = `
 set ipsec connections aws local-network 10.50.0.0/24
 set ipsec connections aws remote-network 172.31.0.0/16
@@ -69,9 +68,9 @@ set ipsec connections aws tunnels tunnel1 inside-cidr 169.254.10.0/30
 		interval string
 		want     ike.Duration
 	}{
-		{"", ike.Seconds(2)},
-		{"set ipsec connections aws keepalive interval 7", ike.Seconds(2)},
-		{"set ipsec connections aws keepalive interval 1", ike.Seconds(1)},
+		{"", ike.Seconds(1)},
+		{"set ipsec connections aws keepalive interval 7", ike.Seconds(1)},
+		{"set ipsec connections aws keepalive interval 0.1", ike.Seconds(1)},
 	} {
 		e := mustParse(t, conn+tc.interval).WithDefaults()
 		if got := e.IPsec.Connections["aws"].Keepalive.Timeout; got != tc.want {
@@ -80,5 +79,9 @@ set ipsec connections aws tunnels tunnel1 inside-cidr 169.254.10.0/30
 		if ps := Validate(e); ps != nil {
 			t.Errorf("%q: %v", tc.interval, ps)
 		}
+	}
+	e := mustParse(t, conn+"set ipsec connections aws keepalive interval 0.1\nset ipsec connections aws keepalive timeout 10.5").WithDefaults()
+	if ps := Validate(e); len(ps) != 1 || !strings.Contains(ps[0].String(), "ipsec.connections.aws.keepalive.timeout") {
+		t.Errorf("a timeout of 105 intervals: %v", ps)
 	}
 }
