@@ -21,17 +21,32 @@ import (
 // client drops as an unexpected peer. Stock openvpn over UDP and stock openconnect over DTLS both reach the LAN
 // host, and the AnyConnect session is on DTLS, not fallen back to its TLS connection.
 func TestSSLVPNOverUDPToASecondaryAddress(t *testing.T) {
+	secondaryAddress(t, "198.18.0.1/16", "198.18.0.2/16", "203.0.113.1/24", "203.0.113.0/24")
+}
+
+// TestSSLVPNOverUDPToASecondaryIPv6Address: the same over IPv6 outside addresses (the tunnels carry IPv4):
+//
+//	client 2001:db8:18::2/64 ── eth0 2001:db8:18::1/64 + 2001:db8:113::1/64 [box] ── lan 10.50.0.2
+func TestSSLVPNOverUDPToASecondaryIPv6Address(t *testing.T) {
+	secondaryAddress(t, "2001:db8:18::1/64", "2001:db8:18::2/64", "2001:db8:113::1/64", "2001:db8:113::/64")
+}
+
+// secondaryAddress runs the test of a box whose eth0 has primary and alias, a client at client on primary's
+// network that reaches alias's network (aliasNet) through the box, and dials alias.
+func secondaryAddress(t *testing.T, primary, client, alias, aliasNet string) {
 	l := lab.New(t, "openvpn", "openconnect", "ping", "unshare")
 	v := &vpnLab{t: t, l: l}
 	boxNS := l.Namespace("box")
 	v.client, v.lan = l.Namespace("cli"), l.Namespace("lan")
-	l.Link(boxNS, "eth0", "", v.client, "eth0", "198.18.0.2/16")
+	l.Link(boxNS, "eth0", "", v.client, "eth0", client)
 	l.Link(boxNS, "eth1", "", v.lan, "eth0", "10.50.0.2/24")
-	v.client.AddRoute("203.0.113.0/24", "198.18.0.1")
+	gw, _, _ := strings.Cut(primary, "/")
+	dial, _, _ := strings.Cut(alias, "/")
+	v.client.AddRoute(aliasNet, gw)
 	v.lan.AddRoute("default", "10.50.0.1")
 	v.box = toridetest.Start(t, boxNS, t.TempDir())
-	v.commands("set system host-name vpn-gw", "set system interfaces eth0 address 198.18.0.1/16",
-		"set system interfaces eth0 address 203.0.113.1/24", "set system interfaces eth1 address 10.50.0.1/24")
+	v.commands("set system host-name vpn-gw", "set system interfaces eth0 address "+primary,
+		"set system interfaces eth0 address "+alias, "set system interfaces eth1 address 10.50.0.1/24")
 	v.commit()
 	v.createVPN("192.0.2.100", false)
 
@@ -39,7 +54,7 @@ func TestSSLVPNOverUDPToASecondaryAddress(t *testing.T) {
 	if !strings.Contains(profile, "remote 192.0.2.100 1194") {
 		t.Fatalf("the UDP profile does not dial the public address:\n%s", profile)
 	}
-	c := v.connect("nora", strings.Replace(profile, "remote 192.0.2.100 1194", "remote 203.0.113.1 1194", 1), nil)
+	c := v.connect("nora", strings.Replace(profile, "remote 192.0.2.100 1194", "remote "+dial+" 1194", 1), nil)
 	v.pingLAN()
 	c.Stop()
 	if err := v.box.Proc.WaitOutput(lab.Within(t, 10*time.Second), "client disconnected"); err != nil {
@@ -48,7 +63,7 @@ func TestSSLVPNOverUDPToASecondaryAddress(t *testing.T) {
 
 	f := v.acUser("olga")
 	oc := occlient.Start(t, v.client, occlient.Options{Server: "https://vpn-gw/", CAFile: f.ca,
-		Args: []string{"--resolve=vpn-gw:203.0.113.1", "-c", f.cert, "-k", f.key}})
+		Args: []string{"--resolve=vpn-gw:" + dial, "-c", f.cert, "-k", f.key}})
 	defer oc.Stop()
 	if _, err := oc.WaitConnected(lab.Within(t, 30*time.Second)); err != nil {
 		t.Fatalf("openconnect did not connect: %v\nserver log:\n%s", err, v.box.Proc.Output())
