@@ -71,9 +71,10 @@ func TestLabFailover(t *testing.T) {
 	s := tp.startService(t, nil)
 	p := tp.StartPinger(t)
 	gap := failoverScenario(t, tp, s, p, 2)
-	// Generous: the default probes (every 0.2 s, 1 s timeout, 3 lost), one CREATE_CHILD_SA round trip.
-	if gap > 15*time.Second {
-		t.Errorf("traffic gap %v, want well under DPD's ~26 s", gap)
+	// The default probes (every 0.2 s, 1 s timeout, 3 lost) and one CREATE_CHILD_SA round trip give about
+	// 1.5 s; the bound leaves room for a loaded machine and still fails 5 s probes (about 16 s).
+	if gap > 4*time.Second {
+		t.Errorf("traffic gap %v, want under 4 s", gap)
 	}
 
 	ctx := lab.Within(t, 90*time.Second)
@@ -121,8 +122,8 @@ func TestLabFailoverIKEv1(t *testing.T) {
 	tp := newTopo(t, labOpts{})
 	s := tp.startService(t, nil)
 	p := tp.StartPinger(t)
-	if gap := failoverScenario(t, tp, s, p, 1); gap > 15*time.Second {
-		t.Errorf("traffic gap %v", gap)
+	if gap := failoverScenario(t, tp, s, p, 1); gap > 4*time.Second {
+		t.Errorf("traffic gap %v, want under 4 s", gap)
 	}
 }
 

@@ -118,6 +118,11 @@ func waitTunnels(t *testing.T, d *toridetest.Daemon, tp *cloudlab.Topo, what str
 }
 
 // packetsOut is each tunnel's packets-out counter, in tunnel order, for cloudlab.CarriedBy.
+// maxFailoverGap bounds the LAN's traffic gap when the active gateway dies, with the default keepalive. The
+// product's figure is about 1.5 s (the benchmarks give it); the bound leaves room for a loaded machine and still
+// fails the probes of before (every 5 s, 3 lost: about 16 s).
+const maxFailoverGap = 4 * time.Second
+
 func packetsOut(st ipsecStatus) []uint64 {
 	var o []uint64
 	for _, tn := range st.Connections[0].Tunnels {
@@ -229,8 +234,8 @@ func TestIPsecImportGenericIKEv2(t *testing.T) {
 	}
 	gap, _ := pinger.GapAround(killed)
 	t.Logf("traffic gap after the active gateway died: %v", gap.Round(100*time.Millisecond))
-	if gap > 15*time.Second {
-		t.Errorf("traffic gap %v: the default probes (every 0.2 s, 3 lost) should move traffic long before DPD's ~26 s", gap)
+	if gap > maxFailoverGap {
+		t.Errorf("traffic gap %v, want under %v with the default probes (every 0.2 s, 3 lost)", gap, maxFailoverGap)
 	}
 	waitTunnels(t, d, tp, "a failover counted", func(st ipsecStatus) error {
 		if st.Connections[0].Failovers == 0 || !st.Connections[0].Tunnels[1-active].Active {

@@ -88,6 +88,9 @@ func TestIPsecKernelESP(t *testing.T) {
 	tp.RouteCloudVia(t, 1-active)
 	gap := waitResumed(t, tp, pinger, killed)
 	t.Logf("traffic gap after the active gateway died (default probes): %v", gap.Round(100*time.Millisecond))
+	if gap > maxFailoverGap {
+		t.Errorf("traffic gap %v, want under %v", gap, maxFailoverGap)
+	}
 	waitTunnels(t, d, tp, "the other tunnel active after a counted failover", func(st ipsecStatus) error {
 		c := st.Connections[0]
 		if c.Failovers == 0 || !c.Tunnels[1-active].Active {
