@@ -98,6 +98,14 @@ func TestLabFailover(t *testing.T) {
 	// The cloud still routes its answers over tunnel 2.
 	tp.WaitPing(ctx, t)
 	t.Logf("fail-back after %v; status %+v", time.Since(back).Round(time.Millisecond), cs)
+	// The fail-back moves traffic between two working tunnels: from the gateway's return until the traffic is
+	// seen on tunnel 1, no silence beyond the pinger's spacing (50 ms) and a loaded machine's delays.
+	tp.waitCarriedBy(ctx, t, s, 0)
+	if gap := p.LongestSilence(back, time.Now()); gap > 500*time.Millisecond {
+		t.Errorf("LAN traffic stopped for %v across the fail-back, want no gap", gap)
+	} else {
+		t.Logf("fail-back: longest LAN traffic silence %v", gap.Round(time.Millisecond))
+	}
 
 	// Tunnel 1 carries the traffic on the fresh SA the fail-back made. Its target answered over the tunnel
 	// before, so if the gateway dies again at once, lost probes condemn the new SA without waiting for a first

@@ -351,6 +351,19 @@ func CarriedBy(start, now []uint64, want int) error {
 	return nil
 }
 
+// LongestSilence returns the longest time without an answer between from and to, the ends count as
+// answers (traffic that never stops gives the pinger's own spacing).
+func (p *Pinger) LongestSilence(from, to time.Time) time.Duration {
+	longest, last := time.Duration(0), from
+	for _, r := range p.Replies() {
+		if r.Before(from) || r.After(to) {
+			continue
+		}
+		longest, last = max(longest, r.Sub(last)), r
+	}
+	return max(longest, to.Sub(last))
+}
+
 // GapAround returns the longest silence between answers from the last answer before t0 until answers flow
 // steadily again, and whether they do.
 func (p *Pinger) GapAround(t0 time.Time) (time.Duration, bool) {
