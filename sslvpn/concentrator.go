@@ -350,6 +350,8 @@ type SessionInfo struct {
 	Since      time.Time `json:"since"`
 	BytesIn    uint64    `json:"bytes_in"`
 	BytesOut   uint64    `json:"bytes_out"`
+	// Forbidden counts the session's packets to destinations it was not given, which were dropped.
+	Forbidden uint64 `json:"forbidden"`
 }
 
 // Status returns every server's state, by name.
@@ -403,7 +405,7 @@ func (c *Concentrator) Sessions(server string) []SessionInfo {
 	for _, name := range slices.Sorted(maps.Keys(servers)) {
 		for _, sess := range servers[name].Sessions() {
 			info := SessionInfo{ID: sess.ID, Server: name, Protocol: sess.Protocol, Group: sess.Group, User: sess.User, Remote: sess.Remote.String(),
-				Address: sess.Lease.Addr.String(), Cipher: sess.Cipher, Since: sess.Started}
+				Address: sess.Lease.Addr.String(), Cipher: sess.Cipher, Since: sess.Started, Forbidden: sess.uplink.Forbidden()}
 			if sess.Cert != nil {
 				info.CertSerial = fmt.Sprintf("%X", sess.Cert.SerialNumber)
 			}

@@ -318,11 +318,14 @@ func TestStartFailureLeavesNoDevice(t *testing.T) {
 }
 
 // TestSessionTrafficThroughTheDevice: an admitted session gets an address of the pool; the LAN's packets for it,
-// read from the device, reach it; its packets from its own address are written to the device, from any other
-// address refused. Once it ends, its address has no route and is free.
+// read from the device, reach it; its packets from its own address to the network it was given are written to
+// the device, from any other address refused, and so are those to a network it was not given, to another client,
+// and, after a commit that takes its network away, to that network too. Once it ends, its address has no route
+// and is free.
 func TestSessionTrafficThroughTheDevice(t *testing.T) {
 	tc := newTestConcentrator(t)
-	s := tc.start(t, &ServerConfig{MaxSessions: 10})
+	cfg := &ServerConfig{MaxSessions: 10, Routes: []netip.Prefix{netip.MustParsePrefix("10.50.0.0/24")}}
+	s := tc.start(t, cfg)
 	dev := tc.tuns.Get("vpn-main")
 	alice, g := mustConnect(t, s, "alice")
 	gw, addr := netip.MustParseAddr("10.8.0.1"), g.Address.Addr()
@@ -362,6 +365,26 @@ func TestSessionTrafficThroughTheDevice(t *testing.T) {
 	if err := g.Uplink.WritePacket(icmptest.EchoRequest(netip.MustParseAddr("10.8.0.99"), lan, 3, 32)); !errors.Is(err, datapath.ErrSpoofed) {
 		t.Fatalf("a packet from another address: %v", err)
 	}
+	for _, dst := range []string{"10.60.0.7", "10.8.0.99"} {
+		if err := g.Uplink.WritePacket(icmptest.EchoRequest(addr, netip.MustParseAddr(dst), 4, 32)); !errors.Is(err, datapath.ErrForbidden) {
+			t.Fatalf("a packet to %s, not given: %v", dst, err)
+		}
+	}
+	if err := g.Uplink.WritePacket(icmptest.EchoRequest(addr, gw, 5, 32)); err != nil {
+		t.Fatalf("a packet to the server's tunnel address: %v", err)
+	}
+	<-dev.Written
+	taken := *cfg
+	taken.Routes = []netip.Prefix{netip.MustParsePrefix("10.51.0.0/24")}
+	if err := tc.Set(context.Background(), Config{Servers: []*ServerConfig{&taken}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Uplink.WritePacket(fromAlice); !errors.Is(err, datapath.ErrForbidden) {
+		t.Fatalf("a packet to the network the commit took away: %v", err)
+	}
+	if sessions := tc.Sessions("main"); len(sessions) != 1 || sessions[0].Forbidden != 3 {
+		t.Fatalf("sessions %+v, want alice's with 3 forbidden packets", sessions)
+	}
 
 	alice.Close("client exit")
 	if n := len(tc.Sessions("main")); n != 0 {
@@ -374,7 +397,8 @@ func TestSessionTrafficThroughTheDevice(t *testing.T) {
 	if len(alice.packets) != 0 {
 		t.Fatal("a session that ended still got packets")
 	}
-	if st := tc.Status()[0]; st.PoolInUse != 0 || st.Datapath.ToClients != 1 || st.Datapath.FromClients != 1 || st.Datapath.Spoofed != 1 {
+	if st := tc.Status()[0]; st.PoolInUse != 0 || st.Datapath.ToClients != 1 || st.Datapath.FromClients != 2 || st.Datapath.Spoofed != 1 ||
+		st.Datapath.Forbidden != 3 {
 		t.Fatalf("status %+v", st)
 	}
 }

@@ -67,7 +67,8 @@ type Session struct {
 	Cipher   string
 	Started  time.Time
 
-	known   bool // the user was in the configuration at login: deleting them ends the session
+	known   bool   // the user was in the configuration at login: deleting them ends the session
+	profile string // the connection profile asked for at login ("" for OpenVPN's): where a new configuration looks
 	peer    Peer
 	pool    *pool.Pool // where Lease came from
 	uplink  *datapath.Uplink
@@ -311,6 +312,8 @@ func (s *Server) update(cfg *ServerConfig) error {
 		}
 	}
 	for _, sess := range s.Sessions() {
+		// What the session may reach follows the configuration at once, without a reconnect.
+		sess.uplink.SetReach(s.reachOf(cfg, cfg.group(sess.profile)))
 		if err := s.trust.Revoked(sess.Chains); sess.Cert != nil && err != nil {
 			s.log.Warn("cutting a session: its certificate is revoked", "user", sess.User, "session", sess.ID, "serial", fmt.Sprintf("%X", sess.Cert.SerialNumber), "why", err)
 			sess.peer.Close("certificate revoked")
@@ -473,13 +476,13 @@ func (s *Server) attach(user string, known bool, l *Login, peer Peer, m peerMete
 	if err != nil {
 		return nil, s.refuseLocked(RefusedPool, l, user, "no free client address: "+err.Error(), err)
 	}
-	up, err := s.dp.Attach(lease.Addr, peer)
+	up, err := s.dp.Attach(lease.Addr, peer, s.reachOf(cfg, g))
 	if err != nil {
 		p.Release(lease)
 		return nil, err
 	}
 	sess := &Session{ID: newID(), Protocol: l.Protocol, Group: g.Name, User: user, Cert: l.Cert, Chains: l.Chains, Remote: l.Remote, Lease: lease,
-		Cipher: l.Cipher, Started: time.Now().UTC(), known: known, peer: peer, uplink: up, pool: p, stats: m.bytes, dtls: m.dtls}
+		Cipher: l.Cipher, Started: time.Now().UTC(), known: known, profile: l.Group, peer: peer, uplink: up, pool: p, stats: m.bytes, dtls: m.dtls}
 	s.sessions[sess.ID] = sess
 	if cfg.SessionTimeout > 0 {
 		sess.timeout = time.AfterFunc(cfg.SessionTimeout, func() { peer.Close("session time limit reached") })
@@ -487,6 +490,30 @@ func (s *Server) attach(user string, known bool, l *Login, peer Peer, m peerMete
 	s.log.Info("client connected", "user", user, "session", sess.ID, "protocol", l.Protocol, "group", g.Name, "remote", l.Remote,
 		"address", lease.Addr, "cipher", l.Cipher, "sessions", len(s.sessions), "max_sessions", cfg.MaxSessions)
 	return sess, nil
+}
+
+// reachOf is where a session of profile g may send: the networks pushed to it (its routes, its name servers,
+// everything for a full tunnel) and the server's own tunnel addresses, never another client (the pools). A
+// profile that no longer exists reaches nothing.
+func (s *Server) reachOf(cfg *ServerConfig, g *GroupConfig) *datapath.Reach {
+	if g == nil {
+		return nil
+	}
+	allow := slices.Clone(g.Routes)
+	for _, d := range cfg.DNS {
+		allow = append(allow, netip.PrefixFrom(d, d.BitLen()))
+	}
+	if g.RedirectGateway {
+		allow = append(allow, netip.MustParsePrefix("0.0.0.0/0"))
+	}
+	var deny []netip.Prefix
+	for _, p := range append([]*pool.Pool{s.pool}, slices.Collect(maps.Values(s.pools))...) {
+		if p != nil && !slices.Contains(deny, p.Prefix()) {
+			deny = append(deny, p.Prefix())
+			allow = append(allow, netip.PrefixFrom(p.Server(), 32))
+		}
+	}
+	return datapath.NewReach(allow, deny)
 }
 
 // refuse counts and logs a refusal whose message the client may read.

@@ -416,6 +416,7 @@ func (s *Shell) showSessions(ctx context.Context, detail bool) error {
 			}
 			field("since", "%s (%s)", ss.Since.Local().Format(time.DateTime), since(ss.Since))
 			field("bytes", "%d in, %d out", ss.BytesIn, ss.BytesOut)
+			field("forbidden", "%d packets to networks not given to it, dropped", ss.Forbidden)
 		}
 		return nil
 	}
@@ -433,7 +434,16 @@ func (s *Shell) showSessions(ctx context.Context, detail bool) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s/%s\n", shortID(ss.ID), ss.User, ss.Address, ss.Protocol, orDash(ss.Cipher),
 			since(ss.Since), humanBytes(ss.BytesIn), humanBytes(ss.BytesOut))
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	// A client sending where it was not given is worth a line of its own (a misconfigured client, or a probe).
+	for _, ss := range out.Sessions {
+		if ss.Forbidden > 0 {
+			fmt.Fprintf(s.out, "%s (%s): %d packets to networks not given to it, dropped\n", shortID(ss.ID), ss.User, ss.Forbidden)
+		}
+	}
+	return nil
 }
 
 // shortID is the first 8 characters of a session ID: unique enough to name a session at the console.

@@ -83,7 +83,7 @@ func newStatusAPI() *statusAPI {
 			Remote: "[2001:db8::1234]:50443", Address: "10.8.100.200", Cipher: "AES-256-GCM", DTLS: true, CertSerial: "1f2e3d",
 			Since: started, BytesIn: 5 << 30, BytesOut: 700 << 20},
 		{ID: "fedcba9876543210", Server: "main", Protocol: "openvpn", User: "bob", Remote: "192.0.2.7:1194",
-			Address: "10.8.0.2", Cipher: "AES-128-CBC", Since: started, BytesIn: 10, BytesOut: 2048},
+			Address: "10.8.0.2", Cipher: "AES-128-CBC", Since: started, BytesIn: 10, BytesOut: 2048, Forbidden: 17},
 	}}}
 }
 
@@ -118,9 +118,9 @@ func TestTablesFit80Columns(t *testing.T) {
 		{[]string{"show", "sslvpn"}, []string{"branch-office-east", "1000/1020", "10.128.100.0/22", "1000/1021", "864192",
 			"100001004", "revoked=123456", "openvpn-udp=1000", "CRL of CN=Corp Root CA", "number 42, 7 revoked", "STALE for 2h0m0s"}},
 		{[]string{"show", "sslvpn", "sessions"}, []string{"Server branch:", "Server main:", "01234567", "alice.martin", "anyconnect", "10.8.100.200", "AES-256-GCM", "3h05m",
-			"5.0G/700M", "fedcba98", "AES-128-CBC", "10.8.0.2", "10B/2.0K"}},
+			"5.0G/700M", "fedcba98", "AES-128-CBC", "10.8.0.2", "10B/2.0K", "fedcba98 (bob): 17 packets to networks not given to it, dropped"}},
 		{[]string{"show", "sslvpn", "sessions", "detail"}, []string{"Session 0123456789abcdef", "alice.martin (group staff)", "DTLS",
-			"[2001:db8::1234]:50443", "serial 1f2e3d", "5368709120 in, 734003200 out"}},
+			"[2001:db8::1234]:50443", "serial 1f2e3d", "5368709120 in, 734003200 out", "0 packets to networks not given to it"}},
 	} {
 		out := run(t, a, tt.args...)
 		for _, w := range tt.want {

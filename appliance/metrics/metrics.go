@@ -138,7 +138,7 @@ func (c *Collector) collectSSLVPN(ch chan<- prometheus.Metric) {
 		d := s.Datapath
 		counter(ch, sslPackets, d.ToClients, s.Name, "to_clients")
 		counter(ch, sslPackets, d.FromClients, s.Name, "from_clients")
-		for reason, n := range map[string]uint64{"no_route": d.NoRoute, "session_queue_full": d.SessionDrop, "spoofed": d.Spoofed,
+		for reason, n := range map[string]uint64{"no_route": d.NoRoute, "session_queue_full": d.SessionDrop, "spoofed": d.Spoofed, "forbidden": d.Forbidden,
 			"malformed": d.Malformed, "writer_queue_full": d.QueueFull, "write_error": d.WriteErrors} {
 			counter(ch, sslDrops, n, s.Name, reason)
 		}

@@ -31,7 +31,7 @@ func (b *tunBackend) Connect(ctx context.Context, req *anyconnect.ConnectRequest
 	b.next++
 	addr := netip.AddrFrom4([4]byte{10, 8, 0, 1 + b.next})
 	b.mu.Unlock()
-	up, err := b.dp.Attach(addr, s)
+	up, err := b.dp.Attach(addr, s, datapath.NewReach([]netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}, nil))
 	if err != nil {
 		return nil, err
 	}

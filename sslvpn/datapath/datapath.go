@@ -3,8 +3,8 @@
 //	LAN → client: TUN reader goroutine ── Read (batched; GSO split by the tun package) ──► destination address
 //	              ──► Table (atomic copy-on-write map) ──► Peer.SendPacket (the session copies and queues; a full
 //	              queue drops and counts, so one slow client never stalls the reader)
-//	client → LAN: session goroutine ──► Uplink.WritePacket: source must be the session's address (anti-spoofing)
-//	              ──► copy into a buffer of the bounded pool ──► writer queue (full: drop and count)
+//	client → LAN: session goroutine ──► Uplink.WritePacket: source must be the session's address (anti-spoofing),
+//	              destination inside the session's Reach (what it was given) ──► copy into a buffer of the bounded pool ──► writer queue (full: drop and count)
 //	              ──► TUN writer goroutine ── Write (batched; GRO coalescing by the tun package)
 //
 // Buffers: the reader owns its batch of buffers and lends each packet to SendPacket for the call only. The
@@ -28,6 +28,7 @@ import (
 // Errors of the uplink; each is also counted.
 var (
 	ErrSpoofed   = errors.New("datapath: source address is not the session's")
+	ErrForbidden = errors.New("datapath: destination is not one the session was given")
 	ErrMalformed = errors.New("datapath: not an IPv4 packet")
 	ErrNoBuffer  = errors.New("datapath: no free buffer")
 	ErrQueueFull = errors.New("datapath: TUN writer queue full")
@@ -54,13 +55,14 @@ type Stats struct {
 	NoRoute     uint64 `json:"no_route"`     // TUN packets for an address without a session
 	SessionDrop uint64 `json:"session_drop"` // TUN packets a session's full queue dropped
 	Spoofed     uint64 `json:"spoofed"`      // client packets with a source not their own
+	Forbidden   uint64 `json:"forbidden"`    // client packets to a destination they were not given
 	Malformed   uint64 `json:"malformed"`    // client packets that are not IPv4
 	QueueFull   uint64 `json:"queue_full"`   // client packets dropped: writer queue or buffers exhausted
 	WriteErrors uint64 `json:"write_errors"`
 }
 
 type counters struct {
-	toClients, fromClients, noRoute, sessionDrop, spoofed, malformed, queueFull, writeErrors atomic.Uint64
+	toClients, fromClients, noRoute, sessionDrop, spoofed, forbidden, malformed, queueFull, writeErrors atomic.Uint64
 }
 
 type packet struct {
@@ -119,8 +121,8 @@ func New(dev tun.Device, opts Options) (*Device, error) {
 // Name is the TUN device's name.
 func (d *Device) Name() string { return d.name }
 
-// Attach routes packets for addr to p and returns the uplink for p's packets.
-func (d *Device) Attach(addr netip.Addr, p Peer) (*Uplink, error) {
+// Attach routes packets for addr to p and returns the uplink for p's packets, which may go to reach.
+func (d *Device) Attach(addr netip.Addr, p Peer, reach *Reach) (*Uplink, error) {
 	if !addr.Is4() {
 		return nil, fmt.Errorf("datapath: %s is not IPv4", addr)
 	}
@@ -137,7 +139,9 @@ func (d *Device) Attach(addr netip.Addr, p Peer) (*Uplink, error) {
 	}
 	next[key] = p
 	d.table.Store(&next)
-	return &Uplink{d: d, addr: key}, nil
+	u := &Uplink{d: d, addr: key}
+	u.reach.Store(reach)
+	return u, nil
 }
 
 // Detach stops routing packets for addr to p (if p is still the one attached).
@@ -160,9 +164,17 @@ func (d *Device) Detach(addr netip.Addr, p Peer) {
 
 // Uplink writes one session's packets to the TUN device.
 type Uplink struct {
-	d    *Device
-	addr [4]byte
+	d         *Device
+	addr      [4]byte
+	reach     atomic.Pointer[Reach]
+	forbidden atomic.Uint64
 }
+
+// SetReach changes where the session may send, at once (a commit that gives or takes a network).
+func (u *Uplink) SetReach(r *Reach) { u.reach.Store(r) }
+
+// Forbidden counts the session's packets to destinations it was not given.
+func (u *Uplink) Forbidden() uint64 { return u.forbidden.Load() }
 
 // WritePacket queues a packet from the client for the TUN device. pkt is only read during the call.
 func (u *Uplink) WritePacket(pkt []byte) error {
@@ -174,6 +186,11 @@ func (u *Uplink) WritePacket(pkt []byte) error {
 	if [4]byte(pkt[12:16]) != u.addr {
 		d.c.spoofed.Add(1)
 		return ErrSpoofed
+	}
+	if r := u.reach.Load(); r == nil || !r.Contains(netip.AddrFrom4([4]byte(pkt[16:20]))) {
+		u.forbidden.Add(1)
+		d.c.forbidden.Add(1)
+		return ErrForbidden
 	}
 	if len(pkt) > bufSize-headroom {
 		d.c.malformed.Add(1)
@@ -316,7 +333,7 @@ func (d *Device) events() {
 // Stats returns the counters.
 func (d *Device) Stats() Stats {
 	return Stats{ToClients: d.c.toClients.Load(), FromClients: d.c.fromClients.Load(), NoRoute: d.c.noRoute.Load(),
-		SessionDrop: d.c.sessionDrop.Load(), Spoofed: d.c.spoofed.Load(), Malformed: d.c.malformed.Load(),
+		SessionDrop: d.c.sessionDrop.Load(), Spoofed: d.c.spoofed.Load(), Forbidden: d.c.forbidden.Load(), Malformed: d.c.malformed.Load(),
 		QueueFull: d.c.queueFull.Load(), WriteErrors: d.c.writeErrors.Load()}
 }
 

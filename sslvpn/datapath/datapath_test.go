@@ -74,14 +74,14 @@ func TestRoutingAndAntiSpoofing(t *testing.T) {
 		t.Fatal(err)
 	}
 	a, b := &recorder{}, &recorder{}
-	ua, err := d.Attach(alice, a)
+	ua, err := d.Attach(alice, a, everywhere)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := d.Attach(alice, b); !errors.Is(err, ErrInUse) {
+	if _, err := d.Attach(alice, b, everywhere); !errors.Is(err, ErrInUse) {
 		t.Fatalf("second attach of one address: %v", err)
 	}
-	if _, err := d.Attach(bob, b); err != nil {
+	if _, err := d.Attach(bob, b, everywhere); err != nil {
 		t.Fatal(err)
 	}
 
@@ -143,7 +143,7 @@ func TestBackPressureDropsInsteadOfBlocking(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer d.Close()
-	u, _ := d.Attach(alice, &recorder{})
+	u, _ := d.Attach(alice, &recorder{}, everywhere)
 	var refused int
 	for range 20 {
 		if err := u.WritePacket(ping(server, alice)); err != nil {
@@ -204,7 +204,7 @@ func BenchmarkUplink(b *testing.B) {
 	dt := newDiscardTUN()
 	d, _ := New(dt, Options{})
 	defer d.Close()
-	u, _ := d.Attach(alice, nopPeer{})
+	u, _ := d.Attach(alice, nopPeer{}, everywhere)
 	pkt := packetOf(1400, alice, server)
 	b.SetBytes(int64(len(pkt)))
 	b.ReportAllocs()
@@ -223,7 +223,7 @@ func BenchmarkDownlinkLookup(b *testing.B) {
 	base := netip.MustParseAddr("10.8.0.2")
 	addr := base
 	for range 250 {
-		if _, err := d.Attach(addr, nopPeer{}); err != nil {
+		if _, err := d.Attach(addr, nopPeer{}, everywhere); err != nil {
 			b.Fatal(err)
 		}
 		addr = addr.Next()
@@ -240,7 +240,7 @@ func TestHotPathsAllocateNothing(t *testing.T) {
 	dt := newDiscardTUN()
 	d, _ := New(dt, Options{})
 	defer d.Close()
-	u, _ := d.Attach(alice, nopPeer{})
+	u, _ := d.Attach(alice, nopPeer{}, everywhere)
 	up := packetOf(1400, alice, server)
 	down := packetOf(1400, server, alice)
 	if n := testing.AllocsPerRun(1000, func() {
@@ -250,5 +250,70 @@ func TestHotPathsAllocateNothing(t *testing.T) {
 		d.route(down)
 	}); n != 0 {
 		t.Fatalf("%v allocations per packet, want 0", n)
+	}
+}
+
+// everywhere lets a session send anywhere, for the tests of other things than its reach.
+var everywhere = NewReach([]netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}, nil)
+
+// TestReach: a session sends only to what it was given: its network and its name server, not another network
+// behind the box, not another client of the pool (even inside a given network, as with a full tunnel); each
+// refusal is counted on the session; the server's own tunnel address, given inside the pool, is reachable; and the device; a new Reach applies to the live session at once.
+func TestReach(t *testing.T) {
+	dev := tuntest.NewDevice("vpn-test", 1500)
+	d, err := New(dev, Options{Buffers: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	pool := []netip.Prefix{netip.MustParsePrefix("10.8.0.0/24")}
+	given := NewReach([]netip.Prefix{netip.MustParsePrefix("10.50.0.0/24"), netip.MustParsePrefix("192.0.2.53/32"),
+		netip.MustParsePrefix("10.8.0.1/32")}, pool)
+	u, err := d.Attach(alice, &recorder{}, given)
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := func(dst string) error { return u.WritePacket(ping(netip.MustParseAddr(dst), alice)) }
+	for _, dst := range []string{"10.50.0.7", "192.0.2.53", "10.8.0.1"} {
+		if err := send(dst); err != nil {
+			t.Errorf("to %s, a given destination: %v", dst, err)
+		}
+	}
+	for _, dst := range []string{"10.60.0.7", "192.0.2.54", "10.8.0.9", "172.16.0.1"} {
+		if err := send(dst); !errors.Is(err, ErrForbidden) {
+			t.Errorf("to %s, not given: %v", dst, err)
+		}
+	}
+	if u.Forbidden() != 4 || d.Stats().Forbidden != 4 {
+		t.Errorf("forbidden: session %d, device %d; want 4 and 4", u.Forbidden(), d.Stats().Forbidden)
+	}
+	// A full tunnel reaches everything but the other clients.
+	u.SetReach(NewReach([]netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}, pool))
+	if err := send("10.60.0.7"); err != nil {
+		t.Errorf("full tunnel to 10.60.0.7: %v", err)
+	}
+	if err := send("10.8.0.9"); !errors.Is(err, ErrForbidden) {
+		t.Errorf("full tunnel to another client: %v", err)
+	}
+	// A session attached without a Reach sends nowhere.
+	nowhere, err := d.Attach(bob, &recorder{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nowhere.WritePacket(ping(server, bob)); !errors.Is(err, ErrForbidden) {
+		t.Errorf("no reach: %v", err)
+	}
+}
+
+// BenchmarkReach is the cost of the destination check on the uplink's path.
+func BenchmarkReach(b *testing.B) {
+	r := NewReach([]netip.Prefix{netip.MustParsePrefix("10.50.0.0/24"), netip.MustParsePrefix("10.60.0.0/16"),
+		netip.MustParsePrefix("192.0.2.53/32")}, []netip.Prefix{netip.MustParsePrefix("10.8.0.0/24")})
+	a := netip.MustParseAddr("10.60.3.4")
+	b.ReportAllocs()
+	for b.Loop() {
+		if !r.Contains(a) {
+			b.Fatal("not contained")
+		}
 	}
 }

@@ -53,7 +53,7 @@ func TestRealTUN(t *testing.T) {
 		t.Fatal(err)
 	}
 	peer := &echoPeer{addr: netip.MustParseAddr("10.8.0.2"), replies: make(chan []byte, 16)}
-	peer.up, err = d.Attach(peer.addr, peer)
+	peer.up, err = d.Attach(peer.addr, peer, datapath.NewReach([]netip.Prefix{netip.MustParsePrefix("0.0.0.0/0")}, nil))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,109 @@
+package tests
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"toride/tests/lab"
+)
+
+// TestSSLVPNReachesOnlyWhatItIsGiven: a session reaches the networks it is given and nothing else behind the
+// box, whatever routes the client adds itself, and a commit that gives or takes a network applies to the live
+// session at once. The far host's own ICMP counters prove that nothing got through, not only the appliance's:
+//
+//	client 192.0.2.2 ── eth0 [box] eth1 10.50.0.1 ── lan 10.50.0.2 (given)
+//	                             eth2 10.60.0.1 ── other 10.60.0.2 (not given, until the commit)
+//
+// Stock openvpn, over UDP and over TCP, each session live through both commits.
+func TestSSLVPNReachesOnlyWhatItIsGiven(t *testing.T) {
+	v := newVPNLab(t, false)
+	other := v.l.Namespace("other")
+	v.l.Link(v.box.NS, "eth2", "", other, "eth0", "10.60.0.2/24")
+	other.AddRoute("default", "10.60.0.1")
+	v.commands("set system interfaces eth2 address 10.60.0.1/24")
+	v.commit()
+
+	for _, proto := range []string{"udp", "tcp"} {
+		t.Run(proto, func(t *testing.T) {
+			c := v.connect("nora-"+proto, v.profile("nora-"+proto, "&proto="+proto), nil)
+			defer c.Stop()
+			v.pingLAN()
+			// The client routes the other network into its tunnel by itself: the box must not forward it.
+			v.client.MustRun("ip", "route", "replace", "10.60.0.0/24", "dev", "tun0")
+			before := icmpEchosIn(t, other)
+			if err := v.client.Ping("10.60.0.2", 3); err == nil {
+				t.Fatal("the client reached a network it was not given")
+			}
+			if n := icmpEchosIn(t, other); n != before {
+				t.Fatalf("the far host received %d echo requests from a client that was not given its network", n-before)
+			}
+			if n := forbidden(t, v, "nora-"+proto); n < 3 {
+				t.Errorf("the session counts %d forbidden packets, want at least 3", n)
+			}
+
+			// The network given by a commit: the live session reaches it at once; taken away, it loses it.
+			v.commands("set sslvpn services office local-network 10.60.0.0/24")
+			v.commit()
+			if err := lab.WaitFor(lab.Within(t, 10*time.Second), 200*time.Millisecond, func() error { return v.client.Ping("10.60.0.2", 1) }); err != nil {
+				t.Fatalf("the live session does not reach the network a commit gave it: %v", err)
+			}
+			v.commands("delete sslvpn services office local-network 10.60.0.0/24")
+			v.commit()
+			before = icmpEchosIn(t, other)
+			if err := v.client.Ping("10.60.0.2", 2); err == nil {
+				t.Fatal("the live session still reaches the network a commit took away")
+			}
+			if n := icmpEchosIn(t, other); n != before {
+				t.Fatalf("the far host received %d echo requests after the commit took its network away", n-before)
+			}
+			v.pingLAN()
+		})
+	}
+}
+
+// icmpEchosIn reads the namespace's count of ICMP echo requests received (IcmpInEchos of /proc/net/snmp).
+func icmpEchosIn(t *testing.T, ns *lab.Netns) int {
+	t.Helper()
+	var names, values []string
+	for _, line := range strings.Split(ns.MustRun("cat", "/proc/net/snmp"), "\n") {
+		if f := strings.Fields(line); len(f) > 1 && f[0] == "Icmp:" {
+			if names == nil {
+				names = f[1:]
+			} else {
+				values = f[1:]
+			}
+		}
+	}
+	for i, n := range names {
+		if n == "InEchos" && i < len(values) {
+			v, err := strconv.Atoi(values[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("no InEchos in the ICMP counters of %s", ns.Name)
+	return 0
+}
+
+// forbidden returns the forbidden packets the API counts on user's session.
+func forbidden(t *testing.T, v *vpnLab, user string) uint64 {
+	t.Helper()
+	var out struct {
+		Sessions []struct {
+			User      string
+			Forbidden uint64
+		}
+	}
+	v.rest("GET", "/api/v1/sslvpn/sessions", nil, &out, 0)
+	for _, s := range out.Sessions {
+		if s.User == user {
+			return s.Forbidden
+		}
+	}
+	t.Fatalf("no session of %s: %+v", user, out.Sessions)
+	return 0
+}
