@@ -16,7 +16,8 @@ import (
 //	client 192.0.2.2 ── eth0 [box] eth1 10.50.0.1 ── lan 10.50.0.2 (given)
 //	                             eth2 10.60.0.1 ── other 10.60.0.2 (not given, until the commit)
 //
-// Stock openvpn, over UDP and over TCP, each session live through both commits.
+// Stock openvpn over UDP and over TCP, stock openconnect over DTLS and over TLS alone (CSTP), each session live
+// through both commits.
 func TestSSLVPNReachesOnlyWhatItIsGiven(t *testing.T) {
 	v := newVPNLab(t, false)
 	other := v.l.Namespace("other")
@@ -25,13 +26,34 @@ func TestSSLVPNReachesOnlyWhatItIsGiven(t *testing.T) {
 	v.commands("set system interfaces eth2 address 10.60.0.1/24")
 	v.commit()
 
-	for _, proto := range []string{"udp", "tcp"} {
-		t.Run(proto, func(t *testing.T) {
-			c := v.connect("nora-"+proto, v.profile("nora-"+proto, "&proto="+proto), nil)
-			defer c.Stop()
+	// Each way in connects user and returns the client's tunnel device and how to stop it.
+	openvpn := func(proto string) func(user string) (string, func()) {
+		return func(user string) (string, func()) {
+			c := v.connect(user, v.profile(user, "&proto="+proto), nil)
+			return "tun0", c.Stop
+		}
+	}
+	openconnect := func(args ...string) func(user string) (string, func()) {
+		return func(user string) (string, func()) {
+			f := v.acUser(user)
+			c, env := v.openconnect(f, "", append([]string{"-c", f.cert, "-k", f.key}, args...)...)
+			return env["TUNDEV"], c.Stop
+		}
+	}
+	for _, way := range []struct {
+		name    string
+		connect func(user string) (string, func())
+	}{
+		{"openvpn-udp", openvpn("udp")}, {"openvpn-tcp", openvpn("tcp")},
+		{"anyconnect-dtls", openconnect()}, {"anyconnect-cstp", openconnect("--no-dtls")},
+	} {
+		t.Run(way.name, func(t *testing.T) {
+			user := "nora-" + way.name
+			dev, stop := way.connect(user)
+			defer stop()
 			v.pingLAN()
 			// The client routes the other network into its tunnel by itself: the box must not forward it.
-			v.client.MustRun("ip", "route", "replace", "10.60.0.0/24", "dev", "tun0")
+			v.client.MustRun("ip", "route", "replace", "10.60.0.0/24", "dev", dev)
 			before := icmpEchosIn(t, other)
 			if err := v.client.Ping("10.60.0.2", 3); err == nil {
 				t.Fatal("the client reached a network it was not given")
@@ -39,7 +61,8 @@ func TestSSLVPNReachesOnlyWhatItIsGiven(t *testing.T) {
 			if n := icmpEchosIn(t, other); n != before {
 				t.Fatalf("the far host received %d echo requests from a client that was not given its network", n-before)
 			}
-			if n := forbidden(t, v, "nora-"+proto); n < 3 {
+			id, n := session(t, v, user)
+			if n < 3 {
 				t.Errorf("the session counts %d forbidden packets, want at least 3", n)
 			}
 
@@ -59,6 +82,9 @@ func TestSSLVPNReachesOnlyWhatItIsGiven(t *testing.T) {
 				t.Fatalf("the far host received %d echo requests after the commit took its network away", n-before)
 			}
 			v.pingLAN()
+			if now, _ := session(t, v, user); now != id {
+				t.Fatalf("the session was replaced (%s, now %s): the commits must apply to it live", id, now)
+			}
 		})
 	}
 }
@@ -89,21 +115,21 @@ func icmpEchosIn(t *testing.T, ns *lab.Netns) int {
 	return 0
 }
 
-// forbidden returns the forbidden packets the API counts on user's session.
-func forbidden(t *testing.T, v *vpnLab, user string) uint64 {
+// session returns the ID of user's session and the forbidden packets the API counts on it.
+func session(t *testing.T, v *vpnLab, user string) (string, uint64) {
 	t.Helper()
 	var out struct {
 		Sessions []struct {
-			User      string
+			ID, User  string
 			Forbidden uint64
 		}
 	}
 	v.rest("GET", "/api/v1/sslvpn/sessions", nil, &out, 0)
 	for _, s := range out.Sessions {
 		if s.User == user {
-			return s.Forbidden
+			return s.ID, s.Forbidden
 		}
 	}
 	t.Fatalf("no session of %s: %+v", user, out.Sessions)
-	return 0
+	return "", 0
 }
