@@ -124,8 +124,15 @@ func New(opts Options) (*System, error) {
 		routes.Close()
 		return nil, err
 	}
+	firewall, err := nft.New(nft.Options{})
+	if err != nil {
+		links.Close()
+		routes.Close()
+		return nil, err
+	}
 	vpn := sslvpnsvc.New(sslvpnsvc.Options{TUN: tun.Kernel{}, Links: links, Ledger: ledger, StateDir: opts.StateDir, Health: s.health,
-		Logger: s.log.With("component", "sslvpn")})
+		Firewall: firewall,
+		Logger:   s.log.With("component", "sslvpn")})
 	validate := func(c *config.Config) config.Problems {
 		ps := config.Validate(c)
 		return append(ps, vpn.CheckCRLs(c, s.committedCRL)...)
@@ -135,15 +142,12 @@ func New(opts Options) (*System, error) {
 	if err != nil {
 		links.Close()
 		routes.Close()
+		firewall.Close()
 		return nil, err
 	}
 	if notices := s.store.Notices(); len(notices) > 0 {
 		// Loud and lasting: the admin must look at what the store found, not only at the log.
 		s.health.Set("config", health.Degraded, strings.Join(notices, "; "))
-	}
-	firewall, err := nft.New(nft.Options{})
-	if err != nil {
-		return nil, err
 	}
 	ipsec := ipsecsvc.New(ike.Opts{
 		RunDir:   filepath.Join(filepath.Dir(opts.APISocket), "ike"),

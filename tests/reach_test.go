@@ -133,3 +133,44 @@ func session(t *testing.T, v *vpnLab, user string) (string, uint64) {
 	t.Fatalf("no session of %s: %+v", user, out.Sessions)
 	return "", 0
 }
+
+// TestSSLVPNFullTunnelLeavesThroughTheUplink: a server with redirect-gateway sends its clients' Internet traffic
+// out of the box's uplink with the box's address (source NAT), while the LAN still sees the client's own:
+//
+//	client 192.0.2.2 (default via the box) ── eth0 [box] eth1 10.50.0.1 ── lan 10.50.0.2
+//	                                                   eth3 198.51.100.1 ── inet 198.51.100.2 (no route to the pool)
+//
+// The stock openvpn client runs the downloaded profile, which takes the whole default route into the tunnel.
+func TestSSLVPNFullTunnelLeavesThroughTheUplink(t *testing.T) {
+	v := newVPNLab(t, false)
+	inet := v.l.Namespace("inet")
+	v.l.Link(v.box.NS, "eth3", "", inet, "eth0", "198.51.100.2/24")
+	v.commands("set system interfaces eth3 address 198.51.100.1/24", "set sslvpn servers main redirect-gateway")
+	v.commit()
+	// A client on a network with a default gateway, as a laptop has: redirect-gateway replaces it.
+	v.client.AddRoute("default", "192.0.2.1")
+
+	c := v.connect("fran", v.profile("fran", "&proto=udp"), nil)
+	defer c.Stop()
+	if out := v.client.MustRun("ip", "route", "get", "198.51.100.2"); !strings.Contains(out, "dev tun0") {
+		t.Fatalf("the full tunnel does not carry the Internet:\n%s", out)
+	}
+	seen := inet.Capture("eth0")
+	defer seen.Close()
+	if err := v.client.Ping("198.51.100.2", 2); err != nil {
+		t.Fatalf("the full-tunnel client does not reach the Internet host: %v", err)
+	}
+	if _, err := seen.Wait(5*time.Second, func(p lab.Packet) bool {
+		return !p.Outgoing && p.ICMP != nil && p.Src.String() == "198.51.100.1"
+	}); err != nil {
+		t.Fatalf("the Internet host did not see the box's address: %v", err)
+	}
+	lanSeen := v.lan.Capture("eth0")
+	defer lanSeen.Close()
+	v.pingLAN()
+	if _, err := lanSeen.Wait(5*time.Second, func(p lab.Packet) bool {
+		return !p.Outgoing && p.ICMP != nil && strings.HasPrefix(p.Src.String(), "10.8.0.")
+	}); err != nil {
+		t.Fatalf("the LAN host did not see the client's own address: %v", err)
+	}
+}

@@ -43,6 +43,7 @@ const serverCertValidity = 2 * 365 * 24 * time.Hour
 // concurrent use.
 type Component struct {
 	conc     *sslvpn.Concentrator
+	firewall Firewall // nil: no source NAT (tests without a kernel table)
 	ledger   *certs.Ledger
 	stateDir string
 	health   *health.Tracker
@@ -60,6 +61,7 @@ type Options struct {
 	Links    sslvpn.Addresser // the TUN devices' addresses
 	Ledger   *certs.Ledger    // certificates the appliance issued, and their revocations
 	StateDir string           // torided's state directory: sslvpn/ holds the tls-crypt keys and the TOTP steps
+	Firewall Firewall         // the full-tunnel clients' source NAT
 	Health   *health.Tracker
 	Logger   *slog.Logger
 }
@@ -69,7 +71,7 @@ func New(o Options) *Component {
 	totp := &totpSteps{path: filepath.Join(o.StateDir, "sslvpn", "totp-steps.json"), log: o.Logger}
 	return &Component{
 		conc:   sslvpn.New(sslvpn.Options{TUN: o.TUN, Links: o.Links, Logger: o.Logger, Auth: userauth.Options{Replay: totp}}),
-		ledger: o.Ledger, stateDir: o.StateDir, health: o.Health, log: o.Logger,
+		ledger: o.Ledger, stateDir: o.StateDir, health: o.Health, log: o.Logger, firewall: o.Firewall,
 	}
 }
 
@@ -96,6 +98,11 @@ func (c *Component) applyLocked(ctx context.Context, cfg *config.Config) error {
 	}
 	if err := c.conc.Set(ctx, want); err != nil {
 		return err
+	}
+	if c.firewall != nil {
+		if err := c.firewall.SetMasquerades(ctx, "sslvpn", masquerades(want)); err != nil {
+			return err
+		}
 	}
 	c.applied = cfg
 	for _, w := range warnings {

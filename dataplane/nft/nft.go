@@ -12,6 +12,8 @@
 //	    jump sslvpn
 //	  chain ike    rules of owner "ike", in order
 //	  chain sslvpn rules of owner "sslvpn"
+//	  chain forward     (hook forward, priority mangle)  the owners' MSS clamps
+//	  chain postrouting (hook postrouting, nat, srcnat)  the owners' masquerades
 //
 // The base chain's policy is accept: the table only adds guards (accept what is listed, drop what a Drop rule
 // names); the appliance's general policy lives elsewhere.
@@ -96,10 +98,31 @@ func (c Clamp) check() error {
 	return nil
 }
 
+// Masquerade rewrites the source of forwarded IPv4 packets from Source to the address of the interface they leave
+// by (source NAT), unless they go to one of Exempt (networks that must see the clients' own addresses, and the
+// clients themselves): a full-tunnel client's Internet traffic leaves from the box's uplink address.
+type Masquerade struct {
+	Source netip.Prefix
+	Exempt []netip.Prefix
+}
+
+func (m Masquerade) check() error {
+	if !m.Source.IsValid() || !m.Source.Addr().Is4() {
+		return fmt.Errorf("masquerade source %v: want an IPv4 network", m.Source)
+	}
+	for _, e := range m.Exempt {
+		if !e.IsValid() || !e.Addr().Is4() {
+			return fmt.Errorf("masquerade exemption %v: want an IPv4 network", e)
+		}
+	}
+	return nil
+}
+
 // state is everything the table holds, per owner.
 type state struct {
 	rules  map[string][]Rule
 	clamps map[string][]Clamp
+	masqs  map[string][]Masquerade
 }
 
 // owners returns every owner with rules, in name order (the input chain jumps to them in this order).
@@ -112,6 +135,15 @@ func (s state) owners() []string {
 	return owners
 }
 
+// allMasquerades returns every owner's masquerades, owners in name order.
+func (s state) allMasquerades() []Masquerade {
+	var out []Masquerade
+	for _, owner := range slices.Sorted(maps.Keys(s.masqs)) {
+		out = append(out, s.masqs[owner]...)
+	}
+	return out
+}
+
 // allClamps returns every owner's clamps, owners in name order.
 func (s state) allClamps() []Clamp {
 	var out []Clamp
@@ -122,7 +154,7 @@ func (s state) allClamps() []Clamp {
 }
 
 func (s state) clone() state {
-	return state{rules: maps.Clone(s.rules), clamps: maps.Clone(s.clamps)}
+	return state{rules: maps.Clone(s.rules), clamps: maps.Clone(s.clamps), masqs: maps.Clone(s.masqs)}
 }
 
 // Options configure a Manager.
@@ -162,7 +194,7 @@ func New(opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Manager{opts: opts, st: state{rules: map[string][]Rule{}, clamps: map[string][]Clamp{}}, back: b}, nil
+	return &Manager{opts: opts, st: emptyState(), back: b}, nil
 }
 
 // Set replaces the rules of owner and rewrites the table atomically. An owner with no rules keeps an empty chain.
@@ -198,8 +230,28 @@ func (m *Manager) SetClamps(ctx context.Context, owner string, clamps []Clamp) e
 	return m.apply(func(next state) { next.clamps[owner] = slices.Clone(clamps) })
 }
 
+// SetMasquerades replaces the source NAT of owner and rewrites the table atomically, as Set does.
+func (m *Manager) SetMasquerades(ctx context.Context, owner string, masqs []Masquerade) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := checkOwner(owner); err != nil {
+		return err
+	}
+	for _, mq := range masqs {
+		if err := mq.check(); err != nil {
+			return fmt.Errorf("%w: %s: %w", ErrNFT, owner, err)
+		}
+	}
+	return m.apply(func(next state) { next.masqs[owner] = slices.Clone(masqs) })
+}
+
+func emptyState() state {
+	return state{rules: map[string][]Rule{}, clamps: map[string][]Clamp{}, masqs: map[string][]Masquerade{}}
+}
+
 func checkOwner(owner string) error {
-	if !nameRE.MatchString(owner) || owner == "input" || owner == "forward" {
+	if !nameRE.MatchString(owner) || owner == "input" || owner == "forward" || owner == "postrouting" {
 		return fmt.Errorf("%w: bad owner name %q", ErrNFT, owner)
 	}
 	return nil
@@ -241,7 +293,7 @@ func (m *Manager) Delete(ctx context.Context) error {
 	if err := m.back.remove(m.opts.Table); err != nil {
 		return fmt.Errorf("%w: delete table %s: %w", ErrNFT, m.opts.Table, err)
 	}
-	m.st = state{rules: map[string][]Rule{}, clamps: map[string][]Clamp{}}
+	m.st = emptyState()
 	return nil
 }
 

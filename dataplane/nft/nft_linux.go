@@ -100,6 +100,21 @@ func (b *netlinkBackend) apply(name string, st state) error {
 			}
 		}
 	}
+	if masqs := st.allMasquerades(); len(masqs) > 0 {
+		post := c.AddChain(&nftables.Chain{Name: "postrouting", Table: t, Type: nftables.ChainTypeNAT,
+			Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource, Policy: &accept})
+		for _, mq := range masqs {
+			comment := userdata.AppendString(nil, userdata.TypeComment, fmt.Sprintf("toride: masquerade %s", mq.Source))
+			// An exempt destination ends the chain for the packet: no NAT.
+			for _, ex := range mq.Exempt {
+				e := append(matchSource(mq.Source), matchAddr(ex, 16)...)
+				e = append(e, &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictAccept})
+				c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: e, UserData: comment})
+			}
+			e := append(matchSource(mq.Source), &expr.Counter{}, &expr.Masq{})
+			c.AddRule(&nftables.Rule{Table: t, Chain: post, Exprs: e, UserData: comment})
+		}
+	}
 	return c.Flush()
 }
 
@@ -167,10 +182,19 @@ func ruleExprs(r Rule) [][]expr.Any {
 // matchSource matches the network-layer source address against p, after checking the family (the table is inet:
 // it sees IPv4 and IPv6).
 func matchSource(p netip.Prefix) []expr.Any {
-	p = p.Masked()
-	family, offset := byte(unix.NFPROTO_IPV4), uint32(12)
 	if p.Addr().Is6() {
-		family, offset = byte(unix.NFPROTO_IPV6), 8
+		return matchAddr(p, 8)
+	}
+	return matchAddr(p, 12)
+}
+
+// matchAddr matches the network-layer address at offset (IPv4: source 12, destination 16; IPv6: 8 and 24)
+// against p, after checking the family.
+func matchAddr(p netip.Prefix, offset uint32) []expr.Any {
+	p = p.Masked()
+	family := byte(unix.NFPROTO_IPV4)
+	if p.Addr().Is6() {
+		family = byte(unix.NFPROTO_IPV6)
 	}
 	addr := p.Addr().AsSlice()
 	n := uint32(len(addr))

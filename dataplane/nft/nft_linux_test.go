@@ -142,3 +142,58 @@ func TestManagerInNamespace(t *testing.T) {
 		t.Fatal("Set after Close must fail")
 	}
 }
+
+// TestMasqueradeInNamespace: a router masquerades its clients' network towards the Internet, but not towards the
+// exempt LAN, which sees the clients' own address:
+//
+//	client 10.8.0.2 ── eth0 10.8.0.1 [router] eth1 198.51.100.1 ── inet 198.51.100.2 (no route back to 10.8.0.0/24)
+//	                                           eth2 10.50.0.1    ── lan 10.50.0.2 (its own route back)
+//
+// The Internet host answers a ping only through the NAT; the LAN host's capture shows the client's address.
+// Removing the masquerade leaves the Internet unreachable again, and the other owners' chains untouched.
+func TestMasqueradeInNamespace(t *testing.T) {
+	l := lab.New(t, "ping")
+	client, router, inet, lan := l.Namespace("cli"), l.Namespace("rtr"), l.Namespace("inet"), l.Namespace("lan")
+	l.Link(client, "eth0", "10.8.0.2/24", router, "eth0", "10.8.0.1/24")
+	l.Link(router, "eth1", "198.51.100.1/24", inet, "eth0", "198.51.100.2/24")
+	l.Link(router, "eth2", "10.50.0.1/24", lan, "eth0", "10.50.0.2/24")
+	router.EnableForwarding()
+	client.AddRoute("default", "10.8.0.1")
+	lan.AddRoute("10.8.0.0/24", "10.50.0.1")
+
+	m, err := nft.New(nft.Options{NetnsPath: "/run/netns/" + router.Name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	ctx := lab.Within(t, time.Minute)
+	if err := client.Ping("198.51.100.2", 1); err == nil {
+		t.Fatal("the Internet host answered without NAT: the test proves nothing")
+	}
+	masq := []nft.Masquerade{{Source: netip.MustParsePrefix("10.8.0.0/24"), Exempt: []netip.Prefix{netip.MustParsePrefix("10.50.0.0/24"), netip.MustParsePrefix("10.8.0.0/24")}}}
+	if err := m.SetMasquerades(ctx, "sslvpn", masq); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Ping("198.51.100.2", 2); err != nil {
+		t.Fatalf("no answer through the masquerade: %v", err)
+	}
+	capture := lan.Capture("eth0")
+	defer capture.Close()
+	if err := client.Ping("10.50.0.2", 1); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := capture.Wait(5*time.Second, func(p lab.Packet) bool {
+		return !p.Outgoing && p.ICMP != nil && p.Src == netip.MustParseAddr("10.8.0.2")
+	}); err != nil {
+		t.Fatalf("the LAN host did not see the client's own address: %v", err)
+	}
+	if err := m.SetMasquerades(ctx, "sslvpn", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := client.Ping("198.51.100.2", 1); err == nil {
+		t.Fatal("the Internet host still answers with the masquerade removed")
+	}
+	if err := m.SetMasquerades(ctx, "sslvpn", []nft.Masquerade{{Source: netip.MustParsePrefix("2001:db8::/64")}}); !errors.Is(err, nft.ErrNFT) {
+		t.Errorf("an IPv6 masquerade: %v, want ErrNFT", err)
+	}
+}
