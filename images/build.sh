@@ -65,6 +65,9 @@ ln -sf ../run/toride/resolv.conf "$root/etc/resolv.conf"
 mkdir -p "$root/config" "$root/boot/efi" "$root/usr/lib/toride"
 echo "$TORIDE_VERSION" >"$root/usr/lib/toride/version"
 systemd-sysusers --root="$root" >/dev/null
+# The admin's initial password, toride, expired: the first login on the console must choose another, which
+# toride-admin-save.path keeps on /config.
+TORIDE_ROOT=$root "$root/usr/lib/toride/admin-password" initial
 systemctl --root="$root" enable torided.service toride-trial.service toride-admin.service toride-admin-save.path 2>/dev/null
 # strongswan-charon's package starts a charon of its own (ipsec.conf); torided starts and drives the only one.
 systemctl --root="$root" mask strongswan-starter.service 2>/dev/null
