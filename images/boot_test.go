@@ -20,6 +20,13 @@ import (
 	"toride/tests/lab"
 )
 
+// initialPassword is the admin's in a new image, to be changed at the first login (images/build.sh); the test
+// chooses newPassword there.
+const (
+	initialPassword = "toride"
+	newPassword     = "Kura-gate-2468"
+)
+
 // ovmf is the UEFI firmware qemu boots the amd64 image with (Debian's ovmf package).
 const (
 	ovmfCode = "/usr/share/OVMF/OVMF_CODE_4M.fd"
@@ -27,11 +34,13 @@ const (
 )
 
 // TestBootAndUpdateAmd64 builds the amd64 image once, boots its qcow2 in qemu with OVMF and reads the serial
-// console: GRUB picks slot A, systemd starts torided with its state on /config, and the console's autologin lands in
-// the toride shell, which answers `show status` and `show interfaces` from the running torided. Then the update:
+// console: GRUB picks slot A, systemd starts torided with its state on /config, and the console's login prompt
+// takes the admin with the image's initial password, toride, which must be changed there and then; the login lands
+// in the toride shell, which answers `show status` and `show interfaces` from the running torided. Then the update:
 // a second version of the root, installed from the first with request system image install, boots on trial and
 // is kept; a broken one (its torided never comes up) boots on trial, is rebooted by toride-trial.service, and the
-// appliance comes back on the previous slot by itself. The configuration committed before survives every step.
+// appliance comes back on the previous slot by itself. The configuration committed before survives every step, and
+// so does the admin's new password: every later boot logs in with it, and refuses the initial one.
 // A second build of the same commit must give the same bytes. TORIDE_IMAGE, if set, names a qcow2 already built
 // (its root beside it, .root.squashfs) to boot instead, with no build.
 func TestBootAndUpdateAmd64(t *testing.T) {
@@ -130,17 +139,44 @@ func TestBootAndUpdateAmd64(t *testing.T) {
 		await(command, `(?s)`+regexp.QuoteMeta(command)+`[^\n]*\n(.*\n)?\r?toride(\(config\*?\)#|>) `, mark)
 		return con.String()[mark:]
 	}
-	// booted waits for a boot of slot (on trial or not) to reach the shell with torided serving.
-	bootOf := func(slot string, trial bool, from int) {
+	// expect waits for re in the console's text from offset from on, and returns the offset just after it.
+	expect := func(what string, re string, from int) int {
+		t.Helper()
+		await(what, re, from)
+		return from + regexp.MustCompile(re).FindStringIndex(con.String()[from:])[1]
+	}
+	// answer waits for the prompt re after from, types line, and returns the offset after the prompt.
+	answer := func(prompt string, re string, line string, from int) int {
+		t.Helper()
+		from = expect(prompt, re, from)
+		if _, err := io.WriteString(stdin, line+"\r"); err != nil {
+			t.Fatal(err)
+		}
+		return from
+	}
+	// bootOf waits for a boot of slot (on trial or not) to reach the console's login prompt, and returns where
+	// this boot's output starts.
+	bootOf := func(slot string, trial bool, from int) int {
 		t.Helper()
 		arg := `toride\.slot=` + slot + ` +panic`
 		if trial {
 			arg = `toride\.slot=` + slot + ` toride\.trial=1`
 		}
-		kernel := regexp.MustCompile(`Command line:.*` + arg)
-		await("the kernel of slot "+slot, kernel.String(), from)
 		// What follows is this boot's, not what the shell printed before it went down.
-		from += kernel.FindStringIndex(con.String()[from:])[1]
+		from = expect("the kernel of slot "+slot, `Command line:.*`+arg, from)
+		await("the login prompt", `login: `, from)
+		return from
+	}
+	// logIn answers this boot's login prompt (from on) as the admin with password, and returns the offset after
+	// the password prompt.
+	logIn := func(password string, from int) int {
+		t.Helper()
+		from = answer("the login prompt", `login: `, "admin", from)
+		return answer("the password prompt", `Password: `, password, from)
+	}
+	// shell waits for this boot's torided and the toride shell the login lands in.
+	shell := func(from int) {
+		t.Helper()
 		await("torided", `Started torided\.service`, from)
 		await("the shell", `toride> `, from)
 	}
@@ -161,8 +197,16 @@ func TestBootAndUpdateAmd64(t *testing.T) {
 		}
 	}
 
-	bootOf("a", false, 0)
-	t.Logf("time to prompt: %s (TCG)", time.Since(booted).Round(time.Second))
+	// The first boot: the image's password is accepted once, expired, and a new one must be chosen at once.
+	from := bootOf("a", false, 0)
+	t.Logf("time to the login prompt: %s (TCG)", time.Since(booted).Round(time.Second))
+	at := logIn(initialPassword, from)
+	at = expect("the forced change", `You are required to change your password immediately`, at)
+	at = answer("the current password", `Current password: `, initialPassword, at)
+	at = answer("the new password", `New password: `, newPassword, at)
+	answer("the new password again", `Retype new password: `, newPassword, at)
+	shell(from)
+	t.Logf("time to prompt: %s (TCG), the password changed at the first login", time.Since(booted).Round(time.Second))
 	if out := run("show status"); !strings.Contains(out, `"version"`) {
 		t.Fatalf("show status did not answer:\n%s", out)
 	}
@@ -188,7 +232,12 @@ func TestBootAndUpdateAmd64(t *testing.T) {
 	if _, err := io.WriteString(stdin, "request system reboot\r"); err != nil {
 		t.Fatal(err)
 	}
-	bootOf("b", true, mark)
+	// The new password was kept on /config: the initial one is refused, the new one taken.
+	from = bootOf("b", true, mark)
+	at = logIn(initialPassword, from)
+	at = expect("the initial password refused", `Login incorrect`, at)
+	logIn(newPassword, at)
+	shell(from)
 	imageShows(`A +`+regexp.QuoteMeta(version)+` +-`, `B +`+regexp.QuoteMeta(update.version)+` +running, default`)
 	t.Logf("update: reboot → new image kept: %s", time.Since(rebooted).Round(time.Second))
 	if out := run("show configuration commands"); !strings.Contains(out, marker) {
@@ -206,7 +255,9 @@ func TestBootAndUpdateAmd64(t *testing.T) {
 	}
 	await("the broken image on trial", `Command line:.*toride\.slot=a toride\.trial=1`, mark)
 	await("toride-trial.service giving up", `did not come up healthy`, mark)
-	bootOf("b", false, con.Len())
+	from = bootOf("b", false, con.Len())
+	logIn(newPassword, from)
+	shell(from)
 	imageShows(`A +`+regexp.QuoteMeta(broken.version)+` +-`, `B +`+regexp.QuoteMeta(update.version)+` +running, default`)
 	t.Logf("broken update: reboot → back on the previous image: %s", time.Since(rebooted).Round(time.Second))
 	if out := run("show configuration commands"); !strings.Contains(out, marker) {

@@ -52,7 +52,7 @@ mmdebstrap --quiet --mode=root --variant=minbase --architectures="$arch" --inclu
 	--dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
 	--dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
 	--setup-hook='mkdir -p "$1/etc/initramfs-tools"' \
-	--setup-hook="copy-in $top/rootfs/etc/initramfs-tools/conf.d $top/rootfs/etc/initramfs-tools/hooks /etc/initramfs-tools" \
+	--setup-hook="copy-in $top/rootfs/etc/initramfs-tools/conf.d $top/rootfs/etc/initramfs-tools/hooks $top/rootfs/etc/initramfs-tools/scripts /etc/initramfs-tools" \
 	"$suite" "$root" "deb $mirror $suite main" "deb $mirror $suite-updates main" \
 	"deb http://deb.debian.org/debian-security $suite-security main"
 
@@ -65,10 +65,18 @@ ln -sf ../run/toride/resolv.conf "$root/etc/resolv.conf"
 mkdir -p "$root/config" "$root/boot/efi" "$root/usr/lib/toride"
 echo "$TORIDE_VERSION" >"$root/usr/lib/toride/version"
 systemd-sysusers --root="$root" >/dev/null
-systemctl --root="$root" enable torided.service toride-trial.service 2>/dev/null
+# The admin's initial password, toride, expired: the first login on the console must choose another, which
+# toride-admin-save.path keeps on /config.
+TORIDE_ROOT=$root "$root/usr/lib/toride/admin-password" initial
+systemctl --root="$root" enable torided.service toride-trial.service toride-admin.service toride-admin-save.path 2>/dev/null
 # strongswan-charon's package starts a charon of its own (ipsec.conf); torided starts and drives the only one.
 systemctl --root="$root" mask strongswan-starter.service 2>/dev/null
 : >"$root/etc/motd"
+# /etc is writable at run time, in memory (rootfs/etc/initramfs-tools/scripts/local-bottom/toride-etc). As far as
+# systemd can tell it is then out of date with /usr at every boot, and the units of ConditionNeedsUpdate=/etc
+# (systemd-sysusers and the like) run again: this stamp, as old as /usr (the time stamps below), says the build
+# did it.
+printf '%s\n' "# The image's build updated /etc for this /usr; see systemd-update-done.service(8)." >"$root/etc/.updated"
 kver=$(ls "$root/lib/modules")
 ln -sf "vmlinuz-$kver" "$root/boot/vmlinuz"
 ln -sf "initrd.img-$kver" "$root/boot/initrd.img"

@@ -1,6 +1,7 @@
 #!/bin/sh
 # Boots the amd64 image (images/out/toride-amd64.qcow2) in qemu with UEFI (OVMF), its serial console on this
-# terminal: the quickest way to try the appliance. Ctrl-a x quits. Its disk keeps what was committed (/config).
+# terminal: the quickest way to try the appliance. Log in as admin: the first login's password is toride, to be
+# changed there and then. Ctrl-a x quits. Its disk keeps what was committed and the new password (/config).
 # The management interface, eth0, is on qemu's user network; the host's port 8443 reaches the appliance's.
 set -eu
 out=$(cd "$(dirname "$0")" && pwd)/out
