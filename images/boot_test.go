@@ -210,8 +210,16 @@ func TestBootAndUpdateAmd64(t *testing.T) {
 	if out := run("show status"); !strings.Contains(out, `"version"`) {
 		t.Fatalf("show status did not answer:\n%s", out)
 	}
-	if out := run("show interfaces"); !regexp.MustCompile(`eth0 +up`).MatchString(out) {
-		t.Fatalf("show interfaces:\n%s", out)
+	// The embedded default takes eth0's address by DHCP: qemu's user network gives 10.0.2.15/24.
+	for try := 0; ; try++ {
+		out := run("show interfaces")
+		if regexp.MustCompile(`eth0 +up .* 10\.0\.2\.15/24`).MatchString(out) {
+			break
+		}
+		if try == 15 {
+			t.Fatalf("show interfaces never showed eth0 with its DHCP address:\n%s", out)
+		}
+		time.Sleep(2 * time.Second)
 	}
 	imageShows(`A +`+regexp.QuoteMeta(version)+` +running, default`, `B +- +-`)
 	run("configure")
