@@ -1,11 +1,20 @@
 package sslvpn
 
 import (
+	"bytes"
+	"errors"
 	"io"
 	"log/slog"
+	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"toride/dataplane/tun/tuntest"
+	"toride/sslvpn/datapath"
+	"toride/sslvpn/internal/icmptest"
+	"toride/sslvpn/pool"
 )
 
 // recordingPeer is a Peer that notes the reasons it was closed with.
@@ -91,5 +100,47 @@ func TestIdleCheckInterval(t *testing.T) {
 		if got := idleCheckInterval(c.timeout); got != c.want {
 			t.Errorf("idleCheckInterval(%v) = %v, want %v", c.timeout, got, c.want)
 		}
+	}
+}
+
+// TestLogForbidden: a session's packets to networks not given to it are logged with their count, at most once a
+// minute, and not at all while there are none.
+func TestLogForbidden(t *testing.T) {
+	var logs bytes.Buffer
+	s := &Server{log: slog.New(slog.NewTextHandler(&logs, nil)), sessions: map[string]*Session{}}
+	dp, err := datapath.New(tuntest.NewDevice("vpn-test", 1500), datapath.Options{Buffers: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dp.Close()
+	addr := netip.MustParseAddr("10.8.0.2")
+	up, err := dp.Attach(addr, &recordingPeer{}, datapath.NewReach([]netip.Prefix{netip.MustParsePrefix("10.50.0.0/24")}, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.sessions["nosy"] = &Session{ID: "nosy", User: "nosy", uplink: up, Lease: pool.Lease{Addr: addr}}
+	send := func(n int) {
+		for i := range n {
+			if err := up.WritePacket(icmptest.EchoRequest(addr, netip.MustParseAddr("10.60.0.1"), uint16(i), 8)); !errors.Is(err, datapath.ErrForbidden) {
+				t.Fatal(err)
+			}
+		}
+	}
+	lines := func() int { return strings.Count(logs.String(), "not given to it") }
+	t0 := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
+	s.logForbidden(t0)
+	if lines() != 0 {
+		t.Fatalf("a line with nothing forbidden:\n%s", logs.String())
+	}
+	send(2)
+	s.logForbidden(t0.Add(time.Second))
+	send(5)
+	s.logForbidden(t0.Add(30 * time.Second))
+	if lines() != 1 || !strings.Contains(logs.String(), "packets=2 total=2") {
+		t.Fatalf("want one line of 2 packets within the minute:\n%s", logs.String())
+	}
+	s.logForbidden(t0.Add(62 * time.Second))
+	if lines() != 2 || !strings.Contains(logs.String(), "packets=5 total=7") {
+		t.Fatalf("want a second line of 5 more packets a minute later:\n%s", logs.String())
 	}
 }
