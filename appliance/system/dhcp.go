@@ -6,6 +6,7 @@ import (
 	"maps"
 	"net/netip"
 	"slices"
+	"time"
 
 	"toride/appliance/config"
 	"toride/dataplane/dhcp4"
@@ -31,6 +32,7 @@ type lease struct {
 	done   chan struct{}
 	got    *dhcp4.Lease // the last report; nil while there is no lease
 	onLink netip.Prefix // the address put on the interface from it
+	until  time.Time    // the expiry the address was given (zero: none, an infinite lease)
 }
 
 // applyDHCP starts a client on every present, enabled interface configured for DHCP and stops the others; it
@@ -66,25 +68,38 @@ func (s *Host) applyDHCP(cfg *config.Config) (waiting []string, err error) {
 			l = s.startDHCP(name, cfg.System.HostName)
 		}
 		var addr netip.Prefix
+		var until time.Time
 		if l.got != nil {
 			addr = l.got.Address
+			if l.got.Duration > 0 {
+				until = l.got.Obtained.Add(l.got.Duration)
+			}
 		} else {
 			waiting = append(waiting, "interface "+name+" waits for a DHCP lease")
 		}
-		if addr == l.onLink {
+		if addr == l.onLink && until.Equal(l.until) {
 			continue
 		}
-		if l.onLink.IsValid() {
+		if l.onLink.IsValid() && addr != l.onLink {
 			if err := s.links.DelAddress(name, l.onLink); err != nil {
 				return nil, err
 			}
 		}
-		l.onLink = netip.Prefix{}
-		if addr.IsValid() {
+		l.onLink, l.until = netip.Prefix{}, time.Time{}
+		switch {
+		case !addr.IsValid():
+		case until.IsZero():
 			if err := s.links.AddAddress(name, addr); err != nil {
 				return nil, err
 			}
-			l.onLink = addr
+		default:
+			// The address lives as long as the lease: if torided stops renewing it, the kernel takes it away.
+			if err := s.links.AddLeasedAddress(name, addr, time.Until(until)); err != nil {
+				return nil, err
+			}
+		}
+		if addr.IsValid() {
+			l.onLink, l.until = addr, until
 		}
 	}
 	return waiting, nil

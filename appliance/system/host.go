@@ -30,6 +30,7 @@ type LinkProgrammer interface {
 	SetMTU(name string, mtu int) error
 	SetUp(name string, up bool) error
 	AddAddress(name string, p netip.Prefix) error
+	AddLeasedAddress(name string, p netip.Prefix, valid time.Duration) error
 	DelAddress(name string, p netip.Prefix) error
 	Watch(ctx context.Context, fn func(link.Event)) error
 }

@@ -2,6 +2,7 @@ package system
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -24,6 +25,7 @@ type kernel struct {
 	mu     sync.Mutex
 	addrs  map[string][]netip.Prefix
 	routes []route.Route
+	leased int // AddLeasedAddress calls
 }
 
 func (k *kernel) Get(name string) (link.State, error) {
@@ -47,6 +49,15 @@ func (k *kernel) AddAddress(name string, p netip.Prefix) error {
 		k.addrs[name] = append(k.addrs[name], p)
 	}
 	return nil
+}
+func (k *kernel) AddLeasedAddress(name string, p netip.Prefix, valid time.Duration) error {
+	if valid <= 0 {
+		return errors.New("a leased address without a lifetime")
+	}
+	k.mu.Lock()
+	k.leased++
+	k.mu.Unlock()
+	return k.AddAddress(name, p)
 }
 func (k *kernel) DelAddress(name string, p netip.Prefix) error {
 	k.mu.Lock()
@@ -139,7 +150,7 @@ func TestDHCPLease(t *testing.T) {
 	}
 	lease := func(addr, router, dns string) *dhcp4.Lease {
 		return &dhcp4.Lease{Address: netip.MustParsePrefix(addr), Router: netip.MustParseAddr(router),
-			DNS: []netip.Addr{netip.MustParseAddr(dns)}, Domain: "branch.example", Duration: time.Hour}
+			DNS: []netip.Addr{netip.MustParseAddr(dns)}, Domain: "branch.example", Obtained: time.Now(), Duration: time.Hour}
 	}
 	report(lease("192.0.2.10/24", "192.0.2.1", "192.0.2.53"))
 	check("first lease", []string{"192.0.2.10/24"}, "192.0.2.1", "192.0.2.53")
@@ -148,6 +159,12 @@ func TestDHCPLease(t *testing.T) {
 	}
 	if data, _ := os.ReadFile(resolv); !strings.Contains(string(data), "search branch.example\n") {
 		t.Errorf("resolver file lacks the lease's domain:\n%s", data)
+	}
+	// A renewal: the same address, its lifetime moved.
+	report(lease("192.0.2.10/24", "192.0.2.1", "192.0.2.53"))
+	check("renewed lease", []string{"192.0.2.10/24"}, "192.0.2.1", "192.0.2.53")
+	if k.leased != 2 {
+		t.Errorf("the address was put on with a lifetime %d times, want 2 (the lease, its renewal)", k.leased)
 	}
 	report(lease("192.0.2.11/24", "192.0.2.254", "192.0.2.54"))
 	check("changed lease", []string{"192.0.2.11/24"}, "192.0.2.254", "192.0.2.54")

@@ -31,7 +31,8 @@ type Lease struct {
 	Renew    time.Duration // T1, from Obtained
 }
 
-// Equal reports whether two leases put the same things on the box (a renewal that changes nothing is not news).
+// Equal reports whether two leases put the same things on the box (a renewal that changes nothing is not worth a
+// log line).
 func (l *Lease) Equal(o *Lease) bool {
 	if l == nil || o == nil {
 		return l == o
@@ -55,8 +56,8 @@ type Client struct {
 	Interface string
 	HostName  string // sent as option 12, so that the server's lease list names the box; "" sends none
 	Log       *slog.Logger
-	// Report is called with each new or changed lease, and with nil when the lease is lost. Calls come from
-	// Run's goroutine, one at a time.
+	// Report is called with each lease obtained or renewed (a renewal moves its expiry, which the address's
+	// lifetime follows), and with nil when the lease is lost. Calls come from Run's goroutine, one at a time.
 	Report func(*Lease)
 
 	open func(ifname string) (exchange, error) // nil: the real one, a raw socket on the interface
@@ -170,12 +171,11 @@ func (c *Client) Run(ctx context.Context) {
 				next, perr := leaseOf(l)
 				if perr == nil {
 					raw = l
-					changed := !next.Equal(cur)
-					cur = next
-					if changed {
-						c.Log.Info("DHCP: lease changed", "interface", c.Interface, "lease", cur.String())
-						c.Report(cur)
+					if !next.Equal(cur) {
+						c.Log.Info("DHCP: lease changed", "interface", c.Interface, "lease", next.String())
 					}
+					cur = next
+					c.Report(cur)
 					break
 				}
 				err = perr

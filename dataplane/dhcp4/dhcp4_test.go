@@ -78,8 +78,8 @@ func ack(t testing.TB, ip string, lease time.Duration, dns ...string) *dhcpv4.DH
 }
 
 // TestLeaseKeptRenewedAndLost drives the client through a server that first does not answer, then grants a
-// 2-second lease, renews it unchanged (no report), renews it with other name servers (a report), then refuses
-// (NAK): the lease is reported lost and a new one asked for at once.
+// 2-second lease, renews it unchanged (reported: its expiry moved), renews it with other name servers, then
+// refuses (NAK): the lease is reported lost and a new one asked for at once.
 func TestLeaseKeptRenewedAndLost(t *testing.T) {
 	s := &script{asked: map[string]int{},
 		requests: []answer{{err: errors.New("timeout")}, {ack: ack(t, "192.0.2.10", 2*time.Second, "192.0.2.53")},
@@ -109,6 +109,9 @@ func TestLeaseKeptRenewedAndLost(t *testing.T) {
 	if l == nil || l.Address != netip.MustParsePrefix("192.0.2.10/24") || l.Router != netip.MustParseAddr("192.0.2.1") ||
 		len(l.DNS) != 1 || l.DNS[0] != netip.MustParseAddr("192.0.2.53") || l.Duration != 2*time.Second || l.Renew != time.Second {
 		t.Fatalf("first lease: %v", l)
+	}
+	if l = next(); l == nil || l.DNS[0] != netip.MustParseAddr("192.0.2.53") || l.Address != netip.MustParsePrefix("192.0.2.10/24") {
+		t.Fatalf("the unchanged renewal: %v", l)
 	}
 	if l = next(); l == nil || l.DNS[0] != netip.MustParseAddr("192.0.2.54") {
 		t.Fatalf("after the second renewal, want the new name server: %v", l)

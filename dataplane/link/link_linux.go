@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -169,6 +170,22 @@ func (l *Links) AddAddress(name string, p netip.Prefix) error {
 	}
 	if err := l.h.AddrAdd(lk, a); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("link: add %s to %s: %w", p, name, err)
+	}
+	return nil
+}
+
+// AddLeasedAddress puts an address on a link for as long as a lease holds it: the kernel removes it by itself
+// when valid has passed, so an address whose lease nobody renews (its daemon stopped) does not outlive the lease.
+// Called again, it replaces the lifetime (a renewal).
+func (l *Links) AddLeasedAddress(name string, p netip.Prefix, valid time.Duration) error {
+	lk, err := l.byName(name)
+	if err != nil {
+		return err
+	}
+	secs := int(max(valid, time.Second) / time.Second)
+	a := &netlink.Addr{IPNet: nlconv.IPNet(p), ValidLft: secs, PreferedLft: secs}
+	if err := l.h.AddrReplace(lk, a); err != nil {
+		return fmt.Errorf("link: add %s to %s for %s: %w", p, name, valid, err)
 	}
 	return nil
 }

@@ -165,3 +165,54 @@ func TestSyncLabelledOwnsOnlyItsLabel(t *testing.T) {
 		}
 	}
 }
+
+// TestLeasedAddress: an address put on for a lease carries the lease's lifetime, which a renewal replaces, and the
+// kernel removes it by itself when the lifetime runs out.
+func TestLeasedAddress(t *testing.T) {
+	lb := lab.New(t)
+	a := lb.Namespace("lease")
+	b := lb.Namespace("peer")
+	lb.Link(a, "eth0", "", b, "eth0", "192.0.2.2/24")
+	l := openIn(t, a)
+	p := netip.MustParsePrefix("192.0.2.10/24")
+	valid := func() int {
+		t.Helper()
+		lk, err := a.Handle().LinkByName("eth0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs, err := a.Handle().AddrList(lk, netlink.FAMILY_V4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ad := range addrs {
+			if ad.IPNet.String() == p.String() {
+				return ad.ValidLft
+			}
+		}
+		return -1
+	}
+	if err := l.AddLeasedAddress("eth0", p, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if v := valid(); v < 3590 || v > 3600 {
+		t.Fatalf("valid lifetime %d s, want about 3600", v)
+	}
+	if err := a.Ping("192.0.2.2", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.AddLeasedAddress("eth0", p, 2*time.Second); err != nil { // a renewal, here shorter
+		t.Fatal(err)
+	}
+	if v := valid(); v < 1 || v > 2 {
+		t.Fatalf("valid lifetime after the renewal %d s, want 2", v)
+	}
+	if err := lab.WaitFor(lab.Within(t, 10*time.Second), 200*time.Millisecond, func() error {
+		if v := valid(); v >= 0 {
+			return errors.New("still there")
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("the kernel did not remove the address when its lease ran out: %v", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"time"
 
 	"github.com/vishvananda/netns"
 )
@@ -40,12 +41,13 @@ func Open(netns.NsHandle) (*Links, error) { return nil, errUnsupported }
 // OpenPath fails off Linux.
 func OpenPath(string) (*Links, error) { return nil, errUnsupported }
 
-func (l *Links) Close()                                          {}
-func (l *Links) Get(string) (State, error)                       { return State{}, errUnsupported }
-func (l *Links) Names() ([]string, error)                        { return nil, errUnsupported }
-func (l *Links) SetMTU(string, int) error                        { return errUnsupported }
-func (l *Links) SetUp(string, bool) error                        { return errUnsupported }
-func (l *Links) AddAddress(string, netip.Prefix) error           { return errUnsupported }
-func (l *Links) DelAddress(string, netip.Prefix) error           { return errUnsupported }
-func (l *Links) SyncLabelled(string, string, []netip.Addr) error { return errUnsupported }
-func (l *Links) Watch(context.Context, func(Event)) error        { return errUnsupported }
+func (l *Links) Close()                                                     {}
+func (l *Links) Get(string) (State, error)                                  { return State{}, errUnsupported }
+func (l *Links) Names() ([]string, error)                                   { return nil, errUnsupported }
+func (l *Links) SetMTU(string, int) error                                   { return errUnsupported }
+func (l *Links) SetUp(string, bool) error                                   { return errUnsupported }
+func (l *Links) AddAddress(string, netip.Prefix) error                      { return errUnsupported }
+func (l *Links) AddLeasedAddress(string, netip.Prefix, time.Duration) error { return errUnsupported }
+func (l *Links) DelAddress(string, netip.Prefix) error                      { return errUnsupported }
+func (l *Links) SyncLabelled(string, string, []netip.Addr) error            { return errUnsupported }
+func (l *Links) Watch(context.Context, func(Event)) error                   { return errUnsupported }
