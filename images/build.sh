@@ -74,8 +74,8 @@ systemctl --root="$root" mask strongswan-starter.service 2>/dev/null
 : >"$root/etc/motd"
 # /etc is writable at run time, in memory (rootfs/etc/initramfs-tools/scripts/local-bottom/toride-etc). As far as
 # systemd can tell it is then out of date with /usr at every boot, and the units of ConditionNeedsUpdate=/etc
-# (systemd-sysusers and the like) run again: this stamp, as old as /usr (the time stamps below), says the build
-# did it.
+# (systemd-sysusers and the like) run again: this stamp, no older than /usr (the time stamps below clamp both to
+# SOURCE_DATE_EPOCH), says the build did it.
 printf '%s\n' "# The image's build updated /etc for this /usr; see systemd-update-done.service(8)." >"$root/etc/.updated"
 kver=$(ls "$root/lib/modules")
 ln -sf "vmlinuz-$kver" "$root/boot/vmlinuz"
