@@ -81,8 +81,13 @@ unshare --mount sh -eu -c '
 
 # The kernel (linux-image's postinst): the modules' index, which udev's modprobe reads.
 for kver in $(ls "$root/lib/modules"); do depmod --basedir="$root" "$kver"; done
-# udev: the hardware database.
-systemd-hwdb --root="$root" update --usr
+# udev: the hardware database. Made where the root's udev directories are at their usual paths, like the CAs:
+# systemd-hwdb --root would record its sources' paths with the build directory in front (and so differ by build).
+unshare --mount sh -eu -c '
+	mount --bind "$1/usr/lib/udev" /usr/lib/udev
+	mount --bind "$1/etc/udev" /etc/udev
+	systemd-hwdb update --usr
+' sh "$root"
 
 # The units the packages enable (systemctl enable, deb-systemd-helper enable), as on amd64: systemd's, e2fsprogs',
 # util-linux's, apt's and dpkg's. strongswan-starter's is masked by images/build.sh; nftables' is not enabled.
