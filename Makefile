@@ -23,7 +23,7 @@ build: modules
 		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/linux-$$arch/$$b ./cmd/$$b || exit 1; \
 	done; done
 
-## image: the appliance's disk image for ARCH (amd64): images/out/toride-ARCH.img (raw GPT) and .qcow2 (as root)
+## image: the appliance's disk image for ARCH (amd64 or arm64): images/out/toride-ARCH.img (raw GPT) and .qcow2 (as root)
 image: deps-image build
 	images/build.sh $(ARCH)
 
@@ -63,9 +63,9 @@ unit:
 vmtest:
 	$(GO) test -timeout 20m ./tests/vm
 
-## imagetest: build the amd64 image once, boot it in qemu with OVMF to the toride shell, update it (kept), then with a broken root (back on the previous slot)
+## imagetest: build the amd64 image once, boot it in qemu with OVMF to the toride shell, update it (kept), then with a broken root (back on the previous slot); build the arm64 one and boot it with AAVMF to the shell
 imagetest: deps-image
-	$(GO) test -timeout 30m ./images
+	$(GO) test -timeout 45m ./images
 
 # bench: one package at a time, so the side-by-side throughput harnesses never share the two cores with another
 bench:

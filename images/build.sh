@@ -7,13 +7,14 @@
 # The disk: 1 EFI system partition (GRUB, its grub.cfg and grubenv), 2 root slot A, 3 root slot B (empty until an
 # update writes it), 4 the config partition (ext4, /config, never written by an update).
 #
-# Usage: images/build.sh amd64
+# Usage: images/build.sh amd64|arm64
 set -eu
 
 arch=${1:-amd64}
 case "$arch" in
 amd64) efi_target=x86_64-efi efi_name=BOOTX64.EFI ;;
-*) echo "images/build.sh: $arch: only amd64 is built so far" >&2; exit 2 ;;
+arm64) efi_target=arm64-efi efi_name=BOOTAA64.EFI ;;
+*) echo "images/build.sh: $arch: only amd64 and arm64 are built" >&2; exit 2 ;;
 esac
 [ "$(id -u)" -eq 0 ] || { echo "images/build.sh: needs root (mmdebstrap's root mode)" >&2; exit 1; }
 
@@ -44,8 +45,28 @@ done
 
 rm -rf "$work" && mkdir -p "$work"
 
-stage "1/6 root file system: Debian $suite packages from rootfs/packages (mmdebstrap)"
 pkgs=$(sed -e 's/#.*//' -e "s/ARCH/$arch/" "$top/rootfs/packages" | xargs | tr ' ' ',')
+# arm64: its programs cannot run on the build machine (no emulation), so its packages are only unpacked, the same
+# set as minbase's (Essential, Priority required, apt) and rootfs/packages; configure-root.sh does what their
+# scripts would have, and initramfs.sh makes the initramfs. busybox (for it) and GRUB's arm64 modules come from the
+# same archive, unpacked beside the root, never installed on the build machine. Whatever the build machine's
+# architecture, so that the image is the same wherever it is built.
+if [ "$arch" = arm64 ]; then
+stage "1/6 root file system: Debian $suite packages from rootfs/packages, unpacked (mmdebstrap --variant=extract)"
+mmdebstrap --quiet --mode=root --variant=extract --architectures="$arch" --include="$pkgs,apt" \
+	--include='?or(?essential,?priority(required))' --aptopt='APT::Install-Recommends "false"' \
+	--dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
+	--dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+	--setup-hook='for d in bin sbin lib; do mkdir -p "$1/usr/$d" && ln -s "usr/$d" "$1/$d"; done' \
+	--extract-hook="mkdir -p $work/debs && cd $work/debs && APT_CONFIG=\$MMDEBSTRAP_APT_CONFIG apt-get -qq -o APT::Sandbox::User=root download busybox-static grub-efi-$arch-bin" \
+	"$suite" "$root" "deb $mirror $suite main" "deb $mirror $suite-updates main" \
+	"deb http://deb.debian.org/debian-security $suite-security main"
+for deb in "$work/debs/"*.deb; do dpkg-deb -x "$deb" "$work/host"; done
+grub_dir=$work/host/usr/lib/grub/$efi_target
+"$top/images/configure-root.sh" "$root"
+else
+
+stage "1/6 root file system: Debian $suite packages from rootfs/packages (mmdebstrap)"
 # The initramfs configuration goes in before the kernel's package, whose scripts build the initramfs.
 mmdebstrap --quiet --mode=root --variant=minbase --architectures="$arch" --include="$pkgs" \
 	--aptopt='APT::Install-Recommends "false"' \
@@ -55,6 +76,7 @@ mmdebstrap --quiet --mode=root --variant=minbase --architectures="$arch" --inclu
 	--setup-hook="copy-in $top/rootfs/etc/initramfs-tools/conf.d $top/rootfs/etc/initramfs-tools/hooks $top/rootfs/etc/initramfs-tools/scripts /etc/initramfs-tools" \
 	"$suite" "$root" "deb $mirror $suite main" "deb $mirror $suite-updates main" \
 	"deb http://deb.debian.org/debian-security $suite-security main"
+fi
 
 stage "2/6 the appliance: rootfs/ files, torided and toride, users, units"
 (cd "$top/rootfs" && tar --exclude=./README.md --exclude=./packages -cf - .) | tar -C "$root" -xf - --no-same-owner
@@ -85,12 +107,18 @@ ln -sf "initrd.img-$kver" "$root/boot/initrd.img"
 rm -rf "$root/var/cache/apt/"* "$root/var/lib/apt/lists/"* "$root/var/log/"* "$root/etc/ssh/ssh_host_"*
 find "$root" -newermt "@$SOURCE_DATE_EPOCH" -print0 | xargs -0r touch --no-dereference --date="@$SOURCE_DATE_EPOCH"
 
+if [ "$arch" = arm64 ]; then
+	stage "2/6 the initramfs: busybox, the modules that reach the disk, our init (images/initramfs.sh)"
+	"$top/images/initramfs.sh" "$root" "$kver" "$work/host/bin/busybox" "$root/boot/initrd.img-$kver"
+	touch --date="@$SOURCE_DATE_EPOCH" "$root/boot/initrd.img-$kver"
+fi
+
 stage "3/6 root slot: squashfs (gzip: GRUB reads it to load the slot's kernel, and has no zstd for squashfs)"
 mksquashfs "$root" "$work/root.squashfs" -comp gzip -noappend -quiet -no-progress >/dev/null
 [ "$(stat -c %s "$work/root.squashfs")" -le $((slot_mib << 20)) ] || { echo "images/build.sh: root larger than a slot" >&2; exit 1; }
 
 stage "4/6 EFI system partition: GRUB"
-grub-mkimage --format="$efi_target" --prefix=/EFI/BOOT --output="$work/$efi_name" \
+grub-mkimage ${grub_dir:+--directory="$grub_dir"} --format="$efi_target" --prefix=/EFI/BOOT --output="$work/$efi_name" \
 	part_gpt fat squash4 normal configfile linux echo test regexp loadenv serial terminal all_video gzio
 grub-editenv "$work/grubenv" create
 grub-editenv "$work/grubenv" set slot=a "version_a=$TORIDE_VERSION"

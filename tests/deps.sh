@@ -12,6 +12,9 @@ test_pkgs="$run_pkgs iputils-ping procps chrony openvpn openconnect ocserv iperf
 vm_pkgs="qemu-system-x86 busybox-static kmod"
 # The appliance image (images/build.sh) and its boot test: Debian's tools build it, OVMF boots it in qemu.
 image_pkgs="mmdebstrap squashfs-tools dosfstools mtools fdisk e2fsprogs grub-efi-amd64-bin ovmf qemu-utils qemu-system-x86"
+# The arm64 image: its initramfs is packed with cpio, AAVMF boots it in qemu's arm64 machine. Its busybox and GRUB's
+# arm64 modules are Debian's arm64 packages, which images/build.sh unpacks beside the root, never installed here.
+image_pkgs="$image_pkgs cpio qemu-system-arm qemu-efi-aarch64"
 
 case "${1:-test}" in
 run) pkgs=$run_pkgs ;;
