@@ -46,6 +46,7 @@ type API interface {
 	// InstallImage writes the root image at path (on the appliance) into the other slot; sum "" reads path.sha256.
 	InstallImage(ctx context.Context, path, sum string) (sysimage.Installed, error)
 	Reboot(ctx context.Context) error
+	PowerOff(ctx context.Context) error
 	// Log is torided's newest lines, of component ("" for all).
 	Log(ctx context.Context, component string, lines int) (logring.Lines, error)
 
@@ -290,6 +291,10 @@ func (c *Client) InstallImage(ctx context.Context, path, sum string) (sysimage.I
 
 func (c *Client) Reboot(ctx context.Context) error {
 	return c.c.Do(ctx, "POST", "/api/v1/system/reboot", nil, nil)
+}
+
+func (c *Client) PowerOff(ctx context.Context) error {
+	return c.c.Do(ctx, "POST", "/api/v1/system/poweroff", nil, nil)
 }
 
 func (c *Client) Interfaces(ctx context.Context) (system.Interfaces, error) {

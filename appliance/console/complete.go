@@ -62,6 +62,7 @@ var requestCommands = []command{
 			{word: "install", help: "Write a root image into the other slot, to try at the next boot (SHA-256 from FILE.sha256 unless given)",
 				args: []string{"<file>", "<sha256>"}, optional: 1},
 		}},
+		{word: "poweroff", help: "Power the appliance off"},
 		{word: "reboot", help: "Reboot the appliance"},
 	}},
 	{word: "sslvpn", help: "SSL-VPN users and sessions", next: []command{

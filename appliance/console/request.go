@@ -53,6 +53,12 @@ func (s *Shell) request(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintln(s.out, "Rebooting.")
 		return nil
+	case len(args) == 2 && args[0] == "system" && args[1] == "poweroff":
+		if err := s.api.PowerOff(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintln(s.out, "Powering off.")
+		return nil
 	case len(args) == 5 && args[0] == "pki" && args[1] == "certificate" && args[2] == "revoke":
 		if err := s.api.RevokeCertificate(ctx, args[3], args[4]); err != nil {
 			return err
@@ -62,7 +68,7 @@ func (s *Shell) request(ctx context.Context, args []string) error {
 	}
 	return usagef("request sslvpn otp generate|delete SERVER USER | request sslvpn session disconnect ID | " +
 		"request pki crl load SERVER FILE | request pki certificate issue|revoke SERVER USER | " +
-		"request system image install FILE [SHA256] | request system reboot")
+		"request system image install FILE [SHA256] | request system reboot | request system poweroff")
 }
 
 // generateOTP issues a TOTP key and shows it this once: the secret, the otpauth:// URI and, on a terminal, the

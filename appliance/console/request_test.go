@@ -222,7 +222,7 @@ func TestCompleteRequests(t *testing.T) {
 	}{
 		{"request ", []string{"pki", "system", "sslvpn", "<Enter>"}},
 		{"request system image install f ", []string{"<sha256>", "<Enter>"}},
-		{"request system ", []string{"image", "reboot", "<Enter>"}},
+		{"request system ", []string{"image", "poweroff", "reboot", "<Enter>"}},
 		{"request sslvpn otp ", []string{"delete", "generate", "<Enter>"}},
 		{"request sslvpn otp generate ", []string{"<server>", "branch", "main"}},
 		{"request sslvpn otp generate m", []string{"<server>", "main"}},

@@ -21,7 +21,7 @@ type Installed struct {
 	Message string     `json:"message"`
 }
 
-// Register routes GET /api/v1/system/image, POST /api/v1/system/image/install and POST /api/v1/system/reboot.
+// Register routes GET /api/v1/system/image, POST /api/v1/system/image/install POST /api/v1/system/reboot and POST /api/v1/system/poweroff.
 func (m *Images) Register(s *api.Server) {
 	s.HandleFunc("GET /api/v1/system/image", func(*http.Request) (any, error) { return m.Status() })
 	s.HandleFunc("POST /api/v1/system/image/install", func(r *http.Request) (any, error) {
@@ -42,14 +42,20 @@ func (m *Images) Register(s *api.Server) {
 		return Installed{Slot: slot, Message: "Installed " + slot.Version + " into slot " + slot.Name +
 			": the next boot tries it once, and keeps it if torided comes up healthy (request system reboot)."}, nil
 	})
-	s.HandleFunc("POST /api/v1/system/reboot", func(*http.Request) (any, error) {
+	s.HandleFunc("POST /api/v1/system/reboot", m.power("reboot"))
+	s.HandleFunc("POST /api/v1/system/poweroff", m.power("poweroff"))
+}
+
+// power answers a request to reboot or power off (systemctl's verb) the appliance.
+func (m *Images) power(verb string) func(*http.Request) (any, error) {
+	return func(*http.Request) (any, error) {
 		if running, _ := m.bootArgs(); running == "" {
-			return nil, api.Errorf(http.StatusConflict, "not_appliance", "%v: reboot the host yourself", ErrNotAppliance)
+			return nil, api.Errorf(http.StatusConflict, "not_appliance", "%v: %s the host yourself", ErrNotAppliance, verb)
 		}
 		// systemd stops torided (and charon) cleanly first; the answer leaves before it does.
-		if err := exec.Command("systemctl", "--no-block", "reboot").Run(); err != nil {
+		if err := exec.Command("systemctl", "--no-block", verb).Run(); err != nil {
 			return nil, err
 		}
 		return api.Reply{Status: http.StatusAccepted}, nil
-	})
+	}
 }
