@@ -2,12 +2,8 @@ package images
 
 import (
 	"context"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,49 +18,30 @@ const (
 
 // TestBootArm64 builds the arm64 image (its packages unpacked, never run on the build machine, and an initramfs
 // of its own), boots its qcow2 in qemu's emulated arm64 virt machine with AAVMF and reads the serial console
-// (ttyAMA0): GRUB picks slot A, the initramfs finds it by its PARTUUID and mounts it, systemd starts torided with its
-// state on /config, and the console logs in to the toride shell, which answers `show status` and `show
-// interfaces` from the running torided. It reports the time to the prompt, then ends the machine (the shell has no
-// power-off). The A/B update and the second build are amd64's test's (TestBootAndUpdateAmd64): the same scripts.
+// (ttyAMA0): GRUB picks slot A, the initramfs finds it by its PARTUUID and mounts it (and /etc's overlay), systemd
+// starts torided with its state on /config, and the admin logs in with the image's initial password, which must be
+// changed there and then, to the toride shell, which answers `show status` and `show interfaces` (eth0's DHCP
+// address) from the running torided; then the shell powers the appliance off. It reports the time to the prompt.
+// A second build of the same commit must give the same bytes. The A/B update is amd64's test's
+// (TestBootAndUpdateAmd64): the same scripts.
 // TORIDE_IMAGE_ARM64, if set, names a qcow2 already built to boot instead, with no build.
 func TestBootArm64(t *testing.T) {
 	lab.Require(t, "qemu-system-aarch64", "qemu-img", "mmdebstrap", "mksquashfs", "cpio")
-	for _, f := range []string{aavmfCode, aavmfVars} {
-		if _, err := os.Stat(f); err != nil {
-			t.Fatalf("%v (tests/deps.sh image installs qemu-efi-aarch64)", err)
-		}
-	}
 	top, err := filepath.Abs("..")
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	image := os.Getenv("TORIDE_IMAGE_ARM64")
-	if image == "" {
-		began := time.Now()
-		build := exec.Command("make", "--no-print-directory", "-C", top, "image", "ARCH=arm64")
-		build.Stdout, build.Stderr = testWriter{t}, testWriter{t}
-		if err := build.Run(); err != nil {
-			t.Fatalf("make image ARCH=arm64: %v", err)
-		}
-		t.Logf("image built in %s", time.Since(began).Round(time.Second))
-		image = filepath.Join(top, "images/out/toride-arm64.qcow2")
+	image, built := buildImage(t, top, "arm64")
+	if built {
+		checkReproducible(t, top, "arm64", filepath.Dir(image))
 	}
-	dir := t.TempDir()
-	// The boot writes to the disk (/config) and the firmware's variables: both go to copies.
-	disk := filepath.Join(dir, "disk.qcow2")
-	if out, err := exec.Command("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
-		"-b", image, disk).CombinedOutput(); err != nil {
-		t.Fatalf("qemu-img create: %v: %s", err, out)
-	}
-	vars := filepath.Join(dir, "AAVMF_VARS.fd")
-	firmwareVars(t, aavmfVars, vars)
+	disk, vars := machineFiles(t, t.TempDir(), image, aavmfVars)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	// TCG: -cpu max with the cheaper pointer authentication of qemu's own (the architected one is slow to emulate).
 	booted := time.Now()
-	g := startGuest(t, ctx, "qemu-system-aarch64",
+	g := startGuest(t, ctx, initialPassword, "qemu-system-aarch64",
 		"-accel", "tcg", "-machine", "virt", "-cpu", "max,pauth-impdef=on", "-m", "1024", "-smp", "2",
 		"-display", "none", "-monitor", "none", "-serial", "stdio",
 		"-drive", "if=pflash,format=raw,readonly=on,file="+aavmfCode,
@@ -76,24 +53,18 @@ func TestBootArm64(t *testing.T) {
 	mark = g.await("the kernel of slot A", `(?i)command line:.*root=PARTUUID=\S+ .*console=ttyAMA0,115200 toride\.slot=a +panic`, mark, 2*time.Minute)
 	kernel := time.Since(booted)
 	mark = g.await("the root slot", `initramfs: root PARTUUID=\S+ is /dev/vda2`, mark, 3*time.Minute)
-	g.await("torided", `Started torided\.service`, mark, 5*time.Minute)
+	g.await("the login prompt", `login: `, mark, 5*time.Minute)
+	t.Logf("time to the login prompt: %s (TCG; the kernel started after %s)", time.Since(booted).Round(time.Second), kernel.Round(time.Second))
 	g.login(mark, 5*time.Minute)
-	t.Logf("time to prompt: %s (TCG; the kernel started after %s)", time.Since(booted).Round(time.Second), kernel.Round(time.Second))
+	if g.password != newPassword {
+		t.Fatal("the first login did not require the initial password changed")
+	}
+	g.await("torided", `Started torided\.service`, mark, 5*time.Minute)
+	t.Logf("time to prompt: %s (TCG), the password changed at the first login", time.Since(booted).Round(time.Second))
 
 	if out := g.run("show status"); !strings.Contains(out, `"version"`) {
 		t.Fatalf("show status did not answer:\n%s", out)
 	}
-	if out := g.run("show interfaces"); !regexp.MustCompile(`eth0 +up`).MatchString(out) {
-		t.Fatalf("show interfaces:\n%s", out)
-	}
-
-	// Off: qemu ends the machine on SIGTERM.
-	if err := g.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-g.con.exited:
-	case <-time.After(30 * time.Second):
-		t.Fatal("qemu did not end on SIGTERM")
-	}
+	g.leased()
+	g.powerOff()
 }

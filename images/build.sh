@@ -46,36 +46,33 @@ done
 rm -rf "$work" && mkdir -p "$work"
 
 pkgs=$(sed -e 's/#.*//' -e "s/ARCH/$arch/" "$top/rootfs/packages" | xargs | tr ' ' ',')
+# debian_root VARIANT [OPTION...]: mmdebstrap's root of rootfs/packages for $arch, with the options both arches share.
+debian_root() {
+	variant=$1 && shift
+	mmdebstrap --quiet --mode=root --variant="$variant" --architectures="$arch" --aptopt='APT::Install-Recommends "false"' \
+		--dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
+		--dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+		"$@" "$suite" "$root" "deb $mirror $suite main" "deb $mirror $suite-updates main" \
+		"deb http://deb.debian.org/debian-security $suite-security main"
+}
 # arm64: its programs cannot run on the build machine (no emulation), so its packages are only unpacked, the same
 # set as minbase's (Essential, Priority required, apt) and rootfs/packages; configure-root.sh does what their
 # scripts would have, and initramfs.sh makes the initramfs. busybox (for it) and GRUB's arm64 modules come from the
 # same archive, unpacked beside the root, never installed on the build machine. Whatever the build machine's
 # architecture, so that the image is the same wherever it is built.
 if [ "$arch" = arm64 ]; then
-stage "1/6 root file system: Debian $suite packages from rootfs/packages, unpacked (mmdebstrap --variant=extract)"
-mmdebstrap --quiet --mode=root --variant=extract --architectures="$arch" --include="$pkgs,apt" \
-	--include='?or(?essential,?priority(required))' --aptopt='APT::Install-Recommends "false"' \
-	--dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
-	--dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-	--setup-hook='for d in bin sbin lib; do mkdir -p "$1/usr/$d" && ln -s "usr/$d" "$1/$d"; done' \
-	--extract-hook="mkdir -p $work/debs && cd $work/debs && APT_CONFIG=\$MMDEBSTRAP_APT_CONFIG apt-get -qq -o APT::Sandbox::User=root download busybox-static grub-efi-$arch-bin" \
-	"$suite" "$root" "deb $mirror $suite main" "deb $mirror $suite-updates main" \
-	"deb http://deb.debian.org/debian-security $suite-security main"
-for deb in "$work/debs/"*.deb; do dpkg-deb -x "$deb" "$work/host"; done
-grub_dir=$work/host/usr/lib/grub/$efi_target
-"$top/images/configure-root.sh" "$root"
+	stage "1/6 root file system: Debian $suite packages from rootfs/packages, unpacked (mmdebstrap --variant=extract)"
+	debian_root extract --include="$pkgs,apt" --include='?or(?essential,?priority(required))' \
+		--setup-hook='for d in bin sbin lib; do mkdir -p "$1/usr/$d" && ln -s "usr/$d" "$1/$d"; done' \
+		--extract-hook="mkdir -p $work/debs && cd $work/debs && APT_CONFIG=\$MMDEBSTRAP_APT_CONFIG apt-get -qq -o APT::Sandbox::User=root download busybox-static grub-efi-$arch-bin"
+	for deb in "$work/debs/"*.deb; do dpkg-deb -x "$deb" "$work/host"; done
+	grub_dir=$work/host/usr/lib/grub/$efi_target
+	"$top/images/configure-root.sh" "$root"
 else
-
-stage "1/6 root file system: Debian $suite packages from rootfs/packages (mmdebstrap)"
-# The initramfs configuration goes in before the kernel's package, whose scripts build the initramfs.
-mmdebstrap --quiet --mode=root --variant=minbase --architectures="$arch" --include="$pkgs" \
-	--aptopt='APT::Install-Recommends "false"' \
-	--dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/locale/*' \
-	--dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-	--setup-hook='mkdir -p "$1/etc/initramfs-tools"' \
-	--setup-hook="copy-in $top/rootfs/etc/initramfs-tools/conf.d $top/rootfs/etc/initramfs-tools/hooks $top/rootfs/etc/initramfs-tools/scripts /etc/initramfs-tools" \
-	"$suite" "$root" "deb $mirror $suite main" "deb $mirror $suite-updates main" \
-	"deb http://deb.debian.org/debian-security $suite-security main"
+	stage "1/6 root file system: Debian $suite packages from rootfs/packages (mmdebstrap)"
+	# The initramfs configuration goes in before the kernel's package, whose scripts build the initramfs.
+	debian_root minbase --include="$pkgs" --setup-hook='mkdir -p "$1/etc/initramfs-tools"' \
+		--setup-hook="copy-in $top/rootfs/etc/initramfs-tools/conf.d $top/rootfs/etc/initramfs-tools/hooks $top/rootfs/etc/initramfs-tools/scripts /etc/initramfs-tools"
 fi
 
 stage "2/6 the appliance: rootfs/ files, torided and toride, users, units"
