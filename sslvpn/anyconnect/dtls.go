@@ -388,24 +388,29 @@ func (p *dtlsPeer) receiveFast(fc *dtlsrec.Conn, b []byte) {
 // errNotReady: the fast path waits for the client's first record; the packet goes over TLS meanwhile.
 var errNotReady = errors.New("DTLS fast path not ready")
 
-// sendBuf sends the payload of b as one record of type typ, framed in b's headroom: on the fast path, or
-// through pion for a suite the fast path lacks. A connection with a fast path never sends data through pion,
-// so pion's sequence numbers stay below the fast path's (start 2^20): a nonce is never used twice.
-func (p *dtlsPeer) sendBuf(b *bufpool.Buf, typ cstp.Type) error {
+// seal makes the payload of b one record of type typ, framed in b's headroom, and returns it to send, on the
+// fast path; for a suite the fast path lacks it sends it through pion and returns nil. A connection with a fast
+// path never sends data through pion, so pion's sequence numbers stay below the fast path's (start 2^20): a nonce
+// is never used twice.
+func (p *dtlsPeer) seal(b *bufpool.Buf, typ cstp.Type) ([]byte, error) {
 	n := b.N
 	b.Data[headroom-cstp.DTLSHeaderLen] = byte(typ)
 	if fc := p.fast.Load(); fc != nil {
 		if !p.fastOK.Load() {
-			return errNotReady
+			return nil, errNotReady
 		}
-		rec, err := fc.Seal(b.Data[headroom-cstp.DTLSHeaderLen-dtlsrec.Headroom:], n+cstp.DTLSHeaderLen)
-		if err != nil {
-			return err
-		}
-		_, err = p.vc.WriteTo(rec, nil)
-		return err
+		return fc.Seal(b.Data[headroom-cstp.DTLSHeaderLen-dtlsrec.Headroom:], n+cstp.DTLSHeaderLen)
 	}
 	_, err := p.conn.Write(b.Data[headroom-cstp.DTLSHeaderLen : headroom+n])
+	return nil, err
+}
+
+// sendBuf sends the payload of b as one record of type typ at once.
+func (p *dtlsPeer) sendBuf(b *bufpool.Buf, typ cstp.Type) error {
+	rec, err := p.seal(b, typ)
+	if err == nil && rec != nil {
+		_, err = p.vc.WriteTo(rec, nil)
+	}
 	return err
 }
 
@@ -623,6 +628,23 @@ func (c *packetConn) WriteTo(b []byte, _ net.Addr) (int, error) {
 	default:
 	}
 	return c.conn.WriteTo(b, c.remote, *c.local.Load())
+}
+
+// writeBatch sends the datagrams of recs to the peer, one system call for them all, and returns how many were
+// sent. batch may be nil for a single datagram.
+func (c *packetConn) writeBatch(batch *udpsrc.Batch, recs [][]byte) (int, error) {
+	select {
+	case <-c.done:
+		return 0, net.ErrClosed
+	default:
+	}
+	if len(recs) == 1 {
+		if _, err := c.conn.WriteTo(recs[0], c.remote, *c.local.Load()); err != nil {
+			return 0, err
+		}
+		return 1, nil
+	}
+	return c.conn.WriteBatch(batch, recs, c.remote, *c.local.Load())
 }
 
 // Close implements net.PacketConn: it ends the peer's queue, not the shared socket.

@@ -14,6 +14,7 @@ import (
 
 	"toride/sslvpn/anyconnect/internal/cstp"
 	"toride/sslvpn/internal/bufpool"
+	"toride/sslvpn/internal/udpsrc"
 )
 
 // Where a packet sits in its pool buffer (bufpool.Buf): after headroom, so it is framed in place, in front of
@@ -96,6 +97,7 @@ type session struct {
 
 	cstp atomic.Pointer[transport]
 	dtls atomic.Pointer[dtlsPeer]
+	sent dtlsBatch // the writer's
 
 	mu          sync.Mutex
 	endErr      error
@@ -403,6 +405,7 @@ func (ss *session) writer() {
 				break burst
 			}
 		}
+		ss.flushDTLS()
 		if t != nil {
 			if err := t.cork.Flush(); err != nil {
 				t.fail(fmt.Errorf("%w: %v", ErrTransport, err))
@@ -434,22 +437,88 @@ func (ss *session) writeOne(item any) {
 	}
 }
 
-// writeData sends one packet, framed in place in its buffer's headroom.
+// writeData sends one packet, framed in place in its buffer's headroom: over DTLS when it is up (on the fast
+// path, sealed now and sent with the rest of the burst by flushDTLS, which then owns b), else over CSTP.
 func (ss *session) writeData(b *bufpool.Buf) {
-	defer ss.srv.pool.Put(b)
-	n := b.N
 	if p := ss.dtls.Load(); p != nil {
-		switch err := p.sendBuf(b, cstp.Data); {
-		case err == nil:
+		rec, err := p.seal(b, cstp.Data)
+		switch {
+		case err == nil && rec != nil:
+			ss.batchDTLS(p, b, rec)
+			return
+		case err == nil: // pion's path: sent
 			ss.stats.packetsOut.Add(1)
-			ss.stats.bytesOut.Add(uint64(n))
+			ss.stats.bytesOut.Add(uint64(b.N))
 			ss.stats.dtlsOut.Add(1)
+			ss.srv.pool.Put(b)
 			return
 		case errors.Is(err, errNotReady):
 		default:
 			ss.dtlsDown(p, fmt.Errorf("%w: DTLS write: %v", ErrTransport, err))
 		}
 	}
+	ss.writeCSTP(b)
+}
+
+// dtlsBatchLen is the most DTLS records the writer sends in one write (sendmmsg).
+const dtlsBatchLen = 32
+
+// dtlsBatch is the writer's DTLS records sealed and not yet sent, in the buffers it holds.
+type dtlsBatch struct {
+	peer  *dtlsPeer
+	held  [dtlsBatchLen]*bufpool.Buf
+	recs  [dtlsBatchLen][]byte
+	n     int
+	batch *udpsrc.Batch // made at the first batch of more than one record
+}
+
+// batchDTLS adds a record sealed in b for p to the batch, which owns b now; a full batch, or one for another
+// peer, is sent first. Writer only.
+func (ss *session) batchDTLS(p *dtlsPeer, b *bufpool.Buf, rec []byte) {
+	if ss.sent.n > 0 && (ss.sent.peer != p || ss.sent.n == dtlsBatchLen) {
+		ss.flushDTLS()
+	}
+	ss.sent.peer = p
+	ss.sent.held[ss.sent.n], ss.sent.recs[ss.sent.n] = b, rec
+	ss.sent.n++
+}
+
+// flushDTLS sends the batched records in one write and returns their buffers to the pool. If the socket
+// refuses, DTLS is down (the next packets go over CSTP) and what was not sent is dropped: sealed in place, it is
+// no longer the packet. Writer only.
+func (ss *session) flushDTLS() {
+	d := &ss.sent
+	if d.n == 0 {
+		return
+	}
+	if d.n > 1 && d.batch == nil {
+		d.batch = udpsrc.NewBatch(dtlsBatchLen)
+	}
+	sent, err := d.peer.vc.writeBatch(d.batch, d.recs[:d.n])
+	for i := range d.n {
+		b := d.held[i]
+		d.held[i], d.recs[i] = nil, nil
+		switch {
+		case i < sent:
+			ss.stats.packetsOut.Add(1)
+			ss.stats.bytesOut.Add(uint64(b.N))
+			ss.stats.dtlsOut.Add(1)
+		case i == sent:
+			ss.dtlsDown(d.peer, fmt.Errorf("%w: DTLS write: %v", ErrTransport, err))
+			fallthrough
+		default:
+			ss.stats.dropped.Add(1)
+		}
+		ss.srv.pool.Put(b)
+	}
+	d.n, d.peer = 0, nil
+}
+
+// writeCSTP sends one packet over CSTP, framed in place in its buffer's headroom, and returns the buffer to the
+// pool.
+func (ss *session) writeCSTP(b *bufpool.Buf) {
+	defer ss.srv.pool.Put(b)
+	n := b.N
 	t := ss.cstp.Load()
 	if t == nil {
 		ss.stats.dropped.Add(1)

@@ -128,51 +128,89 @@ func (s *session) SendPacket(pkt []byte) bool {
 	}
 }
 
+// txBatchLen is the most data packets the writer sends in one write (one sendmmsg for UDP, one writev for TCP).
+const txBatchLen = 32
+
+// txBatch is the writer's scratch for one batch: the buffers it holds and the frames sealed in them.
+type txBatch struct {
+	held   [txBatchLen]*bufpool.Buf
+	frames [txBatchLen][]byte
+}
+
 // writeLoop is the session's only writer to the transport: control frames from the loop, data packets from
-// SendPacket (encrypted here, in place) and keepalive pings.
+// SendPacket (encrypted here, in place, and sent in batches of what is queued) and keepalive pings.
 func (s *session) writeLoop() {
 	defer s.wg.Done()
 	var ping bufpool.Buf
 	for {
 		select {
 		case f := <-s.ctrlOut:
-			if err := s.link.writeFrame(f); err != nil {
+			s.tx.frames[0] = f
+			if err := s.link.writeFrames(s.tx.frames[:1]); err != nil {
 				s.linkFailed(err)
 			}
 		case b := <-s.txq:
-			if s.sendData(b) {
-				s.counters.packetsOut.Add(1)
-				s.counters.bytesOut.Add(uint64(b.N))
-			}
-			s.srv.pool.Put(b)
+			s.sendQueued(b)
 		case <-s.pingReq:
 			ping.Off, ping.N = payloadOff, copy(ping.Data[payloadOff:], datachannel.PingPayload[:])
-			s.sendData(&ping)
+			s.tx.held[0] = &ping
+			s.sendData(s.tx.held[:1])
 		case <-s.done:
 			return
 		}
 	}
 }
 
-// sendData encrypts b's payload with the current key and writes it. Writer goroutine only.
-func (s *session) sendData(b *bufpool.Buf) bool {
+// sendQueued sends b and whatever else is queued, up to a batch, and returns the buffers to the pool. Writer
+// goroutine only.
+func (s *session) sendQueued(b *bufpool.Buf) {
+	held := append(s.tx.held[:0], b)
+fill:
+	for len(held) < txBatchLen {
+		select {
+		case b := <-s.txq:
+			held = append(held, b)
+		default:
+			break fill
+		}
+	}
+	sent, bytes := s.sendData(held)
+	s.counters.packetsOut.Add(uint64(sent))
+	s.counters.bytesOut.Add(bytes)
+	for i, b := range held {
+		s.srv.pool.Put(b)
+		held[i] = nil
+	}
+}
+
+// sendData encrypts the payloads of bufs with the current key, in place, and writes them; it returns how many
+// it sent and their plaintext bytes. Writer goroutine only.
+func (s *session) sendData(bufs []*bufpool.Buf) (sent int, bytes uint64) {
 	ks := s.keys.Load()
 	if ks.tx == nil {
-		s.counters.dropped.Add(1)
-		return false
+		s.counters.dropped.Add(uint64(len(bufs)))
+		return 0, 0
 	}
-	pkt, err := ks.tx.Encrypt(b.Data[:], b.Off, b.N, ks.txHdr)
-	if err != nil {
-		s.counters.dropped.Add(1)
-		return false
+	frames := s.tx.frames[:0]
+	for _, b := range bufs {
+		pkt, err := ks.tx.Encrypt(b.Data[:], b.Off, b.N, ks.txHdr)
+		if err != nil {
+			s.counters.dropped.Add(1)
+			continue
+		}
+		start := len(b.Data) - cap(pkt)
+		frames = append(frames, b.Data[start-frameHeadroom:start+len(pkt)])
+		bytes += uint64(b.N)
 	}
-	start := len(b.Data) - cap(pkt)
-	if err := s.link.writeFrame(b.Data[start-frameHeadroom : start+len(pkt)]); err != nil {
+	if len(frames) == 0 {
+		return 0, 0
+	}
+	if err := s.link.writeFrames(frames); err != nil {
 		s.linkFailed(err)
-		return false
+		return 0, 0
 	}
 	s.lastTx.Store(s.now())
-	return true
+	return len(frames), bytes
 }
 
 func (s *session) drainTx() {

@@ -44,7 +44,9 @@
 //	(first key only), then reads the client's control messages (PUSH_REQUEST, EXIT)
 //
 //	core ─ Session.SendPacket (copy into a pooled buffer, bounded queue, never blocks) ─▶ writer goroutine
-//	(one per session): encrypts in place and writes; also control frames and pings
+//	(one per session): takes what is queued, up to 32 packets, encrypts each in place and writes them in one
+//	system call (sendmmsg over UDP, each datagram from the address the client dialed; writev over TCP); also
+//	control frames and pings
 //
 // # Ownership and locking
 //

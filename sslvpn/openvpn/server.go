@@ -256,16 +256,26 @@ func readTCPPacket(r *bufio.Reader, buf []byte) ([]byte, error) {
 	return buf[:n], nil
 }
 
-// tcpLink is a session's TCP connection. writeFrame is called by the session's writer only.
+// tcpLink is a session's TCP connection. writeFrames is called by the session's writer only.
 type tcpLink struct {
 	conn net.Conn
 	once sync.Once
+	bufs net.Buffers // writeFrames' scratch
 }
 
-func (l *tcpLink) writeFrame(f []byte) error {
-	n := len(f) - frameHeadroom
-	f[0], f[1] = byte(n>>8), byte(n)
-	_, err := l.conn.Write(f)
+// writeFrames puts each frame's length in front of it and writes them all, in one writev where the connection
+// has it (a *net.TCPConn).
+func (l *tcpLink) writeFrames(frames [][]byte) error {
+	for _, f := range frames {
+		n := len(f) - frameHeadroom
+		f[0], f[1] = byte(n>>8), byte(n)
+	}
+	if len(frames) == 1 {
+		_, err := l.conn.Write(frames[0])
+		return err
+	}
+	l.bufs = append(l.bufs[:0], frames...)
+	_, err := l.bufs.WriteTo(l.conn)
 	return err
 }
 
@@ -652,10 +662,11 @@ func (u *udpServer) remove(sess *session) {
 // udpLink is one client's view of the shared socket. Its answers go to the client's address and leave from
 // the local address the client's packets last arrived at, which the socket reader keeps up to date.
 type udpLink struct {
-	u    *udpServer
-	path atomic.Pointer[udpPath] // replaced (rarely) by the socket reader, read by the writer
-	sess *session
-	once sync.Once
+	u     *udpServer
+	path  atomic.Pointer[udpPath] // replaced (rarely) by the socket reader, read by the writer
+	sess  *session
+	once  sync.Once
+	batch *udpsrc.Batch // the writer's
 }
 
 // udpPath is where a client's answers go and where they leave from.
@@ -673,12 +684,26 @@ func (l *udpLink) arrivedAt(local udpsrc.Local) {
 	}
 }
 
-// writeFrame sends a datagram. Errors are not fatal for UDP (a full socket buffer loses one packet, as the
-// network may); a dead socket ends ServeUDP instead.
-func (l *udpLink) writeFrame(f []byte) error {
+// writeFrames sends a datagram of each frame, a batch in one system call (sendmmsg), each from the local address
+// the client's packets arrive at. Errors are not fatal for UDP (a full socket buffer loses packets, as the network
+// may): what was not sent is counted as dropped; a dead socket ends ServeUDP instead.
+func (l *udpLink) writeFrames(frames [][]byte) error {
 	p := l.path.Load()
-	if _, err := l.u.conn.WriteTo(f[frameHeadroom:], p.to, p.local); err != nil {
-		l.sess.counters.dropped.Add(1)
+	for i, f := range frames {
+		frames[i] = f[frameHeadroom:]
+	}
+	if l.batch == nil {
+		if len(frames) == 1 {
+			if _, err := l.u.conn.WriteTo(frames[0], p.to, p.local); err != nil {
+				l.sess.counters.dropped.Add(1)
+			}
+			return nil
+		}
+		// Made at the first batch: a session that never has more than one packet waiting never needs one.
+		l.batch = udpsrc.NewBatch(txBatchLen)
+	}
+	if sent, _ := l.u.conn.WriteBatch(l.batch, frames, p.to, p.local); sent < len(frames) {
+		l.sess.counters.dropped.Add(uint64(len(frames) - sent))
 	}
 	return nil
 }

@@ -40,9 +40,10 @@ const (
 
 // link is a session's transport.
 type link interface {
-	// writeFrame sends one packet: frame[:frameHeadroom] is scratch (the TCP length prefix), the packet is the
-	// rest. It may be called by one goroutine at a time (the session's writer).
-	writeFrame(frame []byte) error
+	// writeFrames sends packets in order, in as few system calls as the transport allows: of each frame,
+	// frame[:frameHeadroom] is scratch (the TCP length prefix), the packet is the rest; frames itself is scratch
+	// too. It may be called by one goroutine at a time (the session's writer).
+	writeFrames(frames [][]byte) error
 	// close stops the transport for this session; idempotent.
 	close()
 	// connected is called once when the client has connected (its PUSH_REPLY was sent).
@@ -72,6 +73,7 @@ type session struct {
 	closeReq    chan closeRequest // Close and explicit-exit-notify
 	ctrlOut     chan []byte       // control frames for the writer
 	txq         chan *bufpool.Buf // data for the writer
+	tx          txBatch           // the writer's
 	pingReq     chan struct{}
 	done        chan struct{} // closed when the session terminates
 	finished    chan struct{} // closed when every goroutine has ended and the backend was told

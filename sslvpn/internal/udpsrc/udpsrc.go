@@ -4,13 +4,17 @@
 // preferred source for the way back, which need not be the address a client dialed; the client then drops the
 // answer as coming from an unexpected peer. A Conn reads each datagram's local address and interface from its
 // IP_PKTINFO or IPV6_PKTINFO control message, and a write sets them on the answer, so the kernel uses that
-// address as the source and sends it out that interface. Neither reads nor writes allocate.
+// address as the source and sends it out that interface. WriteBatch sends many datagrams in one system call
+// (sendmmsg), each with its control message. Neither reads nor writes allocate.
 package udpsrc
 
 import (
 	"errors"
 	"net"
 	"net/netip"
+
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
 
 // Local is the local end of a datagram: the address it was sent to and the interface it came in on. The zero
@@ -35,13 +39,20 @@ type MsgConn interface {
 const oobSize = 128
 
 // Conn reads datagrams with their local end and writes answers from a given one. ReadFrom must be called by one
-// goroutine at a time (it reuses its control-message buffer); WriteTo is safe for concurrent use. A Conn over
-// a packet connection without control messages reads a zero Local and writes as the connection's WriteTo.
+// goroutine at a time (it reuses its control-message buffer); WriteTo and WriteBatch are safe for concurrent use.
+// A Conn over a packet connection without control messages reads a zero Local and writes as the connection's
+// WriteTo.
 type Conn struct {
 	pc  net.PacketConn
 	mc  MsgConn      // nil when pc has no control messages
 	uc  *net.UDPConn // mc when it is one: called directly, so the control message stays on the stack
+	bw  batchWriter  // uc's batched writes (sendmmsg on Linux); nil without uc
 	oob [oobSize]byte
+}
+
+// batchWriter is what x/net's ipv4.PacketConn and ipv6.PacketConn have in common for batched writes.
+type batchWriter interface {
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
 }
 
 // New wraps pc. For a *net.UDPConn it enables the reception of IP_PKTINFO and IPV6_PKTINFO; if the system
@@ -50,10 +61,16 @@ type Conn struct {
 func New(pc net.PacketConn) (*Conn, error) {
 	c := &Conn{pc: pc}
 	if uc, ok := pc.(*net.UDPConn); ok {
-		if err := enable(uc); err != nil {
+		v6, err := enable(uc)
+		if err != nil {
 			return c, err
 		}
 		c.mc, c.uc = uc, uc
+		if v6 {
+			c.bw = ipv6.NewPacketConn(uc)
+		} else {
+			c.bw = ipv4.NewPacketConn(uc)
+		}
 		return c, nil
 	}
 	if mc, ok := pc.(MsgConn); ok {
@@ -93,6 +110,70 @@ func (c *Conn) WriteTo(b []byte, to netip.AddrPort, local Local) (int, error) {
 		return n, err
 	}
 	return c.pc.WriteTo(b, net.UDPAddrFromAddrPort(to))
+}
+
+// Batch is one writer's reusable state for WriteBatch: the messages, their control message and destination.
+// Not safe for concurrent use: each writer has its own.
+type Batch struct {
+	msgs []ipv4.Message
+	iov  [][1][]byte
+	oob  [oobSize]byte
+	ip   [16]byte
+	addr net.UDPAddr
+}
+
+// NewBatch returns a Batch for up to n datagrams a write.
+func NewBatch(n int) *Batch {
+	return &Batch{msgs: make([]ipv4.Message, n), iov: make([][1][]byte, n)}
+}
+
+// Len is the most datagrams one WriteBatch takes.
+func (b *Batch) Len() int { return len(b.msgs) }
+
+// WriteBatch sends every datagram of bufs (at most b.Len()) to to, each from local as WriteTo does, in as few
+// system calls as the system allows: one sendmmsg on Linux, each message with its control message. It returns
+// how many were sent; an error stops at the first datagram not sent. It allocates nothing.
+func (c *Conn) WriteBatch(b *Batch, bufs [][]byte, to netip.AddrPort, local Local) (int, error) {
+	if c.bw == nil || len(bufs) == 1 {
+		for i, buf := range bufs {
+			if _, err := c.WriteTo(buf, to, local); err != nil {
+				return i, err
+			}
+		}
+		return len(bufs), nil
+	}
+	oob := b.oob[:control(b.oob[:], local)]
+	// A dual-stack socket takes an IPv4 destination as it is (the kernel hands it to IPv4's sendmsg, with
+	// IP_PKTINFO): x/net writes a sockaddr_in for a 4-byte address.
+	if a := to.Addr().Unmap(); a.Is4() {
+		a4 := a.As4()
+		b.addr.IP, b.addr.Zone = append(b.ip[:0], a4[:]...), ""
+	} else {
+		a16 := a.As16()
+		b.addr.IP = append(b.ip[:0], a16[:]...)
+		b.addr.Zone = a.Zone()
+	}
+	b.addr.Port = int(to.Port())
+	msgs := b.msgs[:len(bufs)]
+	for i := range msgs {
+		b.iov[i][0] = bufs[i]
+		msgs[i] = ipv4.Message{Buffers: b.iov[i][:], OOB: oob, Addr: &b.addr}
+	}
+	sent := 0
+	for sent < len(msgs) {
+		n, err := c.bw.WriteBatch(msgs[sent:], 0)
+		sent += n
+		if err != nil {
+			return sent, err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	for i := range msgs {
+		b.iov[i][0] = nil // the buffers are the caller's again
+	}
+	return sent, nil
 }
 
 // control writes into oob the control message that sends from local, if any, and returns its length.

@@ -11,11 +11,12 @@ import (
 )
 
 // enable asks the kernel for the local end of every datagram: IPV6_RECVPKTINFO on an IPv6 socket (a
-// dual-stack one reports IPv4 datagrams through it too, as mapped addresses), IP_PKTINFO on an IPv4 one.
-func enable(uc *net.UDPConn) error {
+// dual-stack one reports IPv4 datagrams through it too, as mapped addresses), IP_PKTINFO on an IPv4 one. It
+// reports whether the socket is an IPv6 one.
+func enable(uc *net.UDPConn) (v6 bool, err error) {
 	rc, err := uc.SyscallConn()
 	if err != nil {
-		return fmt.Errorf("udpsrc: %w", err)
+		return false, fmt.Errorf("udpsrc: %w", err)
 	}
 	var serr error
 	if err := rc.Control(func(fd uintptr) {
@@ -24,18 +25,18 @@ func enable(uc *net.UDPConn) error {
 		if serr != nil {
 			return
 		}
-		if domain == unix.AF_INET6 {
+		if v6 = domain == unix.AF_INET6; v6 {
 			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO, 1)
 			return
 		}
 		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_PKTINFO, 1)
 	}); err != nil {
-		return fmt.Errorf("udpsrc: %w", err)
+		return false, fmt.Errorf("udpsrc: %w", err)
 	}
 	if serr != nil {
-		return fmt.Errorf("udpsrc: enable packet info: %w", serr)
+		return v6, fmt.Errorf("udpsrc: enable packet info: %w", serr)
 	}
-	return nil
+	return v6, nil
 }
 
 const (

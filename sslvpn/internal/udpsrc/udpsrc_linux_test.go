@@ -284,3 +284,123 @@ func FuzzParseControl(f *testing.F) {
 		}
 	})
 }
+
+// TestWriteBatchFromAddressDialed sends a batch of answers (one sendmmsg) from the address the client dialed, on
+// a dual-stack socket and on an IPv4 one: the client, which takes datagrams from 127.0.0.2 alone, gets them all
+// in order.
+func TestWriteBatchFromAddressDialed(t *testing.T) {
+	for _, network := range []string{"udp", "udp4"} {
+		t.Run(network, func(t *testing.T) {
+			c, cl := loopbackPair(t, network)
+			if _, err := cl.Write([]byte("hello")); err != nil {
+				t.Fatal(err)
+			}
+			buf := make([]byte, 100)
+			_, from, local, err := c.ReadFrom(buf)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b := udpsrc.NewBatch(8)
+			bufs := [][]byte{[]byte("one"), []byte("two"), []byte("three")}
+			if n, err := c.WriteBatch(b, bufs, from, local); n != 3 || err != nil {
+				t.Fatalf("WriteBatch: %d, %v; want 3 sent", n, err)
+			}
+			cl.SetReadDeadline(time.Now().Add(2 * time.Second))
+			for _, want := range bufs {
+				if n, err := cl.Read(buf); err != nil || string(buf[:n]) != string(want) {
+					t.Fatalf("client got %q, %v; want %q from 127.0.0.2", buf[:n], err, want)
+				}
+			}
+		})
+	}
+}
+
+// TestWriteBatchSetsSourcePerDatagram: over a connection without batched writes (the fake), a batch is written
+// datagram by datagram, each with the control message of its source.
+func TestWriteBatchSetsSourcePerDatagram(t *testing.T) {
+	fc := &fakeConn{}
+	c, _ := udpsrc.New(fc)
+	to := netip.MustParseAddrPort("198.18.0.7:5000")
+	local := udpsrc.Local{Addr: netip.MustParseAddr("203.0.113.1"), Ifindex: 3}
+	if n, err := c.WriteBatch(udpsrc.NewBatch(4), [][]byte{[]byte("a"), []byte("b")}, to, local); n != 2 || err != nil {
+		t.Fatalf("WriteBatch: %d, %v", n, err)
+	}
+	want := []fakeWrite{{To: to, Src: local.Addr, Ifindex: 3, Payload: "a"}, {To: to, Src: local.Addr, Ifindex: 3, Payload: "b"}}
+	if len(fc.writes) != len(want) {
+		t.Fatalf("writes %+v, want %+v", fc.writes, want)
+	}
+	for i := range want {
+		if fc.writes[i] != want[i] {
+			t.Errorf("write %d: %+v, want %+v", i, fc.writes[i], want[i])
+		}
+	}
+}
+
+func TestWriteBatchNoAllocations(t *testing.T) {
+	c, cl := loopbackPair(t, "udp")
+	buf := make([]byte, 1500)
+	if _, err := cl.Write(buf[:100]); err != nil {
+		t.Fatal(err)
+	}
+	_, from, local, err := c.ReadFrom(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := udpsrc.NewBatch(8)
+	bufs := make([][]byte, 8)
+	for i := range bufs {
+		bufs[i] = make([]byte, 1200)
+	}
+	cbuf := make([]byte, 1500)
+	allocs := testing.AllocsPerRun(50, func() {
+		if _, err := c.WriteBatch(b, bufs, from, local); err != nil {
+			t.Fatal(err)
+		}
+		for range bufs {
+			if _, err := cl.Read(cbuf); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per batch, want 0", allocs)
+	}
+}
+
+// BenchmarkWriteBatch sends datagrams of 1,200 bytes from a given source in batches of 1 (one sendmsg each) and
+// of 32 (one sendmmsg), to a client that reads them; the bytes are the datagrams sent.
+func BenchmarkWriteBatch(b *testing.B) {
+	for _, size := range []int{1, 32} {
+		b.Run(fmt.Sprint(size), func(b *testing.B) {
+			c, cl := loopbackPair(b, "udp")
+			if err := cl.SetReadBuffer(4 << 20); err != nil {
+				b.Fatal(err)
+			}
+			buf := make([]byte, 1500)
+			if _, err := cl.Write(buf[:100]); err != nil {
+				b.Fatal(err)
+			}
+			_, from, local, err := c.ReadFrom(buf)
+			if err != nil {
+				b.Fatal(err)
+			}
+			batch := udpsrc.NewBatch(size)
+			bufs := make([][]byte, size)
+			for i := range bufs {
+				bufs[i] = make([]byte, 1200)
+			}
+			b.ReportAllocs()
+			b.SetBytes(int64(1200 * size))
+			for b.Loop() {
+				if _, err := c.WriteBatch(batch, bufs, from, local); err != nil {
+					b.Fatal(err)
+				}
+				for range bufs {
+					if _, err := cl.Read(buf); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}
