@@ -1,0 +1,5 @@
+//go:build !race
+
+package udpsrc_test
+
+const raceEnabled = false
