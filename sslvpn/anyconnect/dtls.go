@@ -631,18 +631,12 @@ func (c *packetConn) WriteTo(b []byte, _ net.Addr) (int, error) {
 }
 
 // writeBatch sends the datagrams of recs to the peer, one system call for them all, and returns how many were
-// sent. batch may be nil for a single datagram.
+// sent.
 func (c *packetConn) writeBatch(batch *udpsrc.Batch, recs [][]byte) (int, error) {
 	select {
 	case <-c.done:
 		return 0, net.ErrClosed
 	default:
-	}
-	if len(recs) == 1 {
-		if _, err := c.conn.WriteTo(recs[0], c.remote, *c.local.Load()); err != nil {
-			return 0, err
-		}
-		return 1, nil
 	}
 	return c.conn.WriteBatch(batch, recs, c.remote, *c.local.Load())
 }

@@ -469,7 +469,7 @@ type dtlsBatch struct {
 	held  [dtlsBatchLen]*bufpool.Buf
 	recs  [dtlsBatchLen][]byte
 	n     int
-	batch *udpsrc.Batch // made at the first batch of more than one record
+	batch udpsrc.Batch
 }
 
 // batchDTLS adds a record sealed in b for p to the batch, which owns b now; a full batch, or one for another
@@ -491,10 +491,7 @@ func (ss *session) flushDTLS() {
 	if d.n == 0 {
 		return
 	}
-	if d.n > 1 && d.batch == nil {
-		d.batch = udpsrc.NewBatch(dtlsBatchLen)
-	}
-	sent, err := d.peer.vc.writeBatch(d.batch, d.recs[:d.n])
+	sent, err := d.peer.vc.writeBatch(&d.batch, d.recs[:d.n])
 	for i := range d.n {
 		b := d.held[i]
 		d.held[i], d.recs[i] = nil, nil

@@ -666,7 +666,7 @@ type udpLink struct {
 	path  atomic.Pointer[udpPath] // replaced (rarely) by the socket reader, read by the writer
 	sess  *session
 	once  sync.Once
-	batch *udpsrc.Batch // the writer's
+	batch udpsrc.Batch // the writer's
 }
 
 // udpPath is where a client's answers go and where they leave from.
@@ -692,17 +692,7 @@ func (l *udpLink) writeFrames(frames [][]byte) error {
 	for i, f := range frames {
 		frames[i] = f[frameHeadroom:]
 	}
-	if l.batch == nil {
-		if len(frames) == 1 {
-			if _, err := l.u.conn.WriteTo(frames[0], p.to, p.local); err != nil {
-				l.sess.counters.dropped.Add(1)
-			}
-			return nil
-		}
-		// Made at the first batch: a session that never has more than one packet waiting never needs one.
-		l.batch = udpsrc.NewBatch(txBatchLen)
-	}
-	if sent, _ := l.u.conn.WriteBatch(l.batch, frames, p.to, p.local); sent < len(frames) {
+	if sent, _ := l.u.conn.WriteBatch(&l.batch, frames, p.to, p.local); sent < len(frames) {
 		l.sess.counters.dropped.Add(uint64(len(frames) - sent))
 	}
 	return nil

@@ -113,7 +113,9 @@ func (c *Conn) WriteTo(b []byte, to netip.AddrPort, local Local) (int, error) {
 }
 
 // Batch is one writer's reusable state for WriteBatch: the messages, their control message and destination.
-// Not safe for concurrent use: each writer has its own.
+// The zero value is ready; its messages are made at the first write of more than one datagram (a writer that
+// never has more than one waiting never pays for them) and grow to the largest batch written. Not safe for
+// concurrent use: each writer has its own, and it must not move once used (a field of a struct on the heap).
 type Batch struct {
 	msgs []ipv4.Message
 	iov  [][1][]byte
@@ -122,19 +124,11 @@ type Batch struct {
 	addr net.UDPAddr
 }
 
-// NewBatch returns a Batch for up to n datagrams a write.
-func NewBatch(n int) *Batch {
-	return &Batch{msgs: make([]ipv4.Message, n), iov: make([][1][]byte, n)}
-}
-
-// Len is the most datagrams one WriteBatch takes.
-func (b *Batch) Len() int { return len(b.msgs) }
-
-// WriteBatch sends every datagram of bufs (at most b.Len()) to to, each from local as WriteTo does, in as few
-// system calls as the system allows: one sendmmsg on Linux, each message with its control message. It returns
-// how many were sent; an error stops at the first datagram not sent. It allocates nothing.
+// WriteBatch sends every datagram of bufs to to, each from local as WriteTo does, in as few system calls as the
+// system allows: one sendmmsg on Linux, each message with its control message. It returns how many were sent;
+// an error stops at the first datagram not sent. Once b has held a batch as large, it allocates nothing.
 func (c *Conn) WriteBatch(b *Batch, bufs [][]byte, to netip.AddrPort, local Local) (int, error) {
-	if c.bw == nil || len(bufs) == 1 {
+	if c.bw == nil || len(bufs) <= 1 {
 		for i, buf := range bufs {
 			if _, err := c.WriteTo(buf, to, local); err != nil {
 				return i, err
@@ -154,6 +148,9 @@ func (c *Conn) WriteBatch(b *Batch, bufs [][]byte, to netip.AddrPort, local Loca
 		b.addr.Zone = a.Zone()
 	}
 	b.addr.Port = int(to.Port())
+	if len(bufs) > len(b.msgs) {
+		b.msgs, b.iov = make([]ipv4.Message, len(bufs)), make([][1][]byte, len(bufs))
+	}
 	msgs := b.msgs[:len(bufs)]
 	for i := range msgs {
 		b.iov[i][0] = bufs[i]

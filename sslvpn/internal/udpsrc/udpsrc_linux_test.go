@@ -292,17 +292,11 @@ func TestWriteBatchFromAddressDialed(t *testing.T) {
 	for _, network := range []string{"udp", "udp4"} {
 		t.Run(network, func(t *testing.T) {
 			c, cl := loopbackPair(t, network)
-			if _, err := cl.Write([]byte("hello")); err != nil {
-				t.Fatal(err)
-			}
+			from, local := clientHello(t, c, cl)
+			var b udpsrc.Batch
 			buf := make([]byte, 100)
-			_, from, local, err := c.ReadFrom(buf)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b := udpsrc.NewBatch(8)
 			bufs := [][]byte{[]byte("one"), []byte("two"), []byte("three")}
-			if n, err := c.WriteBatch(b, bufs, from, local); n != 3 || err != nil {
+			if n, err := c.WriteBatch(&b, bufs, from, local); n != 3 || err != nil {
 				t.Fatalf("WriteBatch: %d, %v; want 3 sent", n, err)
 			}
 			cl.SetReadDeadline(time.Now().Add(2 * time.Second))
@@ -322,7 +316,7 @@ func TestWriteBatchSetsSourcePerDatagram(t *testing.T) {
 	c, _ := udpsrc.New(fc)
 	to := netip.MustParseAddrPort("198.18.0.7:5000")
 	local := udpsrc.Local{Addr: netip.MustParseAddr("203.0.113.1"), Ifindex: 3}
-	if n, err := c.WriteBatch(udpsrc.NewBatch(4), [][]byte{[]byte("a"), []byte("b")}, to, local); n != 2 || err != nil {
+	if n, err := c.WriteBatch(new(udpsrc.Batch), [][]byte{[]byte("a"), []byte("b")}, to, local); n != 2 || err != nil {
 		t.Fatalf("WriteBatch: %d, %v", n, err)
 	}
 	want := []fakeWrite{{To: to, Src: local.Addr, Ifindex: 3, Payload: "a"}, {To: to, Src: local.Addr, Ifindex: 3, Payload: "b"}}
@@ -341,22 +335,15 @@ func TestWriteBatchNoAllocations(t *testing.T) {
 		t.Skip("the race detector allocates in x/net's batched writes; run without -race")
 	}
 	c, cl := loopbackPair(t, "udp")
-	buf := make([]byte, 1500)
-	if _, err := cl.Write(buf[:100]); err != nil {
-		t.Fatal(err)
-	}
-	_, from, local, err := c.ReadFrom(buf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := udpsrc.NewBatch(8)
+	from, local := clientHello(t, c, cl)
+	var b udpsrc.Batch
 	bufs := make([][]byte, 8)
 	for i := range bufs {
 		bufs[i] = make([]byte, 1200)
 	}
 	cbuf := make([]byte, 1500)
 	allocs := testing.AllocsPerRun(50, func() {
-		if _, err := c.WriteBatch(b, bufs, from, local); err != nil {
+		if _, err := c.WriteBatch(&b, bufs, from, local); err != nil {
 			t.Fatal(err)
 		}
 		for range bufs {
@@ -379,15 +366,9 @@ func BenchmarkWriteBatch(b *testing.B) {
 			if err := cl.SetReadBuffer(4 << 20); err != nil {
 				b.Fatal(err)
 			}
+			from, local := clientHello(b, c, cl)
+			var batch udpsrc.Batch
 			buf := make([]byte, 1500)
-			if _, err := cl.Write(buf[:100]); err != nil {
-				b.Fatal(err)
-			}
-			_, from, local, err := c.ReadFrom(buf)
-			if err != nil {
-				b.Fatal(err)
-			}
-			batch := udpsrc.NewBatch(size)
 			bufs := make([][]byte, size)
 			for i := range bufs {
 				bufs[i] = make([]byte, 1200)
@@ -395,7 +376,7 @@ func BenchmarkWriteBatch(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(1200 * size))
 			for b.Loop() {
-				if _, err := c.WriteBatch(batch, bufs, from, local); err != nil {
+				if _, err := c.WriteBatch(&batch, bufs, from, local); err != nil {
 					b.Fatal(err)
 				}
 				for range bufs {
@@ -406,4 +387,18 @@ func BenchmarkWriteBatch(b *testing.B) {
 			}
 		})
 	}
+}
+
+// clientHello has the client send a datagram and returns its sender and local end as the server read them.
+func clientHello(t testing.TB, c *udpsrc.Conn, cl *net.UDPConn) (netip.AddrPort, udpsrc.Local) {
+	t.Helper()
+	if _, err := cl.Write([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	_, from, local, err := c.ReadFrom(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return from, local
 }
