@@ -126,6 +126,10 @@ func (c *client) waitOutput(substr string, d time.Duration) {
 func (c *client) waitConnected() time.Duration {
 	c.e.t.Helper()
 	c.waitOutput(ovpnclient.Connected, 15*time.Second)
+	// The stock client takes every option the server pushes: one it refuses is a line the user reads as a fault.
+	if out := c.Proc.Output(); strings.Contains(out, "Options error") {
+		c.e.t.Fatalf("the client refused a pushed option:\n%s", out)
+	}
 	return c.ConnectTime()
 }
 

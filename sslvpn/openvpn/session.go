@@ -649,10 +649,9 @@ func (s *session) engineOptions() []string {
 	if s.txPeerID != wire.NoPeerID {
 		opts = append(opts, fmt.Sprintf("peer-id %d", s.peerID))
 	}
+	// The cipher only: a 2.6 client refuses a pushed "auth" (its own, which the handshake checked against the
+	// server's, is the one in use).
 	opts = append(opts, "cipher "+s.cipher.Name)
-	if !s.cipher.AEAD {
-		opts = append(opts, "auth "+s.digest.Name)
-	}
 	ccExit := s.clientProto&keymethod.ProtoCCExitNotify != 0
 	switch {
 	case ccExit && s.useEKM:
