@@ -71,7 +71,7 @@ func (c *Client) dial() (exchange, error) {
 	}
 	// A short timeout and few retries per attempt: the loop below backs off between attempts, so that a cable
 	// plugged in later is noticed within a minute.
-	return nclient4.New(c.Interface, nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(2))
+	return openRaw(c.Interface, nclient4.WithTimeout(2*time.Second), nclient4.WithRetry(2))
 }
 
 // Run keeps a lease until ctx ends. It leaves the lease in place when it returns (a daemon restarting must not
