@@ -67,9 +67,11 @@ vmtest:
 imagetest: deps-image
 	$(GO) test -timeout 45m ./images
 
-# bench: one package at a time, so the side-by-side throughput harnesses never share the two cores with another
+## bench: every benchmark once, one package at a time, so the side-by-side harness (tests/bench_test.go) never shares the cores with another; its table goes to bench-results.md (BENCHMARKS.md keeps the latest committed one)
 bench:
+	@rm -f bench-results.md
 	$(GO) test -p 1 -run '^$$' -bench . -benchtime 1x -timeout 20m ./...
+	@if [ -f bench-results.md ]; then cat bench-results.md; fi
 
 clean:
 	rm -rf bin .run

@@ -28,7 +28,7 @@ import (
 //
 //	client 192.0.2.2 ── eth0 192.0.2.1 [box: torided] eth1 10.50.0.1 ── lan 10.50.0.2
 type vpnLab struct {
-	t      *testing.T
+	t      testing.TB
 	l      *lab.Lab
 	box    *toridetest.Daemon
 	client *lab.Netns
@@ -36,7 +36,8 @@ type vpnLab struct {
 	connID string
 }
 
-func newVPNLab(t *testing.T, otpOn bool) *vpnLab {
+// newVPNLab makes the lab. daemonFlags are torided's extra flags (see toridetest.Start).
+func newVPNLab(t testing.TB, otpOn bool, daemonFlags ...string) *vpnLab {
 	l := lab.New(t, "openvpn", "ping", "unshare")
 	v := &vpnLab{t: t, l: l}
 	boxNS := l.Namespace("box")
@@ -45,7 +46,7 @@ func newVPNLab(t *testing.T, otpOn bool) *vpnLab {
 	l.Link(boxNS, "eth0", "", v.client, "eth0", "192.0.2.2/24")
 	l.Link(boxNS, "eth1", "", v.lan, "eth0", "10.50.0.2/24")
 	v.lan.AddRoute("default", "10.50.0.1")
-	v.box = toridetest.Start(t, boxNS, t.TempDir())
+	v.box = toridetest.Start(t, boxNS, t.TempDir(), daemonFlags...)
 	v.commands("set system interfaces eth0 address 192.0.2.1/24", "set system interfaces eth1 address 10.50.0.1/24")
 	v.commit()
 	v.createVPN("192.0.2.1", otpOn)

@@ -89,19 +89,14 @@ type client struct {
 }
 
 // openconnect starts the stock client against the engine, the server's key pinned, with args; stdin feeds
-// its password prompts (one line each).
+// its password prompts (one line each). Unless it only logs in (--authenticate), the client prints its HTTP
+// traffic, for the tests that read the forms it got.
 func (e *interop) openconnect(stdin string, args ...string) *client {
-	e.t.Helper()
-	return e.openconnectURL(fmt.Sprintf("https://%s/", enginetest.ServerIP), stdin, args...)
-}
-
-// openconnectURL is openconnect to another server URL. Unless it only logs in (--authenticate), the client
-// prints its HTTP traffic, for the tests that read the forms it got.
-func (e *interop) openconnectURL(url, stdin string, args ...string) *client {
 	e.t.Helper()
 	if !slices.Contains(args, "--authenticate") {
 		args = append(args, "--dump-http-traffic")
 	}
+	url := fmt.Sprintf("https://%s/", enginetest.ServerIP)
 	c := occlient.Start(e.t, e.lab.Client, occlient.Options{Server: url, ServerCert: e.pki.Pin, Stdin: stdin, Args: args})
 	return &client{Client: c, e: e}
 }

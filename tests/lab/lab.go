@@ -304,17 +304,50 @@ func (n *Netns) Ping(addr string, count int) error {
 	return err
 }
 
-// IperfTCP runs a TCP iperf3 test of the given length from the namespace to an iperf3 server at addr and returns
-// the rate the server received, in Mbit/s.
-func (n *Netns) IperfTCP(t testing.TB, addr string, seconds int) float64 {
+// Transfer is what one iperf3 run moved: the bytes the receiving side got, in how long, and the rate.
+type Transfer struct {
+	Bytes   int64
+	Seconds float64
+	Mbps    float64
+}
+
+// IperfServer is an iperf3 server in a namespace. It serves one test at a time and announces each test it is
+// ready for; Run waits for that, so a test never meets a server still finishing the one before.
+type IperfServer struct {
+	proc  *Process
+	addr  string
+	tests int // tests run so far
+}
+
+// StartIperfServer starts iperf3 in the namespace, listening on addr.
+func (n *Netns) StartIperfServer(addr string) *IperfServer {
+	n.lab.t.Helper()
+	return &IperfServer{proc: n.Start("iperf3", "-s", "-B", addr, "--forceflush"), addr: addr}
+}
+
+// Run runs a TCP test of the given length from the namespace from: it sends (upload) or, with download set,
+// receives (iperf3 -R). It returns what the receiver got.
+func (s *IperfServer) Run(t testing.TB, from *Netns, seconds int, download bool) Transfer {
 	t.Helper()
-	out, err := n.Run("iperf3", "-c", addr, "-t", fmt.Sprint(seconds), "-J")
+	s.tests++
+	if err := s.proc.WaitOutput(Within(t, 10*time.Second), fmt.Sprintf("Server listening on 5201 (test #%d)", s.tests)); err != nil {
+		t.Fatal(err)
+	}
+	addr := s.addr
+	args := []string{"-c", addr, "-t", fmt.Sprint(seconds), "-J"}
+	if download {
+		args = append(args, "-R")
+	}
+	out, err := from.Run("iperf3", args...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var r struct {
-		End struct {
+		Error string `json:"error"`
+		End   struct {
 			SumReceived struct {
+				Bytes         int64   `json:"bytes"`
+				Seconds       float64 `json:"seconds"`
 				BitsPerSecond float64 `json:"bits_per_second"`
 			} `json:"sum_received"`
 		} `json:"end"`
@@ -322,7 +355,11 @@ func (n *Netns) IperfTCP(t testing.TB, addr string, seconds int) float64 {
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("iperf3 output: %v\n%s", err, out)
 	}
-	return r.End.SumReceived.BitsPerSecond / 1e6
+	got := r.End.SumReceived
+	if r.Error != "" || got.Bytes == 0 {
+		t.Fatalf("iperf3 to %s (download %v) moved nothing: %s\n%s", addr, download, r.Error, out)
+	}
+	return Transfer{Bytes: got.Bytes, Seconds: got.Seconds, Mbps: got.BitsPerSecond / 1e6}
 }
 
 // Process is a command running in the background inside a namespace.
