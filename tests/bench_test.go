@@ -32,7 +32,7 @@ func BenchmarkSideBySide(b *testing.B) {
 	lab.Require(b, "iperf3", "ocserv", "openconnect")
 	v := newVPNLab(b, false, "--log-level", "info")
 	box := v.box.NS
-	iperf := v.lan.StartIperfServer("10.50.0.2")
+	iperf := v.lan.IperfServer("10.50.0.2")
 	results := &benchResults{}
 
 	// The ceiling: the client routes to the LAN through the box, no tunnel. The route goes before any client

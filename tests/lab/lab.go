@@ -311,30 +311,32 @@ type Transfer struct {
 	Mbps    float64
 }
 
-// IperfServer is an iperf3 server in a namespace. It serves one test at a time and announces each test it is
-// ready for; Run waits for that, so a test never meets a server still finishing the one before.
+// IperfServer runs iperf3 servers in a namespace: a fresh one-off server on a port of its own for every test, so
+// that a test never meets a server still finishing the one before (a reverse test over a TCP tunnel can keep
+// the last one busy for seconds after its client has its figures).
 type IperfServer struct {
-	proc  *Process
-	addr  string
-	tests int // tests run so far
+	ns   *Netns
+	addr string
+	port int // of the last test
 }
 
-// StartIperfServer starts iperf3 in the namespace, listening on addr.
-func (n *Netns) StartIperfServer(addr string) *IperfServer {
-	n.lab.t.Helper()
-	return &IperfServer{proc: n.Start("iperf3", "-s", "-B", addr, "--forceflush"), addr: addr}
+// IperfServer prepares iperf3 servers in the namespace, listening on addr.
+func (n *Netns) IperfServer(addr string) *IperfServer {
+	return &IperfServer{ns: n, addr: addr, port: 5200}
 }
 
 // Run runs a TCP test of the given length from the namespace from: it sends (upload) or, with download set,
 // receives (iperf3 -R). It returns what the receiver got.
 func (s *IperfServer) Run(t testing.TB, from *Netns, seconds int, download bool) Transfer {
 	t.Helper()
-	s.tests++
-	if err := s.proc.WaitOutput(Within(t, 10*time.Second), fmt.Sprintf("Server listening on 5201 (test #%d)", s.tests)); err != nil {
+	s.port++
+	port := fmt.Sprint(s.port)
+	srv := s.ns.Start("iperf3", "-s", "-1", "-B", s.addr, "-p", port, "--forceflush")
+	defer srv.Stop()
+	if err := srv.WaitOutput(Within(t, 10*time.Second), "Server listening on "+port); err != nil {
 		t.Fatal(err)
 	}
-	addr := s.addr
-	args := []string{"-c", addr, "-t", fmt.Sprint(seconds), "-J"}
+	args := []string{"-c", s.addr, "-p", port, "-t", fmt.Sprint(seconds), "-J"}
 	if download {
 		args = append(args, "-R")
 	}
@@ -357,7 +359,7 @@ func (s *IperfServer) Run(t testing.TB, from *Netns, seconds int, download bool)
 	}
 	got := r.End.SumReceived
 	if r.Error != "" || got.Bytes == 0 {
-		t.Fatalf("iperf3 to %s (download %v) moved nothing: %s\n%s", addr, download, r.Error, out)
+		t.Fatalf("iperf3 to %s (download %v) moved nothing: %s\n%s", s.addr, download, r.Error, out)
 	}
 	return Transfer{Bytes: got.Bytes, Seconds: got.Seconds, Mbps: got.BitsPerSecond / 1e6}
 }
