@@ -354,6 +354,7 @@ func TestSessionTrafficThroughTheDevice(t *testing.T) {
 	if err := g.Uplink.WritePacket(fromAlice); err != nil {
 		t.Fatal(err)
 	}
+	go g.Uplink.Flush() // as the engine does at the end of what it read; the test device waits for the test
 	select {
 	case got := <-dev.Written:
 		if diff := cmp.Diff(got, fromAlice); diff != "" {
@@ -373,6 +374,7 @@ func TestSessionTrafficThroughTheDevice(t *testing.T) {
 	if err := g.Uplink.WritePacket(icmptest.EchoRequest(addr, gw, 5, 32)); err != nil {
 		t.Fatalf("a packet to the server's tunnel address: %v", err)
 	}
+	go g.Uplink.Flush()
 	<-dev.Written
 	taken := *cfg
 	taken.Routes = []netip.Prefix{netip.MustParsePrefix("10.51.0.0/24")}

@@ -39,7 +39,10 @@ func TestClientPacketsReachTheDeviceUnchanged(t *testing.T) {
 	clients := []struct {
 		name   string
 		addr   netip.Addr
-		uplink interface{ WritePacket([]byte) error }
+		uplink interface {
+			WritePacket([]byte) error
+			Flush()
+		}
 	}{
 		{"OpenVPN", alice.Address.Addr(), alice.Uplink},
 		{"AnyConnect", carol.grant.Address.Addr(), carol.grant.Uplink},
@@ -67,6 +70,7 @@ func TestClientPacketsReachTheDeviceUnchanged(t *testing.T) {
 				if err := c.uplink.WritePacket(p.pkt); err != nil {
 					t.Fatalf("%s: %v", p.name, err)
 				}
+				go c.uplink.Flush() // as the engine does at the end of what it read; the test device waits for written()
 				got := written(t, dev)
 				if !bytes.Equal(got, p.pkt) {
 					t.Fatalf("%s: written to the device\n% x\nsent\n% x", p.name, got, p.pkt)
@@ -105,6 +109,7 @@ func TestClientPacketsReachTheDeviceUnchanged(t *testing.T) {
 			if err := c.uplink.WritePacket(marker); err != nil {
 				t.Fatal(err)
 			}
+			go c.uplink.Flush()
 			if got := written(t, dev); !bytes.Equal(got, marker) {
 				p, _ := lab.DecodeIP(got)
 				t.Fatalf("a dropped packet reached the device: %v", p)

@@ -158,9 +158,12 @@ type Grant struct {
 // Uplink is where a session's packets from the client go (the core's TUN writer). WritePacket is called from
 // the session's TLS reader and DTLS reader goroutines, so concurrently while a client moves between the two;
 // pkt is valid only during the call (the core copies what it keeps) and the core must check its source
-// address. An error counts the packet as dropped.
+// address. An error counts the packet as dropped. The core may hold packets until Flush, which the engine calls
+// when it has no more of the session's packets at hand (the end of a batch of datagrams, or of what one read of
+// the TLS connection brought).
 type Uplink interface {
 	WritePacket(pkt []byte) error
+	Flush()
 }
 
 // Session is one connected client, as the core sees it: it survives the client's reconnects with its cookie.

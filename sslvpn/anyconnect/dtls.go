@@ -21,6 +21,7 @@ import (
 	"toride/sslvpn/anyconnect/internal/dtlsrec"
 	"toride/sslvpn/anyconnect/internal/pskgcm"
 	"toride/sslvpn/internal/bufpool"
+	"toride/sslvpn/internal/flushset"
 	"toride/sslvpn/internal/udpsrc"
 )
 
@@ -130,10 +131,10 @@ func (s *Server) ServeDTLS(ctx context.Context, pc net.PacketConn) error {
 
 	// Without packet info (not Linux) answers leave from the kernel's choice of address.
 	conn, _ := udpsrc.New(pc)
-	buf := make([]byte, 65536)
+	reads := udpsrc.NewReads(dtlsReadBatch, dtlsMaxDatagram)
+	var batch flushset.Set // the uplinks a batch gave data packets to, flushed at its end
 	for {
-		n, from, local, err := conn.ReadFrom(buf)
-		if err != nil {
+		if _, err := conn.ReadBatch(reads); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -142,27 +143,42 @@ func (s *Server) ServeDTLS(ctx context.Context, pc net.PacketConn) error {
 			}
 			return fmt.Errorf("%w: UDP socket: %v", ErrTransport, err)
 		}
-		s.datagram(conn, buf[:n], from, local)
+		for _, d := range reads.Datagrams {
+			if ss := s.datagram(conn, d.B, d.From, d.Local); ss != nil && ss.grant != nil {
+				batch.Add(ss.grant.Uplink)
+			}
+		}
+		batch.Flush()
+		s.st.dtlsBadRecords.Add(reads.Truncated)
+		reads.Truncated = 0
 	}
 }
 
-// datagram routes one datagram that arrived at local.
-func (s *Server) datagram(conn *udpsrc.Conn, b []byte, from netip.AddrPort, local udpsrc.Local) {
+// The DTLS reader takes up to dtlsReadBatch datagrams in one system call (recvmmsg), what is queued when it
+// reads; a datagram holds at most one full record (2^14 bytes of plaintext and its overhead).
+const (
+	dtlsReadBatch   = 32
+	dtlsMaxDatagram = 1<<14 + 2048
+)
+
+// datagram routes one datagram that arrived at local, and returns the session whose records it opened on the fast
+// path (whose uplink the reader flushes), or nil.
+func (s *Server) datagram(conn *udpsrc.Conn, b []byte, from netip.AddrPort, local udpsrc.Local) *session {
 	hello := dtlsid.IsClientHello(b)
 	if p := (*s.dtls.peers.Load())[from]; p != nil && !(hello && p.established.Load()) {
 		p.vc.arrivedAt(local)
 		if fc := p.fast.Load(); fc != nil && dtlsrec.IsApplicationData(b, fc.Epoch()) {
 			p.receiveFast(fc, b)
-			return
+			return p.sess
 		}
 		if !p.vc.deliver(b) {
 			s.st.dtlsQueueFull.Add(1)
 		}
-		return
+		return nil
 	}
 	if !hello {
 		s.st.dtlsNoPeer.Add(1)
-		return
+		return nil
 	}
 	if s.tap != nil {
 		s.tap(0, "dtls-hello", b)
@@ -170,16 +186,17 @@ func (s *Server) datagram(conn *udpsrc.Conn, b []byte, from netip.AddrPort, loca
 	id, ok := dtlsid.AppID(b)
 	if !ok || len(id) != appIDLen {
 		s.st.dtlsUnknown.Add(1)
-		return
+		return nil
 	}
 	s.mu.Lock()
 	ss := s.byAppID[[appIDLen]byte(id)]
 	s.mu.Unlock()
 	if ss == nil {
 		s.st.dtlsUnknown.Add(1)
-		return
+		return nil
 	}
 	s.startDTLS(ss, conn, b, from, local)
+	return nil
 }
 
 // dtlsPeer is one client address's DTLS connection, in handshake or established.
@@ -327,7 +344,9 @@ func (p *dtlsPeer) read() error {
 		if err != nil {
 			return fmt.Errorf("%w: DTLS: %v", ErrTransport, err)
 		}
-		if err := p.record(buf[:n]); err != nil {
+		err = p.record(buf[:n])
+		p.sess.flushUplink()
+		if err != nil {
 			return err
 		}
 	}

@@ -336,6 +336,13 @@ func (ss *session) transportEnded(t *transport, err error) {
 	ss.poke()
 }
 
+// flushUplink writes what the uplink holds of the session's packets (see Uplink.Flush).
+func (ss *session) flushUplink() {
+	if ss.grant != nil {
+		ss.grant.Uplink.Flush()
+	}
+}
+
 // fromClient hands a packet from the client to the uplink.
 func (ss *session) fromClient(p []byte, viaDTLS bool, now int64) {
 	// Data over TLS while DTLS is up means the client gave up on DTLS (its DPD found UDP blocked): follow it

@@ -331,7 +331,11 @@ func route(p netip.Prefix) string {
 // readCSTP reads the session's frames from one TLS connection until it fails or the client leaves.
 func (ss *session) readCSTP(t *transport) error {
 	fr := cstp.NewFrameReader(t.br)
+	defer ss.flushUplink()
 	for {
+		if !fr.Buffered() {
+			ss.flushUplink() // the next read may wait: what the last one brought goes to the LAN now
+		}
 		typ, p, err := fr.ReadFrame()
 		if err != nil {
 			switch {

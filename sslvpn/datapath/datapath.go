@@ -3,15 +3,23 @@
 //	LAN → client: TUN reader goroutine ── Read (batched; GSO split by the tun package) ──► destination address
 //	              ──► Table (atomic copy-on-write map) ──► Peer.SendPacket (the session copies and queues; a full
 //	              queue drops and counts, so one slow client never stalls the reader)
-//	client → LAN: session goroutine ──► Uplink.WritePacket: source must be the session's address (anti-spoofing),
-//	              destination inside the session's Reach (what it was given) ──► copy into a buffer of the bounded pool ──► writer queue (full: drop and count)
-//	              ──► TUN writer goroutine ── Write (batched; GRO coalescing by the tun package)
+//	client → LAN: the engine's goroutine that decrypted it ──► Uplink.WritePacket: source must be the session's
+//	              address (anti-spoofing), destination inside the session's Reach (what it was given) ──► copy into
+//	              a buffer of the bounded pool, held by the uplink ──► Uplink.Flush, when the engine has nothing
+//	              more at hand (the end of a batch of datagrams, of a TLS record) or a batch is full ──► writer
+//	              queue (full: drop and count) ──► TUN writer goroutine ── Write of all that is queued (batched;
+//	              GRO coalescing by the tun package)
 //
-// Buffers: the reader owns its batch of buffers and lends each packet to SendPacket for the call only. The
-// uplink takes a buffer from the pool, hands it to the writer through the queue, and the writer returns it
-// after the write. No allocation per packet.
+// The uplink holds packets until the engine's flush so that the writer is woken once per batch, not once per
+// packet: a wake-up costs more than the write. The writer goroutine stays: while it writes, the engine decrypts
+// the next batch on the other core, and what queues meanwhile makes the next write's batch, which GRO coalesces
+// into fewer, larger packets for the kernel.
 //
-// A Device is safe for concurrent use; Close stops both goroutines and waits for them.
+// Buffers: the reader owns its batch of buffers and lends each packet to SendPacket for the call only. An uplink
+// takes a buffer from the pool per packet, hands it to the writer through the queue at its flush, and the writer
+// returns it after the write. No allocation per packet.
+//
+// A Device is safe for concurrent use; Close stops its goroutines and waits for them.
 package datapath
 
 import (
@@ -61,13 +69,13 @@ type Stats struct {
 	WriteErrors uint64 `json:"write_errors"`
 }
 
-type counters struct {
-	toClients, fromClients, noRoute, sessionDrop, spoofed, forbidden, malformed, queueFull, writeErrors atomic.Uint64
-}
-
 type packet struct {
 	buf []byte // from the pool, len bufSize
 	n   int    // packet length after headroom
+}
+
+type counters struct {
+	toClients, fromClients, noRoute, sessionDrop, spoofed, forbidden, malformed, queueFull, writeErrors atomic.Uint64
 }
 
 // Device is one TUN device and its sessions.
@@ -79,7 +87,8 @@ type Device struct {
 	mu    sync.Mutex // serializes table writers
 
 	free  chan []byte // the bounded buffer pool
-	queue chan packet // uplink → writer
+	queue chan packet // uplinks → writer
+	batch int         // the most packets an uplink holds before it flushes: the device's batch size
 	stop  chan struct{}
 	wg    sync.WaitGroup
 	once  sync.Once
@@ -105,7 +114,8 @@ func New(dev tun.Device, opts Options) (*Device, error) {
 	if opts.Queue == 0 {
 		opts.Queue = opts.Buffers
 	}
-	d := &Device{dev: dev, name: name, free: make(chan []byte, opts.Buffers), queue: make(chan packet, opts.Queue), stop: make(chan struct{})}
+	d := &Device{dev: dev, name: name, free: make(chan []byte, opts.Buffers), queue: make(chan packet, opts.Queue),
+		batch: max(dev.BatchSize(), 1), stop: make(chan struct{})}
 	for range opts.Buffers {
 		d.free <- make([]byte, bufSize)
 	}
@@ -139,7 +149,7 @@ func (d *Device) Attach(addr netip.Addr, p Peer, reach *Reach) (*Uplink, error) 
 	}
 	next[key] = p
 	d.table.Store(&next)
-	u := &Uplink{d: d, addr: key}
+	u := &Uplink{d: d, addr: key, held: make([][]byte, 0, d.batch)}
 	u.reach.Store(reach)
 	return u, nil
 }
@@ -162,12 +172,16 @@ func (d *Device) Detach(addr netip.Addr, p Peer) {
 	d.table.Store(&next)
 }
 
-// Uplink writes one session's packets to the TUN device.
+// Uplink writes one session's packets to the TUN device. Its methods are safe for concurrent use (an AnyConnect
+// session writes from its TLS and its DTLS reader).
 type Uplink struct {
 	d         *Device
 	addr      [4]byte
 	reach     atomic.Pointer[Reach]
 	forbidden atomic.Uint64
+
+	mu   sync.Mutex
+	held [][]byte // pool buffers, each sliced to headroom + its packet; written at the next Flush
 }
 
 // SetReach changes where the session may send, at once (a commit that gives or takes a network).
@@ -176,7 +190,8 @@ func (u *Uplink) SetReach(r *Reach) { u.reach.Store(r) }
 // Forbidden counts the session's packets to destinations it was not given.
 func (u *Uplink) Forbidden() uint64 { return u.forbidden.Load() }
 
-// WritePacket queues a packet from the client for the TUN device. pkt is only read during the call.
+// WritePacket checks a packet from the client and holds a copy of it for the next Flush; pkt is only read during
+// the call. When the uplink holds a full batch it flushes at once.
 func (u *Uplink) WritePacket(pkt []byte) error {
 	d := u.d
 	if len(pkt) < 20 || pkt[0]>>4 != 4 {
@@ -196,6 +211,9 @@ func (u *Uplink) WritePacket(pkt []byte) error {
 		d.c.malformed.Add(1)
 		return ErrMalformed
 	}
+	if d.closed() {
+		return ErrClosed
+	}
 	var buf []byte
 	select {
 	case buf = <-d.free:
@@ -204,17 +222,33 @@ func (u *Uplink) WritePacket(pkt []byte) error {
 		return ErrNoBuffer
 	}
 	n := copy(buf[headroom:], pkt)
-	select {
-	case d.queue <- packet{buf: buf, n: n}:
-		return nil
-	case <-d.stop:
-		d.free <- buf
-		return ErrClosed
-	default:
-		d.free <- buf
-		d.c.queueFull.Add(1)
-		return ErrQueueFull
+	u.mu.Lock()
+	u.held = append(u.held, buf[:headroom+n])
+	full := len(u.held) >= d.batch
+	u.mu.Unlock()
+	if full {
+		u.Flush()
 	}
+	return nil
+}
+
+// Flush hands the packets the uplink holds to the writer, which it wakes once for them all. An engine calls it
+// when it has no more packets of the session at hand, before it waits for the next ones. A full writer queue
+// drops (and counts) the packets that do not fit.
+func (u *Uplink) Flush() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	d := u.d
+	for i, b := range u.held {
+		u.held[i] = nil
+		select {
+		case d.queue <- packet{buf: b[:cap(b)], n: len(b) - headroom}:
+		default:
+			d.free <- b[:cap(b)]
+			d.c.queueFull.Add(1)
+		}
+	}
+	u.held = u.held[:0]
 }
 
 func (d *Device) reader() {

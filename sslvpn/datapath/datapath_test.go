@@ -91,10 +91,17 @@ func TestRoutingAndAntiSpoofing(t *testing.T) {
 	deliver(t, dev, ping(netip.MustParseAddr("10.8.0.9"), server))
 	waitFor(t, "delivery", func() bool { return a.count() == 1 && b.count() == 1 && d.Stats().NoRoute == 1 })
 
-	// Client → LAN: alice's own source passes, bob's address from alice's session does not.
+	// Client → LAN: alice's own source passes, bob's address from alice's session does not. The packet is
+	// held until the engine flushes.
 	if err := ua.WritePacket(ping(server, alice)); err != nil {
 		t.Fatal(err)
 	}
+	select {
+	case got := <-dev.Written:
+		t.Fatalf("wrote %x before the flush", got)
+	case <-time.After(20 * time.Millisecond):
+	}
+	ua.Flush()
 	select {
 	case got := <-dev.Written:
 		if netip.AddrFrom4([4]byte(got[12:16])) != alice {
@@ -136,25 +143,72 @@ func TestRoutingAndAntiSpoofing(t *testing.T) {
 	waitFor(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= before })
 }
 
-func TestBackPressureDropsInsteadOfBlocking(t *testing.T) {
-	dev := tuntest.NewDevice("vpn-test", 1500) // nobody takes what is written: the writer blocks on its first write
-	d, err := New(dev, Options{Buffers: 4})
+// TestUplinkHoldsUntilFlushOrAFullBatch: an uplink hands its packets to the writer at Flush, or when it holds a
+// full batch; a write that finds the pool lent out is refused and counted, never blocked; so is a packet the
+// writer's full queue cannot take at the flush (the test device's writes wait for the test: a stalled kernel).
+func TestUplinkHoldsUntilFlushOrAFullBatch(t *testing.T) {
+	dev := tuntest.NewDevice("vpn-test", 1500)
+	d, err := New(dev, Options{Buffers: 8, Queue: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer d.Close()
 	u, _ := d.Attach(alice, &recorder{}, everywhere)
+	// The first packet stalls the writer in its write.
+	if err := u.WritePacket(ping(server, alice)); err != nil {
+		t.Fatal(err)
+	}
+	u.Flush()
+	waitFor(t, "the writer to take the first packet", func() bool { return len(d.queue) == 0 })
 	var refused int
 	for range 20 {
 		if err := u.WritePacket(ping(server, alice)); err != nil {
 			refused++
-			if !errors.Is(err, ErrNoBuffer) && !errors.Is(err, ErrQueueFull) {
+			if !errors.Is(err, ErrNoBuffer) {
 				t.Fatal(err)
 			}
 		}
 	}
-	if refused < 15 || d.Stats().QueueFull != uint64(refused) {
-		t.Fatalf("%d of 20 refused, counted %d; want the bounded pool to refuse at least 15", refused, d.Stats().QueueFull)
+	if refused != 13 || d.Stats().QueueFull != 13 {
+		t.Fatalf("%d of 20 refused, counted %d; want the pool of 8 to hold 7 more and refuse 13", refused, d.Stats().QueueFull)
+	}
+	// The stalled writer's queue takes two of the seven held: five are dropped at the flush.
+	u.Flush()
+	if d.Stats().QueueFull != 13+5 {
+		t.Fatalf("counted %d, want 18 after the flush", d.Stats().QueueFull)
+	}
+	for i := range 3 {
+		select {
+		case <-dev.Written:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%d of 3 queued packets written", i)
+		}
+	}
+	select {
+	case got := <-dev.Written:
+		t.Fatalf("a dropped packet was written: %x", got)
+	case <-time.After(20 * time.Millisecond):
+	}
+	waitFor(t, "the pool to be whole again", func() bool { return len(d.free) == 8 })
+
+	// A full batch goes without a flush.
+	big, err := New(dev, Options{Buffers: 2 * tuntest.BatchSize})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer big.Close()
+	ub, _ := big.Attach(bob, &recorder{}, everywhere)
+	for range tuntest.BatchSize {
+		if err := ub.WritePacket(ping(server, bob)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range tuntest.BatchSize {
+		select {
+		case <-dev.Written:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("a full batch was not written: %d of %d packets", i, tuntest.BatchSize)
+		}
 	}
 }
 
@@ -199,7 +253,8 @@ func packetOf(size int, src, dst netip.Addr) []byte {
 	return p
 }
 
-// BenchmarkUplink: client packets into the TUN writer (anti-spoofing check, copy, queue, batched write).
+// BenchmarkUplink: client packets into the TUN writer (anti-spoofing and reach checks, copy, a flush per batch,
+// the writer's batched write).
 func BenchmarkUplink(b *testing.B) {
 	dt := newDiscardTUN()
 	d, _ := New(dt, Options{})
@@ -210,9 +265,10 @@ func BenchmarkUplink(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		for u.WritePacket(pkt) != nil {
-			runtime.Gosched() // the queue is full: let the writer drain it
+			runtime.Gosched() // the pool is lent out: let the writer return buffers
 		}
 	}
+	u.Flush()
 }
 
 // BenchmarkDownlinkLookup: a packet read from TUN to its session among 250.

@@ -64,6 +64,7 @@ func TestRealTUN(t *testing.T) {
 			select {
 			case r := <-peer.replies:
 				_ = peer.up.WritePacket(r)
+				peer.up.Flush()
 			case <-done:
 				return
 			}

@@ -115,9 +115,12 @@ const (
 
 // Uplink is where a session's decrypted packets go (the core's TUN writer). WritePacket is called from the
 // session's receive goroutine, one packet at a time; pkt is only valid during the call (the core copies what
-// it keeps) and the core must check its source address. An error counts the packet as dropped.
+// it keeps) and the core must check its source address. An error counts the packet as dropped. The core may hold
+// packets until Flush, which the engine calls when it has no more of the session's packets at hand (the end of
+// a batch of datagrams, or of what one read of the TCP connection brought).
 type Uplink interface {
 	WritePacket(pkt []byte) error
+	Flush()
 }
 
 // Session is one connected client, as the core sees it. All methods are safe for concurrent use.

@@ -100,6 +100,13 @@ func (s *session) handleData(pkt []byte) bool {
 	return true
 }
 
+// flushUplink writes what the uplink holds of the session's packets (see Uplink.Flush).
+func (s *session) flushUplink() {
+	if up := s.uplink.Load(); up != nil {
+		up.u.Flush()
+	}
+}
+
 // SendPacket implements Session.
 func (s *session) SendPacket(pkt []byte) bool {
 	if len(pkt) == 0 || len(pkt) > MaxPacketSize {

@@ -117,6 +117,7 @@ func TestGrantPushOptions(t *testing.T) {
 type uplinkFunc func([]byte) error
 
 func (f uplinkFunc) WritePacket(p []byte) error { return f(p) }
+func (f uplinkFunc) Flush()                     {}
 
 func TestStaticChallenge(t *testing.T) {
 	for _, tc := range []struct {

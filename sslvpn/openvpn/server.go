@@ -14,12 +14,17 @@ import (
 	"time"
 
 	"toride/sslvpn/internal/bufpool"
+	"toride/sslvpn/internal/flushset"
 	"toride/sslvpn/internal/udpsrc"
 	"toride/sslvpn/openvpn/internal/wire"
 )
 
 // maxWirePacket is the largest OpenVPN packet accepted from the network.
 const maxWirePacket = bufpool.Size
+
+// readBatch is the most datagrams the UDP reader takes in one system call (recvmmsg): what is queued when it
+// reads, so a busy socket is read in batches and an idle one a datagram at a time.
+const readBatch = 32
 
 // Server is the OpenVPN protocol engine for any number of TCP connections and UDP sockets. It is safe for
 // concurrent use. The zero value is not usable; use NewServer.
@@ -209,7 +214,11 @@ func (s *Server) ServeConn(ctx context.Context, c net.Conn) error {
 			continue
 		}
 		sess.handleIncoming(pkt)
+		if !packetBuffered(br) {
+			sess.flushUplink() // the next read may wait: what this one brought goes to the LAN now
+		}
 	}
+	sess.flushUplink()
 	sess.wait()
 	if errors.Is(sess.reason, ErrShutdown) {
 		return nil
@@ -254,6 +263,16 @@ func readTCPPacket(r *bufio.Reader, buf []byte) ([]byte, error) {
 		return nil, err
 	}
 	return buf[:n], nil
+}
+
+// packetBuffered reports whether r holds a whole framed packet, which readTCPPacket would return without reading
+// the connection.
+func packetBuffered(r *bufio.Reader) bool {
+	if r.Buffered() < 2 {
+		return false
+	}
+	hdr, _ := r.Peek(2)
+	return r.Buffered() >= 2+int(binary.BigEndian.Uint16(hdr))
 }
 
 // tcpLink is a session's TCP connection. writeFrames is called by the session's writer only.
@@ -373,13 +392,11 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 		u.sessions.Wait() // sessions watch ctx and s.shutdown themselves
 		pc.SetReadDeadline(time.Now())
 	}()
-	buf := make([]byte, 64<<10)
+	reads := udpsrc.NewReads(readBatch, maxWirePacket)
+	var batch flushset.Set // the uplinks a batch gave data packets to, flushed at its end
 	var err error
 	for {
-		var n int
-		var from netip.AddrPort
-		var local udpsrc.Local
-		n, from, local, err = u.conn.ReadFrom(buf)
+		_, err = u.conn.ReadBatch(reads)
 		if err != nil {
 			if u.closing.Load() {
 				err = nil
@@ -391,11 +408,17 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 			}
 			break
 		}
-		if n > maxWirePacket {
-			s.stats.malformed.Add(1)
-			continue
+		for _, d := range reads.Datagrams {
+			if sess := u.dispatch(sctx, d.B, d.From, d.Local); sess != nil {
+				if up := sess.uplink.Load(); up != nil {
+					batch.Add(up.u)
+				}
+			}
 		}
-		u.dispatch(sctx, buf[:n], from, local)
+		batch.Flush()
+		// Longer than anything a client sends.
+		s.stats.malformed.Add(reads.Truncated)
+		reads.Truncated = 0
 	}
 	cancel()
 	u.mu.Lock()
@@ -418,10 +441,11 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 	return nil
 }
 
-// dispatch routes one datagram that arrived at local. Reader goroutine only; pkt is only valid during the call.
-func (u *udpServer) dispatch(ctx context.Context, pkt []byte, from netip.AddrPort, local udpsrc.Local) {
+// dispatch routes one datagram that arrived at local, and returns the session it gave a data packet to (whose
+// uplink the reader flushes), or nil. Reader goroutine only; pkt is only valid during the call.
+func (u *udpServer) dispatch(ctx context.Context, pkt []byte, from netip.AddrPort, local udpsrc.Local) *session {
 	if len(pkt) == 0 {
-		return
+		return nil
 	}
 	t := u.table.Load()
 	op, keyID := wire.SplitHeader(pkt[0])
@@ -429,7 +453,7 @@ func (u *udpServer) dispatch(ctx context.Context, pkt []byte, from netip.AddrPor
 	case wire.DataV2:
 		if len(pkt) < wire.DataV2HeaderLen {
 			u.srv.stats.malformed.Add(1)
-			return
+			return nil
 		}
 		peer := uint32(pkt[1])<<16 | uint32(pkt[2])<<8 | uint32(pkt[3])
 		sess := t.byPeer[peer]
@@ -444,32 +468,32 @@ func (u *udpServer) dispatch(ctx context.Context, pkt []byte, from netip.AddrPor
 			// an authentic packet came from there, as OpenVPN's float.
 			u.float(sess, from, local)
 		}
-		return
+		return sess
 	case wire.DataV1:
 		if sess := t.byAddr[from].active; sess != nil {
 			sess.arrivedAt(local)
 			sess.handleData(pkt)
-			return
+			return sess
 		}
 		u.srv.stats.malformed.Add(1)
-		return
+		return nil
 	}
 	_, _, sid, _, err := wire.ParseControlHeader(pkt)
 	if err != nil {
 		u.srv.stats.malformed.Add(1)
-		return
+		return nil
 	}
 	peer := t.byAddr[from]
 	for _, sess := range []*session{peer.pending, peer.active} {
 		if sess != nil && sess.remoteSID == sid {
 			sess.arrivedAt(local)
 			sess.handleIncoming(pkt)
-			return
+			return nil
 		}
 	}
 	if keyID != 0 || u.closing.Load() {
 		u.srv.stats.malformed.Add(1)
-		return
+		return nil
 	}
 	switch op {
 	case wire.ControlHardResetClientV2:
@@ -481,6 +505,7 @@ func (u *udpServer) dispatch(ctx context.Context, pkt []byte, from netip.AddrPor
 	default:
 		u.srv.stats.malformed.Add(1)
 	}
+	return nil
 }
 
 // answerReset answers a client's hard reset without keeping anything: our own hard reset, once, whose session

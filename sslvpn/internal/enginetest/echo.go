@@ -15,6 +15,9 @@ type EchoUplink struct {
 	Echoed chan<- struct{}
 }
 
+// Flush does nothing: WritePacket answers at once.
+func (u *EchoUplink) Flush() {}
+
 // WritePacket answers pkt if it is an echo request to the gateway.
 func (u *EchoUplink) WritePacket(pkt []byte) error {
 	reply, ok := icmptest.EchoReply(pkt, u.Gateway)

@@ -5,7 +5,8 @@
 // answer as coming from an unexpected peer. A Conn reads each datagram's local address and interface from its
 // IP_PKTINFO or IPV6_PKTINFO control message, and a write sets them on the answer, so the kernel uses that
 // address as the source and sends it out that interface. WriteBatch sends many datagrams in one system call
-// (sendmmsg), each with its control message. Neither reads nor writes allocate.
+// (sendmmsg), each with its control message; ReadBatch reads what is queued in one (recvmmsg), each datagram
+// with its local end. Neither reads nor writes allocate.
 package udpsrc
 
 import (
@@ -195,4 +196,51 @@ func addrPortOf(a net.Addr) netip.AddrPort {
 	}
 	ap, _ := netip.ParseAddrPort(a.String())
 	return ap
+}
+
+// Datagram is one datagram of a batch read: its bytes, in the batch's buffer, its sender (unmapped) and its local
+// end.
+type Datagram struct {
+	B     []byte
+	From  netip.AddrPort
+	Local Local
+}
+
+// Reads is one reader's reusable state for ReadBatch: a buffer per datagram and the system's message headers.
+// Not safe for concurrent use; it must not move once used (a field of a struct on the heap, or its own).
+type Reads struct {
+	// Datagrams holds the last ReadBatch's datagrams, valid until the next call.
+	Datagrams []Datagram
+	// Truncated counts the datagrams longer than a buffer, which ReadBatch dropped.
+	Truncated uint64
+
+	bufs [][]byte
+	sys  readSys
+}
+
+// NewReads makes the state for batches of up to n datagrams of up to size bytes each.
+func NewReads(n, size int) *Reads {
+	r := &Reads{Datagrams: make([]Datagram, 0, n), bufs: make([][]byte, n)}
+	for i := range r.bufs {
+		r.bufs[i] = make([]byte, size)
+	}
+	r.sys.init(r.bufs)
+	return r
+}
+
+// ReadBatch waits for a datagram, then reads it and as many more as are queued, up to the batch, into
+// r.Datagrams: one recvmmsg on Linux (with each datagram's local end), one read elsewhere. It returns how many it
+// read; a datagram longer than a buffer is dropped and counted in r.Truncated. It allocates nothing, and obeys the
+// connection's read deadline as ReadFrom does.
+func (c *Conn) ReadBatch(r *Reads) (int, error) {
+	r.Datagrams = r.Datagrams[:0]
+	if c.uc == nil {
+		n, from, local, err := c.ReadFrom(r.bufs[0])
+		if err != nil {
+			return 0, err
+		}
+		r.Datagrams = append(r.Datagrams, Datagram{B: r.bufs[0][:n], From: from, Local: local})
+		return 1, nil
+	}
+	return c.readBatch(r)
 }

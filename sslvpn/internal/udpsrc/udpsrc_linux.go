@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -125,4 +126,98 @@ func marshalControl(oob []byte, l Local) int {
 	copy(data[0:16], a[:])
 	binary.NativeEndian.PutUint32(data[16:20], uint32(int32(l.Ifindex)))
 	return spaceInfo6
+}
+
+// mmsghdr is the kernel's struct mmsghdr: a msghdr and the length received, padded to the msghdr's alignment.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	len uint32
+	_   [unsafe.Sizeof(uintptr(0)) - 4]byte
+}
+
+// readSys is the recvmmsg state of a Reads: a header, an iovec, a sockaddr and control-message space per buffer,
+// pointing into the Reads, and the one function the socket's RawConn runs (made once: a closure per call would
+// be allocated).
+type readSys struct {
+	hdrs  []mmsghdr
+	iovs  []unix.Iovec
+	names []unix.RawSockaddrInet6
+	oobs  [][oobSize]byte
+	rc    syscall.RawConn
+	recv  func(fd uintptr) bool
+	n     int
+	errno unix.Errno
+}
+
+func (s *readSys) init(bufs [][]byte) {
+	n := len(bufs)
+	s.hdrs, s.iovs, s.names, s.oobs = make([]mmsghdr, n), make([]unix.Iovec, n), make([]unix.RawSockaddrInet6, n), make([][oobSize]byte, n)
+	for i := range s.hdrs {
+		s.iovs[i].Base = &bufs[i][0]
+		s.iovs[i].SetLen(len(bufs[i]))
+		h := &s.hdrs[i].hdr
+		h.Name = (*byte)(unsafe.Pointer(&s.names[i]))
+		h.Iov = &s.iovs[i]
+		h.SetIovlen(1)
+		h.Control = &s.oobs[i][0]
+	}
+	s.recv = func(fd uintptr) bool {
+		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.hdrs[0])), uintptr(len(s.hdrs)), unix.MSG_DONTWAIT, 0, 0)
+		switch errno {
+		case unix.EAGAIN, unix.EINTR:
+			return false // wait until readable (or the deadline), then try again
+		}
+		s.n, s.errno = int(n), errno
+		return true
+	}
+}
+
+func (c *Conn) readBatch(r *Reads) (int, error) {
+	s := &r.sys
+	if s.rc == nil {
+		rc, err := c.uc.SyscallConn()
+		if err != nil {
+			return 0, err
+		}
+		s.rc = rc
+	}
+	for {
+		for i := range s.hdrs {
+			h := &s.hdrs[i].hdr
+			h.Namelen = unix.SizeofSockaddrInet6
+			h.SetControllen(oobSize)
+			h.Flags = 0
+			s.hdrs[i].len = 0
+		}
+		if err := s.rc.Read(s.recv); err != nil {
+			return 0, &net.OpError{Op: "read", Net: "udp", Source: c.uc.LocalAddr(), Err: err}
+		}
+		if s.errno != 0 {
+			return 0, &net.OpError{Op: "read", Net: "udp", Source: c.uc.LocalAddr(), Err: s.errno}
+		}
+		for i := range s.n {
+			h := &s.hdrs[i]
+			if h.hdr.Flags&unix.MSG_TRUNC != 0 {
+				r.Truncated++
+				continue
+			}
+			local, _ := ParseControl(s.oobs[i][:h.hdr.Controllen])
+			r.Datagrams = append(r.Datagrams, Datagram{B: r.bufs[i][:h.len], From: sockaddrPort(&s.names[i]), Local: local})
+		}
+		if len(r.Datagrams) > 0 {
+			return len(r.Datagrams), nil
+		}
+		// Every datagram was too long: wait for the next.
+	}
+}
+
+// sockaddrPort reads the sender from a sockaddr_in or sockaddr_in6 (the port in network order), unmapped.
+func sockaddrPort(sa *unix.RawSockaddrInet6) netip.AddrPort {
+	port := (*[2]byte)(unsafe.Pointer(&sa.Port))
+	p := uint16(port[0])<<8 | uint16(port[1])
+	if sa.Family == unix.AF_INET {
+		sa4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa4.Addr), p)
+	}
+	return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), p)
 }

@@ -402,3 +402,128 @@ func clientHello(t testing.TB, c *udpsrc.Conn, cl *net.UDPConn) (netip.AddrPort,
 	}
 	return from, local
 }
+
+// TestReadBatchTakesWhatIsQueued: datagrams queued on the socket come in one batch, in order, each with its sender
+// and the address it was sent to; one longer than a buffer is dropped and counted, not cut; a batch never holds
+// more than its buffers; the read deadline ends a wait.
+func TestReadBatchTakesWhatIsQueued(t *testing.T) {
+	for _, network := range []string{"udp", "udp4"} {
+		t.Run(network, func(t *testing.T) {
+			c, cl := loopbackPair(t, network)
+			r := udpsrc.NewReads(4, 100)
+			for _, p := range []string{"one", "two", string(make([]byte, 101)), "three", "four", "five"} {
+				if _, err := cl.Write([]byte(p)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			time.Sleep(50 * time.Millisecond) // all queued: the loopback delivers at once
+			var got []string
+			for len(got) < 5 {
+				n, err := c.ReadBatch(r)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if n != len(r.Datagrams) || n > 4 {
+					t.Fatalf("ReadBatch = %d with %d datagrams (4 buffers)", n, len(r.Datagrams))
+				}
+				for _, d := range r.Datagrams {
+					if want := cl.LocalAddr().(*net.UDPAddr).AddrPort(); d.From != want {
+						t.Fatalf("from %v, want %v", d.From, want)
+					}
+					if d.Local.Addr != netip.MustParseAddr("127.0.0.2") || d.Local.Ifindex == 0 {
+						t.Fatalf("local end %+v, want 127.0.0.2 on the loopback", d.Local)
+					}
+					got = append(got, string(d.B))
+				}
+				if len(got) == 3 && n != 3 {
+					t.Fatalf("the first batch held %d datagrams, want the 3 of 4 that fit (one too long)", n)
+				}
+			}
+			if diff := cmp.Diff([]string{"one", "two", "three", "four", "five"}, got); diff != "" {
+				t.Fatalf("datagrams (-want +got):\n%s", diff)
+			}
+			if r.Truncated != 1 {
+				t.Fatalf("%d truncated counted, want 1", r.Truncated)
+			}
+			c.PacketConn().SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+			var ne net.Error
+			if _, err := c.ReadBatch(r); !errors.As(err, &ne) || !ne.Timeout() {
+				t.Fatalf("ReadBatch past the deadline: %v, want a timeout", err)
+			}
+		})
+	}
+}
+
+// TestReadBatchFromIPv6: a dual-stack socket reads IPv6 senders as they are and IPv4 ones unmapped.
+func TestReadBatchFromIPv6(t *testing.T) {
+	pc, err := net.ListenPacket("udp", "[::]:0")
+	if err != nil {
+		t.Skip("no IPv6:", err)
+	}
+	defer pc.Close()
+	c, _ := udpsrc.New(pc)
+	port := pc.LocalAddr().(*net.UDPAddr).Port
+	cl6, err := net.DialUDP("udp6", nil, &net.UDPAddr{IP: net.IPv6loopback, Port: port})
+	if err != nil {
+		t.Skip("no IPv6 loopback:", err)
+	}
+	defer cl6.Close()
+	if _, err := cl6.Write([]byte("six")); err != nil {
+		t.Fatal(err)
+	}
+	r := udpsrc.NewReads(2, 100)
+	if _, err := c.ReadBatch(r); err != nil {
+		t.Fatal(err)
+	}
+	d := r.Datagrams[0]
+	if d.From != cl6.LocalAddr().(*net.UDPAddr).AddrPort() || d.Local.Addr != netip.IPv6Loopback() || string(d.B) != "six" {
+		t.Fatalf("got %+v %q from %v", d.Local, d.B, d.From)
+	}
+}
+
+// TestReadBatchNoAllocations: a batch read allocates nothing.
+func TestReadBatchNoAllocations(t *testing.T) {
+	c, cl := loopbackPair(t, "udp")
+	r := udpsrc.NewReads(8, 1500)
+	payload := make([]byte, 1200)
+	allocs := testing.AllocsPerRun(100, func() {
+		for range 4 {
+			if _, err := cl.Write(payload); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for got := 0; got < 4; {
+			n, err := c.ReadBatch(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got += n
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per batch, want 0", allocs)
+	}
+}
+
+// BenchmarkReadBatch reads datagrams 32 at a time where they are queued (the client writes them first).
+func BenchmarkReadBatch(b *testing.B) {
+	c, cl := loopbackPair(b, "udp")
+	r := udpsrc.NewReads(32, 1500)
+	payload := make([]byte, 1200)
+	b.SetBytes(int64(len(payload)))
+	b.ReportAllocs()
+	for b.Loop() {
+		for range 32 {
+			if _, err := cl.Write(payload); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for got := 0; got < 32; {
+			n, err := c.ReadBatch(r)
+			if err != nil {
+				b.Fatal(err)
+			}
+			got += n
+		}
+	}
+}

@@ -148,3 +148,14 @@ func (f *FrameReader) ReadFrame() (Type, []byte, error) {
 	}
 	return t, p, nil
 }
+
+// Buffered reports whether a whole frame is buffered, which ReadFrame would return without reading the stream.
+// A malformed header counts as buffered: ReadFrame reports it at once.
+func (f *FrameReader) Buffered() bool {
+	if f.r.Buffered() < HeaderLen {
+		return false
+	}
+	h, _ := f.r.Peek(HeaderLen)
+	_, n, err := ParseHeader(h)
+	return err != nil || f.r.Buffered() >= HeaderLen+n
+}
