@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -83,35 +85,38 @@ func BenchmarkSideBySide(b *testing.B) {
 	}
 	for _, p := range paths {
 		rows := [2]benchRow{{path: p.name, peer: p.peer}, {path: p.name, peer: p.peer, download: true}}
-		for _, server := range []string{"toride", "peer"} {
-			b.Run(strings.NewReplacer(" ", "", ",", "-", "(", "", ")", "").Replace(p.name)+"/"+server, func(b *testing.B) {
-				start, proc := p.toride, v.box.Proc
-				if server == "peer" {
-					start, proc = p.stock, p.peerProc
-				}
-				c := start(b)
-				defer c.stop()
-				if err := v.client.Ping("10.50.0.2", 3); err != nil {
-					b.Fatalf("no ping to the LAN host through the tunnel: %v", err)
-				}
-				for i := range rows {
-					var s benchSample
-					for range b.N {
-						stop := profile(b, proc, b.Name()+map[bool]string{false: "-up", true: "-down"}[rows[i].download])
-						s = measure(b, iperf, v.client, proc, c.proc, rows[i].download)
+		b.Run(strings.NewReplacer(" ", "", ",", "-", "(", "", ")", "", "'", "").Replace(p.name), func(b *testing.B) {
+			// Rounds alternate the two servers, so that a slow spell of the machine falls on both; each cell
+			// is the median of its rounds.
+			var samples [2][2][]benchSample // [toride, peer][up, down]
+			for range b.N * benchRounds() {
+				for si, server := range []string{"toride", "peer"} {
+					start, proc := p.toride, v.box.Proc
+					if server == "peer" {
+						start, proc = p.stock, p.peerProc
+					}
+					c := start(b)
+					if err := v.client.Ping("10.50.0.2", 3); err != nil {
+						b.Fatalf("%s: no ping to the LAN host through the tunnel: %v", server, err)
+					}
+					for di, row := range rows {
+						name := b.Name() + "-" + server + map[bool]string{false: "-up", true: "-down"}[row.download]
+						stop := profile(b, proc, name)
+						samples[si][di] = append(samples[si][di], measure(b, iperf, v.client, proc, c.proc, row.download))
 						stop()
 					}
-					if server == "toride" {
-						rows[i].toride = s
-					} else {
-						rows[i].peerFig = s
-					}
-					dir := map[bool]string{false: "up", true: "down"}[rows[i].download]
-					b.ReportMetric(s.mbps, dir+"-Mbit/s")
-					b.ReportMetric(s.serverCPU, dir+"-server-CPU-s/GB")
+					c.stop()
 				}
-			})
-		}
+			}
+			for di := range rows {
+				rows[di].toride, rows[di].peerFig = median(samples[0][di]), median(samples[1][di])
+				dir := map[bool]string{false: "up", true: "down"}[rows[di].download]
+				b.ReportMetric(rows[di].toride.mbps, "toride-"+dir+"-Mbit/s")
+				b.ReportMetric(rows[di].toride.serverCPU, "toride-"+dir+"-CPU-s/GB")
+				b.ReportMetric(rows[di].peerFig.mbps, "peer-"+dir+"-Mbit/s")
+				b.ReportMetric(rows[di].peerFig.serverCPU, "peer-"+dir+"-CPU-s/GB")
+			}
+		})
 		results.add(rows[:]...)
 	}
 	path := os.Getenv("TORIDE_BENCH_RESULTS")
@@ -122,6 +127,32 @@ func BenchmarkSideBySide(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Logf("results in %s:\n%s", path, results.markdown())
+}
+
+// benchRounds is how many times each path is measured on each server: TORIDE_BENCH_ROUNDS, 3 by default.
+func benchRounds() int {
+	if n, err := strconv.Atoi(os.Getenv("TORIDE_BENCH_ROUNDS")); err == nil && n > 0 {
+		return n
+	}
+	return 3
+}
+
+// median is each figure's median over the samples.
+func median(s []benchSample) benchSample {
+	if len(s) == 0 {
+		return benchSample{}
+	}
+	of := func(f func(benchSample) float64) float64 {
+		v := make([]float64, len(s))
+		for i := range s {
+			v[i] = f(s[i])
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	return benchSample{mbps: of(func(x benchSample) float64 { return x.mbps }),
+		serverCPU: of(func(x benchSample) float64 { return x.serverCPU }),
+		clientCPU: of(func(x benchSample) float64 { return x.clientCPU })}
 }
 
 // benchClient is one VPN client running for a measurement.
@@ -346,9 +377,10 @@ func (r *benchResults) markdown() string {
 	fmt.Fprintf(&b, "Measured %s on %s (%d cores, Linux %s).\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), cpuModel(), runtime.NumCPU(), firstLine("/proc/sys/kernel/osrelease"))
 	fmt.Fprintf(&b, "Peers and clients: %s; %s; %s; %s.\n\n", version("openvpn", "--version"), version("ocserv", "--version"),
 		version("openconnect", "--version"), version("iperf3", "--version"))
-	b.WriteString("One iperf3 TCP run of 5 s per cell, client namespace ↔ LAN host behind the server (up: client → LAN). " +
+	fmt.Fprintf(&b, "Each cell is the median of %d iperf3 TCP runs of 5 s, Toride's and the peer's alternating, client namespace ↔ LAN host behind the server (up: client → LAN). ", benchRounds())
+	b.WriteString(
 		"CPU: processor seconds per GB carried (10⁹ bytes), of the server (its process and the workers it forks) and of " +
-		"the VPN client. Ratios are Toride ÷ peer: above 1 is better for throughput, below 1 is better for CPU.\n\n")
+			"the VPN client. Ratios are Toride ÷ peer: above 1 is better for throughput, below 1 is better for CPU.\n\n")
 	b.WriteString("| path | dir | Toride Mbit/s | peer | peer Mbit/s | ratio | Toride server CPU s/GB | peer server CPU s/GB | ratio | client CPU s/GB (Toride / peer) |\n")
 	b.WriteString("|---|---|---:|---|---:|---:|---:|---:|---:|---:|\n")
 	for _, row := range r.rows {
