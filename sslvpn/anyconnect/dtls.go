@@ -150,7 +150,6 @@ func (s *Server) ServeDTLS(ctx context.Context, pc net.PacketConn) error {
 		}
 		batch.Flush()
 		s.st.dtlsBadRecords.Add(reads.Truncated)
-		reads.Truncated = 0
 	}
 }
 

@@ -418,7 +418,6 @@ func (s *Server) ServeUDP(ctx context.Context, pc net.PacketConn) error {
 		batch.Flush()
 		// Longer than anything a client sends.
 		s.stats.malformed.Add(reads.Truncated)
-		reads.Truncated = 0
 	}
 	cancel()
 	u.mu.Lock()

@@ -211,7 +211,7 @@ type Datagram struct {
 type Reads struct {
 	// Datagrams holds the last ReadBatch's datagrams, valid until the next call.
 	Datagrams []Datagram
-	// Truncated counts the datagrams longer than a buffer, which ReadBatch dropped.
+	// Truncated is how many datagrams the last ReadBatch dropped for being longer than a buffer.
 	Truncated uint64
 
 	bufs [][]byte
@@ -233,14 +233,19 @@ func NewReads(n, size int) *Reads {
 // read; a datagram longer than a buffer is dropped and counted in r.Truncated. It allocates nothing, and obeys the
 // connection's read deadline as ReadFrom does.
 func (c *Conn) ReadBatch(r *Reads) (int, error) {
-	r.Datagrams = r.Datagrams[:0]
+	r.Datagrams, r.Truncated = r.Datagrams[:0], 0
 	if c.uc == nil {
-		n, from, local, err := c.ReadFrom(r.bufs[0])
-		if err != nil {
-			return 0, err
-		}
-		r.Datagrams = append(r.Datagrams, Datagram{B: r.bufs[0][:n], From: from, Local: local})
-		return 1, nil
+		return c.readOne(r)
 	}
 	return c.readBatch(r)
+}
+
+// readOne is ReadBatch without batched reads: one datagram, with ReadFrom.
+func (c *Conn) readOne(r *Reads) (int, error) {
+	n, from, local, err := c.ReadFrom(r.bufs[0])
+	if err != nil {
+		return 0, err
+	}
+	r.Datagrams = append(r.Datagrams, Datagram{B: r.bufs[0][:n], From: from, Local: local})
+	return 1, nil
 }

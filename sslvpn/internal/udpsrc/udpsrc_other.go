@@ -12,14 +12,7 @@ type readSys struct{}
 
 func (readSys) init([][]byte) {}
 
-func (c *Conn) readBatch(r *Reads) (int, error) {
-	n, from, local, err := c.ReadFrom(r.bufs[0])
-	if err != nil {
-		return 0, err
-	}
-	r.Datagrams = append(r.Datagrams, Datagram{B: r.bufs[0][:n], From: from, Local: local})
-	return 1, nil
-}
+func (c *Conn) readBatch(r *Reads) (int, error) { return c.readOne(r) }
 
 var errUnsupported = errors.New("udpsrc: packet info is only supported on Linux")
 
